@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (set up, run the main job on its default config) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Use the project's shared data copy beside the checkout when there is one; otherwise `ftcot data fetch`
+# downloads into ~/.cache/ftcot/data.
+SHARED_DATA := $(wildcard ../shared/data)
+export FTCOT_DATA_DIR ?= $(if $(SHARED_DATA),$(abspath $(SHARED_DATA)),$(HOME)/.cache/ftcot/data)
+
+.PHONY: demo test install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(if $(SHARED_DATA),,$(BIN)/ftcot data fetch)
+	$(BIN)/ftcot data verify
+	$(BIN)/ftcot tasks
+
+test: install
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,141 @@
+"""The `ftcot` command line. User mistakes print one line on stderr and exit with code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ftcot import data as data_files
+from ftcot.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Fine-tune-CoT: distil chain-of-thought reasoning from a large teacher into a small student.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and verify the benchmark data.")
+app.add_typer(data_app, name="data")
+console = Console(width=None if sys.stdout.isatty() else 160)  # no wrapping when piped
+
+DataDir = typer.Option(None, "--data-dir", envvar="FTCOT_DATA_DIR",
+                       help="Data folder [default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data].")
+
+
+@app.command("tasks")
+def tasks_command(data_dir: Optional[Path] = DataDir) -> None:
+    """List the tasks with train/test counts and recorded teacher coverage of each split."""
+    from ftcot.tasks import TASKS, load_split
+    from ftcot.teachers.records import read_shared_jsonl
+
+    root = data_files.data_dir(data_dir)
+    table = Table("task", "name", "answer", "train", "test", "teacher on train", "teacher on test")
+    for key, spec in TASKS.items():
+        split = load_split(key, root)
+        teacher_path = root / data_files.TEACHER_DIR / f"{key}.jsonl"
+        covered = {r.sample_index for r in read_shared_jsonl(teacher_path)} if teacher_path.is_file() else set()
+        train_file_missing = any(not (root / s.path).is_file() for s in spec.sources if s.offset == 0)
+        train = f"{len(split['train'])}" + (" (raw file missing)" if train_file_missing else "")
+        table.add_row(key, spec.name, spec.answer_format.name, train, str(len(split["test"])),
+                      str(len(covered & set(split["train"]))), str(len(covered & set(split["test"]))))
+    console.print(table)
+
+
+@app.command("show")
+def show_command(task: str, index: int = typer.Argument(..., help="sample_index"),
+                 data_dir: Optional[Path] = DataDir) -> None:
+    """Print one sample as the teacher and the student would see it."""
+    from ftcot.tasks import get_task, load_samples, load_split
+    from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+    from ftcot.tasks.prompts import ft_cot_pair, zero_shot_cot_step1
+    from ftcot.teachers.records import read_shared_jsonl
+
+    root = data_files.data_dir(data_dir)
+    spec = get_task(task)
+    sample = load_samples(task, root, [index])[index]
+    split = load_split(task, root)
+    side = "train" if index in set(split["train"]) else "test" if index in set(split["test"]) else "none"
+    out = console.print
+    out(f"[bold]{spec.name}[/] sample {index} (default split: {side})")
+    out(f"[bold]question[/]: {sample.question}", markup=True, highlight=False)
+    out(f"[bold]answer[/]: {sample.answer}")
+    out("\n[bold]teacher prompt (zero-shot-CoT step 1)[/]")
+    out(zero_shot_cot_step1(sample.question), markup=False, highlight=False)
+    teacher_path = root / data_files.TEACHER_DIR / f"{task}.jsonl"
+    recorded = [r for r in read_shared_jsonl(teacher_path) if r.sample_index == index] if teacher_path.is_file() else []
+    rationale = "{rationale}"
+    if recorded:
+        r = recorded[0]
+        rationale = r.reasoning_completion
+        parsed = parse_prediction(spec.answer_format, r.answer_completion, PREDICTION_PREFIXES["zero_shot_cot"])
+        verdict = "correct" if spec.answer_format.matches(parsed, r.answer) else "wrong"
+        out(f"\n[bold]recorded {r.model} step 2[/] (teacher's own question format)")
+        out(r.answer_prompt + r.answer_completion, markup=False, highlight=False)
+        out(f"parsed: {parsed!r}, gold {r.answer!r}: {verdict}")
+    prompt, target = ft_cot_pair(sample.question, rationale, sample.answer)
+    out("\n[bold]student input (Fine-tune-CoT, decoder)[/]")
+    out(prompt, markup=False, highlight=False)
+    out("[bold]student target[/]")
+    out(target, markup=False, highlight=False)
+
+
+@data_app.command("fetch")
+def fetch_command(
+    to: Optional[Path] = typer.Option(None, "--to", envvar="FTCOT_DATA_DIR",
+                                      help="Data folder [default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data]."),
+    source: Optional[str] = typer.Option(None, "--source", help="A local folder or mirror base URL [default: upstream]."),
+) -> None:
+    """Download every data file not already present and verified (sha256), atomically."""
+    root = data_files.data_dir(to)
+    root.mkdir(parents=True, exist_ok=True)
+    outcomes = data_files.fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
+                                                                                          markup=False))
+    done = sum(o in ("fetched", "verified") for o in outcomes.values())
+    console.print(f"{done}/{len(outcomes)} files present and verified in {root}")
+
+
+@data_app.command("verify")
+def verify_command(data_dir: Optional[Path] = DataDir) -> None:
+    """Check the sha256 of every data file present; list missing ones."""
+    root = data_files.data_dir(data_dir)
+    bad = []
+    for file in data_files.DATA_FILES:
+        if not (root / file.path).is_file():
+            console.print(f"  missing  {file.path}", markup=False)
+        elif not data_files.is_verified(file, root):
+            bad.append(file.path)
+            console.print(f"      BAD  {file.path}", markup=False)
+    if bad:
+        raise UserError(f"{len(bad)} data file(s) in {root} fail their checksum, e.g. {bad[0]}")
+    console.print(f"all present data files in {root} match their checksums")
+
+
+@app.command("config")
+def config_command(path: Path) -> None:
+    """Validate a YAML run config and print it with defaults filled in."""
+    import yaml
+
+    from ftcot.config import load_config
+
+    console.print(yaml.safe_dump(load_config(path).model_dump(), sort_keys=False), markup=False)
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Where every data file comes from, where it lives locally, and `ftcot data fetch`.
+
+The data folder mirrors the layout of the project's shared copy:
+  raw/<dataset>/<file>                     original benchmark files, byte-identical to upstream
+  splits/<task>__<name>.json               the paper's train/test splits
+  few_shot_cot_prompts.json                the paper's few-shot-CoT prompts
+  teacher/text-davinci-002__zs_cot/*.jsonl recorded teacher outputs (derived from Kojima et al.'s logs)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from ftcot.errors import UserError
+
+# Upstream repositories at the commits the paper's data came from (see README "Data").
+KOJIMA = "https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/5ef330fc"
+REASONING_TEACHER = "https://raw.githubusercontent.com/itsnamgyu/reasoning-teacher/a2ca4d28"
+GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5"
+AQUA = "https://raw.githubusercontent.com/google-deepmind/AQuA/26b64ed1"
+
+TEACHER_DIR = "teacher/text-davinci-002__zs_cot"
+# Kojima et al.'s log file name for each task; our teacher JSONL files are parsed from these logs.
+KOJIMA_LOG_NAMES = {
+    "single_eq": "singleeq", "addsub": "addsub", "multiarith": "multiarith", "gsm8k": "gsm8k",
+    "aqua": "aqua", "svamp": "svamp", "date_understanding": "date_understanding",
+    "tracking_shuffled_objects": "shuffled_objects", "last_letter_concatenation": "last_letters",
+    "coin_flip": "coin_flip", "commonsense_qa": "commonsensqa", "strategy_qa": "strategyqa",
+}
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str  # relative to the data folder
+    sha256: str | None  # None: not known here (the file was never available to us)
+    url: str | None  # public upstream URL; None for derived files that only a mirror serves
+    origin: str = ""  # what a derived file was made from
+
+
+def _raw(path: str, sha256: str, url: str | None = None) -> DataFile:
+    return DataFile(f"raw/{path}", sha256, url or f"{KOJIMA}/dataset/{path}")
+
+
+def _split(name: str, sha256: str) -> DataFile:
+    return DataFile(f"splits/{name}.json", sha256, f"{REASONING_TEACHER}/data/split/{name}.json")
+
+
+def _teacher(task: str, sha256: str) -> DataFile:
+    log = f"{KOJIMA}/log/{KOJIMA_LOG_NAMES[task]}_zero_shot_cot.log"
+    return DataFile(f"{TEACHER_DIR}/{task}.jsonl", sha256, None, origin=f"parsed from {log}")
+
+
+DATA_FILES: tuple[DataFile, ...] = (
+    DataFile("few_shot_cot_prompts.json", "72bb973daf1ab1217ec5bc1cc95a8be8ab78d05ff42356a3176341d848956d19",
+             f"{REASONING_TEACHER}/data/few_shot_cot_prompts.json"),
+    _raw("AQuA/test.json", "de41581881ef95c5588c44ddc701c77fd480839241dd422a0d181262af24520c"),
+    # AQuA train (97,467 records) was never part of our copy, so its checksum is unknown: fetch trusts it.
+    DataFile("raw/AQuA/train.json", None, f"{AQUA}/train.json"),
+    _raw("AddSub/AddSub.json", "21930fa90385c72b5a15f4b9a4dda27276b889ae9ff44285505cdd9fa0a20df8"),
+    _raw("Bigbench_Date/task.json", "ff716f0e399109146db3a998281c39954907b78268a9b633a95582d63847822f"),
+    _raw("Bigbench_object_tracking/task.json", "74b74d3c8827c0387a3f24ee9efa7edd90b2d53af3daacb9961341af66f750a0"),
+    _raw("CommonsenseQA/dev_rand_split.jsonl", "3210497fdaae614ac085d9eb873dd7f4d49b6f965a93adadc803e1229fd8a02a"),
+    _raw("CommonsenseQA/train_rand_split.jsonl", "58ffa3c8472410e24b8c43f423d89c8a003d8284698a6ed7874355dedd09a2fb"),
+    _raw("MultiArith/MultiArith.json", "dc9db1b6cc68b1ecc2dec830d15aaf8c9a0932aa31d5ffce88ef3628179d36f4"),
+    _raw("SVAMP/SVAMP.json", "5be77703a6d891ae476d7c082787ad361392aa02453b132516cdd5f4e7934e3e"),
+    _raw("SingleEq/questions.json", "051507bd2b489c257057b485774a83d2710c23a4bc0f4a58e1822ae2773ef05e"),
+    _raw("StrategyQA/task.json", "60af9081fed20102fd8bb1e02dc7d9f12238efcba33e4c1a56b4d61cb6409803"),
+    _raw("coin_flip/coin_flip.json", "68cf201737a1463ef6bed5419622805a8934d92bff6a28a9dfbf83be3135ba5a"),
+    _raw("grade-school-math/test.jsonl", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
+    _raw("grade-school-math/train.jsonl", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+         f"{GSM8K}/grade_school_math/data/train.jsonl"),
+    _raw("last_letters/last_letters.json", "60e8d092d0a6423d3256e87e0c249b69aefea4cd27985082095fa4e93931fb02"),
+    _split("addsub__default", "1a6f70a39554084978a44439db0b661b039ce4dd2c09572d2ff9f44f5ef668d0"),
+    _split("aqua__default", "8f6a271a99d34bc1fdf062672088eb17f7f782d86c60d9a709f06b6b8144ff6d"),
+    _split("coin_flip__default", "a5f7ffe4a1a1e0181cbd9d00259d34f980c0073efe8a3ed25f69433cfb74a3a4"),
+    _split("commonsense_qa__default", "4cec2867bc6bc201eaa5fc96844870d85356f32b4fa652c75b8b5e42b9fedc76"),
+    _split("date_understanding__default", "5fbfdd1f0db941dce6accd7f43316eda2a2254f3a80f9a3a045f5a19bfb04578"),
+    _split("date_understanding__template", "9b4508734ffc2ae908615e3f9f6ca3c9e27f44e4b5e714d220bd7152ddd39d89"),
+    _split("gsm8k__default", "cf0f484fcaa270ff33f4ce00bff3f7e1f7f30b3e3bc76d0abcb74c22a6e9a6e0"),
+    _split("last_letter_concatenation__default", "a5f7ffe4a1a1e0181cbd9d00259d34f980c0073efe8a3ed25f69433cfb74a3a4"),
+    _split("multiarith__default", "f2f47aeb18026cb3d1909b38b8828693aeaf624af3282d8021dbee32008a1409"),
+    _split("multiarith__template", "188abcfb1358424791e2d9c8d622ad10356283405fab11e1a58fa374cd9a48f4"),
+    _split("single_eq__default", "d46feb082615045ea0909c5ed062ef85f29ba95223cbca39e0bfbb1ad1b5e1b7"),
+    _split("strategy_qa__default", "0857d069a693a83c20466971b7e522b3c90c3258146c9b9461df98e4d2468de1"),
+    _split("svamp__default", "fae6cc3a5c50952da78b66991182be507c8585e6a59954e03bd997488608ab1f"),
+    _split("tracking_shuffled_objects__default", "6f2a4637d6e0692297e5eaa66bf53518445e1fbae1d94f28daae0040b7a1156a"),
+    _teacher("addsub", "e5c2c9bd85c10220987cef216fa6d0bf89cb7884033c02c922de8e8501bc5ccc"),
+    _teacher("aqua", "199572e5c55d09bd9199e2a9a32da88b08ef5b501e35dd112e231ba8e86eca76"),
+    _teacher("coin_flip", "97e0f68d36cd06a5a60773c9dfb5ded071fd160053966ff195e40f986d367c92"),
+    _teacher("commonsense_qa", "0dc86993f160a4d0342380d72296d30f9f6a90798ffc00fa6163820107321970"),
+    _teacher("date_understanding", "efb22b9fcf09681a281a66160d0dd717769950792a6d5c46a33af0be88ff9526"),
+    _teacher("gsm8k", "bc3325cba5ce3f021c978c036e630e93899fa265b8712d98d6b2c5790b0f8223"),
+    _teacher("last_letter_concatenation", "19cf087a055cd527894e9272b3dbb2b93ce92e621c3abce026edc16d4ff3b5e0"),
+    _teacher("multiarith", "f4c0e7bb8e72a6ee48b40da3c412150a03d17390cd2b10135ad6fce332d14c84"),
+    _teacher("single_eq", "4bf35839b518d42ff822f24ce60b1514d51eb84d47e25b8ae1e917ffaa5436e1"),
+    _teacher("strategy_qa", "218e8f37bfd3d9dc47eda67848aea5adfa644424f721d8f3598839018a51e49e"),
+    _teacher("svamp", "baadaf7610a7fb2b97c7ecb2b21776578203dafa0282d7251eafd4ad9d31b843"),
+    _teacher("tracking_shuffled_objects", "956f0b8e6a15c0bae5a57575fb796f41230e33f5a08f708b1b35aab1bc2802e7"),
+)
+DATA_FILES_BY_PATH = {f.path: f for f in DATA_FILES}
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """The data folder: an explicit flag, else $FTCOT_DATA_DIR, else ~/.cache/ftcot/data."""
+    if override:
+        return Path(override).expanduser()
+    if env := os.environ.get("FTCOT_DATA_DIR"):
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "ftcot" / "data"
+
+
+def data_path(relpath: str, root: Path) -> Path:
+    """The local path of a data file, or a one-line error naming it and where to get it."""
+    path = root / relpath
+    if path.is_file():
+        return path
+    known = DATA_FILES_BY_PATH.get(relpath)
+    if known is not None and known.url:
+        where = f"run `ftcot data fetch` or download {known.url}"
+    elif known is not None:
+        where = f"run `ftcot data fetch --source MIRROR` ({known.origin})"
+    else:
+        where = "no known source"
+    raise UserError(f"missing data file {path}: {where}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_verified(file: DataFile, root: Path) -> bool:
+    path = root / file.path
+    return path.is_file() and (file.sha256 is None or sha256_of(path) == file.sha256)
+
+
+class _TransientFetchError(Exception):
+    pass
+
+
+@retry(retry=retry_if_exception_type(_TransientFetchError), stop=stop_after_attempt(3),
+       wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
+def _download(url: str, dest, client: httpx.Client) -> None:
+    dest.seek(0)
+    dest.truncate()
+    try:
+        with client.stream("GET", url) as response:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise _TransientFetchError(f"HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise UserError(f"cannot fetch {url}: HTTP {response.status_code}")
+            for chunk in response.iter_bytes():
+                dest.write(chunk)
+    except httpx.TransportError as exc:  # dropped connection, incomplete body, timeout
+        raise _TransientFetchError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _source_of(file: DataFile, source: str | None) -> str | None:
+    """A local path or URL for the file: under the given mirror (folder or base URL), else upstream."""
+    if source is None:
+        return file.url
+    if source.startswith(("http://", "https://")):
+        return f"{source.rstrip('/')}/{file.path}"
+    return str(Path(source).expanduser() / file.path)
+
+
+def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Client) -> str:
+    """Fetch one file into root, verified and atomically renamed into place. Returns what was done."""
+    if is_verified(file, root):
+        return "verified"
+    origin = _source_of(file, source)
+    if origin is None:
+        return f"skipped: no public source ({file.origin}); pass --source"
+    target = root / file.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w+b") as tmp:
+            if origin.startswith(("http://", "https://")):
+                try:
+                    _download(origin, tmp, client)
+                except _TransientFetchError as exc:
+                    raise UserError(f"cannot fetch {origin}: {exc} (after 3 attempts)") from None
+            else:
+                if not Path(origin).is_file():
+                    return f"missing at source: {origin}"
+                with open(origin, "rb") as src:
+                    shutil.copyfileobj(src, tmp)
+        got = sha256_of(Path(tmp_name))
+        if file.sha256 is not None and got != file.sha256:
+            raise UserError(f"checksum mismatch for {file.path} from {origin}: expected {file.sha256}, got {got}")
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return "fetched"
+
+
+def fetch(root: Path, source: str | None = None, files: tuple[DataFile, ...] = DATA_FILES,
+          timeout: float = 60.0, progress=None) -> dict[str, str]:
+    """Fetch every data file that is not already present and verified. Returns {path: outcome}."""
+    outcomes = {}
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        for file in files:
+            outcomes[file.path] = fetch_file(file, root, source, client)
+            if progress is not None:
+                progress(file.path, outcomes[file.path])
+    return outcomes

@@ -1,0 +1,89 @@
+"""Answer extraction and comparison, following the paper's evaluator rule for rule.
+
+A prediction is parsed from generated text in two steps: find the format's prefix (`-->` for Fine-tune-CoT,
+`Therefore, the answer is`, `The answer is`); if it is there, take the *first* answer candidate after it,
+otherwise the *last* candidate anywhere in the text. With no prefix (zero-shot, vanilla fine-tuning,
+zero-shot-CoT step 2) the first candidate is taken.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+# The prefix that precedes the answer in each output format.
+PREDICTION_PREFIXES: dict[str, str | None] = {
+    "zero_shot": None,
+    "zero_shot_cot": None,  # step 2's completion: the answer follows the trigger directly
+    "vanilla": None,
+    "few_shot_cot": "The answer is",
+    "ft_cot_natural": "Therefore, the answer is",
+    "ft_cot": "-->",
+}
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_YES_NO_SEPARATORS = re.compile(r"\"|'|\n|\.|\s|:|,")
+_LAST_LETTER_NOISE = re.compile(r"\"|'|\n|\.|\s")
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    """How answer candidates are found in text and how a prediction is compared with the gold answer."""
+
+    name: str
+    candidates: Callable[[str], list[str]]
+    normalize: Callable[[str], object] = str  # applied to prediction and gold before comparing
+    tolerance: float | None = None  # numeric comparison within this absolute tolerance
+
+    def matches(self, prediction: str | None, gold: str) -> bool:
+        if prediction is None:
+            return False
+        got, expected = self.normalize(prediction), self.normalize(gold)
+        if self.tolerance is not None:
+            return abs(got - expected) <= self.tolerance
+        return got == expected
+
+
+def _numbers(text: str) -> list[str]:
+    return _NUMBER.findall(text.replace(",", ""))
+
+
+def _letters(allowed: str) -> Callable[[str], list[str]]:
+    return re.compile(f"[{allowed}]").findall
+
+
+def _yes_no(text: str) -> list[str]:
+    return [w for w in _YES_NO_SEPARATORS.sub(" ", text.lower()).split(" ") if w in ("yes", "no")]
+
+
+def _concatenated_letters(text: str) -> list[str]:
+    return [_LAST_LETTER_NOISE.sub("", text)]
+
+
+def _strip_commas(answer: str) -> str:
+    return answer.replace(",", "")
+
+
+INTEGER = AnswerFormat("integer", _numbers, _strip_commas)  # compared as strings, like the paper
+FLOAT = AnswerFormat("float", _numbers, lambda answer: float(_strip_commas(answer)), tolerance=1e-6)
+LETTER_A_TO_C = AnswerFormat("letter A-C", _letters("ABC"))
+LETTER_A_TO_E = AnswerFormat("letter A-E", _letters("ABCDE"))
+LETTER_A_TO_F = AnswerFormat("letter A-F", _letters("ABCDEF"))
+YES_NO = AnswerFormat("yes/no", _yes_no, str.lower)
+LETTERS = AnswerFormat("letter string", _concatenated_letters)
+
+
+def parse_prediction(fmt: AnswerFormat, text: str, prefix: str | None = None) -> str | None:
+    """The predicted answer in `text`, or None when it holds no candidate."""
+    first = True
+    if prefix is not None:
+        at = text.find(prefix)
+        if at == -1:
+            first = False
+        else:
+            text = text[at + len(prefix):]
+    found = fmt.candidates(text)
+    if not found:
+        return None
+    return found[0] if first else found[-1]

@@ -1,0 +1,63 @@
+"""Prompt and fine-tuning formats as pure functions (the paper's formats, decoder and encoder-decoder).
+
+Fine-tuning pairs are (prompt, completion); the student's tokenizer adds EOS after the completion and the
+loss covers the completion only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from ftcot.errors import UserError
+
+ModelKind = Literal["decoder", "encoder_decoder"]
+
+COT_TRIGGER = "Let's think step by step."
+FT_QUESTION_END = " ###"  # decoder prompts end here; the completion starts with a space
+FT_ANSWER_SEPARATOR = " --> "
+
+
+def zero_shot(question: str, kind: ModelKind = "decoder") -> str:
+    if kind == "encoder_decoder":
+        return f"question: {question.strip()}"
+    return f"Q: {question.strip()}\n\nA:"
+
+
+def zero_shot_cot_step1(question: str) -> str:
+    return f"Q: {question}\nA: {COT_TRIGGER}"
+
+
+def zero_shot_cot_step2(step1_prompt: str, rationale: str, trigger: str) -> str:
+    """Step 2 appends the rationale and the answer trigger (Kojima et al.: rationale + ' \\n' + trigger)."""
+    return f"{step1_prompt}{rationale} \n{trigger}"
+
+
+def load_few_shot_prompts(root: Path) -> dict:
+    from ftcot.data import data_path
+    from ftcot.tasks.registry import read_json
+
+    return read_json(data_path("few_shot_cot_prompts.json", root))
+
+
+def few_shot_cot(question: str, task: str, prompts: dict) -> str:
+    """The paper's few-shot-CoT prompt. tracking_shuffled_objects has none in the paper's prompt file."""
+    if task not in prompts:
+        raise UserError(f"no few-shot-CoT prompt for task {task} (the paper's prompt file has none)")
+    return f"{prompts[task]['prompt']}\nQ: {question.strip()}\nA:"
+
+
+def vanilla_pair(question: str, answer: str, kind: ModelKind = "decoder") -> tuple[str, str]:
+    """Vanilla fine-tuning: question → answer only."""
+    if kind == "encoder_decoder":
+        return question.strip(), answer.strip()
+    return question.strip() + FT_QUESTION_END, " " + answer.strip()
+
+
+def ft_cot_pair(question: str, rationale: str, answer: str, kind: ModelKind = "decoder") -> tuple[str, str]:
+    """Fine-tune-CoT: question → rationale --> answer."""
+    target = rationale.strip() + FT_ANSWER_SEPARATOR + answer.strip()
+    if kind == "encoder_decoder":
+        return question.strip(), target
+    return question.strip() + FT_QUESTION_END, " " + target

@@ -1,0 +1,226 @@
+"""The twelve Fine-tune-CoT tasks as small declarative specs, loaded from the original raw files.
+
+`sample_index` follows the paper's data preparation: records are numbered from 0 in file order, files
+concatenated in the order given (GSM8K train then test, CommonsenseQA train then dev, AQuA train then test).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ftcot.errors import UserError
+from ftcot.tasks import answers
+from ftcot.tasks.answers import AnswerFormat
+
+
+@dataclass(frozen=True)
+class Sample:
+    task: str
+    sample_index: int
+    question: str
+    answer: str
+    rationale: str | None = None  # a human-written rationale, where the dataset has one
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str  # relative to the data folder
+    offset: int  # sample_index of its first record
+    reader: str = "json"  # json: a JSON list; examples: a JSON object's "examples" list; jsonl: one object a line
+
+
+# A converter turns a source file's records into (question, answer, rationale) triples, in order.
+Converter = Callable[[list[dict]], list[tuple[str, str, str | None]]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    key: str
+    name: str
+    sources: tuple[Source, ...]
+    convert: Converter
+    answer_format: AnswerFormat
+    # Zero-shot-CoT step-2 trigger, as used by the recorded text-davinci-002 teacher (Kojima et al.).
+    answer_trigger: str
+    splits: tuple[str, ...] = ("default",)
+    labels: dict = field(default_factory=dict)
+
+
+def _each(fn: Callable[[dict], tuple[str, str, str | None]]) -> Converter:
+    return lambda records: [fn(r) for r in records]
+
+
+def verbalize(question: str, choices: Iterable[str]) -> str:
+    """The paper's multiple-choice format: `q Answer choices: (A) x, (B) y.`"""
+    options = ", ".join(f"({chr(65 + i)}) {choice.strip()}" for i, choice in enumerate(choices))
+    return f"{question} Answer choices: {options}."
+
+
+def _correct_choice(target_scores: dict) -> int:
+    return next(i for i, score in enumerate(target_scores.values()) if score == 1)
+
+
+def _tracking(record: dict) -> tuple[str, str, None]:
+    choices = [c.removesuffix(".") for c in record["target_scores"]]
+    question = verbalize(record["input"].strip() + "\nWhich choice is true?", choices)
+    return question, chr(65 + _correct_choice(record["target_scores"])), None
+
+
+def _date(records: list[dict]) -> list[tuple[str, str, None]]:
+    # One generator over the whole file: choice j of each example moves to slot perm[j].
+    rng = np.random.RandomState(0)
+    out = []
+    for record in records:
+        choices = [c.removesuffix(".") for c in record["target_scores"]]
+        perm = rng.permutation(range(len(choices)))
+        slots = [""] * len(choices)
+        for j, slot in enumerate(perm):
+            slots[slot] = choices[j]
+        question = verbalize(record["input"].strip() + "\nWhich choice is true?", slots)
+        out.append((question, chr(65 + int(perm[_correct_choice(record["target_scores"])])), None))
+    return out
+
+
+def _gsm8k(record: dict) -> tuple[str, str, str]:
+    rationale, answer = record["answer"].split("#### ")
+    return record["question"], answer, rationale.strip()
+
+
+def _aqua(record: dict) -> tuple[str, str, str]:
+    question = verbalize(record["question"].strip(), [o[2:] for o in record["options"]])
+    return question, record["correct"], record["rationale"].strip()
+
+
+def _strategy_qa(record: dict) -> tuple[str, str, str]:
+    answer = next(k for k, v in record["target_scores"].items() if v == 1)
+    return record["input"].strip(), answer, record["target"].removeprefix(f"{answer}. ")
+
+
+_NUMERIC_TRIGGER = "Therefore, the answer (arabic numerals) is"
+_YES_NO_TRIGGER = "Therefore, the answer (Yes or No) is"
+
+
+def _choice_trigger(last: str) -> str:
+    return f"Therefore, among A through {last}, the answer is"
+
+
+TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
+    TaskSpec("single_eq", "SingleEq", (Source("raw/SingleEq/questions.json", 0),),
+             _each(lambda r: (r["sQuestion"], str(r["lSolutions"][0]), None)), answers.FLOAT, _NUMERIC_TRIGGER),
+    TaskSpec("addsub", "AddSub", (Source("raw/AddSub/AddSub.json", 0),),
+             _each(lambda r: (r["sQuestion"].strip(), str(r["lSolutions"][0]), None)), answers.FLOAT, _NUMERIC_TRIGGER),
+    TaskSpec("multiarith", "MultiArith", (Source("raw/MultiArith/MultiArith.json", 0),),
+             _each(lambda r: (r["sQuestion"].strip(), str(int(r["lSolutions"][0])), None)), answers.INTEGER,
+             _NUMERIC_TRIGGER, splits=("default", "template")),
+    TaskSpec("gsm8k", "GSM8K", (Source("raw/grade-school-math/train.jsonl", 0, "jsonl"),
+                                Source("raw/grade-school-math/test.jsonl", 7473, "jsonl")),
+             _each(_gsm8k), answers.INTEGER, _NUMERIC_TRIGGER),
+    TaskSpec("aqua", "AQUA", (Source("raw/AQuA/train.json", 0, "jsonl"), Source("raw/AQuA/test.json", 97467, "jsonl")),
+             _each(_aqua), answers.LETTER_A_TO_E, _choice_trigger("E")),
+    TaskSpec("svamp", "SVAMP", (Source("raw/SVAMP/SVAMP.json", 0),),
+             _each(lambda r: (r["Body"].strip() + " " + r["Question"].strip(), str(r["Answer"]), None)),
+             answers.FLOAT, _NUMERIC_TRIGGER),
+    TaskSpec("date_understanding", "Date Understanding", (Source("raw/Bigbench_Date/task.json", 0, "examples"),),
+             _date, answers.LETTER_A_TO_F, _choice_trigger("F"), splits=("default", "template")),
+    TaskSpec("tracking_shuffled_objects", "Tracking Shuffled Objects",
+             (Source("raw/Bigbench_object_tracking/task.json", 0, "examples"),),
+             _each(_tracking), answers.LETTER_A_TO_C, _choice_trigger("C")),
+    TaskSpec("last_letter_concatenation", "Last Letter Concatenation",
+             (Source("raw/last_letters/last_letters.json", 0, "examples"),),
+             _each(lambda r: (r["question"], r["answer"], None)), answers.LETTERS, "Therefore, the answer is"),
+    TaskSpec("coin_flip", "Coin Flip", (Source("raw/coin_flip/coin_flip.json", 0, "examples"),),
+             _each(lambda r: (r["question"], r["answer"], None)), answers.YES_NO, _YES_NO_TRIGGER),
+    TaskSpec("commonsense_qa", "CommonsenseQA",
+             (Source("raw/CommonsenseQA/train_rand_split.jsonl", 0, "jsonl"),
+              Source("raw/CommonsenseQA/dev_rand_split.jsonl", 9741, "jsonl")),
+             _each(lambda r: (verbalize(r["question"]["stem"].strip(), [c["text"] for c in r["question"]["choices"]]),
+                              r["answerKey"], None)),
+             answers.LETTER_A_TO_E, _choice_trigger("E")),
+    TaskSpec("strategy_qa", "StrategyQA", (Source("raw/StrategyQA/task.json", 0, "examples"),),
+             _each(_strategy_qa), answers.YES_NO, _YES_NO_TRIGGER),
+)}
+
+
+def get_task(key: str) -> TaskSpec:
+    try:
+        return TASKS[key]
+    except KeyError:
+        raise UserError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+def read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+    return records
+
+
+def _read_source(source: Source, root: Path) -> list[dict]:
+    from ftcot.data import data_path
+
+    path = data_path(source.path, root)
+    if source.reader == "jsonl":
+        return read_jsonl(path)
+    data = read_json(path)
+    return data["examples"] if source.reader == "examples" else data
+
+
+def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> dict[int, Sample]:
+    """Samples by sample_index. With `indices`, only the source files those indices fall in are read."""
+    spec = get_task(key)
+    wanted = None if indices is None else sorted(set(indices))
+    samples: dict[int, Sample] = {}
+    bounds = [s.offset for s in spec.sources[1:]] + [None]
+    for source, end in zip(spec.sources, bounds):
+        if wanted is not None and not any(source.offset <= i and (end is None or i < end) for i in wanted):
+            continue
+        records = _read_source(source, root)
+        for k, (question, answer, rationale) in enumerate(spec.convert(records)):
+            index = source.offset + k
+            samples[index] = Sample(key, index, question, answer, rationale)
+    if wanted is not None:
+        missing = [i for i in wanted if i not in samples]
+        if missing:
+            raise UserError(f"sample index {missing[0]} out of range for task {key} "
+                            f"({len(missing)} of {len(wanted)} requested indices do not exist)")
+    return samples
+
+
+def load_split(key: str, root: Path, name: str = "default") -> dict[str, list[int]]:
+    """The paper's split: {"train": [sample_index...], "test": [...]}."""
+    from ftcot.data import data_path
+
+    spec = get_task(key)
+    if name not in spec.splits:
+        raise UserError(f"task {key} has no split {name!r}; it has: {', '.join(spec.splits)}")
+    path = data_path(f"splits/{key}__{name}.json", root)
+    split = read_json(path)
+    if not isinstance(split, dict) or not all(isinstance(split.get(s), list) for s in ("train", "test")):
+        raise UserError(f"{path}: a split file must be {{\"train\": [...], \"test\": [...]}}")
+    return {"train": split["train"], "test": split["test"]}
+
+
+def split_samples(key: str, part: str, root: Path, split: str = "default") -> list[Sample]:
+    """The samples of one side ("train" or "test") of a split, in split order."""
+    indices = load_split(key, root, split)[part]
+    samples = load_samples(key, root, indices)
+    return [samples[i] for i in indices]

@@ -1,0 +1,1 @@
+"""Teachers: the completion record type and the backends that produce completions."""

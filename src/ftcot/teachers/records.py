@@ -1,0 +1,148 @@
+"""The teacher-completion record, and conversion from/to the recorded formats we read.
+
+Formats:
+- our shared JSONL records (`teacher/text-davinci-002__zs_cot/<task>.jsonl`, parsed from Kojima et al.'s logs);
+- the paper's released CompletionDataset JSON:
+  {"metadata": {...}, "data": {"<sample_index>": [{"sample_index", "completion_index", "question", "answer",
+   "prompt", "completion", "finish_reason", "reasoning_prompt", "reasoning_completion", ...}]}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from ftcot.errors import UserError
+from ftcot.tasks.prompts import zero_shot_cot_step2
+
+
+class TeacherCompletion(BaseModel):
+    """One zero-shot-CoT teacher sample: step 1 (rationale) and step 2 (answer) for one question and k."""
+
+    task: str
+    sample_index: int
+    completion_index: int = 0
+    question: str  # as the teacher saw it
+    answer: str  # the gold answer, in the same frame as the question (e.g. its choice letters)
+    reasoning_prompt: str
+    reasoning_completion: str
+    reasoning_finish_reason: str | None = None
+    answer_prompt: str  # the whole step-2 prompt
+    answer_completion: str
+    answer_finish_reason: str | None = None
+    model: str
+    params: dict = {}
+    usage: dict = {}
+    latency_s: float | None = None
+
+
+RECORDED_MODEL = "text-davinci-002"
+# Kojima et al.'s settings for every logged run (greedy, 128 rationale tokens, 32 answer tokens).
+RECORDED_PARAMS = {"temperature": 0.0, "max_tokens_reasoning": 128, "max_tokens_answer": 32}
+
+
+def _parse_lines(path: Path) -> Iterable[tuple[int, dict]]:
+    try:
+        f = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"missing file {path}") from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+
+
+def _field_error(where: str, exc: ValidationError) -> UserError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "record"
+    return UserError(f"{where}: malformed record: {loc}: {first['msg']}")
+
+
+def read_shared_jsonl(path: Path) -> list[TeacherCompletion]:
+    """Records in the shared text-davinci-002 JSONL format (one zero-shot-CoT completion a line)."""
+    out = []
+    for lineno, raw in _parse_lines(path):
+        try:
+            step2 = zero_shot_cot_step2(raw["reasoning_prompt"], raw["reasoning_completion"], raw["answer_prompt"])
+            out.append(TeacherCompletion(
+                task=raw["task"], sample_index=raw["sample_index"], question=raw["question"], answer=raw["gold"],
+                reasoning_prompt=raw["reasoning_prompt"], reasoning_completion=raw["reasoning_completion"],
+                answer_prompt=step2, answer_completion=raw["answer_completion"],
+                model=RECORDED_MODEL, params=RECORDED_PARAMS))
+        except KeyError as exc:
+            raise UserError(f"{path}:{lineno}: malformed record: missing field {exc.args[0]!r}") from None
+        except (ValidationError, TypeError) as exc:
+            if isinstance(exc, ValidationError):
+                raise _field_error(f"{path}:{lineno}", exc) from None
+            raise UserError(f"{path}:{lineno}: malformed record: {exc}") from None
+    return out
+
+
+def recorded_teacher_path(task: str, root: Path) -> Path:
+    from ftcot.data import TEACHER_DIR, data_path
+
+    return data_path(f"{TEACHER_DIR}/{task}.jsonl", root)
+
+
+def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
+    """Records from the paper's released CompletionDataset JSON."""
+    from ftcot.tasks.registry import read_json
+
+    if not path.is_file():
+        raise UserError(f"missing file {path}")
+    raw = read_json(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        raise UserError(f"{path}: not a CompletionDataset (expected {{\"metadata\": ..., \"data\": {{...}}}})")
+    meta = raw.get("metadata") or {}
+    out = []
+    for key, completions in raw["data"].items():
+        for i, c in enumerate(completions):
+            where = f"{path}: data[{key}][{i}]"
+            if not isinstance(c, dict):
+                raise UserError(f"{where}: malformed record: not an object")
+            try:
+                out.append(TeacherCompletion(
+                    task=c.get("task", meta.get("dataset_key")), sample_index=c.get("sample_index", key),
+                    completion_index=c.get("completion_index", i), question=c.get("question"),
+                    answer=c.get("answer"), reasoning_prompt=c.get("reasoning_prompt"),
+                    reasoning_completion=c.get("reasoning_completion"),
+                    reasoning_finish_reason=c.get("reasoning_finish_reason"), answer_prompt=c.get("prompt"),
+                    answer_completion=c.get("completion"), answer_finish_reason=c.get("finish_reason"),
+                    model=c.get("model", meta.get("base_model")), params=c.get("params", {}),
+                    usage=c.get("usage", {}), latency_s=c.get("latency_s")))
+            except ValidationError as exc:
+                raise _field_error(where, exc) from None
+    return out
+
+
+def write_completion_dataset(records: list[TeacherCompletion], path: Path) -> None:
+    """Write records in the paper's CompletionDataset format (one task and model per file), atomically."""
+    tasks = {r.task for r in records}
+    models = {r.model for r in records}
+    if len(tasks) > 1 or len(models) > 1:
+        raise UserError(f"a CompletionDataset holds one task and model; got tasks {sorted(tasks)}, models {sorted(models)}")
+    data: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index)):
+        data.setdefault(str(r.sample_index), []).append({
+            "sample_index": r.sample_index, "completion_index": r.completion_index, "question": r.question,
+            "answer": r.answer, "prompt": r.answer_prompt, "completion": r.answer_completion,
+            "finish_reason": r.answer_finish_reason, "reasoning_prompt": r.reasoning_prompt,
+            "reasoning_completion": r.reasoning_completion, "reasoning_finish_reason": r.reasoning_finish_reason,
+            "task": r.task, "model": r.model, "params": r.params, "usage": r.usage, "latency_s": r.latency_s,
+        })
+    metadata = {"base_model": next(iter(models), None), "dataset_key": next(iter(tasks), None),
+                "completion_key": "zs_cot", "finetune_key": None, "train_key": None, "epoch": None,
+                "prediction_template": "zs_cot"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"metadata": metadata, "data": data}, f, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)

@@ -1,0 +1,107 @@
+import functools
+import http.server
+import shutil
+import threading
+
+import pytest
+
+from ftcot import data
+from ftcot.errors import UserError
+
+SMALL = tuple(data.DATA_FILES_BY_PATH[p] for p in (
+    "raw/coin_flip/coin_flip.json", "splits/coin_flip__default.json", "few_shot_cot_prompts.json",
+    "teacher/text-davinci-002__zs_cot/coin_flip.jsonl"))
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        if self.server.drop and self.path.endswith(self.server.drop):
+            # Promise the whole body, send half, then drop the connection.
+            body = (self.server.root / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(root, drop=None):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                 functools.partial(CountingHandler, directory=str(root)))
+        server.requests, server.root, server.drop = [], root, drop
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}", server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_from_http_mirror_verifies_and_skips_verified_files(shared_data, tmp_path, serve):
+    url, server = serve(shared_data)
+    outcomes = data.fetch(tmp_path, url, files=SMALL)
+    assert set(outcomes.values()) == {"fetched"} and len(server.requests) == len(SMALL)
+    for file in SMALL:
+        assert data.sha256_of(tmp_path / file.path) == file.sha256
+    # A second run asks for nothing: every file is already there and verified.
+    assert set(data.fetch(tmp_path, url, files=SMALL).values()) == {"verified"}
+    assert len(server.requests) == len(SMALL)
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_corrupted_file_is_a_clear_error_and_leaves_nothing_behind(shared_data, tmp_path, serve):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(shared_data / "raw" / "coin_flip", mirror / "raw" / "coin_flip")
+    target = mirror / "raw" / "coin_flip" / "coin_flip.json"
+    target.write_bytes(target.read_bytes().replace(b"heads up", b"tails up", 1))
+    url, _ = serve(mirror)
+    dest = tmp_path / "data"
+    with pytest.raises(UserError, match=r"checksum mismatch for raw/coin_flip/coin_flip\.json"):
+        data.fetch(dest, url, files=SMALL[:1])
+    assert [p for p in dest.rglob("*") if p.is_file()] == []
+
+
+def test_dropped_connection_is_retried_then_reported(shared_data, tmp_path, serve):
+    url, server = serve(shared_data, drop="coin_flip.json")
+    with pytest.raises(UserError, match=r"cannot fetch .*coin_flip\.json: .* \(after 3 attempts\)"):
+        data.fetch(tmp_path, url, files=SMALL[:1])
+    assert server.requests == ["/raw/coin_flip/coin_flip.json"] * 3
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_fetch_from_local_folder_and_missing_files(shared_data, tmp_path):
+    outcomes = data.fetch(tmp_path, str(shared_data))
+    assert outcomes["raw/AQuA/train.json"].startswith("missing at source")
+    assert all(o == "fetched" for p, o in outcomes.items() if p != "raw/AQuA/train.json")
+    assert all(data.is_verified(f, tmp_path) for f in data.DATA_FILES if f.path != "raw/AQuA/train.json")
+    with pytest.raises(UserError, match=r"missing data file .*raw/AQuA/train\.json: .*google-deepmind/AQuA"):
+        data.data_path("raw/AQuA/train.json", tmp_path)
+
+
+def test_every_file_has_a_public_source_or_names_its_origin():
+    for file in data.DATA_FILES:
+        assert (file.url or "").startswith("https://raw.githubusercontent.com/") or file.origin.startswith(
+            "parsed from https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/")
+        assert file.sha256 is not None or file.path == "raw/AQuA/train.json"
+
+
+def test_data_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("FTCOT_DATA_DIR", str(tmp_path / "env"))
+    assert data.data_dir() == tmp_path / "env"
+    assert data.data_dir(tmp_path / "flag") == tmp_path / "flag"
+    monkeypatch.delenv("FTCOT_DATA_DIR")
+    assert str(data.data_dir()).endswith(".cache/ftcot/data")

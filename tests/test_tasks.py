@@ -1,0 +1,114 @@
+import json
+import re
+import shutil
+
+import pytest
+
+from ftcot.errors import UserError
+from ftcot.tasks import TASKS, get_task, load_samples, load_split, split_samples
+from ftcot.tasks.registry import verbalize
+
+# (all samples, train, test) per task; aqua's train file is absent from the shared copy.
+COUNTS = {
+    "single_eq": (508, 356, 152), "addsub": (395, 276, 119), "multiarith": (600, 420, 180),
+    "gsm8k": (8792, 7473, 1319), "svamp": (1000, 700, 300), "date_understanding": (369, 258, 111),
+    "tracking_shuffled_objects": (750, 525, 225), "last_letter_concatenation": (500, 350, 150),
+    "coin_flip": (500, 350, 150), "commonsense_qa": (10962, 9741, 1221), "strategy_qa": (2290, 1603, 687),
+}
+
+
+@pytest.mark.parametrize("task", list(COUNTS))
+def test_every_split_index_loads(shared_data, task):
+    total, train, test = COUNTS[task]
+    samples = load_samples(task, shared_data)
+    split = load_split(task, shared_data)
+    assert (len(samples), len(split["train"]), len(split["test"])) == (total, train, test)
+    assert sorted(samples) == list(range(total))
+    assert set(split["train"]) | set(split["test"]) <= set(samples)
+    assert all(s.question and s.answer for s in samples.values())
+
+
+def test_sample_formats_follow_the_papers_conventions(shared_data):
+    assert load_samples("single_eq", shared_data, [0])[0].answer == "43.0"
+    assert load_samples("addsub", shared_data, [0])[0].answer == "43"
+    multiarith = load_samples("multiarith", shared_data, [0])[0]
+    assert multiarith.answer == "39" and multiarith.question.startswith("For Halloween")
+    gsm = load_samples("gsm8k", shared_data)
+    assert gsm[7473].question.startswith("Janet’s ducks")  # test file follows the 7,473 train lines
+    assert sum("," in s.answer for i, s in gsm.items() if i < 7473) == 79  # commas kept, as in the paper
+    assert gsm[0].rationale.startswith("Natalia sold 48/2")
+    svamp = load_samples("svamp", shared_data, [0])[0]
+    assert svamp.question == ("Each pack of dvds costs 76 dollars. If there is a discount of 25 dollars on each "
+                              "pack How much do you have to pay to buy each pack?") and svamp.answer == "51.0"
+    tracking = load_samples("tracking_shuffled_objects", shared_data, [0])[0]
+    assert tracking.question.endswith("Alice has the\nWhich choice is true? Answer choices: "
+                                      "(A) orange ball, (B) white ball, (C) blue ball.")
+    assert tracking.answer == "C"
+    csqa = load_samples("commonsense_qa", shared_data, [9741])[9741]  # first dev record
+    assert csqa.question.endswith("at a what? Answer choices: (A) bank, (B) library, (C) department store, "
+                                  "(D) mall, (E) new york.") and csqa.answer == "A"
+    strategy = load_samples("strategy_qa", shared_data, [0])[0]
+    assert strategy.answer == "Yes" and strategy.rationale.startswith("College commencement")
+    aqua = load_samples("aqua", shared_data, [97467])[97467]
+    assert aqua.question.endswith("Answer choices: (A) 5(√3 + 1), (B) 6(√3 + √2), (C) 7(√3 – 1), "
+                                  "(D) 8(√3 – 2), (E) None of these.")
+
+
+def _few_shot_questions(shared_data, task):
+    prompts = json.loads((shared_data / "few_shot_cot_prompts.json").read_text())
+    return prompts[task]["sample_indices"], re.findall(r"Q: (.*?)\nA:", prompts[task]["prompt"], re.S)
+
+
+def test_date_choice_permutation_reproduces_the_papers_few_shot_prompt(shared_data):
+    indices, questions = _few_shot_questions(shared_data, "date_understanding")
+    samples = load_samples("date_understanding", shared_data, indices)
+    for index, question in zip(indices, questions):
+        # The paper's prompt puts a space where the dataset has "\n" before "Which choice is true?".
+        assert samples[index].question.replace("\nWhich choice", " Which choice") == question
+
+
+@pytest.mark.parametrize("task", ["coin_flip", "last_letter_concatenation"])
+def test_sample_index_order_matches_few_shot_prompt_indices(shared_data, task):
+    indices, questions = _few_shot_questions(shared_data, task)
+    samples = load_samples(task, shared_data, indices)
+    assert [samples[i].question for i in indices] == questions
+
+
+def test_verbalize():
+    assert verbalize("Q?", [" x ", "y"]) == "Q? Answer choices: (A) x, (B) y."
+
+
+def test_missing_raw_file_names_it_and_its_source_but_test_split_loads(shared_data):
+    with pytest.raises(UserError, match=r"raw/AQuA/train\.json.*github.*AQuA"):
+        split_samples("aqua", "train", shared_data)
+    test = split_samples("aqua", "test", shared_data)
+    assert len(test) == 254 and test[0].sample_index == 97467
+
+
+def test_unknown_task_and_out_of_range_indices(shared_data, tmp_path):
+    with pytest.raises(UserError, match="unknown task 'nope'"):
+        get_task("nope")
+    with pytest.raises(UserError, match="sample index 500 out of range"):
+        load_samples("coin_flip", shared_data, [3, 500])
+    # A split file that points past the data is a clear error too.
+    shutil.copytree(shared_data / "raw" / "coin_flip", tmp_path / "raw" / "coin_flip")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "coin_flip__default.json").write_text('{"train": [0, 1, 9999], "test": [2]}')
+    with pytest.raises(UserError, match="sample index 9999 out of range"):
+        split_samples("coin_flip", "train", tmp_path)
+    with pytest.raises(UserError, match="has no split 'template'"):
+        load_split("coin_flip", tmp_path, "template")
+
+
+def test_malformed_raw_file_reports_file_and_line(tmp_path):
+    path = tmp_path / "raw" / "CommonsenseQA" / "train_rand_split.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"answerKey": "A"}\n{broken\n')
+    with pytest.raises(UserError, match=r"train_rand_split\.jsonl:2: malformed JSON line"):
+        load_samples("commonsense_qa", tmp_path, [0])
+
+
+def test_registry_has_the_twelve_paper_tasks():
+    assert list(TASKS) == ["single_eq", "addsub", "multiarith", "gsm8k", "aqua", "svamp", "date_understanding",
+                           "tracking_shuffled_objects", "last_letter_concatenation", "coin_flip", "commonsense_qa",
+                           "strategy_qa"]
