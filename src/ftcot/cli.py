@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -112,6 +111,26 @@ def verify_command(data_dir: Optional[Path] = DataDir) -> None:
     console.print(f"all present data files in {root} match their checksums")
 
 
+@app.command("teach")
+def teach_command(
+    config: Path,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print requests, tokens and cost; send nothing."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent."),
+) -> None:
+    """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import teach
+
+    summary = teach(load_config(config), dry_run=dry_run, max_cost=max_cost)
+    if dry_run:
+        return
+    console.print(f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "
+                  f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
+                  f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s", markup=False)
+    if summary["stopped_by_budget"]:
+        console.print(f"stopped: the budget was reached; everything collected is stored, rerun to continue")
+
+
 @app.command("config")
 def config_command(path: Path) -> None:
     """Validate a YAML run config and print it with defaults filled in."""
@@ -124,17 +143,10 @@ def config_command(path: Path) -> None:
 
 def main() -> None:
     try:
-        rc = app(standalone_mode=False)
+        app()  # typer reports its own usage errors (exit code 2) and exits
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ftcot.errors import UserError
 
@@ -17,11 +17,58 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Sampling(Strict):
+    """Sampling parameters of one zero-shot-CoT step, sent as-is to the backend."""
+
+    temperature: float = Field(0.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(128, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+class Price(Strict):
+    input: float = Field(ge=0)  # USD per million prompt tokens
+    output: float = Field(ge=0)  # USD per million completion tokens
+
+
+class TeacherConfig(Strict):
+    backend: Literal["openai", "hf", "recorded"] = "recorded"
+    model: str = "text-davinci-002"
+    num_samples: int = Field(1, ge=1)  # D: rationales per question (diverse reasoning when > 1)
+    rationale: Sampling = Sampling(max_tokens=128)
+    answer: Sampling = Sampling(max_tokens=32)
+    answer_trigger: str | None = None  # default: the task's trigger
+    teach_on: list[Literal["train", "test"]] = ["train"]
+    max_samples: int | None = Field(None, ge=1)  # first N questions of each side, for quick runs
+    # openai backend
+    base_url: str | None = None  # default: https://api.openai.com/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    endpoint: Literal["completions", "chat"] = "completions"
+    concurrency: int = Field(32, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(6, ge=1)
+    n_per_request: bool = True  # ask for several samples in one request (servers that ignore n are handled)
+    batch: bool = False  # use the OpenAI Batch API
+    batch_poll_s: float = Field(30.0, gt=0)
+    prices: dict[str, Price] = {}  # overrides the built-in price table, by model name
+    max_cost: float | None = Field(None, ge=0)  # USD; stop cleanly once this much was spent in a run
+    # hf backend
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    # recorded backend
+    records: str | None = None  # default: the shared text-davinci-002 records of the task
+    on_missing: Literal["error", "skip"] = "error"
+
+
 class RunConfig(Strict):
     task: str
     split: str = "default"
     data_dir: str | None = None  # default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data
     run_dir: str = "runs/default"
+    teacher: TeacherConfig = TeacherConfig()
 
     @field_validator("task")
     @classmethod

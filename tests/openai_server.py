@@ -1,0 +1,244 @@
+"""A small OpenAI-compatible server on 127.0.0.1 for tests and benchmarks.
+
+It answers /v1/completions, /v1/chat/completions and the Batch API (/v1/files, /v1/batches) with
+deterministic text, and injects faults on request: a queue of actions consumed one per request
+(`("status", 429, {"Retry-After": "0.1"})`, `("status", 500)`, `("delay", seconds)`, `("malformed",)`,
+`("drop",)`). It can stop and start again on the same port.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import http.server
+import json
+import threading
+import time
+from collections import deque
+
+
+def default_responder(prompt: str, index: int) -> str:
+    """Step 1 gets a rationale that depends on prompt and choice; step 2 gets an answer."""
+    digest = hashlib.sha1(f"{prompt}|{index}".encode()).hexdigest()[:8]
+    if prompt.endswith("Let's think step by step."):
+        return f" The coin ends up heads up, rationale {digest}."
+    return " yes."
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid the 40 ms delayed ACK
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict | None = None, content_type="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, obj, status=200, headers=None):
+        self._send(status, json.dumps(obj).encode(), headers)
+
+    def do_GET(self):
+        self.server.owner.log(self.command, self.path, None)
+        self.server.owner.route_get(self)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        raw = self.rfile.read(length)
+        server = self.server.owner
+        server.log(self.command, self.path, raw)
+        fault = server.next_fault() if self.path.endswith("completions") else None
+        if fault and fault[0] == "delay":
+            time.sleep(fault[1])
+        elif fault and fault[0] == "status":
+            self._json({"error": {"message": "injected", "type": "server_error"}}, fault[1],
+                       fault[2] if len(fault) > 2 else None)
+            return
+        elif fault and fault[0] == "malformed":
+            self._send(200, b'{"id": "cmpl-1", "choices": [{"text": "trunc')
+            return
+        elif fault and fault[0] == "drop":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "500")
+            self.end_headers()
+            self.wfile.write(b'{"id": "cmpl-')
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        server.route_post(self, raw)
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the default backlog of 5 drops connections when 64 clients connect at once
+
+
+class OpenAIServer:
+    def __init__(self, latency_s: float = 0.0, honour_n: bool = True, responder=default_responder, port: int = 0):
+        self.latency_s = latency_s
+        self.honour_n = honour_n
+        self.responder = responder
+        self.faults: deque = deque()
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.lock = threading.Lock()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.port = port
+        self.httpd = None
+
+    # lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> "OpenAIServer":
+        self.httpd = _HTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.owner = self
+        self.port = self.httpd.server_port
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # bookkeeping -----------------------------------------------------------------------------------------
+    def log(self, method: str, path: str, raw: bytes | None) -> None:
+        body = None
+        if raw and path.endswith("completions"):
+            body = json.loads(raw)
+        with self.lock:
+            self.requests.append((method, path, body))
+
+    def next_fault(self):
+        with self.lock:
+            return self.faults.popleft() if self.faults else None
+
+    def completion_requests(self) -> list[dict]:
+        with self.lock:
+            return [body for _, path, body in self.requests if path.endswith("completions")]
+
+    # routes ----------------------------------------------------------------------------------------------
+    def complete(self, path: str, body: dict) -> dict:
+        chat = path.endswith("chat/completions")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        n = body.get("n") or 1 if self.honour_n else 1
+        texts = [self.responder(prompt, i) for i in range(n)]
+        choices = [({"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} if chat
+                    else {"index": i, "text": t, "finish_reason": "stop", "logprobs": None})
+                   for i, t in enumerate(texts)]
+        prompt_tokens = len(prompt.split())
+        completion_tokens = sum(len(t.split()) for t in texts)
+        return {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion", "created": 0,
+                "model": body["model"], "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+
+    def route_post(self, handler: Handler, raw: bytes) -> None:
+        path = handler.path
+        if path.endswith("completions"):
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            handler._json(self.complete(path, json.loads(raw)))
+        elif path == "/v1/files":
+            content = _multipart_file(handler.headers["Content-Type"], raw)
+            file_id = f"file-{len(self.files)}"
+            self.files[file_id] = content
+            handler._json({"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
+                           "filename": "batch.jsonl", "purpose": "batch", "status": "processed"})
+        elif path == "/v1/batches":
+            body = json.loads(raw)
+            batch_id = f"batch-{len(self.batches)}"
+            self.batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                                      "input_file_id": body["input_file_id"],
+                                      "completion_window": body["completion_window"], "status": "validating",
+                                      "created_at": 0, "polls": 0}
+            handler._json(self._public(self.batches[batch_id]))
+        else:
+            handler._json({"error": {"message": f"no route {path}"}}, 404)
+
+    def route_get(self, handler: Handler) -> None:
+        path = handler.path
+        if path.startswith("/v1/batches/"):
+            batch = self.batches[path.rsplit("/", 1)[1]]
+            batch["polls"] += 1
+            if batch["polls"] >= 2 and batch["status"] != "completed":
+                self._run_batch(batch)
+            elif batch["status"] == "validating":
+                batch["status"] = "in_progress"
+            handler._json(self._public(batch))
+        elif path.startswith("/v1/files/") and path.endswith("/content"):
+            handler._send(200, self.files[path.split("/")[3]], content_type="application/octet-stream")
+        else:
+            handler._json({"error": {"message": f"no route {path}"}}, 404)
+
+    @staticmethod
+    def _public(batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if k != "polls"}
+
+    def _run_batch(self, batch: dict) -> None:
+        lines = []
+        for line in self.files[batch["input_file_id"]].decode().splitlines():
+            request = json.loads(line)
+            with self.lock:
+                self.requests.append(("BATCH", request["url"], request["body"]))
+            response = self.complete(request["url"], request["body"])
+            lines.append(json.dumps({"id": f"req-{len(lines)}", "custom_id": request["custom_id"],
+                                     "response": {"status_code": 200, "request_id": "r", "body": response},
+                                     "error": None}))
+        output_id = f"file-{len(self.files)}"
+        self.files[output_id] = ("\n".join(lines) + "\n").encode()
+        batch.update(status="completed", output_file_id=output_id)
+
+
+def _multipart_file(content_type: str, raw: bytes) -> bytes:
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_content() if isinstance(part.get_content(), bytes) else part.get_content().encode()
+    raise ValueError("no file part")
+
+
+async def serve_completions(port: int, latency_s: float) -> None:
+    """The completion routes alone on asyncio (no thread per connection), for throughput benchmarks."""
+    import asyncio
+
+    responder = OpenAIServer()
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                path = lines[0].split(" ")[1]
+                length = next(int(line.split(":")[1]) for line in lines if line.lower().startswith("content-length"))
+                body = json.loads(await reader.readexactly(length))
+                await asyncio.sleep(latency_s)
+                payload = json.dumps(responder.complete(path, body)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=512)
+    print(f"http://127.0.0.1:{port}/v1", flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":  # `python tests/openai_server.py PORT LATENCY_S`: completions only, on asyncio
+    import asyncio
+    import sys
+
+    asyncio.run(serve_completions(int(sys.argv[1]), float(sys.argv[2])))

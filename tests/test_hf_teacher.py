@@ -1,0 +1,31 @@
+from ftcot.config import TeacherConfig
+from ftcot.tasks import split_samples
+from ftcot.teachers.collect import collect
+from ftcot.teachers.cost import Spending
+from ftcot.teachers.hf import HFTeacher
+from ftcot.teachers.store import CompletionStore
+
+
+def test_local_transformers_teacher_samples_d_rationales(tiny_lm, shared_data, tmp_path):
+    samples = split_samples("coin_flip", "train", shared_data)[:3]
+    cfg = TeacherConfig(backend="hf", model=str(tiny_lm), num_samples=2,
+                        rationale={"temperature": 0.7, "max_tokens": 12, "seed": 1}, answer={"max_tokens": 4})
+    teacher = HFTeacher(str(tiny_lm))
+    store = CompletionStore(tmp_path / "store.sqlite")
+    outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None))
+    assert len(outcome.records) == 6 and store.count() == 12
+    # One generate call per question for step 1 (num_return_sequences=2), one per rationale for step 2.
+    assert teacher.requests == 3 + 6
+    for r in outcome.records:
+        assert r.reasoning_finish_reason in ("stop", "length") and r.usage["completion_tokens"] > 0
+        assert r.model == str(tiny_lm)
+    for sample in samples:  # two different samples per question, not one repeated
+        assert len({r.reasoning_completion for r in outcome.records if r.sample_index == sample.sample_index}) == 2
+    store.close()
+
+
+def test_chat_template_is_used_when_the_model_has_one(tiny_lm):
+    teacher = HFTeacher(str(tiny_lm))
+    teacher.tokenizer.chat_template = "{% for m in messages %}[user] {{ m['content'] }}{% endfor %} [assistant]"
+    ids = teacher._encode("Q: hi")["input_ids"][0]
+    assert teacher.tokenizer.decode(ids) == "[user] Q: hi [assistant]"

@@ -1,0 +1,244 @@
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+from openai_server import OpenAIServer
+from ftcot.config import Price, RunConfig, TeacherConfig
+from ftcot.errors import UserError
+from ftcot.pipeline import teach
+from ftcot.tasks import split_samples
+from ftcot.teachers.collect import collect
+from ftcot.teachers.cost import Spending
+from ftcot.teachers.openai_api import OpenAITeacher
+from ftcot.teachers.recorded import RecordedTeacher
+from ftcot.teachers.records import read_records, read_shared_jsonl, recorded_teacher_path
+from ftcot.teachers.store import CompletionStore
+
+TRIGGER = "Therefore, the answer (Yes or No) is"
+
+
+@pytest.fixture
+def server():
+    s = OpenAIServer().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def samples(shared_data):
+    return split_samples("coin_flip", "train", shared_data)[:6]
+
+
+def _collect(server, samples, tmp_path, faults=(), num_samples=3, n_per_request=True, **teacher_kwargs):
+    server.faults.extend(faults)
+    cfg = TeacherConfig(backend="openai", model="test-model", num_samples=num_samples, n_per_request=n_per_request,
+                        rationale={"temperature": 0.7, "max_tokens": 16, "seed": 5})
+    kwargs = dict(timeout_s=5.0, backoff_s=0.01, max_attempts=6) | teacher_kwargs
+    teacher = OpenAITeacher("test-model", server.base_url, honour_n=n_per_request, **kwargs)
+    store = CompletionStore(tmp_path / "store.sqlite")
+    try:
+        outcome = collect(teacher, store, cfg, TRIGGER, samples, Spending(None))
+        return outcome, store.count()
+    finally:
+        store.close()
+
+
+def test_collects_diverse_rationales_with_n_per_request_and_never_pays_twice(server, samples, tmp_path):
+    outcome, stored = _collect(server, samples, tmp_path)
+    # One step-1 request per question (n=3), then one step-2 request per rationale.
+    assert len(server.completion_requests()) == 6 + 6 * 3
+    assert [r["n"] for r in server.completion_requests()[:6]] == [3] * 6
+    assert stored == 6 * 3 * 2 and len(outcome.records) == 18
+    by_question = {}
+    for r in outcome.records:
+        by_question.setdefault(r.sample_index, set()).add(r.reasoning_completion)
+        assert r.answer_prompt == r.reasoning_prompt + r.reasoning_completion + " \n" + TRIGGER
+        assert r.answer_completion == " yes." and r.answer_finish_reason == "stop"
+        assert r.usage["completion_tokens"] > 0 and r.params["rationale"]["temperature"] == 0.7
+    assert all(len(v) == 3 for v in by_question.values())  # three distinct rationales per question
+    # A rerun sends nothing and returns the same records.
+    again, _ = _collect(server, samples, tmp_path)
+    assert len(server.completion_requests()) == 24
+    assert again.records == outcome.records
+
+
+def test_server_that_ignores_n_gets_one_request_per_sample_with_distinct_seeds(samples, tmp_path):
+    server = OpenAIServer(honour_n=False).start()
+    try:
+        outcome, stored = _collect(server, samples[:2], tmp_path, n_per_request=True)
+    finally:
+        server.stop()
+    step1 = [r for r in server.completion_requests() if r["prompt"].endswith("step by step.")]
+    assert len(step1) == 2 * 3 and stored == 2 * 3 * 2 and len(outcome.records) == 6
+    assert sorted(r["seed"] for r in step1) == [5, 5, 6, 6, 7, 7]
+
+
+@pytest.mark.parametrize("fault", [
+    ("status", 429, {"Retry-After": "0.3"}), ("status", 500), ("status", 503), ("malformed",), ("drop",),
+    ("delay", 1.5)])
+def test_each_fault_costs_exactly_one_retry(server, samples, tmp_path, fault):
+    start = time.perf_counter()
+    outcome, stored = _collect(server, samples[:2], tmp_path, faults=[fault], timeout_s=0.5)
+    assert len(server.completion_requests()) == 2 + 2 * 3 + 1
+    assert stored == 12 and len(outcome.records) == 6
+    if fault[0] == "status" and fault[1] == 429:
+        assert time.perf_counter() - start >= 0.3  # Retry-After was honoured
+
+
+def test_server_that_dies_and_comes_back(samples, tmp_path):
+    server = OpenAIServer().start()
+    port = server.port
+    server.stop()
+    revived = OpenAIServer(port=port)
+    timer = threading.Timer(1.0, revived.start)
+    timer.start()
+    try:
+        outcome, stored = _collect(revived, samples[:2], tmp_path, backoff_s=0.2, max_attempts=30)
+    finally:
+        timer.join()
+        revived.stop()
+    assert stored == 12 and len(outcome.records) == 6
+    assert len(revived.completion_requests()) == 8  # refused connections never reached it
+
+
+def test_non_retryable_error_and_exhausted_retries_are_one_line_errors(server, samples, tmp_path):
+    server.faults.append(("status", 401))
+    with pytest.raises(UserError, match="rejected .* HTTP 401"):
+        _collect(server, samples[:1], tmp_path)
+    server.faults.extend([("status", 500)] * 3)
+    with pytest.raises(UserError, match="failed after 6 attempts: InternalServerError"):
+        _collect(server, samples[:1], tmp_path, max_attempts=3)
+
+
+def test_requests_per_minute_limit_paces_requests(server, samples, tmp_path):
+    # A bucket of 120 requests a minute lets 120 through at once, then one every 0.5 s: 124 requests need
+    # four more slots, about 2 s.
+    fresh = [s.__class__(s.task, 1000 + i, f"{s.question} #{i}", s.answer) for i, s in enumerate(samples * 11)][:62]
+    start = time.perf_counter()
+    _collect(server, fresh, tmp_path, num_samples=1, requests_per_minute=120)
+    assert len(server.completion_requests()) == 124
+    assert time.perf_counter() - start >= 1.5
+
+
+def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+        backend="openai", model="priced", base_url=server.base_url, num_samples=1, max_samples=20, concurrency=1,
+        prices={"priced": Price(input=1000.0, output=1000.0)}))
+    first = teach(cfg, max_cost=0.2)  # each request costs ~$0.03-0.1 at this price
+    assert first["stopped_by_budget"] and 0 < first["collected"] < 20
+    assert first["requests"] == len(server.completion_requests())
+    before = len(server.completion_requests())
+    dry = teach(cfg, dry_run=True)
+    second = teach(cfg)
+    assert second["collected"] == 20 and not second["stopped_by_budget"]
+    assert len(server.completion_requests()) - before == second["requests"] == dry["requests"]
+
+
+def test_dry_run_counts_requests_tokens_and_cost(server, shared_data, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+        backend="openai", model="gpt-4o-mini", base_url=server.base_url, num_samples=4, max_samples=10))
+    plan = teach(cfg, dry_run=True)
+    assert plan["requests"] == 10 + 40 and plan["completion_tokens"] == 10 * 4 * 128 + 40 * 32
+    assert plan["cost_usd"] == pytest.approx((plan["prompt_tokens"] * 0.15 + plan["completion_tokens"] * 0.6) / 1e6)
+    assert server.completion_requests() == []
+
+
+def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, shared_data, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+        backend="openai", model="m", base_url=server.base_url, num_samples=2, max_samples=5, batch=True,
+        batch_poll_s=0.01, rationale={"temperature": 0.7}))
+    summary = teach(cfg)
+    assert summary["collected"] == 10
+    live = [r for r in server.requests if r[0] == "POST" and r[1].endswith("completions")]
+    batched = [r for r in server.requests if r[0] == "BATCH"]
+    assert live == [] and len(batched) == 5 + 10 and len(server.batches) == 2
+    # A run killed after submitting resumes that batch rather than submitting again.
+    from ftcot.teachers.batch import _submit, batch_line
+
+    store = CompletionStore(tmp_path / "other.sqlite")
+    teacher = OpenAITeacher("m", server.base_url)
+    asyncio.run(_submit(teacher, store, [batch_line(teacher, "Q: fresh\nA: Let's think step by step.", {}, [0])]))
+    store.close()
+    assert len(server.batches) == 3
+    from ftcot.teachers.batch import run_batch
+
+    store = CompletionStore(tmp_path / "other.sqlite")
+    assert asyncio.run(run_batch(OpenAITeacher("m", server.base_url), store, [], 0.01)) == 1
+    assert store.open_batches(teacher.identity) == [] and len(server.batches) == 3
+    store.close()
+
+
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, shared_data):
+    server = OpenAIServer(latency_s=0.05).start()
+    config = tmp_path / "teach.yaml"
+    config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
+                                      "data_dir": str(shared_data),
+                                      "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url,
+                                                  "num_samples": 2, "max_samples": 40, "concurrency": 4,
+                                                  "n_per_request": False, "rationale": {"temperature": 0.7}}}))
+    db = tmp_path / "run" / "teacher" / "store.sqlite"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stored():
+            if not db.exists():
+                return {}
+            with sqlite3.connect(db) as con:
+                return dict(con.execute("SELECT key, text FROM completions").fetchall())
+
+        deadline = time.time() + 60
+        while len(stored()) < 40 and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = stored()
+        requests_first = len(server.completion_requests())
+        assert 40 <= len(before) < 160
+        result = run_cli("teach", config)
+        assert result.returncode == 0, result.stderr
+        after = stored()
+        summary = json.loads((tmp_path / "run" / "teacher" / "summary.json").read_text())
+    finally:
+        server.stop()
+    assert len(after) == 40 * 2 * 2  # every rationale and answer, each once (the key is the primary key)
+    assert all(after[k] == v for k, v in before.items())  # nothing stored before the kill was lost or changed
+    # The resumed run asked only for what was missing (in-flight requests at the kill were lost, not stored).
+    assert summary["requests"] == len(after) - len(before)
+    assert len(server.completion_requests()) - requests_first == summary["requests"]
+    assert summary["collected"] == 80
+
+
+def test_recorded_teacher_replays_shared_records_and_reports_missing(shared_data, tmp_path):
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", shared_data))
+    samples = split_samples("coin_flip", "train", shared_data)
+    got, missing = RecordedTeacher(records).replay(samples, 1)
+    assert len(got) == 350 and missing == []
+    partial = RecordedTeacher([r for r in records if r.sample_index != samples[0].sample_index], "skip")
+    got, missing = partial.replay(samples, 1)
+    assert missing == [samples[0].sample_index] and len(got) == 349
+    strict = RecordedTeacher([r for r in records if r.sample_index != samples[0].sample_index], "error")
+    with pytest.raises(UserError, match=f"no recorded teacher completion for coin_flip sample {samples[0].sample_index}"):
+        strict.replay(samples, 1)
+
+
+def test_recorded_stage_writes_records_that_read_back(shared_data, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data))
+    summary = teach(cfg)
+    assert summary["collected"] == 350 and summary["requests"] == 0
+    records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
+    assert len(records) == 350 and records[0].model == "text-davinci-002"
+    # The teacher's own output replays as a recorded teacher too.
+    again = RecordedTeacher(records).replay(split_samples("coin_flip", "train", shared_data), 1)[0]
+    assert again == records
