@@ -23,8 +23,7 @@ install: $(BIN)/.installed
 
 demo: install
 	$(if $(SHARED_DATA),,$(BIN)/ftcot data fetch)
-	$(BIN)/ftcot data verify
-	$(BIN)/ftcot tasks
+	$(BIN)/ftcot run configs/quickstart.yaml
 
 test: install
 	$(BIN)/pytest -q

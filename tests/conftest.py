@@ -20,7 +20,7 @@ def run_cli(*args, env=None):
 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ftcot.cli", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+                          env=full_env, timeout=600)
 
 
 def _train_tokenizer(texts):

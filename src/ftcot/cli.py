@@ -131,6 +131,57 @@ def teach_command(
         console.print(f"stopped: the budget was reached; everything collected is stored, rerun to continue")
 
 
+Methods = typer.Option(None, "--method", help="Only this method (repeatable).")
+
+
+@app.command("run")
+def run_command(config: Path) -> None:
+    """The whole pipeline: teach → curate → train → evaluate → report; finished stages are skipped."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import run
+
+    result = run(load_config(config))
+    console.print(result["table"], markup=False)
+
+
+@app.command("curate")
+def curate_command(config: Path) -> None:
+    """Keep correct teacher rationales as training examples; carve the validation split (stage 2)."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import curate_stage
+
+    curate_stage(load_config(config))
+
+
+@app.command("train")
+def train_command(config: Path, method: Optional[list[str]] = Methods,
+                  resume: bool = typer.Option(True, help="Resume from the last epoch checkpoint.")) -> None:
+    """Fine-tune the student (stage 3): Fine-tune-CoT and/or vanilla; keeps the best epoch on validation."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import train_stage
+
+    train_stage(load_config(config), method, resume)
+
+
+@app.command("evaluate")
+def evaluate_command(config: Path, method: Optional[list[str]] = Methods) -> None:
+    """Test accuracy of the teacher, the prompting baselines and the fine-tuned students (stage 4)."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import evaluate_stage
+
+    evaluate_stage(load_config(config), method)
+
+
+@app.command("report")
+def report_command(runs_dir: Path) -> None:
+    """Markdown/CSV results table (like the paper's Table 1) and plots for the runs under RUNS_DIR."""
+    from ftcot.report import report
+
+    result = report(runs_dir)
+    console.print(result["table"], markup=False)
+    console.print(f"wrote {runs_dir}/report.md, report.csv" + "".join(f", {p}" for p in result["plots"]))
+
+
 @app.command("config")
 def config_command(path: Path) -> None:
     """Validate a YAML run config and print it with defaults filled in."""

@@ -63,12 +63,63 @@ class TeacherConfig(Strict):
     on_missing: Literal["error", "skip"] = "error"
 
 
+class CurateConfig(Strict):
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # of the train questions, held out to choose epochs
+    seed: int = 0
+    drop_truncated: bool = True  # rationales cut off by the token limit
+    drop_empty: bool = True
+    dedupe: bool = True  # identical rationales of one question
+    max_per_question: int | None = Field(None, ge=1)  # default: teacher.num_samples
+    # task: train on the task's own question text and gold answer (what evaluation shows the student);
+    # teacher: on the question and answer as the teacher saw them (recorded logs use another format).
+    question_source: Literal["task", "teacher"] = "task"
+
+
+class StudentConfig(Strict):
+    model: str = "smollm2-135m"  # hub id, local path, or the alias smollm2-135m
+    kind: Literal["auto", "decoder", "encoder_decoder"] = "auto"
+    trust_remote_code: bool = False
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    save: Literal["merged", "adapter"] = "merged"
+
+
+class TrainConfig(Strict):
+    methods: list[Literal["ft_cot", "vanilla"]] = ["ft_cot", "vanilla"]
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)  # tokens of prompt + completion
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    lora: LoraConfig | None = None  # set to fine-tune LoRA adapters instead of all weights
+    max_examples: int | None = Field(None, ge=1)  # first N training examples (after curation), for quick runs
+    seed: int = 0
+
+
+class EvalConfig(Strict):
+    baselines: list[Literal["zero_shot", "zero_shot_cot", "few_shot_cot"]] = ["zero_shot", "zero_shot_cot",
+                                                                               "few_shot_cot"]
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(160, ge=1)  # for reasoning outputs; answers alone get 16
+    max_samples: int | None = Field(None, ge=1)  # first N test questions, for quick runs
+
+
 class RunConfig(Strict):
     task: str
     split: str = "default"
     data_dir: str | None = None  # default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data
     run_dir: str = "runs/default"
     teacher: TeacherConfig = TeacherConfig()
+    curate: CurateConfig = CurateConfig()
+    student: StudentConfig = StudentConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvalConfig = EvalConfig()
 
     @field_validator("task")
     @classmethod

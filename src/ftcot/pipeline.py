@@ -19,6 +19,7 @@ from rich.console import Console
 
 from ftcot.config import RunConfig
 from ftcot.data import data_dir
+from ftcot.errors import UserError
 from ftcot.tasks import Sample, get_task, split_samples
 
 console = Console(stderr=True)
@@ -87,3 +88,213 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
     write_records(records, run / "completions.jsonl")
     write_json(summary, run / "summary.json")
     return summary
+
+
+# --- stage bookkeeping --------------------------------------------------------------------------------------
+
+def fingerprint(cfg: RunConfig, *sections: str) -> str:
+    """A hash of the config sections a stage depends on: a stage reruns when they change."""
+    import hashlib
+
+    data = cfg.model_dump(include={"task", "split", *sections})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_done(summary_path: Path, cfg: RunConfig, *sections: str) -> bool:
+    if not summary_path.is_file():
+        return False
+    return json.loads(summary_path.read_text()).get("fingerprint") == fingerprint(cfg, *sections)
+
+
+TEACH_SECTIONS = ("teacher",)
+CURATE_SECTIONS = TEACH_SECTIONS + ("curate",)
+TRAIN_SECTIONS = CURATE_SECTIONS + ("student", "train")
+EVAL_SECTIONS = TRAIN_SECTIONS + ("evaluate",)
+
+
+# --- curate -------------------------------------------------------------------------------------------------
+
+def curate_stage(cfg: RunConfig) -> dict:
+    """Teacher records → curate/train_ft_cot.jsonl, curate/train_vanilla.jsonl, curate/val.jsonl."""
+    from ftcot.curate import curate, split_validation, vanilla_examples
+    from ftcot.teachers.records import read_records
+
+    root = data_dir(cfg.data_dir)
+    out = Path(cfg.run_dir) / "curate"
+    records = read_records(Path(cfg.run_dir) / "teacher" / "completions.jsonl")
+    train, val = split_validation(split_samples(cfg.task, "train", root, cfg.split), cfg.curate.val_fraction,
+                                  cfg.curate.seed)
+    examples, removed = curate(records, train, cfg.curate, cfg.teacher.num_samples)
+    write_jsonl([e.model_dump() for e in examples], out / "train_ft_cot.jsonl")
+    write_jsonl([e.model_dump() for e in vanilla_examples(train)], out / "train_vanilla.jsonl")
+    write_jsonl([{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer}
+                 for s in val], out / "val.jsonl")
+    summary = {"fingerprint": fingerprint(cfg, *CURATE_SECTIONS), "train_questions": len(train),
+               "val_questions": len(val), "kept": len(examples), "removed": dict(removed),
+               "questions_with_examples": len({e.sample_index for e in examples})}
+    write_json(summary, out / "summary.json")
+    console.print(f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
+                  f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
+                  f"{len(val)} validation questions", markup=False)
+    return summary
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    from ftcot.tasks.registry import read_jsonl as read
+
+    return read(path)
+
+
+def _samples(rows: list[dict]) -> list[Sample]:
+    return [Sample(r["task"], r["sample_index"], r["question"], r["answer"]) for r in rows]
+
+
+# --- train --------------------------------------------------------------------------------------------------
+
+def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool = True) -> dict:
+    """Fine-tune the student with each method; the best epoch by validation accuracy goes to
+    students/<method>/best/."""
+    from ftcot.curate import Example
+    from ftcot.students.train import load_student, train, validation_accuracy
+
+    run = Path(cfg.run_dir)
+    val = _samples(read_jsonl(run / "curate" / "val.jsonl"))
+    summaries = {}
+    for method in methods or cfg.train.methods:
+        out = run / "students" / method
+        if is_done(out / "summary.json", cfg, *TRAIN_SECTIONS):
+            summaries[method] = json.loads((out / "summary.json").read_text())
+            console.print(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
+            continue
+        rows = read_jsonl(run / "curate" / f"train_{method}.jsonl")
+        examples = [Example(**r) for r in rows][: cfg.train.max_examples]
+        _, tokenizer, kind = load_student(cfg.student)
+        validate = validation_accuracy(method, kind, tokenizer, val, cfg.evaluate.max_new_tokens,
+                                       cfg.evaluate.batch_size)
+        console.print(f"train {method}: {len(examples)} examples, {cfg.train.epochs} epochs, "
+                      f"{len(val)} validation questions")
+        summary = train(examples, method, cfg.student, cfg.train, out, validate, resume=resume)
+        summary["fingerprint"] = fingerprint(cfg, *TRAIN_SECTIONS)
+        write_json(summary, out / "summary.json")
+        console.print(f"train {method}: best epoch {summary['best_epoch']} (validation accuracy "
+                      f"{summary['best_val_accuracy']}), {summary['tokens_per_s']} tokens/s")
+        summaries[method] = summary
+    return summaries
+
+
+# --- evaluate -----------------------------------------------------------------------------------------------
+
+def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
+    """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
+    and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
+    from ftcot.evaluate import evaluate, wilson_interval
+    from ftcot.students.train import load_student
+    from ftcot.tasks import get_task
+    from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+    from ftcot.tasks.prompts import load_few_shot_prompts
+    from ftcot.teachers.records import read_records
+
+    root = data_dir(cfg.data_dir)
+    run = Path(cfg.run_dir)
+    test = split_samples(cfg.task, "test", root, cfg.split)[: cfg.evaluate.max_samples]
+    wanted = methods or ["teacher", *cfg.evaluate.baselines, *cfg.train.methods]
+    results = {}
+    base = None
+    for method in wanted:
+        out = run / "eval" / method
+        if is_done(out / "metrics.json", cfg, *EVAL_SECTIONS):
+            results[method] = json.loads((out / "metrics.json").read_text())
+            continue
+        if method == "teacher":
+            spec = get_task(cfg.task)
+            ids = {s.sample_index for s in test}
+            records = [r for r in read_records(run / "teacher" / "completions.jsonl")
+                       if r.sample_index in ids and r.completion_index == 0]
+            if not records:
+                continue  # the teacher was not run on the test questions
+            correct = sum(spec.answer_format.matches(parse_prediction(spec.answer_format, r.answer_completion,
+                                                                      PREDICTION_PREFIXES["zero_shot_cot"]), r.answer)
+                          for r in records)
+            low, high = wilson_interval(correct, len(records))
+            metrics = {"task": cfg.task, "method": "teacher", "model": records[0].model, "n": len(records),
+                       "correct": correct, "accuracy": round(100 * correct / len(records), 2),
+                       "ci95": [round(low, 2), round(high, 2)]}
+            predictions = []
+        else:
+            fine_tuned = method in ("ft_cot", "vanilla")
+            if fine_tuned:
+                model, tokenizer, kind = load_student(cfg.student, str(run / "students" / method / "best"))
+            else:
+                base = base or load_student(cfg.student)
+                model, tokenizer, kind = base
+            few_shot = load_few_shot_prompts(root) if method == "few_shot_cot" else None
+            predictions, metrics = evaluate(model, tokenizer, test, method, kind, cfg.evaluate.max_new_tokens,
+                                            cfg.evaluate.batch_size, few_shot)
+            metrics["model"] = cfg.student.model
+            metrics["parameters"] = sum(p.numel() for p in model.parameters())
+        metrics["fingerprint"] = fingerprint(cfg, *EVAL_SECTIONS)
+        write_jsonl(predictions, out / "predictions.jsonl")
+        write_json(metrics, out / "metrics.json")
+        console.print(f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
+                      f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]})")
+        results[method] = metrics
+    return results
+
+
+# --- the whole run ------------------------------------------------------------------------------------------
+
+def environment() -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("ftcot", "torch", "transformers", "peft", "accelerate", "openai", "pydantic"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "cuda": __import__("torch").cuda.is_available(), "packages": versions}
+
+
+def run(cfg: RunConfig) -> dict:
+    """teach → curate → train → evaluate → report, skipping each stage whose outputs are complete."""
+    import yaml
+
+    from ftcot.report import report
+
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    write_json(environment(), run_dir / "environment.json")
+    timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {}
+    stages = [("teach", TEACH_SECTIONS, lambda: teach(cfg), run_dir / "teacher" / "summary.json"),
+              ("curate", CURATE_SECTIONS, lambda: curate_stage(cfg), run_dir / "curate" / "summary.json")]
+    for name, sections, stage, summary_path in stages:
+        if is_done(summary_path, cfg, *sections):
+            console.print(f"{name}: done already")
+            continue
+        start = time.perf_counter()
+        summary = stage()
+        if name == "teach":  # teach() writes its own summary; a complete one is marked with this config
+            if summary["stopped_by_budget"]:
+                raise UserError("teacher stopped at its budget; everything collected is stored: rerun to go on")
+            summary["fingerprint"] = fingerprint(cfg, *sections)
+            write_json(summary, summary_path)
+        timings[name] = round(time.perf_counter() - start, 2)
+        write_json(timings, run_dir / "timings.json")
+    for name, stage in (("train", lambda: train_stage(cfg)), ("evaluate", lambda: evaluate_stage(cfg))):
+        start = time.perf_counter()
+        stage()
+        timings[name] = round(time.perf_counter() - start, 2)
+        write_json(timings, run_dir / "timings.json")
+    return report(run_dir)

@@ -45,6 +45,7 @@ def resolve(name: str) -> str:
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights, then save.
     config = loaded.config
+    config.__dict__.pop("quantization_config", None)  # the weights are plain float32 from here on
     config.tie_word_embeddings = True
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=False)

@@ -1,0 +1,124 @@
+"""Training and evaluation throughput of ftcot against plain baselines, side by side in one run on the same
+model (SmolLM2-135M, float32, CPU) and data (coin_flip, recorded text-davinci-002 rationales).
+
+(a) training: useful (non-padding) tokens per second of ftcot's trainer (length-grouped batches) against a
+    plain PyTorch loop that pads every batch to the longest example;
+(b) evaluation: questions per second of ftcot's batched greedy evaluation (length-sorted batches, KV cache,
+    per-row stop) against a one-question-at-a-time `generate` loop, with the accuracy of both.
+
+    FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py [--student runs/quickstart/students/ft_cot/best]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from teacher_throughput import write_section  # noqa: E402
+
+from ftcot.config import CurateConfig, StudentConfig, TrainConfig  # noqa: E402
+from ftcot.curate import curate  # noqa: E402
+from ftcot.data import data_dir  # noqa: E402
+from ftcot.evaluate import evaluate  # noqa: E402
+from ftcot.students.train import load_student, tokenize, train  # noqa: E402
+from ftcot.tasks import get_task, split_samples  # noqa: E402
+from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction  # noqa: E402
+from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402
+
+
+def training_examples(n: int):
+    root = data_dir()
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", root))
+    examples, _ = curate(records, split_samples("coin_flip", "train", root), CurateConfig(), 1)
+    return examples[:n]
+
+
+def plain_loop_tokens_per_s(examples, student: StudentConfig, batch_size: int, lr: float) -> tuple[float, int]:
+    """One epoch of a fixed-length loop: every batch padded to the longest example in the data."""
+    model, tokenizer, kind = load_student(student)
+    features = tokenize(examples, "ft_cot", kind, tokenizer, 512)
+    width = max(len(f["input_ids"]) for f in features)
+    pad = tokenizer.pad_token_id
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    useful = sum(len(f["input_ids"]) for f in features)
+    start = time.perf_counter()
+    for i in range(0, len(features), batch_size):
+        rows = features[i:i + batch_size]
+        ids = torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in rows])
+        mask = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in rows])
+        labels = torch.tensor([f["labels"] + [-100] * (width - len(f["labels"])) for f in rows])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return useful / (time.perf_counter() - start), width
+
+
+def one_at_a_time(model, tokenizer, samples, max_new_tokens: int) -> tuple[float, float]:
+    """Questions per second and accuracy of a plain loop: one question per generate call, stop at EOS only."""
+    spec = get_task(samples[0].task)
+    correct = 0
+    start = time.perf_counter()
+    for s in samples:
+        batch = tokenizer(s.question + " ###", return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        correct += spec.answer_format.matches(parse_prediction(spec.answer_format, text, PREDICTION_PREFIXES["ft_cot"]),
+                                              s.answer)
+    wall = time.perf_counter() - start
+    return len(samples) / wall, 100 * correct / len(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--student", default=None, help="fine-tuned student folder for (b) [default: fine-tune one]")
+    parser.add_argument("--train-examples", type=int, default=64)
+    parser.add_argument("--eval-questions", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    student = StudentConfig(model="smollm2-135m")
+    examples = training_examples(args.train_examples)
+
+    plain, width = plain_loop_tokens_per_s(examples, student, 8, 1e-4)
+    print(f"(a) plain fixed-length loop: {plain:.1f} useful tokens/s (every batch padded to {width})", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(examples, "ft_cot", student, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4),
+                        Path(tmp) / "ft_cot")
+        ours = summary["tokens_per_s"]
+        print(f"(a) ftcot train: {ours:.1f} useful tokens/s ({ours / plain:.0%} of the plain loop)", flush=True)
+        student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
+        model, tokenizer, kind = load_student(student, student_dir)
+        samples = split_samples("coin_flip", "test", data_dir())[: args.eval_questions]
+        _, metrics = evaluate(model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 16)
+        print(f"(b) ftcot evaluate: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}%",
+              flush=True)
+        single_rate, single_accuracy = one_at_a_time(model, tokenizer, samples, args.max_new_tokens)
+        print(f"(b) one-at-a-time generate: {single_rate:.3f} questions/s, accuracy {single_accuracy:.2f}%")
+    command = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py" + (
+        f" --student {args.student}" if args.student else "")
+    section = (
+        "## Training and evaluation throughput\n\n"
+        f"`{command}` — SmolLM2-135M-Instruct (float32, CPU, 2 cores), coin_flip, recorded text-davinci-002 "
+        f"rationales; measured side by side in one run.\n\n"
+        "| measure | ftcot | plain baseline | ratio | target |\n|---|---|---|---|---|\n"
+        f"| (a) training, useful tokens/s ({len(examples)} Fine-tune-CoT examples, batch 8, one epoch) | {ours:.1f} "
+        f"| {plain:.1f} (fixed length {width}) | {ours / plain:.0%} | >= 90% |\n"
+        f"| (b) evaluation, questions/s ({len(samples)} test questions, greedy, <= {args.max_new_tokens} new tokens) "
+        f"| {metrics['questions_per_s']:.3f} (accuracy {metrics['accuracy']:.2f}%) | {single_rate:.3f} "
+        f"(accuracy {single_accuracy:.2f}%) | {metrics['questions_per_s'] / single_rate:.1f}x | >= 10x |\n")
+    write_section(ROOT / "docs" / "benchmarks.md", "Training and evaluation throughput", section)
+
+
+if __name__ == "__main__":
+    main()

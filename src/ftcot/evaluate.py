@@ -1,0 +1,137 @@
+"""Evaluation: batched greedy generation and per-task answer parsing, for the fine-tuned students and the
+prompting baselines (zero-shot, zero-shot-CoT, few-shot-CoT) on the same student.
+
+Generation is batched by prompt length with left padding and the KV cache, and each row stops at EOS or at
+its format's end marker, so outputs that would loop to the token limit cost no more than they must.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from ftcot.tasks import Sample, get_task, prompts
+from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+
+ANSWER_TOKENS = 16  # for outputs that are an answer alone
+
+
+def _after(marker: str, end: str) -> Callable[[str], bool]:
+    """Done once `end` appears after `marker` (and some text after the marker)."""
+    def done(text: str) -> bool:
+        at = text.find(marker)
+        return at != -1 and end in text[at + len(marker):].lstrip()
+    return done
+
+
+def _line_done(text: str) -> bool:
+    return "\n" in text.lstrip()
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a method prompts the student, when its output is complete, and where its answer is."""
+
+    prompt: Callable[..., str]  # (question, kind, few_shot_prompts, task) -> prompt
+    done: Callable[[str], bool]
+    prefix: str | None
+    reasoning: bool  # outputs a rationale (gets max_new_tokens) or only an answer (gets ANSWER_TOKENS)
+
+
+METHODS: dict[str, Method] = {
+    "ft_cot": Method(lambda q, kind, fs, task: prompts.ft_cot_pair(q, "", "", kind)[0],
+                     _after("-->", "\n"), PREDICTION_PREFIXES["ft_cot"], True),
+    "vanilla": Method(lambda q, kind, fs, task: prompts.vanilla_pair(q, "", kind)[0], _line_done,
+                      PREDICTION_PREFIXES["vanilla"], False),
+    "zero_shot": Method(lambda q, kind, fs, task: prompts.zero_shot(q, kind), _line_done,
+                        PREDICTION_PREFIXES["zero_shot"], False),
+    "few_shot_cot": Method(lambda q, kind, fs, task: prompts.few_shot_cot(q, task, fs),
+                           lambda text: "\nQ:" in text, PREDICTION_PREFIXES["few_shot_cot"], True),
+}
+
+
+class StopWhenDone(StoppingCriteria):
+    """Per-row stop: a row is finished once its new text satisfies `done` (EOS is handled by generate)."""
+
+    def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
+        self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([self.done(t) for t in texts], device=input_ids.device)
+
+
+def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int,
+             done: Callable[[str], bool] | None = None, progress: Callable[[int], None] | None = None) -> list[str]:
+    """Greedy continuations of texts, batched by length (longest first), left-padded for decoders."""
+    encoder_decoder = model.config.is_encoder_decoder
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    outputs: list[str] = [""] * len(texts)
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
+        prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
+        criteria = StoppingCriteriaList([StopWhenDone(tokenizer, 1 if encoder_decoder else prompt_length, done)]
+                                        if done else [])
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                 pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria)
+        for i, row in zip(rows, out):
+            outputs[i] = tokenizer.decode(row[prompt_length:], skip_special_tokens=True)
+        if progress is not None:
+            progress(len(rows))
+    tokenizer.padding_side = side  # training right after validation pads on the right
+    return outputs
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion, in percent."""
+    if n == 0:
+        return 0.0, 0.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
+             batch_size: int, few_shot_prompts: dict | None = None, progress=None) -> tuple[list[dict], dict]:
+    """Predictions (one dict per sample) and metrics of one method on samples of one task."""
+    task = samples[0].task
+    spec = get_task(task)
+    start = time.perf_counter()
+    if method == "zero_shot_cot":
+        step1 = [prompts.zero_shot_cot_step1(s.question) for s in samples]
+        rationales = generate(model, tokenizer, step1, max_new_tokens, batch_size, lambda t: "\nQ:" in t, progress)
+        rationales = [r.split("\nQ:")[0].rstrip() for r in rationales]
+        step2 = [prompts.zero_shot_cot_step2(p, r, spec.answer_trigger) for p, r in zip(step1, rationales)]
+        answers = generate(model, tokenizer, step2, ANSWER_TOKENS, batch_size, _line_done)
+        inputs, outputs, prefix = step2, answers, PREDICTION_PREFIXES["zero_shot_cot"]
+    else:
+        m = METHODS[method]
+        inputs = [m.prompt(s.question, kind, few_shot_prompts, task) for s in samples]
+        outputs = generate(model, tokenizer, inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, batch_size,
+                           m.done, progress)
+        if method == "few_shot_cot":
+            outputs = [o.split("\nQ:")[0] for o in outputs]  # the model's next made-up question is not its answer
+        prefix = m.prefix
+    wall = time.perf_counter() - start
+    predictions = []
+    for s, prompt, output in zip(samples, inputs, outputs):
+        parsed = parse_prediction(spec.answer_format, output, prefix)
+        predictions.append({"sample_index": s.sample_index, "prompt": prompt, "output": output, "prediction": parsed,
+                            "answer": s.answer, "correct": spec.answer_format.matches(parsed, s.answer)})
+    correct = sum(p["correct"] for p in predictions)
+    low, high = wilson_interval(correct, len(samples))
+    metrics = {"task": task, "method": method, "n": len(samples), "correct": correct,
+               "accuracy": round(100 * correct / len(samples), 2), "ci95": [round(low, 2), round(high, 2)],
+               "wall_s": round(wall, 2), "questions_per_s": round(len(samples) / wall, 3)}
+    return predictions, metrics

@@ -1,0 +1,133 @@
+"""`ftcot report RUNS_DIR`: a results table laid out like the paper's Table 1 (rows: methods and student;
+columns: tasks) as Markdown and CSV, and PNG plots of validation accuracy against epoch and of test accuracy
+against the number of teacher samples D where several D were run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from ftcot.errors import UserError
+from ftcot.tasks import TASKS
+
+METHOD_LABELS = {"teacher": "Teacher (zero-shot-CoT)", "zero_shot": "Zero-shot", "zero_shot_cot": "Zero-shot-CoT",
+                 "few_shot_cot": "Few-shot-CoT", "vanilla": "Vanilla fine-tuning", "ft_cot": "Fine-tune-CoT"}
+
+
+def find_runs(root: Path) -> list[Path]:
+    runs = sorted({p.parent for p in root.rglob("config.yaml") if (p.parent / "eval").is_dir()})
+    if not runs:
+        raise UserError(f"no evaluated runs under {root} (a run folder has config.yaml and eval/)")
+    return runs
+
+
+def _row_label(method: str, metrics: dict, num_samples: int) -> str:
+    if method == "teacher":
+        return f"{METHOD_LABELS[method]}: {metrics.get('model', '?')}"
+    size = f" ({metrics['parameters'] / 1e6:.0f}M)" if metrics.get("parameters") else ""
+    diverse = f", D={num_samples}" if method == "ft_cot" and num_samples > 1 else ""
+    return f"{METHOD_LABELS[method]}{diverse}: {metrics.get('model', '?')}{size}"
+
+
+def collect(runs: list[Path]) -> list[dict]:
+    rows = []
+    for run in runs:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        num_samples = cfg["teacher"]["num_samples"]
+        for path in sorted((run / "eval").glob("*/metrics.json")):
+            metrics = json.loads(path.read_text())
+            method = path.parent.name
+            summary = run / "students" / method / "summary.json"
+            rows.append({"run": str(run), "task": cfg["task"], "method": method, "num_samples": num_samples,
+                         "label": _row_label(method, metrics, num_samples), "accuracy": metrics["accuracy"],
+                         "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1], "n": metrics["n"],
+                         "best_epoch": json.loads(summary.read_text())["best_epoch"] if summary.exists() else ""})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    order = list(METHOD_LABELS)
+    labels = sorted({(order.index(r["method"]), r["num_samples"], r["label"]) for r in rows})
+    cells = {(r["label"], r["task"]): r for r in rows}
+    lines = ["| method: student | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for _, _, label in labels:
+        values = []
+        for task in tasks:
+            r = cells.get((label, task))
+            values.append("" if r is None else f"{r['accuracy']:.2f}")
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def plot_epochs(runs: list[Path], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for run in runs:
+        task = yaml.safe_load((run / "config.yaml").read_text())["task"]
+        for summary in sorted((run / "students").glob("*/summary.json")):
+            history = [h for h in json.loads(summary.read_text())["history"] if h["val_accuracy"] is not None]
+            if history:
+                ax.plot([h["epoch"] for h in history], [h["val_accuracy"] for h in history], marker="o",
+                        label=f"{task}: {METHOD_LABELS[summary.parent.name]}")
+                drawn = True
+    if drawn:
+        ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy against epoch")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def plot_diverse(rows: list[dict], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task = defaultdict(dict)
+    for r in rows:
+        if r["method"] == "ft_cot":
+            by_task[r["task"]][r["num_samples"]] = r["accuracy"]
+    series = {task: points for task, points in by_task.items() if len(points) > 1}
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task, points in series.items():
+        ds = sorted(points)
+        ax.plot(ds, [points[d] for d in ds], marker="o", label=task)
+    ax.set(xlabel="teacher samples per question (D)", ylabel="test accuracy (%)", xscale="log",
+           title="Fine-tune-CoT accuracy against D")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def report(root: Path) -> dict:
+    """Write report.md, report.csv and plots into root; return the table and what was written."""
+    runs = find_runs(Path(root))
+    rows = collect(runs)
+    markdown = table(rows)
+    root = Path(root)
+    with open(root / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plots = [name for name, drawn in (("accuracy_vs_epoch.png", plot_epochs(runs, root / "accuracy_vs_epoch.png")),
+                                      ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png"))) if drawn]
+    text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + markdown + "\n"
+            + "".join(f"\n![{p}]({p})\n" for p in plots))
+    (root / "report.md").write_text(text)
+    return {"table": markdown, "rows": rows, "plots": plots}

@@ -1,0 +1,187 @@
+"""Fine-tuning a student with transformers' Trainer: completion-only loss (prompt tokens masked by
+position), length-grouped batches, a checkpoint each epoch (resumable after a kill), validation accuracy by
+generation each epoch, and the best epoch's weights exported as a plain HF folder (safetensors).
+
+Trainer brings accelerate: the same code runs on several GPUs under `accelerate launch` or `torchrun`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
+                          Trainer, TrainerCallback, TrainingArguments)
+
+from ftcot.config import StudentConfig, TrainConfig
+from ftcot.curate import Example
+from ftcot.errors import UserError
+from ftcot.students.load import resolve
+from ftcot.tasks import Sample, prompts
+
+
+def load_student(cfg: StudentConfig, path: str | None = None):
+    """(model, tokenizer, kind) in float32 from the student config, or from a saved student folder."""
+    from transformers import AutoConfig
+
+    name = path or resolve(cfg.model)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+        kind = cfg.kind if cfg.kind != "auto" else ("encoder_decoder" if config.is_encoder_decoder else "decoder")
+        auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
+        model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
+                                     use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+    except OSError as exc:
+        raise UserError(f"cannot load student {name!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, kind
+
+
+def pair(example: Example, method: str, kind: str) -> tuple[str, str]:
+    if method == "ft_cot":
+        return prompts.ft_cot_pair(example.question, example.rationale, example.answer, kind)
+    return prompts.vanilla_pair(example.question, example.answer, kind)
+
+
+def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_length: int) -> list[dict]:
+    """Token ids and labels: the loss covers the completion and EOS only. Masking is by position, since a
+    tokenizer's pad token may equal its EOS (SmolLM2's does)."""
+    features = []
+    for example in examples:
+        prompt, completion = pair(example, method, kind)
+        if kind == "encoder_decoder":
+            source = tokenizer(prompt, truncation=True, max_length=max_length)
+            target = tokenizer(text_target=completion, truncation=True, max_length=max_length)
+            features.append({"input_ids": source["input_ids"], "attention_mask": source["attention_mask"],
+                             "labels": target["input_ids"]})
+            continue
+        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = (prompt_ids + completion_ids)[:max_length]
+        labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
+        features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return features
+
+
+class _Features(torch.utils.data.Dataset):
+    def __init__(self, features: list[dict]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
+def _write_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def export(model, tokenizer, target: Path, lora_save: str | None) -> None:
+    """Save weights (safetensors) and tokenizer so plain `from_pretrained` loads them; atomically."""
+    tmp = target.with_name(target.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if lora_save == "merged":
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+class ValidationCallback(TrainerCallback):
+    """After each epoch: accuracy on the validation questions; the best epoch's weights go to `best/`."""
+
+    def __init__(self, out: Path, validate, tokenizer, lora_save: str | None, tokens_per_epoch: int):
+        self.out, self.validate, self.tokenizer, self.lora_save = out, validate, tokenizer, lora_save
+        self.tokens_per_epoch = tokens_per_epoch
+        self.history_path = out / "history.json"
+        self.history = json.loads(self.history_path.read_text()) if self.history_path.exists() else []
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        epoch = round(state.epoch)
+        train_s = time.perf_counter() - self.epoch_start
+        accuracy = self.validate(model) if self.validate else None
+        best = max((h["val_accuracy"] for h in self.history if h["epoch"] != epoch and h["val_accuracy"] is not None),
+                   default=-1.0)
+        self.history = [h for h in self.history if h["epoch"] != epoch] + [{
+            "epoch": epoch, "val_accuracy": accuracy, "train_s": round(train_s, 2),
+            "tokens_per_s": round(self.tokens_per_epoch / train_s, 2),
+            "loss": next((log["loss"] for log in reversed(state.log_history) if "loss" in log), None)}]
+        if accuracy is None or accuracy > best or not (self.out / "best").exists():
+            export(model, self.tokenizer, self.out / "best", self.lora_save)
+        _write_json(self.history, self.history_path)
+        model.train()
+
+
+def train(examples: list[Example], method: str, student: StudentConfig, cfg: TrainConfig, out: Path,
+          validate=None, resume: bool = True) -> dict:
+    """Fine-tune on examples; `validate(model) -> accuracy` runs after each epoch. Returns the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer, kind = load_student(student)
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                 lora_dropout=cfg.lora.dropout, target_modules="all-linear",
+                                                 task_type="SEQ_2_SEQ_LM" if kind == "encoder_decoder"
+                                                 else "CAUSAL_LM"))
+    tokenizer.padding_side = "right"
+    features = tokenize(examples, method, kind, tokenizer, cfg.max_length)
+    if not features:
+        raise UserError(f"no training examples for {method}: check the teacher records and curation filters")
+    tokens_per_epoch = sum(len(f["input_ids"]) + (len(f["labels"]) if kind == "encoder_decoder" else 0)
+                           for f in features)
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
+        train_sampling_strategy="group_by_length", save_strategy="epoch", save_total_limit=1, logging_steps=10,
+        report_to=[], seed=cfg.seed, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False)
+    callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch)
+    trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+                      callbacks=[callback])
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*")) if resume else []
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    wall = time.perf_counter() - start
+    history = callback.history
+    scored = [h for h in history if h["val_accuracy"] is not None]
+    best = max(scored, key=lambda h: (h["val_accuracy"], -h["epoch"])) if scored else history[-1]
+    summary = {"method": method, "student": student.model, "kind": kind, "lora": cfg.lora is not None,
+               "parameters": sum(p.numel() for p in model.parameters()), "examples": len(features),
+               "tokens_per_epoch": tokens_per_epoch, "epochs": cfg.epochs, "best_epoch": best["epoch"],
+               "best_val_accuracy": best["val_accuracy"], "history": history, "wall_s": round(wall, 2),
+               "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2)}
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
+    _write_json(summary, out / "summary.json")
+    return summary
+
+
+def validation_accuracy(method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,
+                        batch_size: int):
+    """A `validate(model)` for train(): accuracy of method on the validation questions, in percent."""
+    from ftcot.evaluate import evaluate
+
+    def validate(model) -> float | None:
+        if not val:
+            return None
+        _, metrics = evaluate(model, tokenizer, val, method, kind, max_new_tokens, batch_size)
+        return metrics["accuracy"]
+    return validate

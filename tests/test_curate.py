@@ -1,0 +1,61 @@
+from ftcot.config import CurateConfig
+from ftcot.curate import curate, split_validation, vanilla_examples
+from ftcot.tasks import Sample, load_samples, split_samples
+from ftcot.teachers.records import TeacherCompletion, read_shared_jsonl, recorded_teacher_path
+
+
+def _record(index, k, rationale, answer_text, gold="7", finish="stop"):
+    return TeacherCompletion(task="multiarith", sample_index=index, completion_index=k, question=f"q{index}",
+                             answer=gold, reasoning_prompt="p", reasoning_completion=rationale,
+                             reasoning_finish_reason=finish, answer_prompt="p2", answer_completion=answer_text,
+                             model="m")
+
+
+def test_each_filter_is_applied_and_counted():
+    train = [Sample("multiarith", i, f"Q{i}?", "7") for i in range(3)]
+    records = [
+        _record(0, 0, " 3 + 4 = 7.", " 7."),
+        _record(0, 1, " 3 + 4 = 7. ", " 7"),  # same rationale once stripped
+        _record(0, 2, " 2 + 5 = 7.", " 7."),
+        _record(0, 3, " 1 + 6 = 7.", " 7."),  # over the cap of 3 per question
+        _record(1, 0, " 3 + 3 = 6.", " 6."),  # wrong answer
+        _record(1, 1, " 3 + 4 is", " 7.", finish="length"),  # cut off by the token limit
+        _record(2, 0, "   ", " 7."),  # empty rationale
+        _record(9, 0, " not a train question", " 7."),
+    ]
+    examples, removed = curate(records, train, CurateConfig(), num_samples=3)
+    assert [(e.sample_index, e.completion_index) for e in examples] == [(0, 0), (0, 2), (0, 3)]
+    assert dict(removed) == {"duplicate": 1, "incorrect": 1, "truncated": 1, "empty": 1}
+    examples, removed = curate(records, train, CurateConfig(max_per_question=2), num_samples=3)
+    assert len(examples) == 2 and removed["over_cap"] == 1
+    assert examples[0].rationale == "3 + 4 = 7." and examples[0].question == "Q0?"  # task's own question
+    kept_all, removed = curate(records, train, CurateConfig(drop_truncated=False, dedupe=False, drop_empty=False),
+                               num_samples=9)
+    assert len(kept_all) == 6 and dict(removed) == {"incorrect": 1}
+
+
+def test_validation_split_is_seeded_stratified_and_from_train_only(shared_data):
+    train = split_samples("coin_flip", "train", shared_data) + split_samples("addsub", "train", shared_data)
+    rest, val = split_validation(train, 0.1, seed=0)
+    assert len(val) == 35 + 28 and len(rest) + len(val) == len(train)
+    assert sum(s.task == "coin_flip" for s in val) == 35 and sum(s.task == "addsub" for s in val) == 28
+    assert not {(s.task, s.sample_index) for s in val} & {(s.task, s.sample_index) for s in rest}
+    assert [s.sample_index for s in split_validation(train, 0.1, seed=0)[1]] == [s.sample_index for s in val]
+    assert [s.sample_index for s in split_validation(train, 0.1, seed=1)[1]] != [s.sample_index for s in val]
+    test_ids = {s.sample_index for s in split_samples("coin_flip", "test", shared_data)}
+    assert not {s.sample_index for s in val if s.task == "coin_flip"} & test_ids
+    assert [e.answer for e in vanilla_examples(rest[:2])] == [s.answer for s in rest[:2]]
+
+
+def test_recorded_date_records_train_on_the_tasks_question_and_letters(shared_data):
+    # The recorded teacher saw Kojima et al.'s question format and choice order; by default the student
+    # is trained on the task's own question and its gold letter, judged correct in the teacher's frame.
+    records = read_shared_jsonl(recorded_teacher_path("date_understanding", shared_data))
+    train = split_samples("date_understanding", "train", shared_data)
+    examples, removed = curate(records, train, CurateConfig(), num_samples=1)
+    samples = load_samples("date_understanding", shared_data)
+    assert len(examples) + removed["incorrect"] == 258
+    for e in examples:
+        assert (e.question, e.answer) == (samples[e.sample_index].question, samples[e.sample_index].answer)
+    teacher_frame, _ = curate(records, train, CurateConfig(question_source="teacher"), num_samples=1)
+    assert teacher_frame[0].question != examples[0].question and "Answer Choices:" in teacher_frame[0].question

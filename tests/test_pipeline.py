@@ -1,0 +1,80 @@
+import json
+import shutil
+
+import yaml
+
+from conftest import run_cli
+from ftcot.tasks import split_samples
+
+
+def _config(tmp_path, shared_data, tiny_lm, **evaluate):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "task": "coin_flip", "run_dir": str(tmp_path / "runs" / "tiny"), "data_dir": str(shared_data),
+        "teacher": {"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
+        "student": {"model": str(tiny_lm)},
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
+        "evaluate": {"baselines": ["zero_shot", "zero_shot_cot", "few_shot_cot"], "max_samples": 8,
+                     "max_new_tokens": 16, **evaluate}}))
+    return path
+
+
+def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, shared_data, tiny_lm):
+    config = _config(tmp_path, shared_data, tiny_lm)
+    result = run_cli("run", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "tiny"
+    for path in ("config.yaml", "environment.json", "timings.json", "teacher/completions.jsonl",
+                 "curate/train_ft_cot.jsonl", "curate/val.jsonl", "students/ft_cot/best/model.safetensors",
+                 "students/vanilla/summary.json", "eval/ft_cot/predictions.jsonl", "eval/teacher/metrics.json",
+                 "report.md", "report.csv", "accuracy_vs_epoch.png"):
+        assert (run / path).exists(), path
+    table = result.stdout
+    for label in ("Teacher (zero-shot-CoT): text-davinci-002", "Zero-shot:", "Zero-shot-CoT:", "Few-shot-CoT:",
+                  "Vanilla fine-tuning:", "Fine-tune-CoT:"):
+        assert label in table
+    teacher = json.loads((run / "eval" / "teacher" / "metrics.json").read_text())
+    test_ids = [s.sample_index for s in split_samples("coin_flip", "test", shared_data)[:8]]
+    logged = {json.loads(line)["sample_index"]: json.loads(line) for line in
+              (shared_data / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()}
+    assert teacher["n"] == 8 and teacher["correct"] == sum(logged[i]["gold"] == logged[i]["log_prediction"]
+                                                           for i in test_ids)
+    predictions = [json.loads(line) for line in (run / "eval" / "ft_cot" / "predictions.jsonl").open()]
+    assert len(predictions) == 8 and all(p["prompt"].endswith(" ###") for p in predictions)
+    curated = json.loads((run / "curate" / "summary.json").read_text())
+    assert curated["val_questions"] == 35 and curated["kept"] + sum(curated["removed"].values()) <= 40
+
+    again = run_cli("run", config)
+    assert again.returncode == 0
+    assert "teach: done already" in again.stderr and "curate: done already" in again.stderr
+    assert "train ft_cot: done already" in again.stderr and "evaluate" not in again.stderr
+
+    changed = _config(tmp_path, shared_data, tiny_lm, max_samples=6)
+    third = run_cli("run", changed)
+    assert third.returncode == 0
+    assert "train ft_cot: done already" in third.stderr and "evaluate ft_cot:" in third.stderr
+    assert json.loads((run / "eval" / "ft_cot" / "metrics.json").read_text())["n"] == 6
+
+    # The report over several runs: a copy of this run with D=2 gives the accuracy-against-D plot.
+    other = tmp_path / "runs" / "tiny_d2"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["teacher"]["num_samples"] = 2
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    report = run_cli("report", tmp_path / "runs")
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "runs" / "accuracy_vs_D.png").exists()
+    assert "Fine-tune-CoT, D=2:" in report.stdout
+
+
+def test_bad_config_values_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: coin_flip\ntrain:\n  epochz: 3\n")
+    result = run_cli("run", bad)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {bad}: train.epochz: unknown key"
+    bad.write_text("task: coin_flip\ntrain:\n  epochs: 0\n")
+    result = run_cli("train", bad)
+    assert result.returncode == 2 and "train.epochs: Input should be greater than or equal to 1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("report", tmp_path)
+    assert result.returncode == 2 and "no evaluated runs under" in result.stderr

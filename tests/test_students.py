@@ -1,0 +1,158 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+from ftcot.config import LoraConfig, StudentConfig, TrainConfig
+from ftcot.curate import Example
+from ftcot.evaluate import evaluate, generate, wilson_interval
+from ftcot.students.train import load_student, tokenize, train
+from ftcot.tasks import split_samples
+from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
+
+
+def _examples(shared_data, n=24):
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", shared_data))[:n]
+    return [Example(task="coin_flip", sample_index=r.sample_index, question=r.question,
+                    rationale=r.reasoning_completion.strip(), answer=r.answer) for r in records]
+
+
+def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, shared_data):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    example = _examples(shared_data, 1)[0]
+    (feature,) = tokenize([example], "ft_cot", "decoder", tokenizer, 512)
+    prompt_ids = tokenizer(example.question + " ###")["input_ids"]
+    completion = " " + example.rationale + " --> " + example.answer
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    assert feature["input_ids"] == prompt_ids + completion_ids + [tokenizer.eos_token_id]
+    assert feature["labels"] == [-100] * len(prompt_ids) + completion_ids + [tokenizer.eos_token_id]
+    (vanilla,) = tokenize([example], "vanilla", "decoder", tokenizer, 512)
+    assert tokenizer.decode([t for t in vanilla["labels"] if t != -100]) == f" {example.answer}<|endoftext|>"
+    (short,) = tokenize([example], "ft_cot", "decoder", tokenizer, 20)
+    assert len(short["input_ids"]) == len(short["labels"]) == 20
+
+
+def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, shared_data):
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    questions = [s.question for s in split_samples("coin_flip", "test", shared_data)[:6]]
+    texts = [questions[0][:40], *questions[1:]]  # different lengths: left padding must not change outputs
+    batched = generate(model, tokenizer, texts, 12, batch_size=6)
+    single = [generate(model, tokenizer, [t], 12, batch_size=1)[0] for t in texts]
+    assert batched == single
+    assert tokenizer.padding_side == "right"  # restored for training
+    stopped = generate(model, tokenizer, texts, 12, batch_size=6, done=lambda t: len(t) >= 3)
+    assert all(len(s) < len(b) for s, b in zip(stopped, batched) if len(b) > 6)
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 1), round(high, 1)) == (49.0, 94.3)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, shared_data, tmp_path):
+    scores = iter([10.0, 30.0, 20.0])  # validation accuracy after epochs 1, 2, 3
+    saved = {}
+
+    def validate(model):
+        accuracy = next(scores)
+        saved[accuracy] = {k: v.clone() for k, v in model.state_dict().items()}
+        return accuracy
+
+    summary = train(_examples(shared_data), "ft_cot", StudentConfig(model=str(tiny_lm)),
+                    TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3), tmp_path / "ft_cot", validate)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+    assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == 30.0
+    assert summary["tokens_per_s"] > 0 and summary["examples"] == 24
+    best = AutoModelForCausalLM.from_pretrained(tmp_path / "ft_cot" / "best")
+    assert (tmp_path / "ft_cot" / "best" / "model.safetensors").exists()
+    for name, value in best.state_dict().items():
+        assert torch.equal(value, saved[30.0][name]), name
+    assert not (tmp_path / "ft_cot" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("save", ["merged", "adapter"])
+def test_lora_saves_merged_or_adapter(tiny_lm, shared_data, tmp_path, save):
+    train(_examples(shared_data, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
+          TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8, save=save)),
+          tmp_path / "lora")
+    best = tmp_path / "lora" / "best"
+    if save == "merged":
+        model = AutoModelForCausalLM.from_pretrained(best)
+        assert not any("lora" in name for name in model.state_dict())
+    else:
+        from peft import AutoPeftModelForCausalLM
+
+        assert (best / "adapter_config.json").exists() and (best / "adapter_model.safetensors").exists()
+        assert AutoPeftModelForCausalLM.from_pretrained(best) is not None
+
+
+def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, shared_data, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16,
+                      decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    student = StudentConfig(model=str(tmp_path / "t5"))
+    summary = train(_examples(shared_data, 8), "ft_cot", student, TrainConfig(epochs=1, batch_size=4),
+                    tmp_path / "out")
+    assert summary["kind"] == "encoder_decoder"
+    model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
+    assert isinstance(model, T5ForConditionalGeneration) and kind == "encoder_decoder"
+    predictions, metrics = evaluate(model, tok, split_samples("coin_flip", "test", shared_data)[:4], "ft_cot", kind,
+                                    8, 4)
+    assert metrics["n"] == 4 and predictions[0]["prompt"] == predictions[0]["prompt"].strip()
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
+
+
+def test_train_resumes_after_a_kill(tiny_lm, shared_data, tmp_path):
+    run = tmp_path / "run"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": "coin_flip", "run_dir": str(run), "data_dir": str(shared_data),
+        "teacher": {"max_samples": 200}, "student": {"model": str(tiny_lm)},
+        "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2},
+        "evaluate": {"max_new_tokens": 4, "batch_size": 32}}))
+    env = {**os.environ, "FTCOT_DATA_DIR": str(shared_data)}
+    for stage in ("teach", "curate"):
+        assert subprocess.run([sys.executable, "-m", "ftcot.cli", stage, str(config)], env=env,
+                              capture_output=True).returncode == 0
+    out = run / "students" / "ft_cot"
+    proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "train", str(config)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in first] in ([1], [1, 2])
+    result = subprocess.run([sys.executable, "-m", "ftcot.cli", "train", str(config)], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+    assert summary["history"][0] == first[0]  # epoch 1 was not trained again
+    assert AutoModelForCausalLM.from_pretrained(out / "best") is not None
+
+
+@pytest.mark.slow
+def test_real_smollm2_loads_and_generates():
+    from ftcot.students.load import load_causal_lm
+
+    model, tokenizer = load_causal_lm("smollm2-135m")
+    assert model.num_parameters() > 100e6 and model.dtype == torch.float32
+    (text,) = generate(model, tokenizer, ["Q: What is 2 plus 3?\nA: Let's think step by step."], 24, 1)
+    assert len(text.strip()) > 0
