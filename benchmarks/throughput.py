@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--student", default=None, help="fine-tuned student folder for (b) [default: fine-tune one]")
     parser.add_argument("--train-examples", type=int, default=64)
-    parser.add_argument("--eval-questions", type=int, default=48)
+    parser.add_argument("--eval-questions", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -100,7 +100,7 @@ def main() -> None:
         student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
         model, tokenizer, kind = load_student(student, student_dir)
         samples = split_samples("coin_flip", "test", data_dir())[: args.eval_questions]
-        _, metrics = evaluate(model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 16)
+        _, metrics = evaluate(model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 64)
         print(f"(b) ftcot evaluate: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}%",
               flush=True)
         single_rate, single_accuracy = one_at_a_time(model, tokenizer, samples, args.max_new_tokens)

@@ -128,7 +128,7 @@ def teach_command(
                   f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
                   f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s", markup=False)
     if summary["stopped_by_budget"]:
-        console.print(f"stopped: the budget was reached; everything collected is stored, rerun to continue")
+        console.print("stopped: the budget was reached; everything collected is stored, rerun to continue")
 
 
 Methods = typer.Option(None, "--method", help="Only this method (repeatable).")

@@ -105,7 +105,7 @@ class TrainConfig(Strict):
 class EvalConfig(Strict):
     baselines: list[Literal["zero_shot", "zero_shot_cot", "few_shot_cot"]] = ["zero_shot", "zero_shot_cot",
                                                                                "few_shot_cot"]
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(64, ge=1)  # on CPU a step reads every weight: larger batches amortize that
     max_new_tokens: int = Field(160, ge=1)  # for reasoning outputs; answers alone get 16
     max_samples: int | None = Field(None, ge=1)  # first N test questions, for quick runs
 

@@ -20,16 +20,10 @@ from rich.console import Console
 from ftcot.config import RunConfig
 from ftcot.data import data_dir
 from ftcot.errors import UserError
+from ftcot.files import write_json, write_jsonl
 from ftcot.tasks import Sample, get_task, split_samples
 
 console = Console(stderr=True)
-
-
-def write_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def teach_samples(cfg: RunConfig) -> list[Sample]:
@@ -137,15 +131,6 @@ def curate_stage(cfg: RunConfig) -> dict:
                   f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
                   f"{len(val)} validation questions", markup=False)
     return summary
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -21,6 +21,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoToken
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
+from ftcot.files import write_json
 from ftcot.students.load import resolve
 from ftcot.tasks import Sample, prompts
 
@@ -81,12 +82,6 @@ class _Features(torch.utils.data.Dataset):
         return self.features[i]
 
 
-def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def export(model, tokenizer, target: Path, lora_save: str | None) -> None:
     """Save weights (safetensors) and tokenizer so plain `from_pretrained` loads them; atomically."""
     tmp = target.with_name(target.name + ".part")
@@ -124,7 +119,7 @@ class ValidationCallback(TrainerCallback):
             "loss": next((log["loss"] for log in reversed(state.log_history) if "loss" in log), None)}]
         if accuracy is None or accuracy > best or not (self.out / "best").exists():
             export(model, self.tokenizer, self.out / "best", self.lora_save)
-        _write_json(self.history, self.history_path)
+        write_json(self.history, self.history_path)
         model.train()
 
 
@@ -170,7 +165,7 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
                "best_val_accuracy": best["val_accuracy"], "history": history, "wall_s": round(wall, 2),
                "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2)}
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
-    _write_json(summary, out / "summary.json")
+    write_json(summary, out / "summary.json")
     return summary
 
 

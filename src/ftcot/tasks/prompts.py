@@ -6,7 +6,6 @@ loss covers the completion only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 

@@ -7,8 +7,6 @@ requests only for what is missing; spending is tracked against an optional budge
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from rich.text import Text
 
 from ftcot.config import Sampling, TeacherConfig
 from ftcot.errors import UserError
+from ftcot.files import write_jsonl
 from ftcot.tasks import Sample
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
 from ftcot.teachers.cost import Spending, cost_of
@@ -197,9 +196,4 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
 
 def write_records(records: list[TeacherCompletion], path: Path) -> None:
     """Write records as JSONL (one TeacherCompletion a line), sorted, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index)):
-            f.write(json.dumps(r.model_dump(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_jsonl((r.model_dump() for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index))), path)

@@ -10,13 +10,13 @@ Formats:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 from pydantic import BaseModel, ValidationError
 
 from ftcot.errors import UserError
+from ftcot.files import write_json
 from ftcot.tasks.prompts import zero_shot_cot_step2
 
 
@@ -141,11 +141,7 @@ def write_completion_dataset(records: list[TeacherCompletion], path: Path) -> No
     metadata = {"base_model": next(iter(models), None), "dataset_key": next(iter(tasks), None),
                 "completion_key": "zs_cot", "finetune_key": None, "train_key": None, "epoch": None,
                 "prediction_template": "zs_cot"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"metadata": metadata, "data": data}, f, indent=1, ensure_ascii=False)
-    os.replace(tmp, path)
+    write_json({"metadata": metadata, "data": data}, path)
 
 
 def read_records(path: Path) -> list[TeacherCompletion]:
