@@ -27,7 +27,8 @@ from ftcot.config import CurateConfig, StudentConfig, TrainConfig  # noqa: E402
 from ftcot.curate import curate  # noqa: E402
 from ftcot.data import data_dir  # noqa: E402
 from ftcot.evaluate import evaluate  # noqa: E402
-from ftcot.students.train import load_student, tokenize, train  # noqa: E402
+from ftcot.students.load import load_student  # noqa: E402
+from ftcot.students.train import tokenize, train  # noqa: E402
 from ftcot.tasks import get_task, split_samples  # noqa: E402
 from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction  # noqa: E402
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402

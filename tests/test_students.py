@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 from ftcot.config import LoraConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import evaluate, generate, wilson_interval
-from ftcot.students.train import load_student, tokenize, train
+from ftcot.students.load import load_student
+from ftcot.students.train import tokenize, train
 from ftcot.tasks import split_samples
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
@@ -150,9 +151,8 @@ def test_train_resumes_after_a_kill(tiny_lm, shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_real_smollm2_loads_and_generates():
-    from ftcot.students.load import load_causal_lm
-
-    model, tokenizer = load_causal_lm("smollm2-135m")
+    model, tokenizer, kind = load_student(StudentConfig(model="smollm2-135m"))
+    assert kind == "decoder"
     assert model.num_parameters() > 100e6 and model.dtype == torch.float32
     (text,) = generate(model, tokenizer, ["Q: What is 2 plus 3?\nA: Let's think step by step."], 24, 1)
     assert len(text.strip()) > 0

@@ -149,7 +149,8 @@ def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool =
     """Fine-tune the student with each method; the best epoch by validation accuracy goes to
     students/<method>/best/."""
     from ftcot.curate import Example
-    from ftcot.students.train import load_student, train, validation_accuracy
+    from ftcot.students.load import load_student
+    from ftcot.students.train import train, validation_accuracy
 
     run = Path(cfg.run_dir)
     val = _samples(read_jsonl(run / "curate" / "val.jsonl"))
@@ -182,7 +183,7 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
     from ftcot.evaluate import evaluate, wilson_interval
-    from ftcot.students.train import load_student
+    from ftcot.students.load import load_student
     from ftcot.tasks import get_task
     from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
     from ftcot.tasks.prompts import load_few_shot_prompts

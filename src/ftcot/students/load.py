@@ -58,18 +58,22 @@ def resolve(name: str) -> str:
     return str(target)
 
 
-def load_causal_lm(name: str, trust_remote_code: bool = False):
-    """(model, tokenizer) in float32; tokenizers without a pad token pad with EOS."""
+def load_student(cfg, path: str | None = None):
+    """(model, tokenizer, kind) in float32 for a StudentConfig, or from a saved student folder; a tokenizer
+    without a pad token pads with EOS."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    path = resolve(name)
+    name = path or resolve(cfg.model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+        kind = cfg.kind if cfg.kind != "auto" else ("encoder_decoder" if config.is_encoder_decoder else "decoder")
+        auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
+        model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
+                                     use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return model, tokenizer, kind

@@ -15,34 +15,14 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                          Trainer, TrainerCallback, TrainingArguments)
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.files import write_json
-from ftcot.students.load import resolve
+from ftcot.students.load import load_student
 from ftcot.tasks import Sample, prompts
-
-
-def load_student(cfg: StudentConfig, path: str | None = None):
-    """(model, tokenizer, kind) in float32 from the student config, or from a saved student folder."""
-    from transformers import AutoConfig
-
-    name = path or resolve(cfg.model)
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
-        kind = cfg.kind if cfg.kind != "auto" else ("encoder_decoder" if config.is_encoder_decoder else "decoder")
-        auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
-        model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
-                                     use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
-    except OSError as exc:
-        raise UserError(f"cannot load student {name!r}: {str(exc).splitlines()[0]}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, kind
 
 
 def pair(example: Example, method: str, kind: str) -> tuple[str, str]:

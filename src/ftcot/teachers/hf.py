@@ -11,12 +11,12 @@ from ftcot.teachers.store import Generation
 
 
 class HFTeacher:
-    def __init__(self, model_name: str, device: str = "cpu", trust_remote_code: bool = False, model=None,
-                 tokenizer=None):
-        from ftcot.students.load import load_causal_lm
+    def __init__(self, model_name: str, device: str = "cpu", trust_remote_code: bool = False):
+        from ftcot.config import StudentConfig
+        from ftcot.students.load import load_student
 
-        if model is None:
-            model, tokenizer = load_causal_lm(model_name, trust_remote_code=trust_remote_code)
+        model, tokenizer, _ = load_student(StudentConfig(model=model_name, kind="decoder",
+                                                         trust_remote_code=trust_remote_code))
         self.model = model_name
         self.identity = teacher_identity("hf", model_name)
         self.lm = model.to(device).eval()
