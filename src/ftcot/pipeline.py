@@ -1,12 +1,6 @@
-"""The stages of a run and the run folder they share.
-
-run_dir/
-  config.yaml               the resolved config
-  environment.json          package versions and machine
-  teacher/store.sqlite      every live teacher completion, committed as it arrives
-  teacher/completions.jsonl the zero-shot-CoT records (TeacherCompletion, one a line)
-  teacher/summary.json      counts, requests, tokens, cost, wall time
-"""
+"""The stages of a run (teach → curate → train → evaluate → report) and the run folder they share; the
+README's "The run folder" lists every file. Each stage's summary carries a fingerprint of the config
+sections it depends on, so a rerun skips what is complete and redoes what a config change touched."""
 
 from __future__ import annotations
 
@@ -22,6 +16,7 @@ from ftcot.data import data_dir
 from ftcot.errors import UserError
 from ftcot.files import write_json, write_jsonl
 from ftcot.tasks import Sample, get_task, split_samples
+from ftcot.tasks.registry import read_jsonl
 
 console = Console(stderr=True)
 
@@ -131,12 +126,6 @@ def curate_stage(cfg: RunConfig) -> dict:
                   f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
                   f"{len(val)} validation questions", markup=False)
     return summary
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    from ftcot.tasks.registry import read_jsonl as read
-
-    return read(path)
 
 
 def _samples(rows: list[dict]) -> list[Sample]:

@@ -162,6 +162,8 @@ def read_json(path: Path):
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UserError(f"missing file {path}")
     records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
