@@ -47,15 +47,27 @@ def test_validation_split_is_seeded_stratified_and_from_train_only(shared_data):
     assert [e.answer for e in vanilla_examples(rest[:2])] == [s.answer for s in rest[:2]]
 
 
-def test_recorded_date_records_train_on_the_tasks_question_and_letters(shared_data):
-    # The recorded teacher saw Kojima et al.'s question format and choice order; by default the student
-    # is trained on the task's own question and its gold letter, judged correct in the teacher's frame.
+def test_recorded_date_records_keep_the_teachers_choice_order_in_the_tasks_format(shared_data):
+    # The recorded teacher saw Kojima et al.'s format and choice order, and its rationales name letters in that
+    # order ("the answer is (D)"). Training pairs keep the task's format but the teacher's order and letter.
+    import re
+
+    def choice(question, letter):
+        return re.search(rf"\({letter}\) ([^,]+?)(?:,|\.$)", question).group(1)
+
     records = read_shared_jsonl(recorded_teacher_path("date_understanding", shared_data))
     train = split_samples("date_understanding", "train", shared_data)
     examples, removed = curate(records, train, CurateConfig(), num_samples=1)
     samples = load_samples("date_understanding", shared_data)
     assert len(examples) + removed["incorrect"] == 258
+    moved = 0
     for e in examples:
-        assert (e.question, e.answer) == (samples[e.sample_index].question, samples[e.sample_index].answer)
+        sample = samples[e.sample_index]
+        assert e.question.split("Answer choices:")[0] == sample.question.split("Answer choices:")[0]
+        assert choice(e.question, e.answer) == choice(sample.question, sample.answer)  # the same date is right
+        letters = re.findall(r"\(([A-F])\)", e.rationale)
+        assert not letters or letters[-1] == e.answer  # the rationale's letter is the trained answer
+        moved += e.answer != sample.answer
+    assert moved > len(examples) // 2  # most right answers sit under another letter in the teacher's order
     teacher_frame, _ = curate(records, train, CurateConfig(question_source="teacher"), num_samples=1)
     assert teacher_frame[0].question != examples[0].question and "Answer Choices:" in teacher_frame[0].question

@@ -66,7 +66,7 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, share
 
     def validate(model):
         accuracy = next(scores)
-        saved[accuracy] = {k: v.clone() for k, v in model.state_dict().items()}
+        saved[accuracy] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return accuracy
 
     summary = train(_examples(shared_data), "ft_cot", StudentConfig(model=str(tiny_lm)),

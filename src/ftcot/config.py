@@ -56,7 +56,7 @@ class TeacherConfig(Strict):
     prices: dict[str, Price] = {}  # overrides the built-in price table, by model name
     max_cost: float | None = Field(None, ge=0)  # USD; stop cleanly once this much was spent in a run
     # hf backend
-    device: str = "cpu"
+    device: str = "auto"  # auto: the GPU when there is one, else the CPU
     trust_remote_code: bool = False
     # recorded backend
     records: str | None = None  # default: the shared text-davinci-002 records of the task
@@ -70,7 +70,8 @@ class CurateConfig(Strict):
     drop_empty: bool = True
     dedupe: bool = True  # identical rationales of one question
     max_per_question: int | None = Field(None, ge=1)  # default: teacher.num_samples
-    # task: train on the task's own question text and gold answer (what evaluation shows the student);
+    # task: train on the task's own question text and gold answer (what evaluation shows the student), in the
+    # teacher's choice order where that differs (recorded Date logs);
     # teacher: on the question and answer as the teacher saw them (recorded logs use another format).
     question_source: Literal["task", "teacher"] = "task"
 

@@ -57,7 +57,8 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
         sample = by_index.get((r.task, r.sample_index))
         if sample is None:
             continue  # a validation or test question, or another split's
-        fmt = get_task(r.task).answer_format
+        spec = get_task(r.task)
+        fmt = spec.answer_format
         rationale = r.reasoning_completion.strip()
         prediction = parse_prediction(fmt, r.answer_completion, PREDICTION_PREFIXES["zero_shot_cot"])
         if not fmt.matches(prediction, r.answer):
@@ -72,8 +73,12 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             removed["over_cap"] += 1
         else:
             seen[(r.task, r.sample_index)].add(rationale)
-            question, answer = (sample.question, sample.answer) if cfg.question_source == "task" else (
-                r.question, r.answer)
+            if cfg.question_source == "teacher":
+                question, answer = r.question, r.answer
+            elif spec.from_teacher and r.question and r.question != sample.question:
+                question, answer = spec.from_teacher(r.question), r.answer  # our format, the teacher's letters
+            else:
+                question, answer = sample.question, sample.answer
             kept.append(Example(task=r.task, sample_index=r.sample_index, completion_index=r.completion_index,
                                 question=question, rationale=rationale, answer=answer))
     return kept, removed

@@ -138,7 +138,7 @@ def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool =
     """Fine-tune the student with each method; the best epoch by validation accuracy goes to
     students/<method>/best/."""
     from ftcot.curate import Example
-    from ftcot.students.load import load_student
+    from ftcot.students.load import load_tokenizer
     from ftcot.students.train import train, validation_accuracy
 
     run = Path(cfg.run_dir)
@@ -152,7 +152,7 @@ def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool =
             continue
         rows = read_jsonl(run / "curate" / f"train_{method}.jsonl")
         examples = [Example(**r) for r in rows][: cfg.train.max_examples]
-        _, tokenizer, kind = load_student(cfg.student)
+        tokenizer, kind = load_tokenizer(cfg.student)
         validate = validation_accuracy(method, kind, tokenizer, val, cfg.evaluate.max_new_tokens,
                                        cfg.evaluate.batch_size)
         console.print(f"train {method}: {len(examples)} examples, {cfg.train.epochs} epochs, "
@@ -237,8 +237,11 @@ def environment() -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
+    import torch
+
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "cuda": __import__("torch").cuda.is_available(), "packages": versions}
+            "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "packages": versions}
 
 
 def run(cfg: RunConfig) -> dict:

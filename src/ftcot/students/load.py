@@ -58,22 +58,34 @@ def resolve(name: str) -> str:
     return str(target)
 
 
-def load_student(cfg, path: str | None = None):
-    """(model, tokenizer, kind) in float32 for a StudentConfig, or from a saved student folder; a tokenizer
+def load_tokenizer(cfg, path: str | None = None):
+    """(tokenizer, kind) for a StudentConfig or a saved student folder, without loading the weights; a tokenizer
     without a pad token pads with EOS."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     name = path or resolve(cfg.model)
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
-        kind = cfg.kind if cfg.kind != "auto" else ("encoder_decoder" if config.is_encoder_decoder else "decoder")
-        auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
-        model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
-                                     use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
+    kind = cfg.kind if cfg.kind != "auto" else ("encoder_decoder" if config.is_encoder_decoder else "decoder")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, kind
+    return tokenizer, kind
+
+
+def load_student(cfg, path: str | None = None):
+    """(model, tokenizer, kind): the model in float32, on the GPU when there is one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    name = path or resolve(cfg.model)
+    tokenizer, kind = load_tokenizer(cfg, name)
+    auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
+                                     use_safetensors=True)
+    except OSError as exc:
+        raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
+    return model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer, kind

@@ -7,6 +7,7 @@ concatenated in the order given (GSM8K train then test, CommonsenseQA train then
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -49,6 +50,10 @@ class TaskSpec:
     answer_trigger: str
     splits: tuple[str, ...] = ("default",)
     labels: dict = field(default_factory=dict)
+    # The recorded teacher's question text rendered in this task's format, keeping the teacher's choice order,
+    # where its letters differ from ours (Kojima's Date logs shuffled the choices another way): a rationale
+    # that ends "the answer is (D)" must be trained beside the choices it saw.
+    from_teacher: Callable[[str], str] | None = None
 
 
 def _each(fn: Callable[[dict], tuple[str, str, str | None]]) -> Converter:
@@ -69,6 +74,15 @@ def _tracking(record: dict) -> tuple[str, str, None]:
     choices = [c.removesuffix(".") for c in record["target_scores"]]
     question = verbalize(record["input"].strip() + "\nWhich choice is true?", choices)
     return question, chr(65 + _correct_choice(record["target_scores"])), None
+
+
+def _date_from_teacher(question: str) -> str:
+    """Kojima's `input Answer Choices: (A) x (B) y` in our `input\nWhich choice is true? Answer choices:
+    (A) x, (B) y.`, same order."""
+    stem, found, options = question.rpartition(" Answer Choices: ")
+    if not found:
+        raise UserError(f"unexpected Date teacher question (no 'Answer Choices:'): {question[:80]!r}")
+    return verbalize(stem + "\nWhich choice is true?", re.split(r"\s*\([A-F]\)\s*", options)[1:])
 
 
 def _date(records: list[dict]) -> list[tuple[str, str, None]]:
@@ -126,7 +140,8 @@ TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
              _each(lambda r: (r["Body"].strip() + " " + r["Question"].strip(), str(r["Answer"]), None)),
              answers.FLOAT, _NUMERIC_TRIGGER),
     TaskSpec("date_understanding", "Date Understanding", (Source("raw/Bigbench_Date/task.json", 0, "examples"),),
-             _date, answers.LETTER_A_TO_F, _choice_trigger("F"), splits=("default", "template")),
+             _date, answers.LETTER_A_TO_F, _choice_trigger("F"), splits=("default", "template"),
+             from_teacher=_date_from_teacher),
     TaskSpec("tracking_shuffled_objects", "Tracking Shuffled Objects",
              (Source("raw/Bigbench_object_tracking/task.json", 0, "examples"),),
              _each(_tracking), answers.LETTER_A_TO_C, _choice_trigger("C")),

@@ -11,7 +11,7 @@ from ftcot.teachers.store import Generation
 
 
 class HFTeacher:
-    def __init__(self, model_name: str, device: str = "cpu", trust_remote_code: bool = False):
+    def __init__(self, model_name: str, device: str = "auto", trust_remote_code: bool = False):
         from ftcot.config import StudentConfig
         from ftcot.students.load import load_student
 
@@ -19,9 +19,9 @@ class HFTeacher:
                                                          trust_remote_code=trust_remote_code))
         self.model = model_name
         self.identity = teacher_identity("hf", model_name)
-        self.lm = model.to(device).eval()
+        self.lm = (model if device == "auto" else model.to(device)).eval()
         self.tokenizer = tokenizer
-        self.device = device
+        self.device = self.lm.device
         self.lock = asyncio.Lock()  # one generate call at a time; it uses every core already
         self.requests = 0
 
