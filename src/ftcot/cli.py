@@ -46,6 +46,7 @@ def tasks_command(data_dir: Optional[Path] = DataDir) -> None:
 def show_command(task: str, index: int = typer.Argument(..., help="sample_index"),
                  data_dir: Optional[Path] = DataDir) -> None:
     """Print one sample as the teacher and the student would see it."""
+    from ftcot.curate import training_frame
     from ftcot.tasks import get_task, load_samples, load_split
     from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
     from ftcot.tasks.prompts import ft_cot_pair, zero_shot_cot_step1
@@ -64,7 +65,7 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     out(zero_shot_cot_step1(sample.question), markup=False, highlight=False)
     teacher_path = root / data_files.TEACHER_DIR / f"{task}.jsonl"
     recorded = [r for r in read_shared_jsonl(teacher_path) if r.sample_index == index] if teacher_path.is_file() else []
-    rationale = "{rationale}"
+    rationale, question, answer = "{rationale}", sample.question, sample.answer
     if recorded:
         r = recorded[0]
         rationale = r.reasoning_completion
@@ -73,7 +74,8 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
         out(f"\n[bold]recorded {r.model} step 2[/] (teacher's own question format)")
         out(r.answer_prompt + r.answer_completion, markup=False, highlight=False)
         out(f"parsed: {parsed!r}, gold {r.answer!r}: {verdict}")
-    prompt, target = ft_cot_pair(sample.question, rationale, sample.answer)
+        question, answer = training_frame(sample, r)
+    prompt, target = ft_cot_pair(question, rationale, answer)
     out("\n[bold]student input (Fine-tune-CoT, decoder)[/]")
     out(prompt, markup=False, highlight=False)
     out("[bold]student target[/]")

@@ -45,6 +45,17 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
     return train, val
 
 
+def training_frame(sample: Sample, record: TeacherCompletion, question_source: str = "task") -> tuple[str, str]:
+    """The (question, answer) a rationale is trained beside: the task's question and gold answer, but in the
+    teacher's choice order where that differs (a rationale names its letters); or the teacher's own text."""
+    if question_source == "teacher":
+        return record.question, record.answer
+    spec = get_task(sample.task)
+    if spec.from_teacher and record.question and record.question != sample.question:
+        return spec.from_teacher(record.question), record.answer
+    return sample.question, sample.answer
+
+
 def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateConfig,
            num_samples: int) -> tuple[list[Example], Counter]:
     """Fine-tune-CoT examples from the records of the given train questions, and what each filter removed."""
@@ -57,8 +68,7 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
         sample = by_index.get((r.task, r.sample_index))
         if sample is None:
             continue  # a validation or test question, or another split's
-        spec = get_task(r.task)
-        fmt = spec.answer_format
+        fmt = get_task(r.task).answer_format
         rationale = r.reasoning_completion.strip()
         prediction = parse_prediction(fmt, r.answer_completion, PREDICTION_PREFIXES["zero_shot_cot"])
         if not fmt.matches(prediction, r.answer):
@@ -73,12 +83,7 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             removed["over_cap"] += 1
         else:
             seen[(r.task, r.sample_index)].add(rationale)
-            if cfg.question_source == "teacher":
-                question, answer = r.question, r.answer
-            elif spec.from_teacher and r.question and r.question != sample.question:
-                question, answer = spec.from_teacher(r.question), r.answer  # our format, the teacher's letters
-            else:
-                question, answer = sample.question, sample.answer
+            question, answer = training_frame(sample, r, cfg.question_source)
             kept.append(Example(task=r.task, sample_index=r.sample_index, completion_index=r.completion_index,
                                 question=question, rationale=rationale, answer=answer))
     return kept, removed
