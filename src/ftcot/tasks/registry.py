@@ -66,13 +66,18 @@ def verbalize(question: str, choices: Iterable[str]) -> str:
     return f"{question} Answer choices: {options}."
 
 
+def _bigbench_choice_question(stem: str, choices: Iterable[str]) -> str:
+    """The paper's format for BIG-bench's multiple-choice tasks (Date, Tracking)."""
+    return verbalize(stem + "\nWhich choice is true?", choices)
+
+
 def _correct_choice(target_scores: dict) -> int:
     return next(i for i, score in enumerate(target_scores.values()) if score == 1)
 
 
 def _tracking(record: dict) -> tuple[str, str, None]:
     choices = [c.removesuffix(".") for c in record["target_scores"]]
-    question = verbalize(record["input"].strip() + "\nWhich choice is true?", choices)
+    question = _bigbench_choice_question(record["input"].strip(), choices)
     return question, chr(65 + _correct_choice(record["target_scores"])), None
 
 
@@ -82,7 +87,7 @@ def _date_from_teacher(question: str) -> str:
     stem, found, options = question.rpartition(" Answer Choices: ")
     if not found:
         raise UserError(f"unexpected Date teacher question (no 'Answer Choices:'): {question[:80]!r}")
-    return verbalize(stem + "\nWhich choice is true?", re.split(r"\s*\([A-F]\)\s*", options)[1:])
+    return _bigbench_choice_question(stem, re.split(r"\s*\([A-F]\)\s*", options)[1:])
 
 
 def _date(records: list[dict]) -> list[tuple[str, str, None]]:
@@ -95,7 +100,7 @@ def _date(records: list[dict]) -> list[tuple[str, str, None]]:
         slots = [""] * len(choices)
         for j, slot in enumerate(perm):
             slots[slot] = choices[j]
-        question = verbalize(record["input"].strip() + "\nWhich choice is true?", slots)
+        question = _bigbench_choice_question(record["input"].strip(), slots)
         out.append((question, chr(65 + int(perm[_correct_choice(record["target_scores"])])), None))
     return out
 
