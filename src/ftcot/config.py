@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcot.errors import UserError
 
@@ -89,25 +89,47 @@ class LoraConfig(Strict):
     save: Literal["merged", "adapter"] = "merged"
 
 
+# What the paper's training script does (reasoning-teacher `custom_train.py` and the `configure_optimizers` of its
+# Lightning module): torch's AdamW at a constant 3e-4 (no warmup, its default weight decay 0.01), batch 8, 20 epochs.
+PROTOCOLS = {"paper": {"epochs": 20, "learning_rate": 3e-4, "lr_schedule": "constant", "batch_size": 8,
+                       "grad_accum": 1, "warmup_ratio": 0.0, "weight_decay": 0.01}}
+
+
 class TrainConfig(Strict):
+    # paper: the values above for every key not set in the config; custom: the defaults below
+    protocol: Literal["custom", "paper"] = "custom"
     methods: list[Literal["ft_cot", "vanilla"]] = ["ft_cot", "vanilla"]
     epochs: int = Field(3, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
+    lr_schedule: Literal["linear", "constant"] = "linear"
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=8)  # tokens of prompt + completion
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    patience: int | None = Field(None, ge=1)  # stop after this many epochs without a validation gain
+    max_minutes: float | None = Field(None, gt=0)  # stop before an epoch that would end past this (train + validate)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
+    checkpoint: bool = True  # save model and optimizer each epoch, so a killed run resumes (costs a write)
     lora: LoraConfig | None = None  # set to fine-tune LoRA adapters instead of all weights
     max_examples: int | None = Field(None, ge=1)  # first N training examples (after curation), for quick runs
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _apply_protocol(self) -> "TrainConfig":
+        for key, value in PROTOCOLS.get(self.protocol, {}).items():
+            if key not in self.model_fields_set:
+                setattr(self, key, value)
+        return self
 
 
 class EvalConfig(Strict):
     baselines: list[Literal["zero_shot", "zero_shot_cot", "few_shot_cot"]] = ["zero_shot", "zero_shot_cot",
                                                                                "few_shot_cot"]
-    batch_size: int = Field(64, ge=1)  # on CPU a step reads every weight: larger batches amortize that
-    max_new_tokens: int = Field(160, ge=1)  # for reasoning outputs; answers alone get 16
+    batch_size: int | None = Field(None, ge=1)  # default: 256 on a GPU, 64 on the CPU (a step reads every weight)
+    # for reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
+    # length in student tokens, plus a margin
+    max_new_tokens: int | None = Field(None, ge=1)
     max_samples: int | None = Field(None, ge=1)  # first N test questions, for quick runs
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -133,5 +134,24 @@ def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, ma
     low, high = wilson_interval(correct, len(samples))
     metrics = {"task": task, "method": method, "n": len(samples), "correct": correct,
                "accuracy": round(100 * correct / len(samples), 2), "ci95": [round(low, 2), round(high, 2)],
-               "wall_s": round(wall, 2), "questions_per_s": round(len(samples) / wall, 3)}
+               "max_new_tokens": max_new_tokens, "wall_s": round(wall, 2),
+               "questions_per_s": round(len(samples) / wall, 3),
+               "diagnostics": diagnostics(predictions, prefix, spec.answer_format)}
     return predictions, metrics
+
+
+def diagnostics(predictions: list[dict], marker: str | None, fmt) -> dict:
+    """Why answers are wrong, in percent of outputs: no answer marker (the output was cut off, or never
+    answered), nothing parseable, and how often the student gives one answer (its most frequent, and the
+    questions' majority answer) whatever the question."""
+    n = len(predictions) or 1
+    share = lambda count: round(100 * count / n, 2)  # noqa: E731
+    given = Counter(p["prediction"] for p in predictions if p["prediction"] is not None)
+    top, top_count = given.most_common(1)[0] if given else (None, 0)
+    majority = Counter(p["answer"] for p in predictions).most_common(1)[0][0] if predictions else None
+    return {"marker": marker,
+            "no_answer_marker": share(sum(marker not in p["output"] for p in predictions)) if marker else None,
+            "unparsed": share(sum(p["prediction"] is None for p in predictions)),
+            "most_frequent_prediction": top, "most_frequent_share": share(top_count),
+            "majority_answer": majority,
+            "majority_answer_share": share(sum(fmt.matches(p["prediction"], majority) for p in predictions))}

@@ -132,36 +132,78 @@ def _samples(rows: list[dict]) -> list[Sample]:
     return [Sample(r["task"], r["sample_index"], r["question"], r["answer"]) for r in rows]
 
 
+# --- generation settings shared by validation and evaluation ----------------------------------------------
+
+FALLBACK_MAX_NEW_TOKENS = 128  # the recorded teacher's own rationale limit, when nothing was curated
+MAX_NEW_TOKENS_MARGIN = 16
+
+
+def generation_budget(cfg: RunConfig, tokenizer, kind: str, quiet: bool = True) -> int:
+    """`evaluate.max_new_tokens`, else enough for the curated Fine-tune-CoT completions: their 99th percentile
+    in the student's tokens (EOS included) plus a margin, so a student that imitates a long rationale is not cut
+    off before its answer."""
+    import numpy as np
+
+    from ftcot.tasks.prompts import ft_cot_pair
+
+    if cfg.evaluate.max_new_tokens:
+        return cfg.evaluate.max_new_tokens
+    path = Path(cfg.run_dir) / "curate" / "train_ft_cot.jsonl"
+    rows = read_jsonl(path) if path.is_file() else []
+    if not rows:
+        return FALLBACK_MAX_NEW_TOKENS
+    completions = [ft_cot_pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
+    lengths = [len(ids) + 1 for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
+    p99 = int(np.percentile(lengths, 99, method="higher"))
+    if not quiet:
+        console.print(f"generation: up to {p99 + MAX_NEW_TOKENS_MARGIN} new tokens (99th percentile of "
+                      f"{len(lengths)} curated completions, {p99}, plus {MAX_NEW_TOKENS_MARGIN})")
+    return p99 + MAX_NEW_TOKENS_MARGIN
+
+
+def eval_batch_size(cfg: RunConfig) -> int:
+    """`evaluate.batch_size`, else 256 on a GPU (a small student leaves it idle at less) and 64 on the CPU."""
+    import torch
+
+    return cfg.evaluate.batch_size or (256 if torch.cuda.is_available() else 64)
+
+
 # --- train --------------------------------------------------------------------------------------------------
 
 def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool = True) -> dict:
     """Fine-tune the student with each method; the best epoch by validation accuracy goes to
-    students/<method>/best/."""
+    students/<method>/best/. Under torchrun every rank trains; rank 0 alone validates, writes and prints."""
     from ftcot.curate import Example
     from ftcot.students.load import load_tokenizer
-    from ftcot.students.train import train, validation_accuracy
+    from ftcot.students.train import is_main_process, train, validation_accuracy
 
     run = Path(cfg.run_dir)
+    say = console.print if is_main_process() else (lambda *a, **k: None)
     val = _samples(read_jsonl(run / "curate" / "val.jsonl"))
     summaries = {}
     for method in methods or cfg.train.methods:
         out = run / "students" / method
         if is_done(out / "summary.json", cfg, *TRAIN_SECTIONS):
             summaries[method] = json.loads((out / "summary.json").read_text())
-            console.print(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
+            say(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
             continue
         rows = read_jsonl(run / "curate" / f"train_{method}.jsonl")
         examples = [Example(**r) for r in rows][: cfg.train.max_examples]
         tokenizer, kind = load_tokenizer(cfg.student)
-        validate = validation_accuracy(method, kind, tokenizer, val, cfg.evaluate.max_new_tokens,
-                                       cfg.evaluate.batch_size)
-        console.print(f"train {method}: {len(examples)} examples, {cfg.train.epochs} epochs, "
-                      f"{len(val)} validation questions")
+        validate = validation_accuracy(method, kind, tokenizer, val, generation_budget(cfg, tokenizer, kind),
+                                       eval_batch_size(cfg))
+        t = cfg.train
+        say(f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
+            f"{t.learning_rate:g} {t.lr_schedule}, batch {t.batch_size}x{t.grad_accum}, weight decay {t.weight_decay:g}"
+            f"{f', patience {t.patience}' if t.patience else ''}{f', {t.max_minutes:g} min' if t.max_minutes else ''})"
+            f", {len(val)} validation questions", markup=False)
         summary = train(examples, method, cfg.student, cfg.train, out, validate, resume=resume)
         summary["fingerprint"] = fingerprint(cfg, *TRAIN_SECTIONS)
-        write_json(summary, out / "summary.json")
-        console.print(f"train {method}: best epoch {summary['best_epoch']} (validation accuracy "
-                      f"{summary['best_val_accuracy']}), {summary['tokens_per_s']} tokens/s")
+        if is_main_process():
+            write_json(summary, out / "summary.json")
+        say(f"train {method}: best epoch {summary['best_epoch']} of {summary['epochs_trained']} "
+            f"({summary['stop_reason']}; validation accuracy {summary['best_val_accuracy']}), "
+            f"{summary['tokens_per_s']} tokens/s")
         summaries[method] = summary
     return summaries
 
@@ -184,6 +226,7 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
     wanted = methods or ["teacher", *cfg.evaluate.baselines, *cfg.train.methods]
     results = {}
     base = None
+    budget = None
     for method in wanted:
         out = run / "eval" / method
         if is_done(out / "metrics.json", cfg, *EVAL_SECTIONS):
@@ -212,15 +255,21 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
                 base = base or load_student(cfg.student)
                 model, tokenizer, kind = base
             few_shot = load_few_shot_prompts(root) if method == "few_shot_cot" else None
-            predictions, metrics = evaluate(model, tokenizer, test, method, kind, cfg.evaluate.max_new_tokens,
-                                            cfg.evaluate.batch_size, few_shot)
+            budget = budget or generation_budget(cfg, tokenizer, kind, quiet=False)
+            predictions, metrics = evaluate(model, tokenizer, test, method, kind, budget, eval_batch_size(cfg),
+                                            few_shot)
             metrics["model"] = cfg.student.model
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
         metrics["fingerprint"] = fingerprint(cfg, *EVAL_SECTIONS)
         write_jsonl(predictions, out / "predictions.jsonl")
         write_json(metrics, out / "metrics.json")
+        d = metrics.get("diagnostics")
+        why = (f"; {d['no_answer_marker']}% without '{d['marker']}', " if d and d["marker"] else "; " if d else "")
+        if d:
+            why += (f"{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
+                    f"({d['most_frequent_share']}%)")
         console.print(f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
-                      f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]})")
+                      f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}", markup=False)
         results[method] = metrics
     return results
 

@@ -51,10 +51,19 @@ def resolve(name: str) -> str:
     model.load_state_dict(loaded.state_dict(), strict=False)
     model.tie_weights()
     model.generation_config = loaded.generation_config
-    tmp = target.with_name(target.name + ".part")
+    # A folder of this process's own, renamed into place: processes converting at once (torchrun ranks,
+    # parallel jobs) never read a half-written model, and the first to finish wins.
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    tmp.replace(target)
+    try:
+        tmp.rename(target)
+    except OSError:
+        if not (target / "model.safetensors").is_file():
+            raise
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
 
 

@@ -74,33 +74,87 @@ def export(model, tokenizer, target: Path, lora_save: str | None) -> None:
     os.replace(tmp, target)
 
 
-class ValidationCallback(TrainerCallback):
-    """After each epoch: accuracy on the validation questions; the best epoch's weights go to `best/`."""
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun/accelerate job, or the only process: the one that validates and writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
 
-    def __init__(self, out: Path, validate, tokenizer, lora_save: str | None, tokens_per_epoch: int):
+
+def _wait_for_main(value=None):
+    """Every rank waits here for rank 0, and gets rank 0's value (e.g. its decision to stop)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class ValidationCallback(TrainerCallback):
+    """After each epoch, on rank 0 only: accuracy on the validation questions, the best epoch's weights to
+    `best/`, the history; then stop on patience or on the time budget. The other ranks wait for its verdict."""
+
+    def __init__(self, out: Path, validate, tokenizer, lora_save: str | None, tokens_per_epoch: int,
+                 cfg: TrainConfig):
         self.out, self.validate, self.tokenizer, self.lora_save = out, validate, tokenizer, lora_save
-        self.tokens_per_epoch = tokens_per_epoch
+        self.tokens_per_epoch, self.cfg = tokens_per_epoch, cfg
         self.history_path = out / "history.json"
         self.history = json.loads(self.history_path.read_text()) if self.history_path.exists() else []
+        self.stop_reason = "completed"
         self.epoch_start = time.perf_counter()
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
         self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        epoch = round(state.epoch)
+        stop = None
+        if is_main_process():
+            self._record(round(state.epoch), state, model)
+            stop = self._should_stop(round(state.epoch), args.num_train_epochs)
+        stop = _wait_for_main(stop)
+        if stop:
+            self.stop_reason = stop
+            control.should_training_stop = True
+        model.train()
+
+    def _record(self, epoch: int, state, model) -> None:
         train_s = time.perf_counter() - self.epoch_start
+        start = time.perf_counter()
         accuracy = self.validate(model) if self.validate else None
+        val_s = time.perf_counter() - start
         best = max((h["val_accuracy"] for h in self.history if h["epoch"] != epoch and h["val_accuracy"] is not None),
                    default=-1.0)
         self.history = [h for h in self.history if h["epoch"] != epoch] + [{
-            "epoch": epoch, "val_accuracy": accuracy, "train_s": round(train_s, 2),
+            "epoch": epoch, "val_accuracy": accuracy, "train_s": round(train_s, 2), "val_s": round(val_s, 2),
             "tokens_per_s": round(self.tokens_per_epoch / train_s, 2),
             "loss": next((log["loss"] for log in reversed(state.log_history) if "loss" in log), None)}]
         if accuracy is None or accuracy > best or not (self.out / "best").exists():
             export(model, self.tokenizer, self.out / "best", self.lora_save)
         write_json(self.history, self.history_path)
-        model.train()
+
+    def _should_stop(self, epoch: int, epochs: int) -> str | None:
+        """'patience': no validation gain for `patience` epochs; 'time budget': the next epoch, as long as the
+        longest so far, would end past `max_minutes` (time spent before a resume counts)."""
+        scored = [h for h in self.history if h["val_accuracy"] is not None]
+        if epoch >= epochs:
+            return None
+        if self.cfg.patience and scored:
+            best = max(scored, key=lambda h: (h["val_accuracy"], -h["epoch"]))
+            if epoch - best["epoch"] >= self.cfg.patience:
+                return "patience"
+        if self.cfg.max_minutes:
+            spent = [h["train_s"] + h.get("val_s", 0.0) for h in self.history]
+            if sum(spent) + max(spent) > 60 * self.cfg.max_minutes:
+                return "time budget"
+        return None
+
+
+def precision_args(precision: str) -> dict:
+    """TrainingArguments for `train.precision`: bf16 autocast (weights stay float32) where asked, or by default
+    on a GPU that supports it; TF32 matmuls on any CUDA GPU that has them."""
+    cuda = torch.cuda.is_available()
+    bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    return {"bf16": bf16, "tf32": cuda and torch.cuda.get_device_capability()[0] >= 8}
 
 
 def train(examples: list[Example], method: str, student: StudentConfig, cfg: TrainConfig, out: Path,
@@ -124,28 +178,38 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
-        train_sampling_strategy="group_by_length", save_strategy="epoch", save_total_limit=1, logging_steps=10,
-        report_to=[], seed=cfg.seed, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=False)
-    callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch)
+        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_schedule,
+        train_sampling_strategy="group_by_length", save_strategy="epoch" if cfg.checkpoint else "no",
+        save_total_limit=1, logging_steps=10, report_to=[], seed=cfg.seed, dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), **precision_args(cfg.precision))
+    callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
+                                  cfg)
     trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
                       callbacks=[callback])
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*")) if resume else []
+    if not checkpoints and is_main_process():
+        (out / "history.json").unlink(missing_ok=True)  # a fresh start: epochs of an earlier attempt do not count
+        callback.history = []
+    _wait_for_main()
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     wall = time.perf_counter() - start
-    history = callback.history
+    history = _wait_for_main(callback.history)
     scored = [h for h in history if h["val_accuracy"] is not None]
     best = max(scored, key=lambda h: (h["val_accuracy"], -h["epoch"])) if scored else history[-1]
     summary = {"method": method, "student": student.model, "kind": kind, "lora": cfg.lora is not None,
                "parameters": sum(p.numel() for p in model.parameters()), "examples": len(features),
-               "tokens_per_epoch": tokens_per_epoch, "epochs": cfg.epochs, "best_epoch": best["epoch"],
-               "best_val_accuracy": best["val_accuracy"], "history": history, "wall_s": round(wall, 2),
+               "tokens_per_epoch": tokens_per_epoch, "protocol": cfg.protocol, "epochs": cfg.epochs,
+               "epochs_trained": len(history), "stop_reason": callback.stop_reason,
+               "precision": "bf16" if args.bf16 else "fp32", "processes": args.world_size,
+               "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"], "history": history,
+               "wall_s": round(wall, 2),
                "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2)}
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
-    write_json(summary, out / "summary.json")
+    if is_main_process():
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
+        write_json(summary, out / "summary.json")
+    _wait_for_main()
     return summary
 
 
