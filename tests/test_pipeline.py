@@ -29,6 +29,11 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
                  "students/vanilla/summary.json", "eval/ft_cot/predictions.jsonl", "eval/teacher/metrics.json",
                  "report.md", "report.csv", "accuracy_vs_epoch.png"):
         assert (run / path).exists(), path
+    report_md = (run / "report.md").read_text()
+    assert "## Failure diagnostics" in report_md and "| coin_flip | Fine-tune-CoT:" in report_md
+    metrics = json.loads((run / "eval" / "ft_cot" / "metrics.json").read_text())
+    assert metrics["diagnostics"]["marker"] == "-->" and metrics["max_new_tokens"] == 16
+    assert json.loads((run / "students" / "ft_cot" / "summary.json").read_text())["stop_reason"] == "completed"
     table = result.stdout
     for label in ("Teacher (zero-shot-CoT): text-davinci-002", "Zero-shot:", "Zero-shot-CoT:", "Few-shot-CoT:",
                   "Vanilla fine-tuning:", "Fine-tune-CoT:"):

@@ -14,6 +14,7 @@ import yaml
 from ftcot.errors import UserError
 from ftcot.tasks import TASKS
 
+TASKS_ORDER = {task: i for i, task in enumerate(TASKS)}
 METHOD_LABELS = {"teacher": "Teacher (zero-shot-CoT)", "zero_shot": "Zero-shot", "zero_shot_cot": "Zero-shot-CoT",
                  "few_shot_cot": "Few-shot-CoT", "vanilla": "Vanilla fine-tuning", "ft_cot": "Fine-tune-CoT"}
 
@@ -41,12 +42,36 @@ def collect(runs: list[Path]) -> list[dict]:
         for path in sorted((run / "eval").glob("*/metrics.json")):
             metrics = json.loads(path.read_text())
             method = path.parent.name
-            summary = run / "students" / method / "summary.json"
+            summary_path = run / "students" / method / "summary.json"
+            summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+            d = metrics.get("diagnostics") or {}
             rows.append({"run": str(run), "task": cfg["task"], "method": method, "num_samples": num_samples,
                          "label": _row_label(method, metrics, num_samples), "accuracy": metrics["accuracy"],
                          "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1], "n": metrics["n"],
-                         "best_epoch": json.loads(summary.read_text())["best_epoch"] if summary.exists() else ""})
+                         "best_epoch": summary.get("best_epoch", ""),
+                         "epochs_trained": summary.get("epochs_trained", len(summary.get("history", [])) or ""),
+                         "stop_reason": summary.get("stop_reason", ""),
+                         "no_answer_marker_pct": d.get("no_answer_marker"), "unparsed_pct": d.get("unparsed"),
+                         "most_frequent_prediction": d.get("most_frequent_prediction"),
+                         "most_frequent_share_pct": d.get("most_frequent_share"),
+                         "majority_answer_share_pct": d.get("majority_answer_share")})
     return rows
+
+
+def diagnostics_table(rows: list[dict]) -> str:
+    """Why answers are wrong, per task and method: cut off before the answer marker, unparseable, or one
+    answer given to every question (the most frequent prediction, and predictions equal to the majority answer)."""
+    lines = ["| task | method: student | epochs: best of trained (stop) | no answer marker % | parsed to nothing % "
+             "| most frequent answer (share %) | = majority answer % |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["label"])):
+        if r["method"] == "teacher" or r["unparsed_pct"] is None:
+            continue
+        epochs = f"{r['best_epoch']} of {r['epochs_trained']} ({r['stop_reason']})" if r["best_epoch"] != "" else ""
+        marker = "" if r["no_answer_marker_pct"] is None else r["no_answer_marker_pct"]
+        lines.append(f"| {r['task']} | {r['label']} | {epochs} | {marker} | {r['unparsed_pct']} "
+                     f"| {r['most_frequent_prediction']} ({r['most_frequent_share_pct']}) "
+                     f"| {r['majority_answer_share_pct']} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -128,6 +153,7 @@ def report(root: Path) -> dict:
     plots = [name for name, drawn in (("accuracy_vs_epoch.png", plot_epochs(runs, root / "accuracy_vs_epoch.png")),
                                       ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png"))) if drawn]
     text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + markdown + "\n"
+            + "\n## Failure diagnostics\n\nShares of the test outputs.\n\n" + diagnostics_table(rows) + "\n"
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
     return {"table": markdown, "rows": rows, "plots": plots}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
 from ftcot.config import StudentConfig, TrainConfig
@@ -23,6 +24,8 @@ from ftcot.errors import UserError
 from ftcot.files import write_json
 from ftcot.students.load import load_student
 from ftcot.tasks import Sample, prompts
+
+console = Console(stderr=True)
 
 
 def pair(example: Example, method: str, kind: str) -> tuple[str, str]:
@@ -131,6 +134,8 @@ class ValidationCallback(TrainerCallback):
         if accuracy is None or accuracy > best or not (self.out / "best").exists():
             export(model, self.tokenizer, self.out / "best", self.lora_save)
         write_json(self.history, self.history_path)
+        console.print(f"{self.out.name} epoch {epoch}: validation accuracy {accuracy}, {train_s:.0f} s training, "
+                      f"{val_s:.0f} s validating", markup=False)
 
     def _should_stop(self, epoch: int, epochs: int) -> str | None:
         """'patience': no validation gain for `patience` epochs; 'time budget': the next epoch, as long as the
@@ -181,7 +186,8 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_schedule,
         train_sampling_strategy="group_by_length", save_strategy="epoch" if cfg.checkpoint else "no",
         save_total_limit=1, logging_steps=10, report_to=[], seed=cfg.seed, dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), **precision_args(cfg.precision))
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), ddp_find_unused_parameters=False,
+        **precision_args(cfg.precision))
     callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
                                   cfg)
     trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
