@@ -54,6 +54,38 @@ def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, shared
     assert all(len(s) < len(b) for s, b in zip(stopped, batched) if len(b) > 6)
 
 
+def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_rows(tiny_lm, shared_data):
+    from transformers import LlamaForCausalLM, StoppingCriteriaList
+
+    from ftcot.evaluate import StopWhenDone
+
+    # Larger random weights than the fixture's make every token depend on position and cache: a wrong position
+    # id or a row mixed up in the pruned cache changes the text.
+    config = AutoModelForCausalLM.from_pretrained(tiny_lm).config
+    config.initializer_range = 0.2
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    questions = [s.question for s in split_samples("coin_flip", "test", shared_data)[:8]]
+    texts = [q[: 20 + 15 * i] for i, q in enumerate(questions)]  # different lengths: left padding
+    for done in (None, lambda t: len(t) >= 10 + 7 * (len(t.split()) % 4)):  # rows finish at different steps
+        sizes = []
+        hook = model.register_forward_pre_hook(lambda module, args, kw: sizes.append(kw["input_ids"].shape[0]),
+                                               with_kwargs=True)
+        ours = generate(model, tokenizer, texts, 30, batch_size=8, done=done)
+        hook.remove()
+        tokenizer.padding_side = "left"
+        batch = tokenizer(texts, return_tensors="pt", padding=True)
+        width = batch["input_ids"].shape[1]
+        with torch.inference_mode():
+            reference = model.generate(**batch, max_new_tokens=30, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList(
+                                           [StopWhenDone(tokenizer, width, done)] if done else []))
+        assert ours == [tokenizer.decode(row[width:], skip_special_tokens=True) for row in reference]
+        assert sizes[0] == 8 and sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] < 8 and len(set(len(o) for o in ours)) > 2  # finished rows left the batch
+
+
 def test_wilson_interval():
     low, high = wilson_interval(8, 10)
     assert (round(low, 1), round(high, 1)) == (49.0, 94.3)

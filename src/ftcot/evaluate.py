@@ -2,11 +2,13 @@
 prompting baselines (zero-shot, zero-shot-CoT, few-shot-CoT) on the same student.
 
 Generation is batched by prompt length with left padding and the KV cache, and each row stops at EOS or at
-its format's end marker, so outputs that would loop to the token limit cost no more than they must.
+its format's end marker and leaves the batch there, so outputs that loop to the token limit cost no more than
+they must and hold no other row back.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections import Counter
@@ -57,7 +59,8 @@ METHODS: dict[str, Method] = {
 
 
 class StopWhenDone(StoppingCriteria):
-    """Per-row stop: a row is finished once its new text satisfies `done` (EOS is handled by generate)."""
+    """Per-row stop for transformers' generate (encoder-decoder students): a row is finished once its new text
+    satisfies `done` (EOS is handled by generate)."""
 
     def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
         self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
@@ -67,26 +70,76 @@ class StopWhenDone(StoppingCriteria):
         return torch.tensor([self.done(t) for t in texts], device=input_ids.device)
 
 
+def _stop_ids(model, tokenizer) -> set[int]:
+    """EOS as the model's generation config names it (one id or several) and as the tokenizer does."""
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+@torch.inference_mode()
+def greedy_decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished) -> list[list[int]]:
+    """Greedy decoding with the KV cache for a left-padded decoder batch, which drops each row from the batch
+    the step it finishes (a stop id, or `finished(its new tokens)`): one long answer does not keep every other
+    row generating to the limit, and no row is ever computed past its end. Returns each row's new tokens,
+    without the stop id."""
+    parameters = inspect.signature(model.forward).parameters
+    cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    mask = batch["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
+                **keep_last)
+    cache, positions = getattr(out, cache_arg), positions[:, -1:]
+    rows = list(range(len(mask)))  # the output row of each row still in the batch
+    tokens: list[list[int]] = [[] for _ in rows]
+    for _ in range(max_new_tokens):
+        next_ids = out.logits[:, -1].argmax(-1)
+        going = []
+        for j, (row, token) in enumerate(zip(rows, next_ids.tolist())):
+            if token in stop_ids:
+                continue
+            tokens[row].append(token)
+            if not finished(tokens[row]):
+                going.append(j)
+        if not going:
+            break
+        if len(going) < len(rows):
+            index = torch.tensor(going, device=mask.device)
+            cache.batch_select_indices(index)
+            mask, positions, next_ids = mask[index], positions[index], next_ids[index]
+            rows = [rows[j] for j in going]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
+        positions = positions + 1
+        out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{cache_arg: cache})
+    return tokens
+
+
 def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int,
              done: Callable[[str], bool] | None = None, progress: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy continuations of texts, batched by length (longest first), left-padded for decoders."""
+    """Greedy continuations of texts, batched by length (longest first), left-padded for decoders; each row
+    stops at EOS or once its text is `done`."""
     encoder_decoder = model.config.is_encoder_decoder
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     outputs: list[str] = [""] * len(texts)
+    stop_ids = _stop_ids(model, tokenizer)
+    finished = (lambda ids: done(tokenizer.decode(ids, skip_special_tokens=True))) if done else (lambda ids: False)
     model.eval()
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
-        prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
-        criteria = StoppingCriteriaList([StopWhenDone(tokenizer, 1 if encoder_decoder else prompt_length, done)]
-                                        if done else [])
-        with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                 pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria)
-        for i, row in zip(rows, out):
-            outputs[i] = tokenizer.decode(row[prompt_length:], skip_special_tokens=True)
+        if encoder_decoder:  # transformers' generate; rows stay in the batch until all are done
+            criteria = StoppingCriteriaList([StopWhenDone(tokenizer, 1, done)] if done else [])
+            with torch.inference_mode():
+                new = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                     pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria)
+        else:
+            new = greedy_decode(model, batch, max_new_tokens, stop_ids, finished)
+        for i, ids in zip(rows, new):
+            outputs[i] = tokenizer.decode(ids, skip_special_tokens=True)
         if progress is not None:
             progress(len(rows))
     tokenizer.padding_side = side  # training right after validation pads on the right
