@@ -179,15 +179,16 @@ def run_side_by_side(tasks: list[str], args, commands: dict[str, str]) -> dict[s
         print(f"{task}: {json.dumps(result['accuracy'])}", flush=True)
         return result
 
-    results = {}
+    results, failed = {}, {}
     with ThreadPoolExecutor(len(tasks)) as pool:
         futures = {task: pool.submit(one_task, task) for task in tasks}
         for task, future in futures.items():
             try:
                 results[task] = future.result()
             except Exception as exc:  # one task's failure must not lose the others' results
+                failed[task] = str(exc)
                 print(f"{task}: FAILED: {exc}", flush=True)
-    return results
+    return results, failed
 
 
 class GPUMonitor:
@@ -337,10 +338,10 @@ def write_results_doc() -> None:
         protocol = (
             f"\n## The paper's protocol ({PAPER_PROTOCOL_RUN})\n\nAdamW at a constant lr 3e-4, batch 8, up to 20 "
             "epochs, validation accuracy after every epoch, the best epoch kept; every curated example; generation "
-            "budget from the curated completions. All 9 tasks x 2 students ran side by side on one GPU "
+            f"budget from the curated completions. {len(b['tasks'])} tasks x 2 students ran side by side on one GPU "
             f"(`--jobs {b['jobs']}`, one call, {b['wall_s']:.0f} s; GPU utilisation {gpu.get('mean_utilisation_pct')}% "
             f"on average, busy {gpu.get('busy_share_pct')}% of the seconds, {gpu.get('max_memory_mib')} MiB at most), "
-            "each student stopping before an epoch that would end past 6.5 minutes (`--max-minutes 6.5`), so the "
+            f"each student stopping before an epoch that would end past {b.get('max_minutes', 6.5):g} minutes, so the "
             f"stop column says how far each got. Command: `{b['command']}` (through `benchmarks/lent_gpu.sh`).\n\n"
             + protocol_markdown(by_task, PAPER_PROTOCOL_RUN) + "\n\nFailure diagnostics of the same runs (test "
             "split, % of outputs):\n\n" + diagnostics_markdown(by_task, PAPER_PROTOCOL_RUN) + "\n")
@@ -394,15 +395,19 @@ def main() -> None:
         monitor = GPUMonitor() if torch.cuda.is_available() else None
         if monitor:
             with monitor:
-                run_side_by_side(todo, args, commands)
+                _, failed = run_side_by_side(todo, args, commands)
         else:
-            run_side_by_side(todo, args, commands)
-        batch = {"tasks": todo, "jobs": args.jobs, "setting": setting(args), "wall_s": round(time.perf_counter() - start, 1),
+            _, failed = run_side_by_side(todo, args, commands)
+        batch = {"tasks": todo, "failed": failed, "jobs": args.jobs, "setting": setting(args),
+                 "max_minutes": args.max_minutes, "wall_s": round(time.perf_counter() - start, 1),
                  "gpu": monitor.summary() if monitor else None,
                  "command": "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce.py "
                             + " ".join(sys.argv[1:])}
         (RESULTS / f"batch-{setting(args)}.json").write_text(json.dumps(batch, indent=1) + "\n")
         print(json.dumps(batch), flush=True)
+        if failed:
+            write_results_doc()
+            sys.exit(f"{len(failed)} of {len(todo)} tasks failed: {', '.join(failed)} (logs in each run folder)")
     else:
         for task in todo:
             result = run_task(task, args, commands[task])

@@ -4,9 +4,12 @@ model (SmolLM2-135M, float32, CPU) and data (coin_flip, recorded text-davinci-00
 (a) training: useful (non-padding) tokens per second of ftcot's trainer (length-grouped batches) against a
     plain PyTorch loop that pads every batch to the longest example;
 (b) evaluation: questions per second of ftcot's batched greedy evaluation (length-sorted batches, KV cache,
-    per-row stop) against a one-question-at-a-time `generate` loop, with the accuracy of both.
+    per-row stop, finished rows leave the batch) against a one-question-at-a-time `generate` loop and against
+    CTranslate2 (float32 and int8, same student converted, same batches), with the accuracy of each.
 
     FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py [--student runs/quickstart/students/ft_cot/best]
+
+CTranslate2 is optional (`pip install ctranslate2`); without it its rows are left out.
 """
 
 from __future__ import annotations
@@ -80,11 +83,43 @@ def one_at_a_time(model, tokenizer, samples, max_new_tokens: int) -> tuple[float
     return len(samples) / wall, 100 * correct / len(samples)
 
 
+def ctranslate2_rate(student_dir: str, tokenizer, samples, max_new_tokens: int, batch_size: int,
+                     compute_type: str) -> tuple[float, float, float] | None:
+    """Questions per second, accuracy and conversion seconds of CTranslate2 on the same student and questions:
+    greedy, the same length-sorted batches, stopping at EOS (it has no per-row text condition; the answer
+    parser reads the same text either way)."""
+    try:
+        import ctranslate2
+    except ImportError:
+        return None
+    spec = get_task(samples[0].task)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        ctranslate2.converters.TransformersConverter(student_dir).convert(out, force=True)
+        converted = time.perf_counter() - start
+        generator = ctranslate2.Generator(out, device="cpu", compute_type=compute_type)
+        prompts = [tokenizer.convert_ids_to_tokens(tokenizer(s.question + " ###")["input_ids"]) for s in samples]
+        order = sorted(range(len(samples)), key=lambda i: -len(prompts[i]))
+        texts = [""] * len(samples)
+        start = time.perf_counter()
+        for at in range(0, len(order), batch_size):
+            rows = order[at:at + batch_size]
+            results = generator.generate_batch([prompts[i] for i in rows], max_length=max_new_tokens,
+                                               sampling_topk=1, include_prompt_in_result=False,
+                                               end_token=tokenizer.eos_token)
+            for i, result in zip(rows, results):
+                texts[i] = tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True)
+        wall = time.perf_counter() - start
+    correct = sum(spec.answer_format.matches(parse_prediction(spec.answer_format, text, PREDICTION_PREFIXES["ft_cot"]),
+                                             s.answer) for s, text in zip(samples, texts))
+    return len(samples) / wall, 100 * correct / len(samples), converted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--student", default=None, help="fine-tuned student folder for (b) [default: fine-tune one]")
     parser.add_argument("--train-examples", type=int, default=64)
-    parser.add_argument("--eval-questions", type=int, default=64)
+    parser.add_argument("--eval-questions", type=int, default=150)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -104,6 +139,12 @@ def main() -> None:
         _, metrics = evaluate(model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 64)
         print(f"(b) ftcot evaluate: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}%",
               flush=True)
+        ct2 = {}
+        for compute_type in ("float32", "int8"):
+            ct2[compute_type] = ctranslate2_rate(student_dir, tokenizer, samples, args.max_new_tokens, 64, compute_type)
+            if ct2[compute_type]:
+                rate, accuracy, _ = ct2[compute_type]
+                print(f"(b) CTranslate2 {compute_type}: {rate:.3f} questions/s, accuracy {accuracy:.2f}%", flush=True)
         single_rate, single_accuracy = one_at_a_time(model, tokenizer, samples, args.max_new_tokens)
         print(f"(b) one-at-a-time generate: {single_rate:.3f} questions/s, accuracy {single_accuracy:.2f}%")
     command = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py" + (
@@ -117,7 +158,13 @@ def main() -> None:
         f"| {plain:.1f} (fixed length {width}) | {ours / plain:.0%} | >= 90% |\n"
         f"| (b) evaluation, questions/s ({len(samples)} test questions, greedy, <= {args.max_new_tokens} new tokens) "
         f"| {metrics['questions_per_s']:.3f} (accuracy {metrics['accuracy']:.2f}%) | {single_rate:.3f} "
-        f"(accuracy {single_accuracy:.2f}%) | {metrics['questions_per_s'] / single_rate:.1f}x | >= 10x |\n")
+        f"(accuracy {single_accuracy:.2f}%) | {metrics['questions_per_s'] / single_rate:.1f}x | >= 10x |\n"
+        + "".join(
+            f"| (b) evaluation against CTranslate2 {ctype} (same student converted, same batches of 64; "
+            f"conversion {c[2]:.0f} s not counted) | {metrics['questions_per_s']:.3f} (accuracy "
+            f"{metrics['accuracy']:.2f}%) | {c[0]:.3f} (accuracy {c[1]:.2f}%) | {metrics['questions_per_s'] / c[0]:.2f}x "
+            f"| {'>= 1x at equal accuracy' if ctype == 'float32' else 'none (a lossy format)'} |\n"
+            for ctype, c in ct2.items() if c))
     write_section(ROOT / "docs" / "benchmarks.md", "Training and evaluation throughput", section)
 
 

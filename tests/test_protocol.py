@@ -110,6 +110,17 @@ def test_precision(tiny_lm, shared_data, tmp_path):
     assert all(p.dtype == torch.float32 for p in saved.parameters())  # autocast: weights stay float32
 
 
+def test_bf16_on_a_gpu_without_it_is_a_one_line_error(monkeypatch):
+    from ftcot.errors import UserError
+
+    # No such GPU here: the question torch would answer on one is answered for it.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    with pytest.raises(UserError, match="bf16 is not supported by Tesla V100"):
+        precision_args("bf16")
+
+
 def test_generation_budget_covers_the_curated_completions(tiny_lm, shared_data, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     cfg = RunConfig.model_validate({"task": "coin_flip", "run_dir": str(tmp_path)})

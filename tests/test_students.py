@@ -85,6 +85,23 @@ def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_
         assert sizes[0] == 8 and sizes == sorted(sizes, reverse=True)
     assert sizes[-1] < 8 and len(set(len(o) for o in ours)) > 2  # finished rows left the batch
 
+    # A cache that cannot drop rows (a hybrid model's) keeps them in the batch, with the same outputs.
+    import ftcot.evaluate as evaluation
+
+    kept = evaluation._prunable
+    evaluation._prunable = lambda cache: False
+    try:
+        assert generate(model, tokenizer, texts, 30, batch_size=8, done=done) == ours
+    finally:
+        evaluation._prunable = kept
+    # A generation config that changes the greedy choice is left to generate, which applies it.
+    model.generation_config.repetition_penalty = 1.5
+    penalised = generate(model, tokenizer, texts, 30, batch_size=8)
+    tokenizer.padding_side = "left"
+    with torch.inference_mode():
+        reference = model.generate(**batch, max_new_tokens=30, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert penalised == [tokenizer.decode(row[width:], skip_special_tokens=True) for row in reference]
+
 
 def test_wilson_interval():
     low, high = wilson_interval(8, 10)

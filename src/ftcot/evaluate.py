@@ -59,8 +59,8 @@ METHODS: dict[str, Method] = {
 
 
 class StopWhenDone(StoppingCriteria):
-    """Per-row stop for transformers' generate (encoder-decoder students): a row is finished once its new text
-    satisfies `done` (EOS is handled by generate)."""
+    """Per-row stop for transformers' generate (encoder-decoder students, and models greedy_decode leaves to
+    it): a row is finished once its new text satisfies `done` (EOS is handled by generate)."""
 
     def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
         self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
@@ -77,13 +77,44 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
 
 
+# Generation-config settings that change which token greedy decoding picks; a model that sets any of them is
+# left to transformers' generate, which applies them.
+_LOGITS_SETTINGS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None, "min_length": 0,
+                    "min_new_tokens": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None}
+
+
+def _forward_parameters(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes them on
+    return inspect.signature(base.forward).parameters
+
+
+def _plain_greedy(model) -> bool:
+    """Whether greedy_decode gives what generate would: a decoder whose forward takes position ids and whose
+    generation config asks for nothing but the most likely token."""
+    config = model.generation_config
+    unset = all(getattr(config, key, None) in (None, default) for key, default in _LOGITS_SETTINGS.items())
+    return unset and not model.config.is_encoder_decoder and "position_ids" in _forward_parameters(model)
+
+
+def _prunable(cache) -> bool:
+    """A cache whose every layer holds only keys and values per row (not the recurrent state of a hybrid
+    model), so rows can be dropped from it."""
+    try:
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+    except ImportError:
+        return False
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
+
+
 @torch.inference_mode()
 def greedy_decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished) -> list[list[int]]:
     """Greedy decoding with the KV cache for a left-padded decoder batch, which drops each row from the batch
     the step it finishes (a stop id, or `finished(its new tokens)`): one long answer does not keep every other
     row generating to the limit, and no row is ever computed past its end. Returns each row's new tokens,
     without the stop id."""
-    parameters = inspect.signature(model.forward).parameters
+    parameters = _forward_parameters(model)
     cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     mask = batch["attention_mask"]
@@ -91,20 +122,24 @@ def greedy_decode(model, batch, max_new_tokens: int, stop_ids: set[int], finishe
     out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
                 **keep_last)
     cache, positions = getattr(out, cache_arg), positions[:, -1:]
-    rows = list(range(len(mask)))  # the output row of each row still in the batch
+    prune = _prunable(cache)
+    rows = list(range(len(mask)))  # the output row of each row in the batch
     tokens: list[list[int]] = [[] for _ in rows]
+    done: set[int] = set()  # finished rows still in the batch (a cache that cannot drop them)
     for _ in range(max_new_tokens):
         next_ids = out.logits[:, -1].argmax(-1)
         going = []
         for j, (row, token) in enumerate(zip(rows, next_ids.tolist())):
-            if token in stop_ids:
+            if row in done or token in stop_ids:
                 continue
             tokens[row].append(token)
             if not finished(tokens[row]):
                 going.append(j)
         if not going:
             break
-        if len(going) < len(rows):
+        if not prune:
+            done.update(rows[j] for j in set(range(len(rows))) - set(going))
+        elif len(going) < len(rows):
             index = torch.tensor(going, device=mask.device)
             cache.batch_select_indices(index)
             mask, positions, next_ids = mask[index], positions[index], next_ids[index]
@@ -125,17 +160,19 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     outputs: list[str] = [""] * len(texts)
-    stop_ids = _stop_ids(model, tokenizer)
+    stop_ids, plain = _stop_ids(model, tokenizer), _plain_greedy(model)
     finished = (lambda ids: done(tokenizer.decode(ids, skip_special_tokens=True))) if done else (lambda ids: False)
     model.eval()
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
-        if encoder_decoder:  # transformers' generate; rows stay in the batch until all are done
-            criteria = StoppingCriteriaList([StopWhenDone(tokenizer, 1, done)] if done else [])
+        if encoder_decoder or not plain:  # transformers' generate; rows stay in the batch until all are done
+            prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
+            criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
             with torch.inference_mode():
                 new = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                                      pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria)
+            new = new[:, prompt_length:]
         else:
             new = greedy_decode(model, batch, max_new_tokens, stop_ids, finished)
         for i, ids in zip(rows, new):

@@ -85,8 +85,12 @@ def fingerprint(cfg: RunConfig, *sections: str) -> str:
     """A hash of the config sections a stage depends on: a stage reruns when they change."""
     import hashlib
 
-    data = cfg.model_dump(include={"task", "split", *sections})
+    data = cfg.model_dump(include={"task", "split", *sections}, exclude=OPERATIONAL)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Keys that change how a stage runs, not what it produces: changing them reruns nothing.
+OPERATIONAL = {"train": {"checkpoint"}, "evaluate": {"batch_size"}}
 
 
 def is_done(summary_path: Path, cfg: RunConfig, *sections: str) -> bool:

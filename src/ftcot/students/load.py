@@ -53,17 +53,18 @@ def resolve(name: str) -> str:
     model.generation_config = loaded.generation_config
     # A folder of this process's own, renamed into place: processes converting at once (torchrun ranks,
     # parallel jobs) never read a half-written model, and the first to finish wins.
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:
-        if not (target / "model.safetensors").is_file():
-            raise
-        import shutil
+    import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError as exc:
+        if not (target / "model.safetensors").is_file():
+            raise UserError(f"cannot write the converted {name} to {target}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind, on any failure
     return str(target)
 
 

@@ -78,8 +78,13 @@ def export(model, tokenizer, target: Path, lora_save: str | None) -> None:
 
 
 def is_main_process() -> bool:
-    """Rank 0 of a torchrun/accelerate job, or the only process: the one that validates and writes files."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """Rank 0 of a torchrun/accelerate job, or the only process: the one that validates and writes files.
+    Before the process group exists (torchrun starts every rank with RANK set), the environment tells."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 def _wait_for_main(value=None):
@@ -111,7 +116,7 @@ class ValidationCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         stop = None
-        if is_main_process():
+        if state.is_world_process_zero:
             self._record(round(state.epoch), state, model)
             stop = self._should_stop(round(state.epoch), args.num_train_epochs)
         stop = _wait_for_main(stop)
@@ -158,6 +163,8 @@ def precision_args(precision: str) -> dict:
     """TrainingArguments for `train.precision`: bf16 autocast (weights stay float32) where asked, or by default
     on a GPU that supports it; TF32 matmuls on any CUDA GPU that has them."""
     cuda = torch.cuda.is_available()
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise UserError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name()}: use fp32 or auto")
     bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
     return {"bf16": bf16, "tf32": cuda and torch.cuda.get_device_capability()[0] >= 8}
 
@@ -187,14 +194,16 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         train_sampling_strategy="group_by_length", save_strategy="epoch" if cfg.checkpoint else "no",
         save_total_limit=1, logging_steps=10, report_to=[], seed=cfg.seed, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), ddp_find_unused_parameters=False,
+        ddp_timeout=6 * 3600,  # the other ranks wait while rank 0 validates, which can take long on a CPU
         **precision_args(cfg.precision))
     callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
                                   cfg)
     trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
                       callbacks=[callback])
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*")) if resume else []
-    if not checkpoints and is_main_process():
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                         ) if resume else []
+    if not checkpoints and args.process_index == 0:
         (out / "history.json").unlink(missing_ok=True)  # a fresh start: epochs of an earlier attempt do not count
         callback.history = []
     _wait_for_main()
