@@ -57,7 +57,9 @@ def test_collects_diverse_rationales_with_n_per_request_and_never_pays_twice(ser
     outcome, stored = _collect(server, samples, tmp_path)
     # One step-1 request per question (n=3), then one step-2 request per rationale.
     assert len(server.completion_requests()) == 6 + 6 * 3
-    assert [r["n"] for r in server.completion_requests()[:6]] == [3] * 6
+    # Step-1 requests by their prompt, not their arrival order: a step-2 request may overtake the last step 1.
+    step1 = [r for r in server.completion_requests() if r["prompt"].endswith("step by step.")]
+    assert [r["n"] for r in step1] == [3] * 6 and len({r["prompt"] for r in step1}) == 6
     assert stored == 6 * 3 * 2 and len(outcome.records) == 18
     by_question = {}
     for r in outcome.records:
