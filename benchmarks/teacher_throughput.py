@@ -42,7 +42,7 @@ def ftcot_rate(base_url: str, concurrency: int) -> float:
     bound = concurrency / LATENCY
     samples = questions(max(8, int(bound * SECONDS_PER_LEVEL / 2)), f"c{concurrency}")  # 2 requests each
     cfg = TeacherConfig(backend="openai", model="bench", concurrency=concurrency)
-    teacher = OpenAITeacher("bench", base_url, concurrency=concurrency)
+    teacher = OpenAITeacher("bench", base_url, None, concurrency=concurrency)
     with tempfile.TemporaryDirectory() as tmp:
         store = CompletionStore(Path(tmp) / "store.sqlite")
         outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None),

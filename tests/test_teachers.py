@@ -44,7 +44,7 @@ def _collect(server, samples, tmp_path, faults=(), num_samples=3, n_per_request=
     cfg = TeacherConfig(backend="openai", model="test-model", num_samples=num_samples, n_per_request=n_per_request,
                         rationale={"temperature": 0.7, "max_tokens": 16, "seed": 5})
     kwargs = dict(timeout_s=5.0, backoff_s=0.01, max_attempts=6) | teacher_kwargs
-    teacher = OpenAITeacher("test-model", server.base_url, honour_n=n_per_request, **kwargs)
+    teacher = OpenAITeacher("test-model", server.base_url, None, honour_n=n_per_request, **kwargs)
     store = CompletionStore(tmp_path / "store.sqlite")
     try:
         outcome = collect(teacher, store, cfg, TRIGGER, samples, Spending(None))
@@ -134,7 +134,8 @@ def test_requests_per_minute_limit_paces_requests(server, samples, tmp_path):
 
 def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path):
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
-        backend="openai", model="priced", base_url=server.base_url, num_samples=1, max_samples=20, concurrency=1,
+        backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=20,
+        concurrency=1,
         prices={"priced": Price(input=1000.0, output=1000.0)}))
     first = teach(cfg, max_cost=0.2)  # each request costs ~$0.03-0.1 at this price
     assert first["stopped_by_budget"] and 0 < first["collected"] < 20
@@ -148,7 +149,7 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path
 
 def test_dry_run_counts_requests_tokens_and_cost(server, shared_data, tmp_path):
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
-        backend="openai", model="gpt-4o-mini", base_url=server.base_url, num_samples=4, max_samples=10))
+        backend="openai", model="gpt-4o-mini", base_url=server.base_url, api_key_env=None, num_samples=4, max_samples=10))
     plan = teach(cfg, dry_run=True)
     assert plan["requests"] == 10 + 40 and plan["completion_tokens"] == 10 * 4 * 128 + 40 * 32
     assert plan["cost_usd"] == pytest.approx((plan["prompt_tokens"] * 0.15 + plan["completion_tokens"] * 0.6) / 1e6)
@@ -157,7 +158,8 @@ def test_dry_run_counts_requests_tokens_and_cost(server, shared_data, tmp_path):
 
 def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, shared_data, tmp_path):
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
-        backend="openai", model="m", base_url=server.base_url, num_samples=2, max_samples=5, batch=True,
+        backend="openai", model="m", base_url=server.base_url, api_key_env=None, num_samples=2, max_samples=5,
+        batch=True,
         batch_poll_s=0.01, rationale={"temperature": 0.7}))
     summary = teach(cfg)
     assert summary["collected"] == 10
@@ -168,14 +170,14 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, shared_data
     from ftcot.teachers.batch import _submit, batch_line
 
     store = CompletionStore(tmp_path / "other.sqlite")
-    teacher = OpenAITeacher("m", server.base_url)
+    teacher = OpenAITeacher("m", server.base_url, None)
     asyncio.run(_submit(teacher, store, [batch_line(teacher, "Q: fresh\nA: Let's think step by step.", {}, [0])]))
     store.close()
     assert len(server.batches) == 3
     from ftcot.teachers.batch import run_batch
 
     store = CompletionStore(tmp_path / "other.sqlite")
-    assert asyncio.run(run_batch(OpenAITeacher("m", server.base_url), store, [], 0.01)) == 1
+    assert asyncio.run(run_batch(OpenAITeacher("m", server.base_url, None), store, [], 0.01)) == 1
     assert store.open_batches(teacher.identity) == [] and len(server.batches) == 3
     store.close()
 
@@ -186,7 +188,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, shar
     config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
                                       "data_dir": str(shared_data),
                                       "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url,
-                                                  "num_samples": 2, "max_samples": 40, "concurrency": 4,
+                                                  "api_key_env": None, "num_samples": 2, "max_samples": 40, "concurrency": 4,
                                                   "n_per_request": False, "rationale": {"temperature": 0.7}}}))
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
@@ -243,3 +245,51 @@ def test_recorded_stage_writes_records_that_read_back(shared_data, tmp_path):
     # The teacher's own output replays as a recorded teacher too.
     again = RecordedTeacher(records).replay(split_samples("coin_flip", "train", shared_data), 1)[0]
     assert again == records
+
+
+def _teach_config(tmp_path, shared_data, **teacher):
+    path = tmp_path / "teach.yaml"
+    path.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+                                    "teacher": {"backend": "openai", "model": "m", "max_samples": 3, **teacher}}))
+    return path
+
+
+@pytest.mark.parametrize("teacher", [
+    {"base_url": "http://user:sk-SECRET123@127.0.0.1:9/v1"},
+    {"base_url": "http://127.0.0.1:9/v1?api_key=sk-SECRET123"},
+    {"api_key_env": "sk-SECRET123"},  # the key pasted where the variable's name belongs
+])
+def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, shared_data, teacher):
+    config = _teach_config(tmp_path, shared_data, **teacher)
+    for command in ("config", "teach"):
+        result = run_cli(command, config)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "SECRET123" not in result.stderr + result.stdout and "teacher." in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unset_key_variable_or_an_unpriced_budget_stops_before_any_request(server, tmp_path, shared_data):
+    unset = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env="FTCOT_TEST_UNSET_KEY")
+    result = run_cli("teach", unset)
+    assert result.returncode == 2 and "FTCOT_TEST_UNSET_KEY" in result.stderr and "api_key_env: null" in result.stderr
+    assert not (tmp_path / "run" / "teacher" / "store.sqlite").exists()
+    unpriced = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env=None, max_cost=0.0001)
+    result = run_cli("teach", unpriced)
+    assert result.returncode == 2 and "teacher.prices" in result.stderr and len(result.stderr.splitlines()) == 1
+    for bad in ("-1", "nan"):
+        result = run_cli("teach", unpriced, "--max-cost", bad)
+        assert result.returncode == 2 and "--max-cost" in result.stderr
+    assert server.completion_requests() == []
+    keyless = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env=None)
+    assert run_cli("teach", keyless).returncode == 0 and len(server.completion_requests()) == 3 + 3
+
+
+def test_the_key_reaches_no_file_and_no_output(server, tmp_path, shared_data):
+    key = "sk-ftcot-test-" + os.urandom(8).hex()
+    config = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env="FTCOT_TEST_KEY")
+    outputs = [run_cli(command, config, env={"FTCOT_TEST_KEY": key}) for command in ("config", "teach")]
+    assert all(r.returncode == 0 for r in outputs), outputs[-1].stderr
+    assert len(server.completion_requests()) == 6
+    assert all(key not in r.stdout + r.stderr for r in outputs)
+    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert written and all(key.encode() not in p.read_bytes() for p in written)

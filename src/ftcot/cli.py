@@ -120,9 +120,13 @@ def teach_command(
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent."),
 ) -> None:
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
+    import math
+
     from ftcot.config import load_config
     from ftcot.pipeline import teach
 
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
+        raise UserError(f"--max-cost must be a number of USD >= 0, not {max_cost}")
     summary = teach(load_config(config), dry_run=dry_run, max_cost=max_cost)
     if dry_run:
         return

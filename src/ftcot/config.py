@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,8 +44,9 @@ class TeacherConfig(Strict):
     teach_on: list[Literal["train", "test"]] = ["train"]
     max_samples: int | None = Field(None, ge=1)  # first N questions of each side, for quick runs
     # openai backend
-    base_url: str | None = None  # default: https://api.openai.com/v1
-    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    base_url: str | None = None  # default: https://api.openai.com/v1; never with credentials in it
+    # the variable the key is read from (the key itself is never stored); null: a local server that needs none
+    api_key_env: str | None = "OPENAI_API_KEY"
     endpoint: Literal["completions", "chat"] = "completions"
     concurrency: int = Field(32, ge=1)
     requests_per_minute: float | None = Field(None, gt=0)
@@ -54,13 +57,36 @@ class TeacherConfig(Strict):
     batch: bool = False  # use the OpenAI Batch API
     batch_poll_s: float = Field(30.0, gt=0)
     prices: dict[str, Price] = {}  # overrides the built-in price table, by model name
-    max_cost: float | None = Field(None, ge=0)  # USD; stop cleanly once this much was spent in a run
+    max_cost: float | None = Field(None, ge=0, allow_inf_nan=False)  # USD; stop cleanly once this much was spent
     # hf backend
     device: str = "auto"  # auto: the GPU when there is one, else the CPU
     trust_remote_code: bool = False
     # recorded backend
     records: str | None = None  # default: the shared text-davinci-002 records of the task
     on_missing: Literal["error", "skip"] = "error"
+
+
+    # The messages below never repeat the value: it may be a secret.
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must name the environment variable that holds the key (e.g. OPENAI_API_KEY), not "
+                             "hold the key itself; null for a server that needs no key")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        url = urlsplit(value)
+        secret_query = any(re.search(r"key|token|secret|password|auth|sig", name, re.I)
+                           for name, _ in parse_qsl(url.query, keep_blank_values=True))
+        if url.username or url.password or secret_query:
+            raise ValueError("holds credentials: put the key in an environment variable and name it in "
+                             "teacher.api_key_env")
+        return value
 
 
 class CurateConfig(Strict):

@@ -53,6 +53,11 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
                    "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False}
     else:
         price = price_of(tcfg.model, tcfg.prices)
+        budget = max_cost if max_cost is not None else tcfg.max_cost
+        if budget is not None and price is None and not dry_run:
+            raise UserError(f"a budget is set but the price of {tcfg.model} is unknown: add it under teacher.prices "
+                            f"({tcfg.model}: {{input: USD per million prompt tokens, output: ...}})")
+        live = None if dry_run else make_live_teacher(tcfg)  # a missing key stops here, before the store exists
         store = CompletionStore(run / "store.sqlite")
         try:
             if dry_run:
@@ -64,8 +69,8 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
                               f"<= ${p.cost:.4f}{note}", markup=False)
                 return {"requests": p.requests, "prompt_tokens": p.prompt_tokens,
                         "completion_tokens": p.completion_tokens, "cost_usd": p.cost}
-            spending = Spending(price, max_cost if max_cost is not None else tcfg.max_cost)
-            outcome = collect(make_live_teacher(tcfg), store, tcfg, trigger, samples, spending, console)
+            spending = Spending(price, budget)
+            outcome = collect(live, store, tcfg, trigger, samples, spending, console)
         finally:
             store.close()
         records = outcome.records

@@ -54,7 +54,7 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
 
 
 class OpenAITeacher:
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
                  endpoint: str = "completions", concurrency: int = 32, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, timeout_s: float = 60.0, max_attempts: int = 6,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, honour_n: bool = True):
@@ -62,9 +62,14 @@ class OpenAITeacher:
         self.endpoint = endpoint
         self.identity = teacher_identity("openai", model, endpoint)
         self.honour_n = honour_n
-        # Servers such as vLLM and llama.cpp accept any key; OpenAI answers 401, reported as one line.
+        # A named variable must hold a key: a silent keyless request to a paid API would only fail later.
+        # api_key_env None: a local server (vLLM, llama.cpp) that takes any key.
+        key = os.environ.get(api_key_env) if api_key_env else "no-key"
+        if not key:
+            raise UserError(f"the environment variable {api_key_env} (teacher.api_key_env) is not set; for a server "
+                            "that needs no key, set teacher.api_key_env: null")
         # aiohttp transport: about a third less CPU per request than the default httpx one.
-        self.client = openai.AsyncOpenAI(api_key=os.environ.get(api_key_env) or "no-key", base_url=base_url,
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url,
                                          timeout=timeout_s, max_retries=0, http_client=openai.DefaultAioHttpClient())
         self.slots = asyncio.Semaphore(concurrency)
         self.rpm = AsyncLimiter(requests_per_minute, 60) if requests_per_minute else None
