@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from openai_server import OpenAIServer
+from openai_server import OpenAIServer, default_responder
 from ftcot.config import Price, RunConfig, TeacherConfig
 from ftcot.errors import UserError
 from ftcot.pipeline import teach
@@ -137,8 +137,9 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path
         backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=20,
         concurrency=1,
         prices={"priced": Price(input=1000.0, output=1000.0)}))
-    first = teach(cfg, max_cost=0.2)  # each request costs ~$0.03-0.1 at this price
+    first = teach(cfg, max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
     assert first["stopped_by_budget"] and 0 < first["collected"] < 20
+    assert 1.0 - 0.5 <= first["cost_usd"] <= 1.0  # stops once the next request's worst case does not fit
     assert first["requests"] == len(server.completion_requests())
     before = len(server.completion_requests())
     dry = teach(cfg, dry_run=True)
@@ -293,3 +294,65 @@ def test_the_key_reaches_no_file_and_no_output(server, tmp_path, shared_data):
     assert all(key not in r.stdout + r.stderr for r in outputs)
     written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
     assert written and all(key.encode() not in p.read_bytes() for p in written)
+
+
+def _server_cost(server, price_per_token: float) -> float:
+    """What the server billed, by its own count of tokens (the usage it reported for every request it answered)."""
+    total = 0
+    for body in server.completion_requests():
+        n = body.get("n") or 1
+        total += len(body["prompt"].split()) + sum(len(default_responder(body["prompt"], i).split()) for i in range(n))
+    return total * price_per_token
+
+
+def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, shared_data):
+    """$10,000 per million tokens, 32 requests in flight, 60 questions x D=2: a cap of 10% of the full cost is
+    never exceeded by the server's own count, the run does not stop far short of it, exits 3, and a rerun
+    with a raised cap goes on from there without paying again."""
+    price = 10_000 / 1e6
+    teacher = {"base_url": None, "api_key_env": None, "model": "dear", "num_samples": 2, "max_samples": 60,
+               "concurrency": 32, "rationale": {"temperature": 0.7, "max_tokens": 64},
+               "prices": {"dear": {"input": 10_000, "output": 10_000}}}
+    full_server = OpenAIServer(latency_s=0.02).start()
+    try:
+        (tmp_path / "full").mkdir()
+        full = _teach_config(tmp_path / "full", shared_data, **{**teacher, "base_url": full_server.base_url})
+        assert run_cli("teach", full).returncode == 0
+        full_cost = _server_cost(full_server, price)
+    finally:
+        full_server.stop()
+    server = OpenAIServer(latency_s=0.02).start()
+    try:
+        config = _teach_config(tmp_path, shared_data, **{**teacher, "base_url": server.base_url})
+        cap = round(0.1 * full_cost, 4)
+        result = run_cli("teach", config, "--max-cost", cap)
+        assert result.returncode == 3 and "stopped at the budget" in result.stderr, result.stderr
+        spent = _server_cost(server, price)
+        worst = max(len(b["prompt"].encode()) + 16 + (b.get("n") or 1) * b["max_tokens"]
+                    for b in server.completion_requests()) * price
+        assert spent <= cap and spent >= cap - worst, (spent, cap, worst)
+        summary = json.loads((tmp_path / "run" / "teacher" / "summary.json").read_text())
+        assert summary["cost_usd"] == pytest.approx(spent) and summary["stopped_by_budget"]
+        assert run_cli("curate", config).returncode == 2  # partial teacher output is not trained on
+        before = len(server.completion_requests())
+        result = run_cli("teach", config, "--max-cost", 10 * full_cost)
+        assert result.returncode == 0, result.stderr
+        assert len(server.completion_requests()) - before < len(full_server.completion_requests())
+        assert _server_cost(server, price) == pytest.approx(full_cost)  # nothing was paid twice
+    finally:
+        server.stop()
+
+
+def test_a_request_without_an_answer_is_charged_its_worst_case(server, shared_data, tmp_path):
+    """A dropped connection may still be billed: the budget counts its worst case, so the cap still holds."""
+    server.faults.append(("drop",))
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+        backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=4,
+        concurrency=1, max_cost=100.0, prices={"priced": Price(input=1000.0, output=1000.0)}))
+    summary = teach(cfg)
+    first = server.completion_requests()[0]
+    worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
+    assert summary["collected"] == 4 and summary["unconfirmed_usd"] == pytest.approx(worst)
+    answered = (summary["prompt_tokens"] + summary["completion_tokens"]) * 1000.0 / 1e6
+    assert summary["cost_usd"] == pytest.approx(answered + worst)
+    assert summary["cost_usd"] >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill

@@ -134,7 +134,13 @@ def teach_command(
                   f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
                   f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s", markup=False)
     if summary["stopped_by_budget"]:
-        console.print("stopped: the budget was reached; everything collected is stored, rerun to continue")
+        print(f"stopped at the budget: ${summary['cost_usd']:.4f} of ${summary['budget_usd']:g} spent, "
+              f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to get; "
+              "everything collected is stored: rerun with a new or raised --max-cost to go on", file=sys.stderr)
+        sys.exit(BUDGET_EXIT)
+
+
+BUDGET_EXIT = 3  # a budget stop: not a mistake (2), not a crash (1)
 
 
 Methods = typer.Option(None, "--method", help="Only this method (repeatable).")

@@ -77,7 +77,8 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
         summary = {"teacher": f"{tcfg.backend}:{tcfg.model}", "questions": len(samples), "expected": outcome.expected,
                    "collected": len(records), "questions_without_record": 0, "requests": outcome.requests,
                    "prompt_tokens": spending.prompt_tokens, "completion_tokens": spending.completion_tokens,
-                   "cost_usd": round(spending.cost, 6), "stopped_by_budget": outcome.stopped_by_budget}
+                   "cost_usd": round(spending.cost, 6), "unconfirmed_usd": round(spending.unconfirmed, 6),
+                   "budget_usd": budget, "stopped_by_budget": outcome.stopped_by_budget}
     summary["wall_s"] = round(time.perf_counter() - start, 3)
     write_records(records, run / "completions.jsonl")
     write_json(summary, run / "summary.json")
@@ -119,6 +120,10 @@ def curate_stage(cfg: RunConfig) -> dict:
 
     root = data_dir(cfg.data_dir)
     out = Path(cfg.run_dir) / "curate"
+    teacher_summary = Path(cfg.run_dir) / "teacher" / "summary.json"
+    if teacher_summary.is_file() and json.loads(teacher_summary.read_text()).get("stopped_by_budget"):
+        raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
+                        "with a new or raised --max-cost before curating")
     records = read_records(Path(cfg.run_dir) / "teacher" / "completions.jsonl")
     train, val = split_validation(split_samples(cfg.task, "train", root, cfg.split), cfg.curate.val_fraction,
                                   cfg.curate.seed)

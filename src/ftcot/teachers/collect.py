@@ -21,13 +21,9 @@ from ftcot.errors import UserError
 from ftcot.files import write_jsonl
 from ftcot.tasks import Sample
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
-from ftcot.teachers.cost import Spending, cost_of
+from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.records import TeacherCompletion
 from ftcot.teachers.store import CompletionStore, Generation
-
-
-class BudgetReached(Exception):
-    pass
 
 
 def request_params(sampling: Sampling) -> dict:
@@ -74,7 +70,8 @@ class Collector:
             generations = await self.teacher.sample(prompt, n, sent)
             for k, generation in zip(missing, generations):
                 self.store.put(self.teacher.identity, prompt, params, k, generation)
-                self.spending.add(generation.prompt_tokens, generation.completion_tokens)
+                if getattr(self.teacher, "spending", None) is None:  # else charged as each request returned
+                    self.spending.add(generation.prompt_tokens, generation.completion_tokens)
                 got[k] = generation
             missing = missing[len(generations):]
             self._show()
@@ -83,10 +80,13 @@ class Collector:
     async def one(self, sample: Sample) -> list[TeacherCompletion]:
         step1 = zero_shot_cot_step1(sample.question)
         try:
-            rationales = await self.sample_ks(step1, range(self.cfg.num_samples), self.rationale_params)
-            step2s = [zero_shot_cot_step2(step1, r.text, self.trigger) for r in rationales]
-            answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
-                                             for k, p in enumerate(step2s)))
+            # At most `concurrency` questions at once: a started question's step 2 goes before new step-1
+            # requests, so money buys finished records, not a pile of rationales without answers.
+            async with self.questions:
+                rationales = await self.sample_ks(step1, range(self.cfg.num_samples), self.rationale_params)
+                step2s = [zero_shot_cot_step2(step1, r.text, self.trigger) for r in rationales]
+                answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
+                                                 for k, p in enumerate(step2s)))
         except BudgetReached:
             return []
         records = []
@@ -115,6 +115,7 @@ class Collector:
             from ftcot.teachers.batch import prefill
 
             await prefill(self, samples)
+        self.questions = asyncio.Semaphore(self.cfg.concurrency)
         tasks = [asyncio.ensure_future(self.one(s)) for s in samples]
         try:
             await asyncio.gather(*tasks)
@@ -143,6 +144,8 @@ def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, s
             spending: Spending, console: Console | None = None) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
     collector = Collector(teacher, store, cfg, trigger, spending)
+    if hasattr(teacher, "spending") and spending.max_cost is not None and spending.price is not None:
+        teacher.spending = spending
     console = console or Console(stderr=True)
     expected = len(samples) * cfg.num_samples
     start = time.perf_counter()

@@ -26,14 +26,35 @@ def cost_of(price: Price | None, prompt_tokens: int, completion_tokens: int) -> 
     return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
 
 
+class BudgetReached(Exception):
+    """The next request's worst case no longer fits in what is left of the budget."""
+
+
+PROMPT_TOKEN_OVERHEAD = 16  # a chat template's own tokens around the prompt
+
+
+def worst_case_tokens(prompt: str, n: int, max_tokens: int) -> tuple[int, int]:
+    """An upper bound on one request's (prompt, completion) tokens: no tokenizer makes more tokens than the
+    prompt has bytes, and a server that honours max_tokens returns at most n * max_tokens."""
+    return len(prompt.encode("utf-8", "surrogatepass")) + PROMPT_TOKEN_OVERHEAD, n * max_tokens
+
+
 class Spending:
-    """Tokens and dollars spent in this run, against an optional budget."""
+    """Tokens and dollars spent in this run, against an optional budget. With a budget, each request holds its
+    worst-case cost before it is sent and is charged what it used when it returns, so however many requests are
+    in flight, what is spent never exceeds the budget (while the server honours max_tokens); a request waits
+    while others hold the rest of the budget, and the run stops only when one would not fit on its own."""
 
     def __init__(self, price: Price | None, max_cost: float | None = None):
         self.price = price
         self.max_cost = max_cost
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.unconfirmed = 0.0  # worst cases of requests that got no usable answer but may have been billed
+        self.reserved = 0.0
+        self.outstanding = 0
+        self.stopped = False
+        self._changed = None  # an asyncio.Condition, made in the running loop
 
     def add(self, prompt_tokens: int | None, completion_tokens: int | None) -> None:
         self.prompt_tokens += prompt_tokens or 0
@@ -41,8 +62,38 @@ class Spending:
 
     @property
     def cost(self) -> float:
-        return cost_of(self.price, self.prompt_tokens, self.completion_tokens)
+        return cost_of(self.price, self.prompt_tokens, self.completion_tokens) + self.unconfirmed
 
     @property
     def exhausted(self) -> bool:
-        return self.max_cost is not None and self.cost >= self.max_cost
+        return self.stopped or (self.max_cost is not None and self.cost >= self.max_cost)
+
+    async def reserve(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Hold a request's worst-case cost; BudgetReached when it cannot fit even with nothing else in flight."""
+        import asyncio
+
+        amount = cost_of(self.price, prompt_tokens, completion_tokens)
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            while self.max_cost is not None and self.cost + self.reserved + amount > self.max_cost:
+                if self.outstanding == 0:
+                    self.stopped = True
+                    raise BudgetReached
+                await self._changed.wait()
+            self.reserved += amount
+            self.outstanding += 1
+        return amount
+
+    async def settle(self, amount: float, prompt_tokens: int | None, completion_tokens: int | None,
+                     answered: bool = True) -> None:
+        """Release a reservation and charge the request's reported usage; a request that got no usable answer
+        (a timeout, a dropped connection, a malformed body) is charged its worst case, since it may be billed."""
+        async with self._changed:
+            self.reserved = max(0.0, self.reserved - amount)
+            self.outstanding -= 1
+            if answered:
+                self.add(prompt_tokens, completion_tokens)
+            else:
+                self.unconfirmed += amount
+            self._changed.notify_all()

@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from ftcot.errors import UserError
 from ftcot.teachers import teacher_identity
+from ftcot.teachers.cost import worst_case_tokens
 from ftcot.teachers.store import Generation
 
 RETRYABLE_STATUS = {408, 409, 429}
@@ -78,6 +79,7 @@ class OpenAITeacher:
         self.backoff = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
         self.max_backoff_s = max_backoff_s
         self.requests = 0  # HTTP requests sent, retries included
+        self.spending = None  # a Spending with a budget: every attempt holds its worst case before it is sent
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -109,15 +111,29 @@ class OpenAITeacher:
             if self.tpm:
                 estimate = len(prompt) // 4 + n * params.get("max_tokens", 0)
                 await self.tpm.acquire(min(estimate, self.tpm.max_rate))
+            held = await self.spending.reserve(*worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
+                                               ) if self.spending else None
             self.requests += 1
             start = time.perf_counter()
-            if self.endpoint == "chat":
-                response = await self.client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": prompt}], n=n, **args)
-            else:
-                response = await self.client.completions.create(model=self.model, prompt=prompt, n=n, **args)
-            latency = time.perf_counter() - start
-        return _generations(response, self.endpoint, latency)
+            try:
+                if self.endpoint == "chat":
+                    response = await self.client.chat.completions.create(
+                        model=self.model, messages=[{"role": "user", "content": prompt}], n=n, **args)
+                else:
+                    response = await self.client.completions.create(model=self.model, prompt=prompt, n=n, **args)
+                generations = _generations(response, self.endpoint, time.perf_counter() - start)
+            except openai.APIStatusError:  # the server answered with an error: nothing was generated
+                if held is not None:
+                    await self.spending.settle(held, 0, 0)
+                raise
+            except BaseException:
+                if held is not None:
+                    await self.spending.settle(held, None, None, answered=False)
+                raise
+        if held is not None:
+            await self.spending.settle(held, sum(g.prompt_tokens or 0 for g in generations),
+                                       sum(g.completion_tokens or 0 for g in generations))
+        return generations
 
 
 def _generations(response, endpoint: str, latency: float) -> list[Generation]:
