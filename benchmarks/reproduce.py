@@ -128,9 +128,10 @@ def run_task(task: str, args, command: str) -> dict:
     return collect_result(task, args, command, time.perf_counter() - start)
 
 
-def run_side_by_side(tasks: list[str], args, commands: dict[str, str]) -> dict[str, dict]:
+def run_side_by_side(tasks: list[str], args, commands: dict[str, str]) -> dict[str, str]:
     """Every task's stages as `ftcot` processes, at most `args.jobs` at once: teach and curate here, then the
-    task's students train in parallel, then it is evaluated. Each process logs to its run folder's logs/."""
+    task's students train in parallel, then it is evaluated. Each process logs to its run folder's logs/.
+    Returns the tasks that failed, with why; the others' results are cached as they finish."""
     import subprocess
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -179,16 +180,16 @@ def run_side_by_side(tasks: list[str], args, commands: dict[str, str]) -> dict[s
         print(f"{task}: {json.dumps(result['accuracy'])}", flush=True)
         return result
 
-    results, failed = {}, {}
+    failed = {}
     with ThreadPoolExecutor(len(tasks)) as pool:
         futures = {task: pool.submit(one_task, task) for task in tasks}
         for task, future in futures.items():
             try:
-                results[task] = future.result()
+                future.result()
             except Exception as exc:  # one task's failure must not lose the others' results
                 failed[task] = str(exc)
                 print(f"{task}: FAILED: {exc}", flush=True)
-    return results, failed
+    return failed
 
 
 class GPUMonitor:
@@ -397,9 +398,9 @@ def main() -> None:
         monitor = GPUMonitor() if torch.cuda.is_available() else None
         if monitor:
             with monitor:
-                _, failed = run_side_by_side(todo, args, commands)
+                failed = run_side_by_side(todo, args, commands)
         else:
-            _, failed = run_side_by_side(todo, args, commands)
+            failed = run_side_by_side(todo, args, commands)
         batch = {"tasks": todo, "failed": failed, "jobs": args.jobs, "setting": setting(args),
                  "max_minutes": args.max_minutes, "wall_s": round(time.perf_counter() - start, 1),
                  "gpu": monitor.summary() if monitor else None,

@@ -117,7 +117,8 @@ def verify_command(data_dir: Optional[Path] = DataDir) -> None:
 def teach_command(
     config: Path,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print requests, tokens and cost; send nothing."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="A hard budget in USD: no request is sent whose "
+                                             "worst case would not fit; a budget stop exits with code 3."),
 ) -> None:
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math

@@ -65,7 +65,6 @@ class TeacherConfig(Strict):
     records: str | None = None  # default: the shared text-davinci-002 records of the task
     on_missing: Literal["error", "skip"] = "error"
 
-
     # The messages below never repeat the value: it may be a secret.
     @field_validator("api_key_env")
     @classmethod

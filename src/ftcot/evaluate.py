@@ -166,7 +166,7 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
-        if encoder_decoder or not plain:  # transformers' generate; rows stay in the batch until all are done
+        if not plain:  # transformers' generate; rows stay in the batch until all are done
             prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
             criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
             with torch.inference_mode():

@@ -277,11 +277,11 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
         metrics["fingerprint"] = fingerprint(cfg, *EVAL_SECTIONS)
         write_jsonl(predictions, out / "predictions.jsonl")
         write_json(metrics, out / "metrics.json")
-        d = metrics.get("diagnostics")
-        why = (f"; {d['no_answer_marker']}% without '{d['marker']}', " if d and d["marker"] else "; " if d else "")
+        d, why = metrics.get("diagnostics"), ""
         if d:
-            why += (f"{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
-                    f"({d['most_frequent_share']}%)")
+            cut = f"{d['no_answer_marker']}% without '{d['marker']}', " if d["marker"] else ""
+            why = (f"; {cut}{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
+                   f"({d['most_frequent_share']}%)")
         console.print(f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
                       f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}", markup=False)
         results[method] = metrics
