@@ -326,7 +326,7 @@ def details_markdown(by_task: dict[str, list[dict]]) -> str:
     return "\n".join(lines) or "none yet"
 
 
-PAPER_PROTOCOL_RUN = "paper-full-nall-tauto-m6.5"  # the lent-GPU run of all 9 tasks (benchmarks/lent_gpu.sh)
+PAPER_PROTOCOL_RUN = "paper-full-nall-tauto-m8"  # the lent-GPU run of all 9 tasks (benchmarks/lent_gpu.sh)
 
 
 def write_results_doc() -> None:
@@ -341,9 +341,9 @@ def write_results_doc() -> None:
             "\n## The paper's protocol\n\nAdamW at a constant lr 3e-4, batch 8, up to 20 "
             "epochs, validation accuracy after every epoch, the best epoch kept; every curated example; generation "
             f"budget from the curated completions. {len(b['tasks'])} tasks x 2 students ran side by side on one GPU "
-            f"(`--jobs {b['jobs']}`, one call, {b['wall_s']:.0f} s; GPU utilisation {gpu.get('mean_utilisation_pct')}% "
+            f"(`--jobs {b['jobs']}`, {b['wall_s']:.0f} s in all; GPU utilisation {gpu.get('mean_utilisation_pct')}% "
             f"on average, busy {gpu.get('busy_share_pct')}% of the seconds, {gpu.get('max_memory_mib')} MiB at most), "
-            f"each student stopping before an epoch that would end past {b.get('max_minutes', 6.5):g} minutes, so the "
+            f"each student stopping before an epoch that would end past {b['max_minutes']:g} minutes, so the "
             f"stop column says how far each got. Command: `{b['command']}` (through `benchmarks/lent_gpu.sh`).\n\n"
             + "CPU rows ran the same protocol on the 2-core machine with a longer budget (see the notes).\n\n"
             + protocol_markdown(by_task) + "\n\nFailure diagnostics of the GPU runs (test split, % of outputs):\n\n"
