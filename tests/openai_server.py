@@ -3,7 +3,7 @@
 It answers /v1/completions, /v1/chat/completions and the Batch API (/v1/files, /v1/batches) with
 deterministic text, and injects faults on request: a queue of actions consumed one per request
 (`("status", 429, {"Retry-After": "0.1"})`, `("status", 500)`, `("delay", seconds)`, `("malformed",)`,
-`("drop",)`). It can stop and start again on the same port.
+`("drop",)`, `("body", bytes, content_type)`). It can stop and start again on the same port.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._json({"error": {"message": "injected", "type": "server_error"}}, fault[1],
                        fault[2] if len(fault) > 2 else None)
             return
+        elif fault and fault[0] == "body":  # any 200 answer: ("body", b"<html>...", "text/html")
+            self._send(200, fault[1], content_type=fault[2] if len(fault) > 2 else "application/json")
+            return
         elif fault and fault[0] == "malformed":
             self._send(200, b'{"id": "cmpl-1", "choices": [{"text": "trunc')
             return
@@ -89,6 +92,7 @@ class OpenAIServer:
         self.responder = responder
         self.faults: deque = deque()
         self.requests: list[tuple[str, str, dict | None]] = []
+        self.arrivals: list[float] = []  # when each completion request arrived (time.monotonic)
         self.lock = threading.Lock()
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -120,6 +124,8 @@ class OpenAIServer:
             body = json.loads(raw)
         with self.lock:
             self.requests.append((method, path, body))
+            if path.endswith("completions"):
+                self.arrivals.append(time.monotonic())
 
     def next_fault(self):
         with self.lock:

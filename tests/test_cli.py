@@ -1,5 +1,8 @@
 import shutil
 
+import pytest
+import yaml
+
 from conftest import run_cli
 
 
@@ -83,9 +86,69 @@ def test_config_errors(tmp_path):
 def test_data_fetch_and_verify_from_local_folder(shared_data, tmp_path):
     dest = tmp_path / "data"
     result = run_cli("data", "fetch", "--to", dest, "--source", shared_data)
-    assert result.returncode == 0, result.stderr
     assert "41/42 files present and verified" in result.stdout
+    _one_line_error(result, r"^error: 1 file\(s\) could not be fetched .* raw/AQuA/train\.json: missing at source")
     assert run_cli("data", "verify", "--data-dir", dest).returncode == 0
     corrupt = dest / "splits" / "coin_flip__default.json"
     corrupt.write_text("{}")
     _one_line_error(run_cli("data", "verify", "--data-dir", dest), r"^error: 1 data file\(s\) .* fail their checksum")
+
+
+def _copy_data(shared_data, dest):
+    """The coin_flip files of the shared data, to break one of them."""
+    for part in ("raw/coin_flip", "splits"):
+        shutil.copytree(shared_data / part, dest / part)
+    return dest
+
+
+MISTAKES = {  # what the user did -> (config overrides, command, files to break, expected line)
+    "run_dir is a file": ({"run_dir": "{tmp}/afile"}, ["teach"], {"afile": "x"}, r"cannot use .*afile/teacher"),
+    "store holds junk": ({}, ["teach"], {"run/teacher/store.sqlite": "junk" * 300}, r"store\.sqlite is not a readable"),
+    "records is a folder": ({"teacher": {"backend": "recorded", "records": "{tmp}"}}, ["teach"], {},
+                            r"cannot read .*: Is a directory"),
+    "split of strings": ({"data_dir": "{tmp}/data"}, ["teach"],
+                         {"data/splits/coin_flip__default.json": '{"train": ["a"], "test": []}'},
+                         r"coin_flip__default\.json: a split file must be"),
+    "raw record without its question": ({"data_dir": "{tmp}/data"}, ["teach"],
+                                        {"data/raw/coin_flip/coin_flip.json": '{"examples": [{"answer": "yes"}]}'},
+                                        r"coin_flip\.json: record 0: no field 'question'"),
+    "student is an empty folder": ({"student": {"model": "{tmp}/empty"}}, ["evaluate", "--method", "zero_shot"],
+                                   {"empty/.keep": ""}, r"cannot load model .*empty"),
+    "unknown method": ({}, ["evaluate", "--method", "bogus"], {}, r"unknown method 'bogus'"),
+    "untrained student": ({}, ["evaluate", "--method", "ft_cot"], {}, r"no trained ft_cot student"),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_every_mistake_is_one_line_and_exit_2(mistake, shared_data, tmp_path):
+    overrides, command, files, pattern = MISTAKES[mistake]
+    _copy_data(shared_data, tmp_path / "data")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cfg = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+           "teacher": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key_env": None,
+                       "max_samples": 2}}
+    for key, value in overrides.items():
+        value = yaml.safe_load(yaml.safe_dump(value).replace("{tmp}", str(tmp_path)))
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    _one_line_error(run_cli(command[0], tmp_path / "c.yaml", *command[1:]), pattern)
+
+
+def test_a_dry_run_writes_nothing(shared_data, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+                                   "teacher": {"backend": "openai", "model": "m", "api_key_env": None}}))
+    result = run_cli("teach", "--dry-run", cfg)
+    assert result.returncode == 0 and "dry run" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("metrics", ["{bad", '"a string"', '{"accuracy": "high"}'])
+def test_report_on_a_broken_metrics_file_is_one_line(metrics, shared_data, tmp_path):
+    run = tmp_path / "runs" / "a"
+    (run / "eval" / "ft_cot").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
+    (run / "eval" / "ft_cot" / "metrics.json").write_text(metrics)
+    _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json: ")

@@ -1,4 +1,5 @@
 import functools
+import re
 import http.server
 import shutil
 import threading
@@ -7,6 +8,7 @@ import pytest
 
 from ftcot import data
 from ftcot.errors import UserError
+from conftest import run_cli
 
 SMALL = tuple(data.DATA_FILES_BY_PATH[p] for p in (
     "raw/coin_flip/coin_flip.json", "splits/coin_flip__default.json", "few_shot_cot_prompts.json",
@@ -70,15 +72,15 @@ def test_corrupted_file_is_a_clear_error_and_leaves_nothing_behind(shared_data, 
     target.write_bytes(target.read_bytes().replace(b"heads up", b"tails up", 1))
     url, _ = serve(mirror)
     dest = tmp_path / "data"
-    with pytest.raises(UserError, match=r"checksum mismatch for raw/coin_flip/coin_flip\.json"):
-        data.fetch(dest, url, files=SMALL[:1])
+    outcome = data.fetch(dest, url, files=SMALL[:1])["raw/coin_flip/coin_flip.json"]
+    assert re.match(r"failed: checksum mismatch for raw/coin_flip/coin_flip\.json", outcome)
     assert [p for p in dest.rglob("*") if p.is_file()] == []
 
 
 def test_dropped_connection_is_retried_then_reported(shared_data, tmp_path, serve):
     url, server = serve(shared_data, drop="coin_flip.json")
-    with pytest.raises(UserError, match=r"cannot fetch .*coin_flip\.json: .* \(after 3 attempts\)"):
-        data.fetch(tmp_path, url, files=SMALL[:1])
+    outcome = data.fetch(tmp_path, url, files=SMALL[:1])["raw/coin_flip/coin_flip.json"]
+    assert re.match(r"failed: cannot fetch .*coin_flip\.json: .* \(after 3 attempts\)", outcome)
     assert server.requests == ["/raw/coin_flip/coin_flip.json"] * 3
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
@@ -105,3 +107,57 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     assert data.data_dir(tmp_path / "flag") == tmp_path / "flag"
     monkeypatch.delenv("FTCOT_DATA_DIR")
     assert str(data.data_dir()).endswith(".cache/ftcot/data")
+
+
+def test_fetch_goes_on_past_missing_files_then_lists_them_and_fails(shared_data, tmp_path, serve):
+    mirror = tmp_path / "mirror"
+    for file in SMALL[1:]:  # the mirror lacks the first file: the server answers 404
+        (mirror / file.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_data / file.path, mirror / file.path)
+    url, server = serve(mirror)
+    outcomes = data.fetch(tmp_path / "data", url, files=SMALL)
+    assert outcomes[SMALL[0].path] == f"missing at source: {url}/{SMALL[0].path}"
+    assert [outcomes[f.path] for f in SMALL[1:]] == ["fetched"] * 3
+    result = run_cli("data", "fetch", "--to", tmp_path / "all", "--source", url)
+    assert result.returncode == 2 and "missing at source" in result.stdout
+    assert re.fullmatch(r"error: \d+ file\(s\) could not be fetched .*\n", result.stderr)
+    assert (tmp_path / "all" / SMALL[1].path).is_file()  # fetched although an earlier file was missing
+
+
+class RedirectLoop(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize("case", ["ftp", "redirect loop", "to a file", "no such folder"])
+def test_fetch_mistakes_are_one_line_errors(case, shared_data, tmp_path):
+    dest, source = tmp_path / "data", str(shared_data)
+    server = None
+    if case == "ftp":
+        source = "ftp://example.com/data"
+    elif case == "redirect loop":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RedirectLoop)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        source = f"http://127.0.0.1:{server.server_port}"
+    elif case == "to a file":
+        dest.write_text("not a folder")
+    else:
+        source = str(tmp_path / "nowhere")
+    try:
+        result = run_cli("data", "fetch", "--to", dest, "--source", source)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.fullmatch(r"error: [^\n]+\n", result.stderr), result.stderr
+    if case == "redirect loop":
+        assert "redirect" in result.stderr.lower() and "could not be fetched" in result.stderr
+    if case != "to a file":
+        assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".part"]

@@ -118,18 +118,85 @@ def test_non_retryable_error_and_exhausted_retries_are_one_line_errors(server, s
     with pytest.raises(UserError, match="rejected .* HTTP 401"):
         _collect(server, samples[:1], tmp_path)
     server.faults.extend([("status", 500)] * 3)
-    with pytest.raises(UserError, match="failed after 6 attempts: InternalServerError"):
+    with pytest.raises(UserError, match="failed after 3 attempts: InternalServerError"):
         _collect(server, samples[:1], tmp_path, max_attempts=3)
 
 
-def test_requests_per_minute_limit_paces_requests(server, samples, tmp_path):
-    # A bucket of 120 requests a minute lets 120 through at once, then one every 0.5 s: 124 requests need
-    # four more slots, about 2 s.
-    fresh = [s.__class__(s.task, 1000 + i, f"{s.question} #{i}", s.answer) for i, s in enumerate(samples * 11)][:62]
-    start = time.perf_counter()
-    _collect(server, fresh, tmp_path, num_samples=1, requests_per_minute=120)
-    assert len(server.completion_requests()) == 124
-    assert time.perf_counter() - start >= 1.5
+def _fresh(samples, count):
+    return [s.__class__(s.task, 1000 + i, f"{s.question} #{i}", s.answer) for i, s in enumerate(samples * count)]
+
+
+def _most_in_a_window(times: list[float], amounts: list[float], period: float) -> float:
+    """The largest sum of amounts that arrived within any `period`-second window (open at its start)."""
+    events = sorted(zip(times, amounts))
+    return max(sum(a for u, a in events if t - period < u <= t) for t, _ in events)
+
+
+def test_requests_per_minute_hold_in_every_window(server, samples, tmp_path):
+    # A 1-second window stands for the minute: 5 requests in any second, never the next second's 5 at once
+    # (a bucket that refills lets a burst through on top of the steady rate).
+    _collect(server, _fresh(samples, 2), tmp_path, num_samples=1, concurrency=32, requests_per_minute=5,
+             rate_period_s=1.0)
+    assert len(server.arrivals) == 24
+    assert _most_in_a_window(server.arrivals, [1] * 24, 0.98) <= 5  # 20 ms for the way to the server
+    assert server.arrivals[-1] - server.arrivals[0] >= 4 * 0.98  # 24 requests: 5 windows at least
+
+
+def test_tokens_per_minute_hold_in_every_window(server, samples, tmp_path):
+    from ftcot.teachers.cost import worst_case_tokens
+
+    _collect(server, _fresh(samples, 1), tmp_path, num_samples=2, tokens_per_minute=1500, rate_period_s=1.0)
+    bodies = server.completion_requests()
+    worst = [sum(worst_case_tokens(b["prompt"], b.get("n") or 1, b["max_tokens"])) for b in bodies]
+    assert len(bodies) == 6 + 12 and _most_in_a_window(server.arrivals, worst, 0.98) <= 1500
+    with pytest.raises(UserError, match="more than teacher.tokens_per_minute"):
+        _collect(server, _fresh(samples, 1)[:1], tmp_path / "small", tokens_per_minute=50)
+
+
+def test_a_question_asked_twice_is_paid_once_and_records_equal_the_store(shared_data, tmp_path):
+    """Duplicate questions (MultiArith has 12) share one request even while it is in flight, on a server that
+    samples: every record's rationale and answer are the ones the store holds."""
+    import uuid
+
+    server = OpenAIServer(latency_s=0.05, responder=lambda prompt, i: f" {uuid.uuid4().hex} yes.").start()
+    try:
+        base = split_samples("coin_flip", "train", shared_data)[:5]
+        twice = base + [s.__class__(s.task, 500 + s.sample_index, s.question, s.answer) for s in base]
+        (tmp_path / "a").mkdir()
+        outcome, stored = _collect(server, twice, tmp_path / "a", num_samples=2, n_per_request=False)
+    finally:
+        server.stop()
+    assert len(server.completion_requests()) == stored == 5 * 2 * 2  # rationales and answers, each paid once
+    db = sqlite3.connect(tmp_path / "a" / "store.sqlite")
+    held = dict(((prompt, k), text) for prompt, k, text in db.execute("SELECT prompt, k, text FROM completions"))
+    db.close()
+    assert len(outcome.records) == 20 and len(held) == 20
+    for r in outcome.records:
+        assert held[r.reasoning_prompt, r.completion_index] == r.reasoning_completion
+        assert held[r.answer_prompt, r.completion_index] == r.answer_completion
+
+
+@pytest.mark.parametrize("body", [
+    (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
+    (b'{"id": "x", "object": "text_completion", "choices": []}',),
+    (b'{"id": "x", "object": "text_completion", "choices": [{"index": 0, "finish_reason": "stop"}]}',),
+    (b'{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", '
+     b'"message": {"role": "assistant", "content": null}}]}', "application/json", "chat"),
+], ids=["html", "empty choices", "no text", "chat content null"])
+def test_answers_that_are_not_completions_end_in_one_line(server, samples, tmp_path, body):
+    server.faults.extend([("body", *body[:2])] * 3)
+    with pytest.raises(UserError, match="failed after 3 attempts: MalformedResponse"):
+        _collect(server, samples[:1], tmp_path, max_attempts=3, endpoint=body[2] if len(body) > 2 else "completions")
+    assert len(server.completion_requests()) == 3
+
+
+def test_a_lone_surrogate_in_a_completion_is_stored_as_a_replacement_character(samples, tmp_path):
+    server = OpenAIServer(responder=lambda prompt, i: " heads \ud800 up. yes.").start()
+    try:
+        outcome, stored = _collect(server, samples[:2], tmp_path, num_samples=1)
+    finally:
+        server.stop()
+    assert stored == 4 and all("\ufffd" in r.reasoning_completion for r in outcome.records)
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path):
@@ -356,3 +423,31 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, shared_da
     answered = (summary["prompt_tokens"] + summary["completion_tokens"]) * 1000.0 / 1e6
     assert summary["cost_usd"] == pytest.approx(answered + worst)
     assert summary["cost_usd"] >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill
+
+
+def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(shared_data, tmp_path):
+    server = OpenAIServer(latency_s=0.3).start()
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+        "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url, "api_key_env": None,
+                    "num_samples": 1, "max_samples": 6, "concurrency": 1}}))
+    first = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        lock = tmp_path / "run" / "teacher" / ".lock"
+        deadline = time.monotonic() + 60
+        while not (lock.is_file() and lock.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run_cli("teach", config)
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+    finally:
+        first.kill()
+        server.stop()
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert f"in use by pid {first.pid} (`ftcot teach {config}`" in second.stderr
+    assert len(server.completion_requests()) == 12  # the first run's 6 questions x 2 steps, nothing twice
+    records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
+    assert len(records) == 6
+    third = run_cli("teach", config)  # the lock went with the process that held it
+    assert third.returncode == 0 and len(server.completion_requests()) == 12

@@ -90,11 +90,18 @@ def fetch_command(
 ) -> None:
     """Download every data file not already present and verified (sha256), atomically."""
     root = data_files.data_dir(to)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use {root} as the data folder: {exc.strerror or exc}") from None
     outcomes = data_files.fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
                                                                                           markup=False))
     done = sum(o in ("fetched", "verified") for o in outcomes.values())
     console.print(f"{done}/{len(outcomes)} files present and verified in {root}")
+    missing = [p for p, o in outcomes.items() if o.startswith(("missing", "failed"))]
+    if missing:
+        raise UserError(f"{len(missing)} file(s) could not be fetched (listed above with their source), e.g. "
+                        f"{missing[0]}: {outcomes[missing[0]]}")
 
 
 @data_app.command("verify")
@@ -210,6 +217,10 @@ def main() -> None:
         app()  # typer reports its own usage errors (exit code 2) and exits
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # the file system said no (a full disk, a permission) where no stage expected it
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         sys.exit(2)
 
 

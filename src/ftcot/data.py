@@ -158,12 +158,16 @@ def _download(url: str, dest, client: httpx.Client) -> None:
         with client.stream("GET", url) as response:
             if response.status_code >= 500 or response.status_code == 429:
                 raise _TransientFetchError(f"HTTP {response.status_code}")
+            if response.status_code == 404:
+                raise FileNotFoundError(url)
             if response.status_code != 200:
                 raise UserError(f"cannot fetch {url}: HTTP {response.status_code}")
             for chunk in response.iter_bytes():
                 dest.write(chunk)
     except httpx.TransportError as exc:  # dropped connection, incomplete body, timeout
         raise _TransientFetchError(f"{type(exc).__name__}: {exc}") from exc
+    except httpx.HTTPError as exc:  # a redirect loop, a redirect to another scheme
+        raise UserError(f"cannot fetch {url}: {exc}") from None
 
 
 def _source_of(file: DataFile, source: str | None) -> str | None:
@@ -173,6 +177,16 @@ def _source_of(file: DataFile, source: str | None) -> str | None:
     if source.startswith(("http://", "https://")):
         return f"{source.rstrip('/')}/{file.path}"
     return str(Path(source).expanduser() / file.path)
+
+
+def check_source(source: str | None) -> None:
+    """A mirror is an http(s) base URL or a local folder that exists."""
+    if source is None or source.startswith(("http://", "https://")):
+        return
+    if "://" in source:
+        raise UserError(f"--source {source.split('://')[0]}://...: only http(s) URLs and local folders are supported")
+    if not Path(source).expanduser().is_dir():
+        raise UserError(f"--source {source}: no such folder")
 
 
 def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Client) -> str:
@@ -192,6 +206,8 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
                     _download(origin, tmp, client)
                 except _TransientFetchError as exc:
                     raise UserError(f"cannot fetch {origin}: {exc} (after 3 attempts)") from None
+                except FileNotFoundError:
+                    return f"missing at source: {origin}"
             else:
                 if not Path(origin).is_file():
                     return f"missing at source: {origin}"
@@ -209,11 +225,17 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
 
 def fetch(root: Path, source: str | None = None, files: tuple[DataFile, ...] = DATA_FILES,
           timeout: float = 60.0, progress=None) -> dict[str, str]:
-    """Fetch every data file that is not already present and verified. Returns {path: outcome}."""
+    """Fetch every data file that is not already present and verified; a file that cannot be fetched does not
+    stop the others. Returns {path: outcome}: "fetched", "verified", "missing at source: ...",
+    "failed: ..." or "skipped: ..."."""
+    check_source(source)
     outcomes = {}
     with httpx.Client(timeout=timeout, follow_redirects=True) as client:
         for file in files:
-            outcomes[file.path] = fetch_file(file, root, source, client)
+            try:
+                outcomes[file.path] = fetch_file(file, root, source, client)
+            except UserError as exc:
+                outcomes[file.path] = f"failed: {exc}"
             if progress is not None:
                 progress(file.path, outcomes[file.path])
     return outcomes

@@ -22,3 +22,36 @@ def write_json(obj, path: Path) -> None:
 
 def write_jsonl(rows: Iterable[dict], path: Path) -> None:
     write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+_held: dict[Path, int] = {}  # folders this process holds, with the lock file's descriptor
+
+
+def hold_folder(folder: Path) -> None:
+    """Make this process the only ftcot process writing `folder` (a stage's output in a run folder) until it
+    exits: an OS lock (flock) on folder/.lock, which the OS releases when the process ends, however it ends.
+    A second process gets a one-line error naming the holder."""
+    import fcntl
+    import sys
+    import time
+
+    from ftcot.errors import UserError
+
+    folder = folder.resolve()
+    if folder in _held:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot use {folder}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"{folder} is in use by {holder}; wait for it to end or stop it") from None
+    os.ftruncate(fd, 0)
+    command = " ".join(["ftcot", *sys.argv[1:]])
+    os.pwrite(fd, f"pid {os.getpid()} (`{command}`, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
+    _held[folder] = fd

@@ -14,7 +14,7 @@ from rich.console import Console
 from ftcot.config import RunConfig
 from ftcot.data import data_dir
 from ftcot.errors import UserError
-from ftcot.files import write_json, write_jsonl
+from ftcot.files import hold_folder, write_json, write_jsonl
 from ftcot.tasks import Sample, get_task, split_samples
 from ftcot.tasks.registry import read_jsonl
 
@@ -47,6 +47,7 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
         if dry_run:
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
+        hold_folder(run)
         records, missing = teacher.replay(samples, tcfg.num_samples)
         summary = {"teacher": teacher.identity, "questions": len(samples), "expected": len(samples) * tcfg.num_samples,
                    "collected": len(records), "questions_without_record": len(missing), "requests": 0,
@@ -54,11 +55,18 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
     else:
         price = price_of(tcfg.model, tcfg.prices)
         budget = max_cost if max_cost is not None else tcfg.max_cost
+        if budget is not None and tcfg.batch and not dry_run:
+            raise UserError("a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
+                            "after the fact); collect without batch, or without a budget")
         if budget is not None and price is None and not dry_run:
             raise UserError(f"a budget is set but the price of {tcfg.model} is unknown: add it under teacher.prices "
                             f"({tcfg.model}: {{input: USD per million prompt tokens, output: ...}})")
-        live = None if dry_run else make_live_teacher(tcfg)  # a missing key stops here, before the store exists
-        store = CompletionStore(run / "store.sqlite")
+        if dry_run:  # reads the store if there is one, creates nothing
+            store = CompletionStore(run / "store.sqlite", read_only=True)
+        else:
+            live = make_live_teacher(tcfg)  # a missing key stops here, before the store exists
+            hold_folder(run)
+            store = CompletionStore(run / "store.sqlite")
         try:
             if dry_run:
                 p = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger, samples,
@@ -120,6 +128,7 @@ def curate_stage(cfg: RunConfig) -> dict:
 
     root = data_dir(cfg.data_dir)
     out = Path(cfg.run_dir) / "curate"
+    hold_folder(out)
     teacher_summary = Path(cfg.run_dir) / "teacher" / "summary.json"
     if teacher_summary.is_file() and json.loads(teacher_summary.read_text()).get("stopped_by_budget"):
         raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
@@ -193,10 +202,15 @@ def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool =
 
     run = Path(cfg.run_dir)
     say = console.print if is_main_process() else (lambda *a, **k: None)
+    unknown = [m for m in methods or [] if m not in ("ft_cot", "vanilla")]
+    if unknown:
+        raise UserError(f"unknown method to train {unknown[0]!r}; trained methods: ft_cot, vanilla")
     val = _samples(read_jsonl(run / "curate" / "val.jsonl"))
     summaries = {}
     for method in methods or cfg.train.methods:
         out = run / "students" / method
+        if is_main_process():  # under torchrun, the other ranks train beside rank 0
+            hold_folder(out)
         if is_done(out / "summary.json", cfg, *TRAIN_SECTIONS):
             summaries[method] = json.loads((out / "summary.json").read_text())
             say(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
@@ -227,7 +241,7 @@ def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool =
 def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
-    from ftcot.evaluate import evaluate, wilson_interval
+    from ftcot.evaluate import METHODS, evaluate, wilson_interval
     from ftcot.students.load import load_student
     from ftcot.tasks import get_task
     from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
@@ -238,6 +252,11 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
     run = Path(cfg.run_dir)
     test = split_samples(cfg.task, "test", root, cfg.split)[: cfg.evaluate.max_samples]
     wanted = methods or ["teacher", *cfg.evaluate.baselines, *cfg.train.methods]
+    known = ("teacher", "zero_shot_cot", *METHODS)
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
+    hold_folder(run / "eval")
     results = {}
     base = None
     budget = None
@@ -264,7 +283,10 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
         else:
             fine_tuned = method in ("ft_cot", "vanilla")
             if fine_tuned:
-                model, tokenizer, kind = load_student(cfg.student, str(run / "students" / method / "best"))
+                best = run / "students" / method / "best"
+                if not best.is_dir():
+                    raise UserError(f"no trained {method} student in {best}: run `ftcot train` first")
+                model, tokenizer, kind = load_student(cfg.student, str(best))
             else:
                 base = base or load_student(cfg.student)
                 model, tokenizer, kind = base

@@ -26,6 +26,18 @@ def find_runs(root: Path) -> list[Path]:
     return runs
 
 
+def _read(path: Path) -> dict:
+    """A run's JSON or YAML file as a dict; anything else is a one-line error naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: malformed JSON, not UTF-8
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON/YAML object, not {type(data).__name__}")
+    return data
+
+
 def _row_label(method: str, metrics: dict, num_samples: int) -> str:
     if method == "teacher":
         return f"{METHOD_LABELS[method]}: {metrics.get('model', '?')}"
@@ -37,15 +49,22 @@ def _row_label(method: str, metrics: dict, num_samples: int) -> str:
 def collect(runs: list[Path]) -> list[dict]:
     rows = []
     for run in runs:
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
-        num_samples = cfg["teacher"]["num_samples"]
+        cfg = _read(run / "config.yaml")
+        try:
+            num_samples, task = int(cfg["teacher"]["num_samples"]), str(cfg["task"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{run / 'config.yaml'}: not an ftcot run config (no task or teacher.num_samples)"
+                            ) from None
         for path in sorted((run / "eval").glob("*/metrics.json")):
-            metrics = json.loads(path.read_text())
+            metrics = _read(path)
             method = path.parent.name
+            if method not in METHOD_LABELS or not all(isinstance(metrics.get(k), (int, float)) for k in ("accuracy", "n")
+                                                      ) or not isinstance(metrics.get("ci95"), list):
+                raise UserError(f"{path}: not an ftcot metrics file of a known method")
             summary_path = run / "students" / method / "summary.json"
-            summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+            summary = _read(summary_path) if summary_path.exists() else {}
             d = metrics.get("diagnostics") or {}
-            rows.append({"run": str(run), "task": cfg["task"], "method": method, "num_samples": num_samples,
+            rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
                          "label": _row_label(method, metrics, num_samples), "accuracy": metrics["accuracy"],
                          "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1], "n": metrics["n"],
                          "best_epoch": summary.get("best_epoch", ""),
@@ -98,9 +117,9 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = False
     for run in runs:
-        task = yaml.safe_load((run / "config.yaml").read_text())["task"]
+        task = _read(run / "config.yaml")["task"]
         for summary in sorted((run / "students").glob("*/summary.json")):
-            history = [h for h in json.loads(summary.read_text())["history"] if h["val_accuracy"] is not None]
+            history = [h for h in _read(summary).get("history") or [] if h.get("val_accuracy") is not None]
             if history:
                 ax.plot([h["epoch"] for h in history], [h["val_accuracy"] for h in history], marker="o",
                         label=f"{task}: {METHOD_LABELS[summary.parent.name]}")

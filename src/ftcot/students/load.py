@@ -77,7 +77,7 @@ def load_tokenizer(cfg, path: str | None = None):
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a folder without a model, a malformed name
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
     kind = cfg.kind if cfg.kind != "auto" else ("encoder_decoder" if config.is_encoder_decoder else "decoder")
     if tokenizer.pad_token is None:
@@ -96,6 +96,6 @@ def load_student(cfg, path: str | None = None):
     try:
         model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
                                      use_safetensors=True)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
     return model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer, kind

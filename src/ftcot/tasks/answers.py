@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from ftcot.errors import UserError
+
 # The prefix that precedes the answer in each output format.
 PREDICTION_PREFIXES: dict[str, str | None] = {
     "zero_shot": None,
@@ -37,9 +39,16 @@ class AnswerFormat:
     tolerance: float | None = None  # numeric comparison within this absolute tolerance
 
     def matches(self, prediction: str | None, gold: str) -> bool:
+        try:
+            expected = self.normalize(gold)
+        except (ValueError, TypeError, AttributeError):
+            raise UserError(f"gold answer {gold!r} is not a valid {self.name} answer") from None
         if prediction is None:
             return False
-        got, expected = self.normalize(prediction), self.normalize(gold)
+        try:
+            got = self.normalize(prediction)
+        except (ValueError, TypeError, AttributeError):
+            return False
         if self.tolerance is not None:
             return abs(got - expected) <= self.tolerance
         return got == expected

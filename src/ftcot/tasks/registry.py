@@ -179,31 +179,58 @@ def read_json(path: Path):
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"missing file {path}")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may sit inside a string
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
     return records
 
 
-def _read_source(source: Source, root: Path) -> list[dict]:
+def _read_source(source: Source, root: Path, convert: Converter) -> list[tuple[str, str, str | None]]:
+    """A raw file's (question, answer, rationale) triples; a record the task cannot read is a one-line error
+    naming the file and the record."""
     from ftcot.data import data_path
 
     path = data_path(source.path, root)
-    if source.reader == "jsonl":
-        return read_jsonl(path)
-    data = read_json(path)
-    return data["examples"] if source.reader == "examples" else data
+    data = read_jsonl(path) if source.reader == "jsonl" else read_json(path)
+    records = data.get("examples") if source.reader == "examples" and isinstance(data, dict) else data
+    if not isinstance(records, list):
+        raise UserError(f"{path}: expected a list of records" + (' under "examples"' if source.reader == "examples"
+                                                                   else ""))
+    try:
+        triples = convert(records)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
+        triples = None
+    for k, record in enumerate(records if triples is None else []):  # find the first record it cannot read
+        try:
+            convert([record])
+        except KeyError as exc:
+            raise UserError(f"{path}: record {k}: no field {exc.args[0]!r}") from None
+        except (IndexError, TypeError, ValueError, AttributeError, StopIteration) as exc:
+            raise UserError(f"{path}: record {k}: unexpected content ({type(exc).__name__}: {exc})") from None
+    for k, (question, answer, _) in enumerate(triples or []):
+        if not isinstance(question, str) or not question.strip() or not isinstance(answer, str) or answer == "None":
+            raise UserError(f"{path}: record {k}: an empty question or answer")
+    return triples or []
 
 
 def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> dict[int, Sample]:
@@ -215,8 +242,7 @@ def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> 
     for source, end in zip(spec.sources, bounds):
         if wanted is not None and not any(source.offset <= i and (end is None or i < end) for i in wanted):
             continue
-        records = _read_source(source, root)
-        for k, (question, answer, rationale) in enumerate(spec.convert(records)):
+        for k, (question, answer, rationale) in enumerate(_read_source(source, root, spec.convert)):
             index = source.offset + k
             samples[index] = Sample(key, index, question, answer, rationale)
     if wanted is not None:
@@ -236,8 +262,9 @@ def load_split(key: str, root: Path, name: str = "default") -> dict[str, list[in
         raise UserError(f"task {key} has no split {name!r}; it has: {', '.join(spec.splits)}")
     path = data_path(f"splits/{key}__{name}.json", root)
     split = read_json(path)
-    if not isinstance(split, dict) or not all(isinstance(split.get(s), list) for s in ("train", "test")):
-        raise UserError(f"{path}: a split file must be {{\"train\": [...], \"test\": [...]}}")
+    if not isinstance(split, dict) or not all(
+            isinstance(split.get(s), list) and all(type(i) is int for i in split[s]) for s in ("train", "test")):
+        raise UserError(f"{path}: a split file must be {{\"train\": [sample_index, ...], \"test\": [...]}}")
     return {"train": split["train"], "test": split["test"]}
 
 

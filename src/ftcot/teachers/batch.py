@@ -88,7 +88,7 @@ async def prefill(collector, samples) -> int:
     from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
 
     teacher, store, cfg = collector.teacher, collector.store, collector.cfg
-    step1s = [zero_shot_cot_step1(sample.question) for sample in samples]
+    step1s = list(dict.fromkeys(zero_shot_cot_step1(sample.question) for sample in samples))  # asked once each
     lines = []
     for step1 in step1s:
         missing = collector.missing(step1, range(cfg.num_samples), collector.rationale_params)

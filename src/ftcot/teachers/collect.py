@@ -7,6 +7,7 @@ requests only for what is missing; spending is tracked against an optional budge
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from ftcot.files import write_jsonl
 from ftcot.tasks import Sample
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
+from ftcot.teachers.openai_api import MalformedResponse
 from ftcot.teachers.records import TeacherCompletion
-from ftcot.teachers.store import CompletionStore, Generation
+from ftcot.teachers.store import CompletionStore, Generation, completion_key
 
 
 def request_params(sampling: Sampling) -> dict:
@@ -52,30 +54,51 @@ class Collector:
         self.answer_params = request_params(cfg.answer)
         self.progress: Progress | None = None
         self.progress_task = None
+        self.in_flight: dict[str, asyncio.Future] = {}  # store key -> the completion a running request will give
 
     def missing(self, prompt: str, ks: range, params: dict) -> list[int]:
         return [k for k in ks if self.store.get(self.teacher.identity, prompt, params, k) is None]
 
     async def sample_ks(self, prompt: str, ks: range, params: dict) -> list[Generation]:
-        """Completions k in ks of prompt, from the store or from the teacher (then stored at once)."""
-        got = {k: self.store.get(self.teacher.identity, prompt, params, k) for k in ks}
-        missing = [k for k, g in got.items() if g is None]
-        while missing:
-            if self.spending.exhausted:
-                raise BudgetReached
-            sent = dict(params)
-            if "seed" in sent and missing[0] > 0:
-                sent["seed"] += missing[0]  # a server that ignores n must not repeat sample 0 for sample k
-            n = len(missing) if self.cfg.n_per_request else 1
-            generations = await self.teacher.sample(prompt, n, sent)
-            for k, generation in zip(missing, generations):
-                self.store.put(self.teacher.identity, prompt, params, k, generation)
-                if getattr(self.teacher, "spending", None) is None:  # else charged as each request returned
-                    self.spending.add(generation.prompt_tokens, generation.completion_tokens)
-                got[k] = generation
-            missing = missing[len(generations):]
-            self._show()
-        return [got[k] for k in ks]
+        """Completions k in ks of prompt, from the store, from a request already in flight for the same key (a
+        question that appears twice is paid once), or from the teacher (then stored at once). What is returned
+        is always what the store holds."""
+        identity = self.teacher.identity
+        got: dict[int, Generation | asyncio.Future] = {}
+        missing = []
+        for k in ks:
+            key = completion_key(identity, prompt, params, k)
+            got[k] = self.store.get(identity, prompt, params, k) or self.in_flight.get(key)
+            if got[k] is None:
+                got[k] = self.in_flight[key] = asyncio.get_running_loop().create_future()
+                missing.append(k)
+        try:
+            while missing:
+                if self.spending.exhausted:
+                    raise BudgetReached
+                sent = dict(params)
+                if "seed" in sent and missing[0] > 0:
+                    sent["seed"] += missing[0]  # a server that ignores n must not repeat sample 0 for sample k
+                n = len(missing) if self.cfg.n_per_request else 1
+                generations = await self.teacher.sample(prompt, n, sent)
+                for k, generation in zip(missing, generations):
+                    if getattr(self.teacher, "spending", None) is None:  # else charged as each request returned
+                        self.spending.add(generation.prompt_tokens, generation.completion_tokens)
+                    if not self.store.put(identity, prompt, params, k, generation):
+                        generation = self.store.get(identity, prompt, params, k)  # the first one stored wins
+                    self.in_flight.pop(completion_key(identity, prompt, params, k)).set_result(generation)
+                missing = missing[len(generations):]
+                self._show()
+        except BaseException as exc:
+            for k in missing:  # whoever shares these keys learns why they will not come
+                future = self.in_flight.pop(completion_key(identity, prompt, params, k))
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: this task raises it itself, sharers (if any) get it too
+            raise
+        return [await g if isinstance(g, asyncio.Future) else g for g in (got[k] for k in ks)]
 
     async def one(self, sample: Sample) -> list[TeacherCompletion]:
         step1 = zero_shot_cot_step1(sample.question)
@@ -111,13 +134,14 @@ class Collector:
             self.progress.update(self.progress_task, tokens=tokens, cost=self.spending.cost)
 
     async def run(self, samples: list[Sample]) -> list[TeacherCompletion]:
-        if self.cfg.batch:
-            from ftcot.teachers.batch import prefill
-
-            await prefill(self, samples)
         self.questions = asyncio.Semaphore(self.cfg.concurrency)
-        tasks = [asyncio.ensure_future(self.one(s)) for s in samples]
+        tasks = []
         try:
+            if self.cfg.batch:
+                from ftcot.teachers.batch import prefill
+
+                await prefill(self, samples)
+            tasks = [asyncio.ensure_future(self.one(s)) for s in samples]
             await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
@@ -154,9 +178,11 @@ def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, s
         collector.progress_task = progress.add_task("teacher", total=expected, tokens=0, cost=0.0)
         try:
             records = asyncio.run(collector.run(samples))
-        except openai.APIError as exc:  # retries exhausted
-            raise UserError(f"teacher {teacher.identity} failed after {cfg.max_attempts} attempts: "
-                            f"{type(exc).__name__}: {exc}") from None
+        except (openai.APIError, MalformedResponse, json.JSONDecodeError) as exc:  # retries exhausted
+            # The SDK reports a refused connection as a timeout; its cause says what happened.
+            why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
+            raise UserError(f"teacher {teacher.identity} failed after {teacher.max_attempts} attempts: "
+                            f"{type(why).__name__}: {why}") from None
     return Outcome(records, expected, spending.exhausted, spending, getattr(teacher, "requests", 0),
                    time.perf_counter() - start)
 

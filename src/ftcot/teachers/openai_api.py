@@ -1,6 +1,6 @@
 """Teacher backend for any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp server, Ollama) via the
 official SDK: async, bounded concurrency, `n` per request, retries with backoff and jitter that honour
-Retry-After, and request/token-per-minute limits. The API key comes from the environment only.
+Retry-After, and request/token-per-minute limits that hold in every 60-second window. The API key comes from the environment only.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import email.utils
 import json
 import os
 import time
+from collections import deque
 
 import openai
-from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ftcot.errors import UserError
@@ -54,11 +54,36 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
     return None
 
 
+class WindowLimit:
+    """At most `limit` units (requests, or tokens) in every `period`-second window, not only on average: each
+    acquisition is remembered with its time, and one that would take the sum of the last `period` seconds past
+    the limit waits until enough of them have left the window. First come, first served."""
+
+    def __init__(self, limit: float, period: float = 60.0):
+        self.limit, self.period = limit, period
+        self.sent: deque[tuple[float, float]] = deque()  # (time, amount), oldest first
+        self.total = 0.0
+        self.turn = asyncio.Lock()
+
+    async def acquire(self, amount: float = 1) -> None:
+        async with self.turn:
+            while True:
+                now = time.monotonic()
+                while self.sent and self.sent[0][0] <= now - self.period:
+                    self.total -= self.sent.popleft()[1]
+                if self.total + amount <= self.limit or not self.sent:
+                    break
+                await asyncio.sleep(self.sent[0][0] + self.period - now)
+            self.sent.append((now, amount))
+            self.total += amount
+
+
 class OpenAITeacher:
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
                  endpoint: str = "completions", concurrency: int = 32, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, timeout_s: float = 60.0, max_attempts: int = 6,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, honour_n: bool = True):
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, honour_n: bool = True,
+                 rate_period_s: float = 60.0):
         self.model = model
         self.endpoint = endpoint
         self.identity = teacher_identity("openai", model, endpoint)
@@ -73,8 +98,8 @@ class OpenAITeacher:
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url,
                                          timeout=timeout_s, max_retries=0, http_client=openai.DefaultAioHttpClient())
         self.slots = asyncio.Semaphore(concurrency)
-        self.rpm = AsyncLimiter(requests_per_minute, 60) if requests_per_minute else None
-        self.tpm = AsyncLimiter(tokens_per_minute, 60) if tokens_per_minute else None
+        self.rpm = WindowLimit(requests_per_minute, rate_period_s) if requests_per_minute else None
+        self.tpm = WindowLimit(tokens_per_minute, rate_period_s) if tokens_per_minute else None
         self.max_attempts = max_attempts
         self.backoff = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
         self.max_backoff_s = max_backoff_s
@@ -106,13 +131,15 @@ class OpenAITeacher:
     async def _request(self, prompt: str, n: int, params: dict) -> list[Generation]:
         args = {k: v for k, v in params.items() if v is not None}
         async with self.slots:
+            worst = worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
+            if self.tpm:  # counted at its worst case, as the server counts max_tokens against the limit
+                if sum(worst) > self.tpm.limit:
+                    raise UserError(f"one request may use {sum(worst):,} tokens (prompt bytes + n x max_tokens), "
+                                    f"more than teacher.tokens_per_minute ({self.tpm.limit:g})")
+                await self.tpm.acquire(sum(worst))
             if self.rpm:
                 await self.rpm.acquire()
-            if self.tpm:
-                estimate = len(prompt) // 4 + n * params.get("max_tokens", 0)
-                await self.tpm.acquire(min(estimate, self.tpm.max_rate))
-            held = await self.spending.reserve(*worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
-                                               ) if self.spending else None
+            held = await self.spending.reserve(*worst) if self.spending else None
             self.requests += 1
             start = time.perf_counter()
             try:
@@ -153,5 +180,6 @@ def _generations(response, endpoint: str, latency: float) -> list[Generation]:
         share = None
         if completion_tokens is not None:
             share = completion_tokens // len(texts) + (completion_tokens % len(texts) if i == 0 else 0)
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")  # a lone surrogate: U+FFFD
         out.append(Generation(text, choice.finish_reason, prompt_tokens if i == 0 else 0, share, latency))
     return out

@@ -50,14 +50,23 @@ def _parse_lines(path: Path) -> Iterable[tuple[int, dict]]:
         f = open(path, encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"missing file {path}") from None
+    except OSError as exc:  # a folder, no permission
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{lineno}: malformed record: not a JSON object")
+        yield lineno, record
 
 
 def _field_error(where: str, exc: ValidationError) -> UserError:
@@ -102,8 +111,12 @@ def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
         raise UserError(f"{path}: not a CompletionDataset (expected {{\"metadata\": ..., \"data\": {{...}}}})")
     meta = raw.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: malformed CompletionDataset: metadata is not an object")
     out = []
     for key, completions in raw["data"].items():
+        if not isinstance(completions, list):
+            raise UserError(f"{path}: data[{key}]: malformed: not a list of completions")
         for i, c in enumerate(completions):
             where = f"{path}: data[{key}][{i}]"
             if not isinstance(c, dict):

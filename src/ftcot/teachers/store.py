@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftcot.errors import UserError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
     key TEXT PRIMARY KEY,
@@ -52,14 +54,23 @@ def completion_key(teacher: str, prompt: str, params: dict, k: int) -> str:
 
 
 class CompletionStore:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = path
-        # Autocommit: each insert is durable on its own; WAL lets readers run beside the writer.
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            if read_only:  # a dry run: the store as it is, or an empty one in memory; nothing is written
+                self.db = sqlite3.connect(f"file:{path}?mode=ro" if path.is_file() else ":memory:", uri=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Autocommit: each insert is durable on its own; WAL lets readers run beside the writer.
+                self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            if not read_only or not path.is_file():
+                self.db.executescript(SCHEMA)
+            self.db.execute("SELECT key, text FROM completions LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{path} is not a readable completion store ({exc}): move it away to start a new one"
+                            ) from None
 
     def close(self) -> None:
         self.db.close()
