@@ -121,10 +121,10 @@ def collect_result(task: str, args, command: str, wall: float) -> dict:
 def run_task(task: str, args, command: str) -> dict:
     """One task in this process, stage after stage (`ftcot run`)."""
     from ftcot.config import RunConfig
-    from ftcot.pipeline import run
+    from ftcot.pipeline import context, run
 
     start = time.perf_counter()
-    run(RunConfig.model_validate(config_for(task, args)))
+    run(context(RunConfig.model_validate(config_for(task, args))))
     return collect_result(task, args, command, time.perf_counter() - start)
 
 
@@ -136,11 +136,10 @@ def run_side_by_side(tasks: list[str], args, commands: dict[str, str]) -> dict[s
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import yaml
 
     from ftcot.config import RunConfig
     from ftcot.files import write_json
-    from ftcot.pipeline import TEACH_SECTIONS, curate_stage, environment, fingerprint, teach
+    from ftcot.pipeline import context, curate_stage, start_run, teach
     from ftcot.students.load import resolve
 
     resolve(args.student)  # convert the bundled student once, before the processes that load it
@@ -158,15 +157,11 @@ def run_side_by_side(tasks: list[str], args, commands: dict[str, str]) -> dict[s
 
     def one_task(task: str) -> dict:
         start = time.perf_counter()
-        cfg = RunConfig.model_validate(config_for(task, args))
-        run_dir = Path(cfg.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        write_json(environment(), run_dir / "environment.json")
-        summary = teach(cfg)
-        summary["fingerprint"] = fingerprint(cfg, *TEACH_SECTIONS)
-        write_json(summary, run_dir / "teacher" / "summary.json")
-        curate_stage(cfg)
+        ctx = context(RunConfig.model_validate(config_for(task, args)))
+        cfg, run_dir = ctx.cfg, ctx.run
+        start_run(ctx)
+        teach(ctx)
+        curate_stage(ctx)
         timings = {"teach_curate": round(time.perf_counter() - start, 2)}
         config = str(run_dir / "config.yaml")
         methods = cfg.train.methods

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from ftcot.tasks import TASKS, get_task
-from ftcot.tasks.answers import FLOAT, INTEGER, LETTER_A_TO_C, LETTERS, PREDICTION_PREFIXES, YES_NO, parse_prediction
+from ftcot.methods import TEACHER_ANSWER_PREFIX
+from ftcot.tasks.answers import FLOAT, INTEGER, LETTER_A_TO_C, LETTERS, YES_NO, parse_prediction
 
 # Log accuracy (gold == log_prediction, as each of Kojima et al.'s logs reported it), in percent.
 LOG_ACCURACY = {
@@ -42,7 +43,7 @@ def _records(shared_data, task):
 def test_parsing_reproduces_each_logs_predictions_and_accuracy(shared_data, task):
     fmt = get_task(task).answer_format
     records = _records(shared_data, task)
-    parsed = {r["sample_index"]: parse_prediction(fmt, r["answer_completion"], PREDICTION_PREFIXES["zero_shot_cot"])
+    parsed = {r["sample_index"]: parse_prediction(fmt, r["answer_completion"], TEACHER_ANSWER_PREFIX)
               for r in records}
 
     differs = {r["sample_index"]: (parsed[r["sample_index"]], r["log_prediction"]) for r in records

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from ftcot.config import load_config
 from ftcot.errors import UserError
 from ftcot.tasks import answers
-from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+from ftcot.methods import METHODS
+from ftcot.tasks.answers import parse_prediction
 from ftcot.teachers.records import read_records
 
 # Deterministic examples: a property test in CI must not fail at random on a case no one can replay.
@@ -62,7 +63,7 @@ FORMATS = [value for value in vars(answers).values() if isinstance(value, answer
 
 
 @SETTINGS
-@given(st.sampled_from(FORMATS), st.text(max_size=200), st.sampled_from([None, *PREDICTION_PREFIXES.values()]),
+@given(st.sampled_from(FORMATS), st.text(max_size=200), st.sampled_from([None, *(m.answer_prefix for m in METHODS.values())]),
        st.text(max_size=10))
 def test_the_answer_parser_never_raises(fmt, text, prefix, gold):
     parsed = parse_prediction(fmt, text, prefix)

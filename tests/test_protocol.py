@@ -18,7 +18,7 @@ from ftcot.config import RunConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import diagnostics
 from ftcot.files import write_jsonl
-from ftcot.pipeline import FALLBACK_MAX_NEW_TOKENS, MAX_NEW_TOKENS_MARGIN, generation_budget
+from ftcot.pipeline import FALLBACK_MAX_NEW_TOKENS, MAX_NEW_TOKENS_MARGIN, context, generation_budget
 from ftcot.students.train import precision_args, train
 from ftcot.tasks import get_task
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
@@ -75,8 +75,8 @@ def test_patience_stops_training_and_keeps_the_best_epoch(tiny_lm, shared_data, 
     best = AutoModelForCausalLM.from_pretrained(tmp_path / "ft_cot" / "best")
     for name, value in best.state_dict().items():
         assert torch.equal(value, saved[30.0][name]), name
-    on_disk = json.loads((tmp_path / "ft_cot" / "summary.json").read_text())
-    assert on_disk["stop_reason"] == "patience" and on_disk["epochs_trained"] == 4
+    on_disk = json.loads((tmp_path / "ft_cot" / "history.json").read_text())  # the stage writes summary.json
+    assert on_disk == summary["history"]
 
 
 def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_lm, shared_data, tmp_path):
@@ -124,16 +124,16 @@ def test_bf16_on_a_gpu_without_it_is_a_one_line_error(monkeypatch):
 def test_generation_budget_covers_the_curated_completions(tiny_lm, shared_data, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     cfg = RunConfig.model_validate({"task": "coin_flip", "run_dir": str(tmp_path)})
-    assert generation_budget(cfg, tokenizer, "decoder") == FALLBACK_MAX_NEW_TOKENS  # nothing curated yet
+    assert generation_budget(context(cfg), tokenizer, "decoder") == FALLBACK_MAX_NEW_TOKENS  # nothing curated yet
     examples = _examples(shared_data, 200)
     write_jsonl([e.model_dump() for e in examples], tmp_path / "curate" / "train_ft_cot.jsonl")
     lengths = [len(tokenizer(" " + e.rationale + " --> " + e.answer, add_special_tokens=False)["input_ids"]) + 1
                for e in examples]
-    budget = generation_budget(cfg, tokenizer, "decoder")
+    budget = generation_budget(context(cfg), tokenizer, "decoder")
     assert budget == int(np.percentile(lengths, 99, method="higher")) + MAX_NEW_TOKENS_MARGIN
     assert sum(n > budget for n in lengths) <= len(lengths) // 100  # at most 1% would be cut off
     fixed = RunConfig.model_validate({"task": "coin_flip", "run_dir": str(tmp_path), "evaluate": {"max_new_tokens": 7}})
-    assert generation_budget(fixed, tokenizer, "decoder") == 7
+    assert generation_budget(context(fixed), tokenizer, "decoder") == 7
 
 
 def test_diagnostics_name_cut_offs_unparsed_outputs_and_one_answer_for_all():

@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from ftcot.config import LoraConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
-from ftcot.evaluate import evaluate, generate, wilson_interval
+from ftcot.evaluate import evaluate, generate
+from ftcot.tasks.answers import wilson_interval
 from ftcot.students.load import load_student
 from ftcot.students.train import tokenize, train
 from ftcot.tasks import split_samples

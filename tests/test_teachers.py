@@ -15,7 +15,7 @@ from conftest import run_cli
 from openai_server import OpenAIServer, default_responder
 from ftcot.config import Price, RunConfig, TeacherConfig
 from ftcot.errors import UserError
-from ftcot.pipeline import teach
+from ftcot.pipeline import context, teach
 from ftcot.tasks import split_samples
 from ftcot.teachers.collect import collect
 from ftcot.teachers.cost import Spending
@@ -204,13 +204,13 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path
         backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=20,
         concurrency=1,
         prices={"priced": Price(input=1000.0, output=1000.0)}))
-    first = teach(cfg, max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
+    first = teach(context(cfg), max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
     assert first["stopped_by_budget"] and 0 < first["collected"] < 20
     assert 1.0 - 0.5 <= first["cost_usd"] <= 1.0  # stops once the next request's worst case does not fit
     assert first["requests"] == len(server.completion_requests())
     before = len(server.completion_requests())
-    dry = teach(cfg, dry_run=True)
-    second = teach(cfg)
+    dry = teach(context(cfg), dry_run=True)
+    second = teach(context(cfg))
     assert second["collected"] == 20 and not second["stopped_by_budget"]
     assert len(server.completion_requests()) - before == second["requests"] == dry["requests"]
 
@@ -218,7 +218,7 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path
 def test_dry_run_counts_requests_tokens_and_cost(server, shared_data, tmp_path):
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
         backend="openai", model="gpt-4o-mini", base_url=server.base_url, api_key_env=None, num_samples=4, max_samples=10))
-    plan = teach(cfg, dry_run=True)
+    plan = teach(context(cfg), dry_run=True)
     assert plan["requests"] == 10 + 40 and plan["completion_tokens"] == 10 * 4 * 128 + 40 * 32
     assert plan["cost_usd"] == pytest.approx((plan["prompt_tokens"] * 0.15 + plan["completion_tokens"] * 0.6) / 1e6)
     assert server.completion_requests() == []
@@ -229,7 +229,7 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, shared_data
         backend="openai", model="m", base_url=server.base_url, api_key_env=None, num_samples=2, max_samples=5,
         batch=True,
         batch_poll_s=0.01, rationale={"temperature": 0.7}))
-    summary = teach(cfg)
+    summary = teach(context(cfg))
     assert summary["collected"] == 10
     live = [r for r in server.requests if r[0] == "POST" and r[1].endswith("completions")]
     batched = [r for r in server.requests if r[0] == "BATCH"]
@@ -306,7 +306,7 @@ def test_recorded_teacher_replays_shared_records_and_reports_missing(shared_data
 
 def test_recorded_stage_writes_records_that_read_back(shared_data, tmp_path):
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data))
-    summary = teach(cfg)
+    summary = teach(context(cfg))
     assert summary["collected"] == 350 and summary["requests"] == 0
     records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
     assert len(records) == 350 and records[0].model == "text-davinci-002"
@@ -416,7 +416,7 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, shared_da
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
         backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=4,
         concurrency=1, max_cost=100.0, prices={"priced": Price(input=1000.0, output=1000.0)}))
-    summary = teach(cfg)
+    summary = teach(context(cfg))
     first = server.completion_requests()[0]
     worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
     assert summary["collected"] == 4 and summary["unconfirmed_usd"] == pytest.approx(worst)

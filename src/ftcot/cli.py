@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftcot import data as data_files
-from ftcot.errors import UserError
+from ftcot.errors import BudgetStop, UserError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Fine-tune-CoT: distil chain-of-thought reasoning from a large teacher into a small student.")
@@ -48,7 +48,8 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     """Print one sample as the teacher and the student would see it."""
     from ftcot.curate import training_frame
     from ftcot.tasks import get_task, load_samples, load_split
-    from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+    from ftcot.methods import TEACHER_ANSWER_PREFIX
+    from ftcot.tasks.answers import parse_prediction
     from ftcot.tasks.prompts import ft_cot_pair, zero_shot_cot_step1
     from ftcot.teachers.records import read_shared_jsonl
 
@@ -69,7 +70,7 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     if recorded:
         r = recorded[0]
         rationale = r.reasoning_completion
-        parsed = parse_prediction(spec.answer_format, r.answer_completion, PREDICTION_PREFIXES["zero_shot_cot"])
+        parsed = parse_prediction(spec.answer_format, r.answer_completion, TEACHER_ANSWER_PREFIX)
         verdict = "correct" if spec.answer_format.matches(parsed, r.answer) else "wrong"
         out(f"\n[bold]recorded {r.model} step 2[/] (teacher's own question format)")
         out(r.answer_prompt + r.answer_completion, markup=False, highlight=False)
@@ -130,66 +131,62 @@ def teach_command(
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math
 
-    from ftcot.config import load_config
-    from ftcot.pipeline import teach
+    from ftcot.pipeline import budget_stop, teach
 
     if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
         raise UserError(f"--max-cost must be a number of USD >= 0, not {max_cost}")
-    summary = teach(load_config(config), dry_run=dry_run, max_cost=max_cost)
+    summary = teach(_context(config), dry_run=dry_run, max_cost=max_cost)
     if dry_run:
         return
     console.print(f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "
                   f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
                   f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s", markup=False)
     if summary["stopped_by_budget"]:
-        print(f"stopped at the budget: ${summary['cost_usd']:.4f} of ${summary['budget_usd']:g} spent, "
-              f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to get; "
-              "everything collected is stored: rerun with a new or raised --max-cost to go on", file=sys.stderr)
-        sys.exit(BUDGET_EXIT)
-
-
-BUDGET_EXIT = 3  # a budget stop: not a mistake (2), not a crash (1)
+        raise budget_stop(summary)
 
 
 Methods = typer.Option(None, "--method", help="Only this method (repeatable).")
 
 
+def _context(config: Path):
+    from ftcot.config import load_config
+    from ftcot.pipeline import context
+
+    return context(load_config(config))
+
+
 @app.command("run")
 def run_command(config: Path) -> None:
     """The whole pipeline: teach → curate → train → evaluate → report; finished stages are skipped."""
-    from ftcot.config import load_config
     from ftcot.pipeline import run
 
-    result = run(load_config(config))
+    result = run(_context(config))
     console.print(result["table"], markup=False)
 
 
 @app.command("curate")
 def curate_command(config: Path) -> None:
     """Keep correct teacher rationales as training examples; carve the validation split (stage 2)."""
-    from ftcot.config import load_config
     from ftcot.pipeline import curate_stage
 
-    curate_stage(load_config(config))
+    curate_stage(_context(config))
 
 
 @app.command("train")
 def train_command(config: Path, method: Optional[list[str]] = Methods,
                   resume: bool = typer.Option(True, help="Resume from the last epoch checkpoint.")) -> None:
     """Fine-tune the student (stage 3): Fine-tune-CoT and/or vanilla; keeps the best epoch on validation."""
-    from ftcot.config import load_config
     from ftcot.pipeline import train_stage
 
-    train_stage(load_config(config), method, resume)
+    train_stage(_context(config), method, resume)
 
 
 @app.command("evaluate")
 def evaluate_command(config: Path, method: Optional[list[str]] = Methods) -> None:
     """Test accuracy of the teacher, the prompting baselines and the fine-tuned students (stage 4)."""
-    from ftcot.config import load_config
     from ftcot.pipeline import evaluate_stage
 
-    evaluate_stage(load_config(config), method)
+    evaluate_stage(_context(config), method)
 
 
 @app.command("report")
@@ -216,8 +213,8 @@ def main() -> None:
     try:
         app()  # typer reports its own usage errors (exit code 2) and exits
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        print(f"{'' if isinstance(exc, BudgetStop) else 'error: '}{exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except OSError as exc:  # the file system said no (a full disk, a permission) where no stage expected it
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)

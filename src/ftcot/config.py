@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcot.errors import UserError
+from ftcot.methods import BASELINES, TRAINED
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -123,7 +124,7 @@ PROTOCOLS = {"paper": {"epochs": 20, "learning_rate": 3e-4, "lr_schedule": "cons
 class TrainConfig(Strict):
     # paper: the values above for every key not set in the config; custom: the defaults below
     protocol: Literal["custom", "paper"] = "custom"
-    methods: list[Literal["ft_cot", "vanilla"]] = ["ft_cot", "vanilla"]
+    methods: list[Literal[TRAINED]] = list(TRAINED)
     epochs: int = Field(3, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     lr_schedule: Literal["linear", "constant"] = "linear"
@@ -149,8 +150,7 @@ class TrainConfig(Strict):
 
 
 class EvalConfig(Strict):
-    baselines: list[Literal["zero_shot", "zero_shot_cot", "few_shot_cot"]] = ["zero_shot", "zero_shot_cot",
-                                                                               "few_shot_cot"]
+    baselines: list[Literal[BASELINES]] = list(BASELINES)
     batch_size: int | None = Field(None, ge=1)  # default: 256 on a GPU, 64 on the CPU (a step reads every weight)
     # for reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
     # length in student tokens, plus a margin

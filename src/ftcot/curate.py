@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from ftcot.config import CurateConfig
 from ftcot.tasks import Sample, get_task
-from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+from ftcot.methods import TEACHER_ANSWER_PREFIX
+from ftcot.tasks.answers import parse_prediction
 from ftcot.teachers.records import TeacherCompletion
 
 
@@ -70,7 +71,7 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             continue  # a validation or test question, or another split's
         fmt = get_task(r.task).answer_format
         rationale = r.reasoning_completion.strip()
-        prediction = parse_prediction(fmt, r.answer_completion, PREDICTION_PREFIXES["zero_shot_cot"])
+        prediction = parse_prediction(fmt, r.answer_completion, TEACHER_ANSWER_PREFIX)
         if not fmt.matches(prediction, r.answer):
             removed["incorrect"] += 1
         elif cfg.drop_truncated and r.reasoning_finish_reason == "length":

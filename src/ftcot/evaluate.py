@@ -9,53 +9,18 @@ they must and hold no other row back.
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from ftcot.methods import PromptContext, get_method, line_done
 from ftcot.tasks import Sample, get_task, prompts
-from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
+from ftcot.tasks.answers import parse_prediction, wilson_interval
 
 ANSWER_TOKENS = 16  # for outputs that are an answer alone
-
-
-def _after(marker: str, end: str) -> Callable[[str], bool]:
-    """Done once `end` appears after `marker` (and some text after the marker)."""
-    def done(text: str) -> bool:
-        at = text.find(marker)
-        return at != -1 and end in text[at + len(marker):].lstrip()
-    return done
-
-
-def _line_done(text: str) -> bool:
-    return "\n" in text.lstrip()
-
-
-@dataclass(frozen=True)
-class Method:
-    """How a method prompts the student, when its output is complete, and where its answer is."""
-
-    prompt: Callable[..., str]  # (question, kind, few_shot_prompts, task) -> prompt
-    done: Callable[[str], bool]
-    prefix: str | None
-    reasoning: bool  # outputs a rationale (gets max_new_tokens) or only an answer (gets ANSWER_TOKENS)
-
-
-METHODS: dict[str, Method] = {
-    "ft_cot": Method(lambda q, kind, fs, task: prompts.ft_cot_pair(q, "", "", kind)[0],
-                     _after("-->", "\n"), PREDICTION_PREFIXES["ft_cot"], True),
-    "vanilla": Method(lambda q, kind, fs, task: prompts.vanilla_pair(q, "", kind)[0], _line_done,
-                      PREDICTION_PREFIXES["vanilla"], False),
-    "zero_shot": Method(lambda q, kind, fs, task: prompts.zero_shot(q, kind), _line_done,
-                        PREDICTION_PREFIXES["zero_shot"], False),
-    "few_shot_cot": Method(lambda q, kind, fs, task: prompts.few_shot_cot(q, task, fs),
-                           lambda text: "\nQ:" in text, PREDICTION_PREFIXES["few_shot_cot"], True),
-}
 
 
 class StopWhenDone(StoppingCriteria):
@@ -183,37 +148,23 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
     return outputs
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion, in percent."""
-    if n == 0:
-        return 0.0, 0.0
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
-
-
 def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
              batch_size: int, few_shot_prompts: dict | None = None, progress=None) -> tuple[list[dict], dict]:
     """Predictions (one dict per sample) and metrics of one method on samples of one task."""
     task = samples[0].task
     spec = get_task(task)
     start = time.perf_counter()
-    if method == "zero_shot_cot":
-        step1 = [prompts.zero_shot_cot_step1(s.question) for s in samples]
-        rationales = generate(model, tokenizer, step1, max_new_tokens, batch_size, lambda t: "\nQ:" in t, progress)
-        rationales = [r.split("\nQ:")[0].rstrip() for r in rationales]
-        step2 = [prompts.zero_shot_cot_step2(p, r, spec.answer_trigger) for p, r in zip(step1, rationales)]
-        answers = generate(model, tokenizer, step2, ANSWER_TOKENS, batch_size, _line_done)
-        inputs, outputs, prefix = step2, answers, PREDICTION_PREFIXES["zero_shot_cot"]
-    else:
-        m = METHODS[method]
-        inputs = [m.prompt(s.question, kind, few_shot_prompts, task) for s in samples]
-        outputs = generate(model, tokenizer, inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, batch_size,
-                           m.done, progress)
-        if method == "few_shot_cot":
-            outputs = [o.split("\nQ:")[0] for o in outputs]  # the model's next made-up question is not its answer
-        prefix = m.prefix
+    m = get_method(method)
+    context = PromptContext(kind, task, few_shot_prompts)
+    inputs = [m.prompt(s.question, context) for s in samples]
+    outputs = generate(model, tokenizer, inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, batch_size,
+                       m.done, progress)
+    if m.cut:  # the model's next made-up question is not its answer
+        outputs = [o.split(m.cut)[0] for o in outputs]
+    if m.answer_step:  # the rationale, then the task's answer trigger
+        inputs = [prompts.zero_shot_cot_step2(p, o.rstrip(), spec.answer_trigger) for p, o in zip(inputs, outputs)]
+        outputs = generate(model, tokenizer, inputs, ANSWER_TOKENS, batch_size, line_done)
+    prefix = m.answer_prefix
     wall = time.perf_counter() - start
     predictions = []
     for s, prompt, output in zip(samples, inputs, outputs):

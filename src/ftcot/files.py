@@ -1,12 +1,60 @@
-"""Atomic writes of the plain files every stage leaves: a temp file beside the target, then a rename, so a
-kill never leaves a half-written artifact."""
+"""The plain files every stage leaves: JSON and JSONL read with one-line errors that name the file and line,
+and written atomically (a temp file beside the target, then a rename, so a kill never leaves a half-written
+artifact); and the lock that keeps a second process out of a stage's folder."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Iterable
+
+from ftcot.errors import UserError
+
+
+def read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"missing file {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:  # a folder, no permission
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def jsonl_lines(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"missing file {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a string
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{lineno}: malformed record: not a JSON object")
+        rows.append((lineno, row))
+    return rows
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [row for _, row in jsonl_lines(path)]
 
 
 def write_text(path: Path, text: str) -> None:
@@ -31,12 +79,6 @@ def hold_folder(folder: Path) -> None:
     """Make this process the only ftcot process writing `folder` (a stage's output in a run folder) until it
     exits: an OS lock (flock) on folder/.lock, which the OS releases when the process ends, however it ends.
     A second process gets a one-line error naming the holder."""
-    import fcntl
-    import sys
-    import time
-
-    from ftcot.errors import UserError
-
     folder = folder.resolve()
     if folder in _held:
         return

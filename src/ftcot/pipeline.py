@@ -1,53 +1,114 @@
 """The stages of a run (teach → curate → train → evaluate → report) and the run folder they share; the
-README's "The run folder" lists every file. Each stage's summary carries a fingerprint of the config
-sections it depends on, so a rerun skips what is complete and redoes what a config change touched."""
+README's "The run folder" lists every file. Each stage is one record in STAGES: its name, the config sections
+its outputs depend on, its summary file and its function. `finish` alone writes a stage's summary, stamped
+with the fingerprint of those sections, so a rerun skips what is complete and redoes what a config change
+touched, whichever command ran the stage."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
+import yaml
 from rich.console import Console
 
 from ftcot.config import RunConfig
+from ftcot.curate import Example, curate, split_validation, vanilla_examples
 from ftcot.data import data_dir
-from ftcot.errors import UserError
-from ftcot.files import hold_folder, write_json, write_jsonl
-from ftcot.tasks import Sample, get_task, split_samples
-from ftcot.tasks.registry import read_jsonl
+from ftcot.errors import BudgetStop, UserError
+from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl
+from ftcot.methods import METHODS, TEACHER, TEACHER_ANSWER_PREFIX, TRAINED
+from ftcot.report import report
+from ftcot.tasks import Sample, TaskSpec, get_task, split_samples
+from ftcot.tasks.answers import parse_prediction, wilson_interval
+from ftcot.tasks.prompts import load_few_shot_prompts
+from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
+from ftcot.teachers.collect import collect, plan
+from ftcot.teachers.cost import Spending, price_of
+from ftcot.teachers.records import read_records, write_records
+from ftcot.teachers.store import CompletionStore
 
 console = Console(stderr=True)
 
 
-def teach_samples(cfg: RunConfig) -> list[Sample]:
-    root = data_dir(cfg.data_dir)
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage needs, resolved once: the config, the data folder, the run folder and the task."""
+
+    cfg: RunConfig
+    data: Path
+    run: Path
+    task: TaskSpec
+
+
+def context(cfg: RunConfig) -> RunContext:
+    return RunContext(cfg, data_dir(cfg.data_dir), Path(cfg.run_dir), get_task(cfg.task))
+
+
+# --- stage bookkeeping --------------------------------------------------------------------------------------
+
+# Keys that change how a stage runs, not what it produces: changing them reruns nothing.
+OPERATIONAL = {"train": {"checkpoint"}, "evaluate": {"batch_size"}}
+
+
+def fingerprint(cfg: RunConfig, stage: str) -> str:
+    """A hash of the config sections a stage depends on: a stage reruns when they change."""
+    data = cfg.model_dump(include={"task", "split", *STAGES[stage].sections}, exclude=OPERATIONAL)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def summary_path(ctx: RunContext, stage: str, method: str = "") -> Path:
+    return ctx.run / STAGES[stage].summary.format(method=method)
+
+
+def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
+    """Whether the stage's summary is there, made under the same config sections, and complete."""
+    path = summary_path(ctx, stage, method)
+    if not path.is_file():
+        return False
+    summary = read_json(path)
+    return isinstance(summary, dict) and summary.get("fingerprint") == fingerprint(ctx.cfg, stage) \
+        and not summary.get("stopped_by_budget")
+
+
+def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict:
+    """The one place a stage's summary is written, with its fingerprint."""
+    summary["fingerprint"] = fingerprint(ctx.cfg, stage)
+    write_json(summary, summary_path(ctx, stage, method))
+    return summary
+
+
+# --- teach --------------------------------------------------------------------------------------------------
+
+def teach_samples(ctx: RunContext) -> list[Sample]:
     samples = []
-    for side in cfg.teacher.teach_on:
-        part = split_samples(cfg.task, side, root, cfg.split)
-        samples.extend(part[: cfg.teacher.max_samples] if cfg.teacher.max_samples else part)
+    for side in ctx.cfg.teacher.teach_on:
+        part = split_samples(ctx.cfg.task, side, ctx.data, ctx.cfg.split)
+        samples.extend(part[: ctx.cfg.teacher.max_samples] if ctx.cfg.teacher.max_samples else part)
     return samples
 
 
-def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) -> dict:
+def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None) -> dict:
     """Collect zero-shot-CoT teacher completions for the configured questions into the run folder."""
-    from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
-    from ftcot.teachers.collect import collect, plan, write_records
-    from ftcot.teachers.cost import Spending, price_of
-    from ftcot.teachers.store import CompletionStore
-
-    tcfg = cfg.teacher
-    run = Path(cfg.run_dir) / "teacher"
-    samples = teach_samples(cfg)
-    trigger = tcfg.answer_trigger or get_task(cfg.task).answer_trigger
+    tcfg = ctx.cfg.teacher
+    out = ctx.run / "teacher"
+    samples = teach_samples(ctx)
+    trigger = tcfg.answer_trigger or ctx.task.answer_trigger
     start = time.perf_counter()
     if tcfg.backend == "recorded":
-        teacher = make_recorded_teacher(tcfg, cfg.task, data_dir(cfg.data_dir))
+        teacher = make_recorded_teacher(tcfg, ctx.cfg.task, ctx.data)
         if dry_run:
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
-        hold_folder(run)
+        hold_folder(out)
         records, missing = teacher.replay(samples, tcfg.num_samples)
         summary = {"teacher": teacher.identity, "questions": len(samples), "expected": len(samples) * tcfg.num_samples,
                    "collected": len(records), "questions_without_record": len(missing), "requests": 0,
@@ -62,11 +123,11 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
             raise UserError(f"a budget is set but the price of {tcfg.model} is unknown: add it under teacher.prices "
                             f"({tcfg.model}: {{input: USD per million prompt tokens, output: ...}})")
         if dry_run:  # reads the store if there is one, creates nothing
-            store = CompletionStore(run / "store.sqlite", read_only=True)
+            store = CompletionStore(out / "store.sqlite", read_only=True)
         else:
             live = make_live_teacher(tcfg)  # a missing key stops here, before the store exists
-            hold_folder(run)
-            store = CompletionStore(run / "store.sqlite")
+            hold_folder(out)
+            store = CompletionStore(out / "store.sqlite")
         try:
             if dry_run:
                 p = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger, samples,
@@ -88,67 +149,41 @@ def teach(cfg: RunConfig, dry_run: bool = False, max_cost: float | None = None) 
                    "cost_usd": round(spending.cost, 6), "unconfirmed_usd": round(spending.unconfirmed, 6),
                    "budget_usd": budget, "stopped_by_budget": outcome.stopped_by_budget}
     summary["wall_s"] = round(time.perf_counter() - start, 3)
-    write_records(records, run / "completions.jsonl")
-    write_json(summary, run / "summary.json")
-    return summary
+    write_records(records, out / "completions.jsonl")
+    return finish(ctx, "teach", summary)
 
 
-# --- stage bookkeeping --------------------------------------------------------------------------------------
-
-def fingerprint(cfg: RunConfig, *sections: str) -> str:
-    """A hash of the config sections a stage depends on: a stage reruns when they change."""
-    import hashlib
-
-    data = cfg.model_dump(include={"task", "split", *sections}, exclude=OPERATIONAL)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# Keys that change how a stage runs, not what it produces: changing them reruns nothing.
-OPERATIONAL = {"train": {"checkpoint"}, "evaluate": {"batch_size"}}
-
-
-def is_done(summary_path: Path, cfg: RunConfig, *sections: str) -> bool:
-    if not summary_path.is_file():
-        return False
-    return json.loads(summary_path.read_text()).get("fingerprint") == fingerprint(cfg, *sections)
-
-
-TEACH_SECTIONS = ("teacher",)
-CURATE_SECTIONS = TEACH_SECTIONS + ("curate",)
-TRAIN_SECTIONS = CURATE_SECTIONS + ("student", "train")
-EVAL_SECTIONS = TRAIN_SECTIONS + ("evaluate",)
+def budget_stop(summary: dict) -> BudgetStop:
+    return BudgetStop(f"stopped at the budget: ${summary['cost_usd']:.4f} of ${summary['budget_usd']:g} spent, "
+                      f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
+                      "get; everything collected is stored: rerun with a new or raised --max-cost to go on")
 
 
 # --- curate -------------------------------------------------------------------------------------------------
 
-def curate_stage(cfg: RunConfig) -> dict:
-    """Teacher records → curate/train_ft_cot.jsonl, curate/train_vanilla.jsonl, curate/val.jsonl."""
-    from ftcot.curate import curate, split_validation, vanilla_examples
-    from ftcot.teachers.records import read_records
-
-    root = data_dir(cfg.data_dir)
-    out = Path(cfg.run_dir) / "curate"
+def curate_stage(ctx: RunContext) -> dict:
+    """Teacher records → curate/train_<method>.jsonl for each trained method, and curate/val.jsonl."""
+    out = ctx.run / "curate"
     hold_folder(out)
-    teacher_summary = Path(cfg.run_dir) / "teacher" / "summary.json"
-    if teacher_summary.is_file() and json.loads(teacher_summary.read_text()).get("stopped_by_budget"):
+    teacher_summary = summary_path(ctx, "teach")
+    if teacher_summary.is_file() and read_json(teacher_summary).get("stopped_by_budget"):
         raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
                         "with a new or raised --max-cost before curating")
-    records = read_records(Path(cfg.run_dir) / "teacher" / "completions.jsonl")
-    train, val = split_validation(split_samples(cfg.task, "train", root, cfg.split), cfg.curate.val_fraction,
-                                  cfg.curate.seed)
-    examples, removed = curate(records, train, cfg.curate, cfg.teacher.num_samples)
-    write_jsonl([e.model_dump() for e in examples], out / "train_ft_cot.jsonl")
-    write_jsonl([e.model_dump() for e in vanilla_examples(train)], out / "train_vanilla.jsonl")
+    records = read_records(ctx.run / "teacher" / "completions.jsonl")
+    train, val = split_validation(split_samples(ctx.cfg.task, "train", ctx.data, ctx.cfg.split),
+                                  ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
+    examples, removed = curate(records, train, ctx.cfg.curate, ctx.cfg.teacher.num_samples)
+    for name in TRAINED:
+        chosen = examples if METHODS[name].trains_on == "rationales" else vanilla_examples(train)
+        write_jsonl([e.model_dump() for e in chosen], out / f"train_{name}.jsonl")
     write_jsonl([{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer}
                  for s in val], out / "val.jsonl")
-    summary = {"fingerprint": fingerprint(cfg, *CURATE_SECTIONS), "train_questions": len(train),
-               "val_questions": len(val), "kept": len(examples), "removed": dict(removed),
-               "questions_with_examples": len({e.sample_index for e in examples})}
-    write_json(summary, out / "summary.json")
+    summary = {"train_questions": len(train), "val_questions": len(val), "kept": len(examples),
+               "removed": dict(removed), "questions_with_examples": len({e.sample_index for e in examples})}
     console.print(f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
                   f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
                   f"{len(val)} validation questions", markup=False)
-    return summary
+    return finish(ctx, "curate", summary)
 
 
 def _samples(rows: list[dict]) -> list[Sample]:
@@ -161,21 +196,21 @@ FALLBACK_MAX_NEW_TOKENS = 128  # the recorded teacher's own rationale limit, whe
 MAX_NEW_TOKENS_MARGIN = 16
 
 
-def generation_budget(cfg: RunConfig, tokenizer, kind: str, quiet: bool = True) -> int:
-    """`evaluate.max_new_tokens`, else enough for the curated Fine-tune-CoT completions: their 99th percentile
-    in the student's tokens (EOS included) plus a margin, so a student that imitates a long rationale is not cut
+def generation_budget(ctx: RunContext, tokenizer, kind: str, quiet: bool = True) -> int:
+    """`evaluate.max_new_tokens`, else enough for the curated rationale completions: their 99th percentile in
+    the student's tokens (EOS included) plus a margin, so a student that imitates a long rationale is not cut
     off before its answer."""
-    import numpy as np
-
-    from ftcot.tasks.prompts import ft_cot_pair
-
-    if cfg.evaluate.max_new_tokens:
-        return cfg.evaluate.max_new_tokens
-    path = Path(cfg.run_dir) / "curate" / "train_ft_cot.jsonl"
-    rows = read_jsonl(path) if path.is_file() else []
+    if ctx.cfg.evaluate.max_new_tokens:
+        return ctx.cfg.evaluate.max_new_tokens
+    rows, pair = [], None
+    for name in TRAINED:
+        path = ctx.run / "curate" / f"train_{name}.jsonl"
+        if METHODS[name].trains_on == "rationales" and path.is_file():
+            rows, pair = read_jsonl(path), METHODS[name].pair
+            break
     if not rows:
         return FALLBACK_MAX_NEW_TOKENS
-    completions = [ft_cot_pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
+    completions = [pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
     lengths = [len(ids) + 1 for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     p99 = int(np.percentile(lengths, 99, method="higher"))
     if not quiet:
@@ -184,51 +219,50 @@ def generation_budget(cfg: RunConfig, tokenizer, kind: str, quiet: bool = True) 
     return p99 + MAX_NEW_TOKENS_MARGIN
 
 
-def eval_batch_size(cfg: RunConfig) -> int:
+def eval_batch_size(ctx: RunContext) -> int:
     """`evaluate.batch_size`, else 256 on a GPU (a small student leaves it idle at less) and 64 on the CPU."""
-    import torch
+    import torch  # deferred: the teacher's commands do not need it
 
-    return cfg.evaluate.batch_size or (256 if torch.cuda.is_available() else 64)
+    return ctx.cfg.evaluate.batch_size or (256 if torch.cuda.is_available() else 64)
 
 
 # --- train --------------------------------------------------------------------------------------------------
 
-def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool = True) -> dict:
+def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) -> dict:
     """Fine-tune the student with each method; the best epoch by validation accuracy goes to
     students/<method>/best/. Under torchrun every rank trains; rank 0 alone validates, writes and prints."""
-    from ftcot.curate import Example
+    # deferred: torch and transformers take seconds to import, and only these stages need them
     from ftcot.students.load import load_tokenizer
     from ftcot.students.train import is_main_process, train, validation_accuracy
 
-    run = Path(cfg.run_dir)
-    say = console.print if is_main_process() else (lambda *a, **k: None)
-    unknown = [m for m in methods or [] if m not in ("ft_cot", "vanilla")]
+    unknown = [m for m in methods or [] if m not in TRAINED]
     if unknown:
-        raise UserError(f"unknown method to train {unknown[0]!r}; trained methods: ft_cot, vanilla")
-    val = _samples(read_jsonl(run / "curate" / "val.jsonl"))
+        raise UserError(f"unknown method to train {unknown[0]!r}; trained methods: {', '.join(TRAINED)}")
+    main = is_main_process()
+    say = console.print if main else (lambda *a, **k: None)
+    val = _samples(read_jsonl(ctx.run / "curate" / "val.jsonl"))
     summaries = {}
-    for method in methods or cfg.train.methods:
-        out = run / "students" / method
-        if is_main_process():  # under torchrun, the other ranks train beside rank 0
+    for method in methods or ctx.cfg.train.methods:
+        out = ctx.run / "students" / method
+        if main:  # under torchrun, the other ranks train beside rank 0
             hold_folder(out)
-        if is_done(out / "summary.json", cfg, *TRAIN_SECTIONS):
-            summaries[method] = json.loads((out / "summary.json").read_text())
+        if is_done(ctx, "train", method):
+            summaries[method] = read_json(summary_path(ctx, "train", method))
             say(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
             continue
-        rows = read_jsonl(run / "curate" / f"train_{method}.jsonl")
-        examples = [Example(**r) for r in rows][: cfg.train.max_examples]
-        tokenizer, kind = load_tokenizer(cfg.student)
-        validate = validation_accuracy(method, kind, tokenizer, val, generation_budget(cfg, tokenizer, kind),
-                                       eval_batch_size(cfg))
-        t = cfg.train
+        rows = read_jsonl(ctx.run / "curate" / f"train_{method}.jsonl")
+        examples = [Example(**r) for r in rows][: ctx.cfg.train.max_examples]
+        tokenizer, kind = load_tokenizer(ctx.cfg.student)
+        validate = validation_accuracy(method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
+                                       eval_batch_size(ctx))
+        t = ctx.cfg.train
         say(f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
             f"{t.learning_rate:g} {t.lr_schedule}, batch {t.batch_size}x{t.grad_accum}, weight decay {t.weight_decay:g}"
             f"{f', patience {t.patience}' if t.patience else ''}{f', {t.max_minutes:g} min' if t.max_minutes else ''})"
             f", {len(val)} validation questions", markup=False)
-        summary = train(examples, method, cfg.student, cfg.train, out, validate, resume=resume)
-        summary["fingerprint"] = fingerprint(cfg, *TRAIN_SECTIONS)
-        if is_main_process():
-            write_json(summary, out / "summary.json")
+        summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
+        if main:
+            finish(ctx, "train", summary, method)
         say(f"train {method}: best epoch {summary['best_epoch']} of {summary['epochs_trained']} "
             f"({summary['stop_reason']}; validation accuracy {summary['best_val_accuracy']}), "
             f"{summary['tokens_per_s']} tokens/s")
@@ -238,67 +272,63 @@ def train_stage(cfg: RunConfig, methods: list[str] | None = None, resume: bool =
 
 # --- evaluate -----------------------------------------------------------------------------------------------
 
-def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
+def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
+    """The teacher's own accuracy on the test questions it was run on (its first completion of each)."""
+    ids = {s.sample_index for s in test}
+    records = [r for r in read_records(ctx.run / "teacher" / "completions.jsonl")
+               if r.sample_index in ids and r.completion_index == 0]
+    if not records:
+        return None  # the teacher was not run on the test questions
+    fmt = ctx.task.answer_format
+    correct = sum(fmt.matches(parse_prediction(fmt, r.answer_completion, TEACHER_ANSWER_PREFIX), r.answer)
+                  for r in records)
+    low, high = wilson_interval(correct, len(records))
+    return {"task": ctx.cfg.task, "method": TEACHER, "model": records[0].model, "n": len(records), "correct": correct,
+            "accuracy": round(100 * correct / len(records), 2), "ci95": [round(low, 2), round(high, 2)]}
+
+
+def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
-    from ftcot.evaluate import METHODS, evaluate, wilson_interval
+    from ftcot.evaluate import evaluate  # deferred, like the students
     from ftcot.students.load import load_student
-    from ftcot.tasks import get_task
-    from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction
-    from ftcot.tasks.prompts import load_few_shot_prompts
-    from ftcot.teachers.records import read_records
 
-    root = data_dir(cfg.data_dir)
-    run = Path(cfg.run_dir)
-    test = split_samples(cfg.task, "test", root, cfg.split)[: cfg.evaluate.max_samples]
-    wanted = methods or ["teacher", *cfg.evaluate.baselines, *cfg.train.methods]
-    known = ("teacher", "zero_shot_cot", *METHODS)
+    wanted = methods or [TEACHER, *ctx.cfg.evaluate.baselines, *ctx.cfg.train.methods]
+    known = (TEACHER, *METHODS)
     unknown = [m for m in wanted if m not in known]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
-    hold_folder(run / "eval")
+    hold_folder(ctx.run / "eval")
+    test = split_samples(ctx.cfg.task, "test", ctx.data, ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}
     base = None
     budget = None
     for method in wanted:
-        out = run / "eval" / method
-        if is_done(out / "metrics.json", cfg, *EVAL_SECTIONS):
-            results[method] = json.loads((out / "metrics.json").read_text())
+        out = ctx.run / "eval" / method
+        if is_done(ctx, "evaluate", method):
+            results[method] = read_json(out / "metrics.json")
             continue
-        if method == "teacher":
-            spec = get_task(cfg.task)
-            ids = {s.sample_index for s in test}
-            records = [r for r in read_records(run / "teacher" / "completions.jsonl")
-                       if r.sample_index in ids and r.completion_index == 0]
-            if not records:
-                continue  # the teacher was not run on the test questions
-            correct = sum(spec.answer_format.matches(parse_prediction(spec.answer_format, r.answer_completion,
-                                                                      PREDICTION_PREFIXES["zero_shot_cot"]), r.answer)
-                          for r in records)
-            low, high = wilson_interval(correct, len(records))
-            metrics = {"task": cfg.task, "method": "teacher", "model": records[0].model, "n": len(records),
-                       "correct": correct, "accuracy": round(100 * correct / len(records), 2),
-                       "ci95": [round(low, 2), round(high, 2)]}
-            predictions = []
+        if method == TEACHER:
+            metrics, predictions = _teacher_metrics(ctx, test), []
+            if metrics is None:
+                continue
         else:
-            fine_tuned = method in ("ft_cot", "vanilla")
-            if fine_tuned:
-                best = run / "students" / method / "best"
+            if method in TRAINED:
+                best = ctx.run / "students" / method / "best"
                 if not best.is_dir():
                     raise UserError(f"no trained {method} student in {best}: run `ftcot train` first")
-                model, tokenizer, kind = load_student(cfg.student, str(best))
+                model, tokenizer, kind = load_student(ctx.cfg.student, str(best))
             else:
-                base = base or load_student(cfg.student)
+                base = base or load_student(ctx.cfg.student)
                 model, tokenizer, kind = base
-            few_shot = load_few_shot_prompts(root) if method == "few_shot_cot" else None
-            budget = budget or generation_budget(cfg, tokenizer, kind, quiet=False)
-            predictions, metrics = evaluate(model, tokenizer, test, method, kind, budget, eval_batch_size(cfg),
+            few_shot = load_few_shot_prompts(ctx.data) if METHODS[method].few_shot else None
+            budget = budget or generation_budget(ctx, tokenizer, kind, quiet=False)
+            predictions, metrics = evaluate(model, tokenizer, test, method, kind, budget, eval_batch_size(ctx),
                                             few_shot)
-            metrics["model"] = cfg.student.model
+            metrics["model"] = ctx.cfg.student.model
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
-        metrics["fingerprint"] = fingerprint(cfg, *EVAL_SECTIONS)
         write_jsonl(predictions, out / "predictions.jsonl")
-        write_json(metrics, out / "metrics.json")
+        finish(ctx, "evaluate", metrics, method)
         d, why = metrics.get("diagnostics"), ""
         if d:
             cut = f"{d['no_answer_marker']}% without '{d['marker']}', " if d["marker"] else ""
@@ -312,9 +342,25 @@ def evaluate_stage(cfg: RunConfig, methods: list[str] | None = None) -> dict:
 
 # --- the whole run ------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]  # the config sections its outputs depend on (with task and split)
+    summary: str  # its summary file in the run folder; {method} for the per-method stages
+    run: Callable[[RunContext], object]
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("teach", ("teacher",), "teacher/summary.json", teach),
+    Stage("curate", ("teacher", "curate"), "curate/summary.json", curate_stage),
+    Stage("train", ("teacher", "curate", "student", "train"), "students/{method}/summary.json", train_stage),
+    Stage("evaluate", ("teacher", "curate", "student", "train", "evaluate"), "eval/{method}/metrics.json",
+          evaluate_stage),
+)}
+
+
 def environment() -> dict:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
+    import torch  # deferred, like the students
 
     versions = {}
     for package in ("ftcot", "torch", "transformers", "peft", "accelerate", "openai", "pydantic"):
@@ -322,42 +368,31 @@ def environment() -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    import torch
-
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "cuda": torch.cuda.is_available(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "packages": versions}
 
 
-def run(cfg: RunConfig) -> dict:
+def start_run(ctx: RunContext) -> None:
+    """The run folder's config.yaml and environment.json, written by whoever starts a whole run."""
+    ctx.run.mkdir(parents=True, exist_ok=True)
+    (ctx.run / "config.yaml").write_text(yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
+    write_json(environment(), ctx.run / "environment.json")
+
+
+def run(ctx: RunContext) -> dict:
     """teach → curate → train → evaluate → report, skipping each stage whose outputs are complete."""
-    import yaml
-
-    from ftcot.report import report
-
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    write_json(environment(), run_dir / "environment.json")
-    timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {}
-    stages = [("teach", TEACH_SECTIONS, lambda: teach(cfg), run_dir / "teacher" / "summary.json"),
-              ("curate", CURATE_SECTIONS, lambda: curate_stage(cfg), run_dir / "curate" / "summary.json")]
-    for name, sections, stage, summary_path in stages:
-        if is_done(summary_path, cfg, *sections):
-            console.print(f"{name}: done already")
+    start_run(ctx)
+    timings_path = ctx.run / "timings.json"
+    timings = read_json(timings_path) if timings_path.exists() else {}
+    for stage in STAGES.values():
+        if stage.name in ("teach", "curate") and is_done(ctx, stage.name):
+            console.print(f"{stage.name}: done already")
             continue
         start = time.perf_counter()
-        summary = stage()
-        if name == "teach":  # teach() writes its own summary; a complete one is marked with this config
-            if summary["stopped_by_budget"]:
-                raise UserError("teacher stopped at its budget; everything collected is stored: rerun to go on")
-            summary["fingerprint"] = fingerprint(cfg, *sections)
-            write_json(summary, summary_path)
-        timings[name] = round(time.perf_counter() - start, 2)
-        write_json(timings, run_dir / "timings.json")
-    for name, stage in (("train", lambda: train_stage(cfg)), ("evaluate", lambda: evaluate_stage(cfg))):
-        start = time.perf_counter()
-        stage()
-        timings[name] = round(time.perf_counter() - start, 2)
-        write_json(timings, run_dir / "timings.json")
-    return report(run_dir)
+        summary = stage.run(ctx)
+        if stage.name == "teach" and summary["stopped_by_budget"]:
+            raise budget_stop(summary)
+        timings[stage.name] = round(time.perf_counter() - start, 2)
+        write_json(timings, timings_path)
+    return report(ctx.run)

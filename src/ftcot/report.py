@@ -12,11 +12,10 @@ from pathlib import Path
 import yaml
 
 from ftcot.errors import UserError
+from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.tasks import TASKS
 
 TASKS_ORDER = {task: i for i, task in enumerate(TASKS)}
-METHOD_LABELS = {"teacher": "Teacher (zero-shot-CoT)", "zero_shot": "Zero-shot", "zero_shot_cot": "Zero-shot-CoT",
-                 "few_shot_cot": "Few-shot-CoT", "vanilla": "Vanilla fine-tuning", "ft_cot": "Fine-tune-CoT"}
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -40,10 +39,10 @@ def _read(path: Path) -> dict:
 
 def _row_label(method: str, metrics: dict, num_samples: int) -> str:
     if method == "teacher":
-        return f"{METHOD_LABELS[method]}: {metrics.get('model', '?')}"
+        return f"{label(method)}: {metrics.get('model', '?')}"
     size = f" ({metrics['parameters'] / 1e6:.0f}M)" if metrics.get("parameters") else ""
-    diverse = f", D={num_samples}" if method == "ft_cot" and num_samples > 1 else ""
-    return f"{METHOD_LABELS[method]}{diverse}: {metrics.get('model', '?')}{size}"
+    diverse = f", D={num_samples}" if METHODS[method].trains_on == "rationales" and num_samples > 1 else ""
+    return f"{label(method)}{diverse}: {metrics.get('model', '?')}{size}"
 
 
 def collect(runs: list[Path]) -> list[dict]:
@@ -58,7 +57,7 @@ def collect(runs: list[Path]) -> list[dict]:
         for path in sorted((run / "eval").glob("*/metrics.json")):
             metrics = _read(path)
             method = path.parent.name
-            if method not in METHOD_LABELS or not all(isinstance(metrics.get(k), (int, float)) for k in ("accuracy", "n")
+            if method not in REPORT_ORDER or not all(isinstance(metrics.get(k), (int, float)) for k in ("accuracy", "n")
                                                       ) or not isinstance(metrics.get("ci95"), list):
                 raise UserError(f"{path}: not an ftcot metrics file of a known method")
             summary_path = run / "students" / method / "summary.json"
@@ -83,7 +82,7 @@ def diagnostics_table(rows: list[dict]) -> str:
     lines = ["| task | method: student | epochs: best of trained (stop) | no answer marker % | parsed to nothing % "
              "| most frequent answer (share %) | = majority answer % |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["label"])):
-        if r["method"] == "teacher" or r["unparsed_pct"] is None:
+        if r["method"] == TEACHER or r["unparsed_pct"] is None:
             continue
         epochs = f"{r['best_epoch']} of {r['epochs_trained']} ({r['stop_reason']})" if r["best_epoch"] != "" else ""
         marker = "" if r["no_answer_marker_pct"] is None else r["no_answer_marker_pct"]
@@ -95,16 +94,16 @@ def diagnostics_table(rows: list[dict]) -> str:
 
 def table(rows: list[dict]) -> str:
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
-    order = list(METHOD_LABELS)
+    order = list(REPORT_ORDER)
     labels = sorted({(order.index(r["method"]), r["num_samples"], r["label"]) for r in rows})
     cells = {(r["label"], r["task"]): r for r in rows}
     lines = ["| method: student | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for _, _, label in labels:
+    for _, _, row in labels:
         values = []
         for task in tasks:
-            r = cells.get((label, task))
+            r = cells.get((row, task))
             values.append("" if r is None else f"{r['accuracy']:.2f}")
-        lines.append(f"| {label} | " + " | ".join(values) + " |")
+        lines.append(f"| {row} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
@@ -122,7 +121,7 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
             history = [h for h in _read(summary).get("history") or [] if h.get("val_accuracy") is not None]
             if history:
                 ax.plot([h["epoch"] for h in history], [h["val_accuracy"] for h in history], marker="o",
-                        label=f"{task}: {METHOD_LABELS[summary.parent.name]}")
+                        label=f"{task}: {label(summary.parent.name)}")
                 drawn = True
     if drawn:
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy against epoch")
@@ -141,7 +140,7 @@ def plot_diverse(rows: list[dict], path: Path) -> bool:
 
     by_task = defaultdict(dict)
     for r in rows:
-        if r["method"] == "ft_cot":
+        if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales":
             by_task[r["task"]][r["num_samples"]] = r["accuracy"]
     series = {task: points for task, points in by_task.items() if len(points) > 1}
     if not series:

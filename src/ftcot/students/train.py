@@ -23,15 +23,10 @@ from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.files import write_json
 from ftcot.students.load import load_student
-from ftcot.tasks import Sample, prompts
+from ftcot.methods import METHODS
+from ftcot.tasks import Sample
 
 console = Console(stderr=True)
-
-
-def pair(example: Example, method: str, kind: str) -> tuple[str, str]:
-    if method == "ft_cot":
-        return prompts.ft_cot_pair(example.question, example.rationale, example.answer, kind)
-    return prompts.vanilla_pair(example.question, example.answer, kind)
 
 
 def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_length: int) -> list[dict]:
@@ -39,7 +34,7 @@ def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_len
     tokenizer's pad token may equal its EOS (SmolLM2's does)."""
     features = []
     for example in examples:
-        prompt, completion = pair(example, method, kind)
+        prompt, completion = METHODS[method].pair(example.question, example.rationale, example.answer, kind)
         if kind == "encoder_decoder":
             source = tokenizer(prompt, truncation=True, max_length=max_length)
             target = tokenizer(text_target=completion, truncation=True, max_length=max_length)
@@ -223,7 +218,6 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
                "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2)}
     if is_main_process():
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
-        write_json(summary, out / "summary.json")
     _wait_for_main()
     return summary
 

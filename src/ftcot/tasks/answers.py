@@ -1,28 +1,19 @@
 """Answer extraction and comparison, following the paper's evaluator rule for rule.
 
-A prediction is parsed from generated text in two steps: find the format's prefix (`-->` for Fine-tune-CoT,
-`Therefore, the answer is`, `The answer is`); if it is there, take the *first* answer candidate after it,
+A prediction is parsed from generated text in two steps: find the method's answer prefix (`-->` for
+Fine-tune-CoT, `The answer is` for few-shot-CoT; see ftcot.methods); if it is there, take the *first* answer candidate after it,
 otherwise the *last* candidate anywhere in the text. With no prefix (zero-shot, vanilla fine-tuning,
 zero-shot-CoT step 2) the first candidate is taken.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
 
 from ftcot.errors import UserError
-
-# The prefix that precedes the answer in each output format.
-PREDICTION_PREFIXES: dict[str, str | None] = {
-    "zero_shot": None,
-    "zero_shot_cot": None,  # step 2's completion: the answer follows the trigger directly
-    "vanilla": None,
-    "few_shot_cot": "The answer is",
-    "ft_cot_natural": "Therefore, the answer is",
-    "ft_cot": "-->",
-}
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _YES_NO_SEPARATORS = re.compile(r"\"|'|\n|\.|\s|:|,")
@@ -96,3 +87,13 @@ def parse_prediction(fmt: AnswerFormat, text: str, prefix: str | None = None) ->
     if not found:
         return None
     return found[0] if first else found[-1]
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion, in percent."""
+    if n == 0:
+        return 0.0, 0.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)

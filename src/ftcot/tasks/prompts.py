@@ -9,13 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from ftcot.data import data_path
 from ftcot.errors import UserError
+from ftcot.files import read_json
 
 ModelKind = Literal["decoder", "encoder_decoder"]
 
 COT_TRIGGER = "Let's think step by step."
 FT_QUESTION_END = " ###"  # decoder prompts end here; the completion starts with a space
-FT_ANSWER_SEPARATOR = " --> "
+ANSWER_MARKER = "-->"  # a Fine-tune-CoT completion's answer follows it
+FT_ANSWER_SEPARATOR = f" {ANSWER_MARKER} "
+NEXT_QUESTION = "\nQ:"  # a prompted model that starts a new question has finished its answer
 
 
 def zero_shot(question: str, kind: ModelKind = "decoder") -> str:
@@ -34,9 +38,6 @@ def zero_shot_cot_step2(step1_prompt: str, rationale: str, trigger: str) -> str:
 
 
 def load_few_shot_prompts(root: Path) -> dict:
-    from ftcot.data import data_path
-    from ftcot.tasks.registry import read_json
-
     return read_json(data_path("few_shot_cot_prompts.json", root))
 
 
@@ -44,7 +45,7 @@ def few_shot_cot(question: str, task: str, prompts: dict) -> str:
     """The paper's few-shot-CoT prompt. tracking_shuffled_objects has none in the paper's prompt file."""
     if task not in prompts:
         raise UserError(f"no few-shot-CoT prompt for task {task} (the paper's prompt file has none)")
-    return f"{prompts[task]['prompt']}\nQ: {question.strip()}\nA:"
+    return f"{prompts[task]['prompt']}{NEXT_QUESTION} {question.strip()}\nA:"
 
 
 def vanilla_pair(question: str, answer: str, kind: ModelKind = "decoder") -> tuple[str, str]:

@@ -6,7 +6,6 @@ concatenated in the order given (GSM8K train then test, CommonsenseQA train then
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ftcot.errors import UserError
+from ftcot.files import read_json, read_jsonl
 from ftcot.tasks import answers
 from ftcot.tasks.answers import AnswerFormat
 
@@ -171,38 +171,6 @@ def get_task(key: str) -> TaskSpec:
         return TASKS[key]
     except KeyError:
         raise UserError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)}") from None
-
-
-def read_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"missing file {path}")
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may sit inside a string
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
-    return records
 
 
 def _read_source(source: Source, root: Path, convert: Converter) -> list[tuple[str, str, str | None]]:

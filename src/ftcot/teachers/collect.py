@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import openai
 from rich.console import Console
@@ -19,7 +18,6 @@ from rich.text import Text
 
 from ftcot.config import Sampling, TeacherConfig
 from ftcot.errors import UserError
-from ftcot.files import write_jsonl
 from ftcot.tasks import Sample
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
@@ -221,8 +219,3 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
             requests += 1
             completion_tokens += cfg.answer.max_tokens
     return Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens))
-
-
-def write_records(records: list[TeacherCompletion], path: Path) -> None:
-    """Write records as JSONL (one TeacherCompletion a line), sorted, atomically."""
-    write_jsonl((r.model_dump() for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index))), path)

@@ -9,14 +9,12 @@ Formats:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Iterable
 
 from pydantic import BaseModel, ValidationError
 
 from ftcot.errors import UserError
-from ftcot.files import write_json
+from ftcot.files import jsonl_lines, read_json, write_json, write_jsonl
 from ftcot.tasks.prompts import zero_shot_cot_step2
 
 
@@ -45,30 +43,6 @@ RECORDED_MODEL = "text-davinci-002"
 RECORDED_PARAMS = {"temperature": 0.0, "max_tokens_reasoning": 128, "max_tokens_answer": 32}
 
 
-def _parse_lines(path: Path) -> Iterable[tuple[int, dict]]:
-    try:
-        f = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"missing file {path}") from None
-    except OSError as exc:  # a folder, no permission
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with f:
-        try:
-            lines = f.readlines()
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not UTF-8 text") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{lineno}: malformed record: not a JSON object")
-        yield lineno, record
-
-
 def _field_error(where: str, exc: ValidationError) -> UserError:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "record"
@@ -78,7 +52,7 @@ def _field_error(where: str, exc: ValidationError) -> UserError:
 def read_shared_jsonl(path: Path) -> list[TeacherCompletion]:
     """Records in the shared text-davinci-002 JSONL format (one zero-shot-CoT completion a line)."""
     out = []
-    for lineno, raw in _parse_lines(path):
+    for lineno, raw in jsonl_lines(path):
         try:
             step2 = zero_shot_cot_step2(raw["reasoning_prompt"], raw["reasoning_completion"], raw["answer_prompt"])
             out.append(TeacherCompletion(
@@ -103,8 +77,6 @@ def recorded_teacher_path(task: str, root: Path) -> Path:
 
 def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
     """Records from the paper's released CompletionDataset JSON."""
-    from ftcot.tasks.registry import read_json
-
     if not path.is_file():
         raise UserError(f"missing file {path}")
     raw = read_json(path)
@@ -162,7 +134,7 @@ def read_records(path: Path) -> list[TeacherCompletion]:
     JSONL (records with `gold`), or our own TeacherCompletion JSONL (what `ftcot teach` writes)."""
     if path.suffix == ".json":
         return read_completion_dataset(path)
-    lines = list(_parse_lines(path))
+    lines = jsonl_lines(path)
     if lines and "gold" in lines[0][1]:
         return read_shared_jsonl(path)
     out = []
@@ -172,3 +144,8 @@ def read_records(path: Path) -> list[TeacherCompletion]:
         except ValidationError as exc:
             raise _field_error(f"{path}:{lineno}", exc) from None
     return out
+
+
+def write_records(records: list[TeacherCompletion], path: Path) -> None:
+    """Write records as JSONL (one TeacherCompletion a line), sorted, atomically."""
+    write_jsonl((r.model_dump() for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index))), path)

@@ -1,0 +1,89 @@
+"""The methods, one frozen record each: how a method prompts the student, the pair it trains on (the trained
+methods), when an output is complete, where its answer is, and its label in the report. Config validation,
+curation, training, evaluation and the report read this table; a method is added here, with its tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from ftcot.errors import UserError
+from ftcot.tasks import prompts
+from ftcot.tasks.prompts import ANSWER_MARKER, NEXT_QUESTION, ModelKind
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    """What a prompt may need besides the question."""
+
+    kind: ModelKind = "decoder"
+    task: str = ""
+    few_shot_prompts: dict | None = None  # the paper's few-shot-CoT prompt file, for few_shot_cot
+
+
+def _after_marker(text: str) -> bool:
+    """A Fine-tune-CoT output is complete at the first newline after the answer that follows the marker."""
+    at = text.find(ANSWER_MARKER)
+    return at != -1 and "\n" in text[at + len(ANSWER_MARKER):].lstrip()
+
+
+def line_done(text: str) -> bool:
+    """An answer alone is complete at its first newline."""
+    return "\n" in text.lstrip()
+
+
+def _next_question(text: str) -> bool:
+    """A prompted rationale is complete when the model starts to make up the next question."""
+    return NEXT_QUESTION in text
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str  # in the report
+    prompt: Callable[[str, PromptContext], str]  # (question, context) -> the student's input
+    done: Callable[[str], bool]  # whether an output is complete
+    answer_prefix: str | None  # the answer follows the first occurrence of this; None: the first candidate
+    reasoning: bool  # outputs a rationale (gets the generation budget) or only an answer (gets a few tokens)
+    # The trained methods: their (prompt, completion) pair from (question, rationale, answer), and what they
+    # are trained on: the teacher's correct rationales, or the gold answers of the train split.
+    pair: Callable[[str, str, str, ModelKind], tuple[str, str]] | None = None
+    trains_on: Literal["rationales", "answers"] | None = None
+    cut: str | None = None  # the output is cut here before it is parsed (a made-up next question)
+    answer_step: bool = False  # zero-shot-CoT: a second generation after the task's answer trigger
+    few_shot: bool = False  # its prompt needs the paper's few-shot-CoT prompt file
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("ft_cot", "Fine-tune-CoT", lambda q, c: prompts.ft_cot_pair(q, "", "", c.kind)[0], _after_marker,
+           ANSWER_MARKER, True, prompts.ft_cot_pair, "rationales"),
+    Method("vanilla", "Vanilla fine-tuning", lambda q, c: prompts.vanilla_pair(q, "", c.kind)[0], line_done,
+           None, False, lambda q, rationale, a, kind: prompts.vanilla_pair(q, a, kind), "answers"),
+    Method("zero_shot", "Zero-shot", lambda q, c: prompts.zero_shot(q, c.kind), line_done, None, False),
+    # Step 2's completion: the answer follows the trigger directly.
+    Method("zero_shot_cot", "Zero-shot-CoT", lambda q, c: prompts.zero_shot_cot_step1(q), _next_question, None,
+           True, cut=NEXT_QUESTION, answer_step=True),
+    Method("few_shot_cot", "Few-shot-CoT", lambda q, c: prompts.few_shot_cot(q, c.task, c.few_shot_prompts),
+           _next_question, "The answer is", True, cut=NEXT_QUESTION, few_shot=True),
+)}
+TRAINED = tuple(name for name, m in METHODS.items() if m.pair is not None)
+BASELINES = tuple(name for name, m in METHODS.items() if m.pair is None)
+
+# The teacher is scored like a method (eval/teacher/) from its own records; its answers are zero-shot-CoT's.
+TEACHER = "teacher"
+TEACHER_LABEL = "Teacher (zero-shot-CoT)"
+TEACHER_ANSWER_PREFIX = METHODS["zero_shot_cot"].answer_prefix
+# Rows in the paper's Table 1 order: the teacher, the prompting baselines, then the trained methods, reasoning last.
+REPORT_ORDER = (TEACHER, *BASELINES, *sorted(TRAINED, key=lambda name: METHODS[name].reasoning))
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UserError(f"unknown method {name!r}; methods: {', '.join(METHODS)}") from None
+
+
+def label(name: str) -> str:
+    return TEACHER_LABEL if name == TEACHER else METHODS[name].label
