@@ -1,8 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import train_tokenizer
 
 # Tests read the project's shared, read-only data copy beside the checkout (never copied into the repo).
 SHARED_DATA = Path(os.environ.get("FTCOT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -12,28 +13,6 @@ SHARED_DATA = Path(os.environ.get("FTCOT_TEST_DATA", Path(__file__).resolve().pa
 def shared_data() -> Path:
     assert (SHARED_DATA / "MANIFEST.tsv").is_file(), f"shared data not found at {SHARED_DATA}"
     return SHARED_DATA
-
-
-def run_cli(*args, env=None):
-    """Run the installed `ftcot` entry point in a subprocess, as a user would."""
-    import subprocess
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ftcot.cli", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=600)
-
-
-def _train_tokenizer(texts):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +25,7 @@ def tiny_lm(tmp_path_factory, shared_data) -> Path:
 
     texts = [json.loads(line)["reasoning_completion"] + json.loads(line)["question"] for line in
              (shared_data / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()]
-    tokenizer = _train_tokenizer(texts + ["Q: A: Let's think step by step. --> ### yes no 0123456789"])
+    tokenizer = train_tokenizer(texts + ["Q: A: Let's think step by step. --> ### yes no 0123456789"])
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,

@@ -3,7 +3,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def _one_line_error(result, pattern):
@@ -35,6 +35,31 @@ def test_show_prints_teacher_and_student_views(shared_data):
     assert "A: Let's think step by step." in out
     assert "recorded text-davinci-002 step 2" in out
     assert " ###" in out and "--> 39" in out
+
+
+def test_show_walks_a_sample_through_every_stage_and_method(shared_data):
+    """What `ftcot show` prints for each method comes from the method table alone: its label, its prompt, the
+    pair a trained method learns, and how its answer is read back."""
+    from ftcot.curate import training_frame
+    from ftcot.methods import METHODS, PromptContext
+    from ftcot.tasks import load_samples
+    from ftcot.tasks.prompts import load_few_shot_prompts
+    from ftcot.teachers.records import read_shared_jsonl
+
+    out = run_cli("show", "coin_flip", "3", "--data-dir", shared_data).stdout
+    sample = load_samples("coin_flip", shared_data, [3])[3]
+    record = next(r for r in read_shared_jsonl(shared_data / "teacher" / "text-davinci-002__zs_cot" /
+                                               "coin_flip.jsonl") if r.sample_index == 3)
+    question, answer = training_frame(sample, record)
+    context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(shared_data))
+    assert "curate\nparsed " in out
+    for name, method in METHODS.items():
+        assert f"evaluate {name}: {method.label}" in out
+        assert method.prompt(question, context)[-200:] in out.replace("\n... ", "\n")
+        if method.pair:
+            prompt, completion = method.pair(question, record.reasoning_completion, answer, "decoder")
+            assert f"train {name}: {method.label}" in out and f"{prompt}\n{completion}<eos>" in out
+    assert out.count("its training completion reads") == sum(m.pair is not None for m in METHODS.values())
 
 
 def test_unknown_task(shared_data):

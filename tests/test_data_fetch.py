@@ -8,7 +8,7 @@ import pytest
 
 from ftcot import data
 from ftcot.errors import UserError
-from conftest import run_cli
+from helpers import run_cli
 
 SMALL = tuple(data.DATA_FILES_BY_PATH[p] for p in (
     "raw/coin_flip/coin_flip.json", "splits/coin_flip__default.json", "few_shot_cot_prompts.json",

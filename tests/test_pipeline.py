@@ -3,7 +3,7 @@ import shutil
 
 import yaml
 
-from conftest import run_cli
+from helpers import run_cli
 from ftcot.tasks import split_samples
 
 
@@ -83,3 +83,24 @@ def test_bad_config_values_are_one_line_errors(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = run_cli("report", tmp_path)
     assert result.returncode == 2 and "no evaluated runs under" in result.stderr
+
+
+def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, shared_data, tiny_lm):
+    """Every stage's summary is written in one place with its fingerprint, so `ftcot teach` and `ftcot curate`
+    followed by `ftcot run` do not redo them; a teacher stopped by its budget is never done."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import context, finish, is_done, summary_path
+
+    config = _config(tmp_path, shared_data, tiny_lm)
+    for stage in ("teach", "curate"):
+        assert run_cli(stage, config).returncode == 0
+    ctx = context(load_config(config))
+    assert is_done(ctx, "teach") and is_done(ctx, "curate") and not is_done(ctx, "train", "ft_cot")
+    before = summary_path(ctx, "teach").stat().st_mtime_ns
+    result = run_cli("run", config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "teach: done already" in result.stderr and "curate: done already" in result.stderr
+    assert summary_path(ctx, "teach").stat().st_mtime_ns == before
+    stopped = json.loads(summary_path(ctx, "teach").read_text()) | {"stopped_by_budget": True}
+    finish(ctx, "teach", stopped)
+    assert not is_done(ctx, "teach")

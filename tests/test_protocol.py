@@ -13,7 +13,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import run_cli
+from helpers import run_cli
 from ftcot.config import RunConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import diagnostics

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import run_cli
+from helpers import run_cli
 from openai_server import OpenAIServer, default_responder
 from ftcot.config import Price, RunConfig, TeacherConfig
 from ftcot.errors import UserError

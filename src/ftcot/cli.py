@@ -11,7 +11,18 @@ from rich.console import Console
 from rich.table import Table
 
 from ftcot import data as data_files
+from ftcot.config import load_config
+from ftcot.curate import training_frame
 from ftcot.errors import BudgetStop, UserError
+from ftcot.methods import METHODS, TEACHER_ANSWER_PREFIX, PromptContext
+from ftcot.report import report
+from ftcot.tasks import TASKS, get_task, load_samples, load_split
+from ftcot.tasks.answers import parse_prediction
+from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
+from ftcot.teachers.records import read_shared_jsonl
+
+# The stages (ftcot.pipeline) are imported by the commands that run them: they bring the openai SDK, and the
+# students torch and transformers, which take a second or more to import.
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Fine-tune-CoT: distil chain-of-thought reasoning from a large teacher into a small student.")
@@ -26,9 +37,6 @@ DataDir = typer.Option(None, "--data-dir", envvar="FTCOT_DATA_DIR",
 @app.command("tasks")
 def tasks_command(data_dir: Optional[Path] = DataDir) -> None:
     """List the tasks with train/test counts and recorded teacher coverage of each split."""
-    from ftcot.tasks import TASKS, load_split
-    from ftcot.teachers.records import read_shared_jsonl
-
     root = data_files.data_dir(data_dir)
     table = Table("task", "name", "answer", "train", "test", "teacher on train", "teacher on test")
     for key, spec in TASKS.items():
@@ -45,42 +53,54 @@ def tasks_command(data_dir: Optional[Path] = DataDir) -> None:
 @app.command("show")
 def show_command(task: str, index: int = typer.Argument(..., help="sample_index"),
                  data_dir: Optional[Path] = DataDir) -> None:
-    """Print one sample as the teacher and the student would see it."""
-    from ftcot.curate import training_frame
-    from ftcot.tasks import get_task, load_samples, load_split
-    from ftcot.methods import TEACHER_ANSWER_PREFIX
-    from ftcot.tasks.answers import parse_prediction
-    from ftcot.tasks.prompts import ft_cot_pair, zero_shot_cot_step1
-    from ftcot.teachers.records import read_shared_jsonl
-
+    """Walk one sample through every stage: its raw record, the teacher's prompts and answer, curation, each
+    trained method's pair and each method's student prompt and answer parsing."""
     root = data_files.data_dir(data_dir)
     spec = get_task(task)
     sample = load_samples(task, root, [index])[index]
     split = load_split(task, root)
     side = "train" if index in set(split["train"]) else "test" if index in set(split["test"]) else "none"
-    out = console.print
-    out(f"[bold]{spec.name}[/] sample {index} (default split: {side})")
-    out(f"[bold]question[/]: {sample.question}", markup=True, highlight=False)
-    out(f"[bold]answer[/]: {sample.answer}")
-    out("\n[bold]teacher prompt (zero-shot-CoT step 1)[/]")
-    out(zero_shot_cot_step1(sample.question), markup=False, highlight=False)
+
+    def out(text: str = "", heading: str | None = None) -> None:
+        if heading:
+            console.print(f"\n[bold]{heading}[/]")
+        if text:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)  # exact text, never wrapped
+
+    out(f"question: {sample.question}\nanswer: {sample.answer}", f"{spec.name} sample {index} (split: {side})")
+    out(zero_shot_cot_step1(sample.question), "teach: the teacher's prompt (zero-shot-CoT step 1)")
     teacher_path = root / data_files.TEACHER_DIR / f"{task}.jsonl"
     recorded = [r for r in read_shared_jsonl(teacher_path) if r.sample_index == index] if teacher_path.is_file() else []
     rationale, question, answer = "{rationale}", sample.question, sample.answer
     if recorded:
         r = recorded[0]
-        rationale = r.reasoning_completion
+        rationale = r.reasoning_completion.strip()
         parsed = parse_prediction(spec.answer_format, r.answer_completion, TEACHER_ANSWER_PREFIX)
-        verdict = "correct" if spec.answer_format.matches(parsed, r.answer) else "wrong"
-        out(f"\n[bold]recorded {r.model} step 2[/] (teacher's own question format)")
-        out(r.answer_prompt + r.answer_completion, markup=False, highlight=False)
-        out(f"parsed: {parsed!r}, gold {r.answer!r}: {verdict}")
+        verdict = "correct: kept" if spec.answer_format.matches(parsed, r.answer) else "wrong: removed"
+        out(r.answer_prompt + r.answer_completion, f"teach: recorded {r.model} step 2")
+        out(f"parsed {parsed!r} against gold {r.answer!r}: {verdict}", "curate")
         question, answer = training_frame(sample, r)
-    prompt, target = ft_cot_pair(question, rationale, answer)
-    out("\n[bold]student input (Fine-tune-CoT, decoder)[/]")
-    out(prompt, markup=False, highlight=False)
-    out("[bold]student target[/]")
-    out(target, markup=False, highlight=False)
+    few_shot = load_few_shot_prompts(root) if (root / "few_shot_cot_prompts.json").is_file() else {}
+    context = PromptContext("decoder", task, few_shot)
+    for name, method in METHODS.items():
+        if method.pair:
+            prompt, completion = method.pair(question, rationale, answer, "decoder")
+            out(f"{prompt}\n{completion}<eos>", f"train {name}: {method.label} (prompt, then completion; loss on "
+                "the completion)")
+        try:
+            prompt = method.prompt(question, context)
+        except UserError as exc:
+            out(f"no prompt: {exc}", f"evaluate {name}: {method.label}")
+            continue
+        shown = prompt if len(prompt) < 400 else "... " + prompt[-300:]
+        reads = f"the first answer after {method.answer_prefix!r}" if method.answer_prefix else "the first answer"
+        out(f"{shown}\n-> generates {'a rationale' if method.reasoning else 'an answer'}, then reads {reads}"
+            + (", after a second step with the task's answer trigger" if method.answer_step else ""),
+            f"evaluate {name}: {method.label}")
+        if method.pair:
+            parsed = parse_prediction(spec.answer_format, completion, method.answer_prefix)
+            out(f"its training completion reads {parsed!r}: "
+                f"{'correct' if spec.answer_format.matches(parsed, answer) else 'wrong'}")
 
 
 @data_app.command("fetch")
@@ -149,7 +169,6 @@ Methods = typer.Option(None, "--method", help="Only this method (repeatable).")
 
 
 def _context(config: Path):
-    from ftcot.config import load_config
     from ftcot.pipeline import context
 
     return context(load_config(config))
@@ -192,7 +211,6 @@ def evaluate_command(config: Path, method: Optional[list[str]] = Methods) -> Non
 @app.command("report")
 def report_command(runs_dir: Path) -> None:
     """Markdown/CSV results table (like the paper's Table 1) and plots for the runs under RUNS_DIR."""
-    from ftcot.report import report
 
     result = report(runs_dir)
     console.print(result["table"], markup=False)
@@ -204,7 +222,6 @@ def config_command(path: Path) -> None:
     """Validate a YAML run config and print it with defaults filled in."""
     import yaml
 
-    from ftcot.config import load_config
 
     console.print(yaml.safe_dump(load_config(path).model_dump(), sort_keys=False), markup=False)
 

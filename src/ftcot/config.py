@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ftcot.errors import UserError
 from ftcot.methods import BASELINES, TRAINED
+from ftcot.tasks import TASKS
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -172,8 +173,6 @@ class RunConfig(Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, value: str) -> str:
-        from ftcot.tasks import TASKS
-
         if value not in TASKS:
             raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(TASKS)}")
         return value

@@ -21,6 +21,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
+from ftcot.evaluate import evaluate
 from ftcot.files import write_json
 from ftcot.students.load import load_student
 from ftcot.methods import METHODS
@@ -182,6 +183,7 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         raise UserError(f"no training examples for {method}: check the teacher records and curation filters")
     tokens_per_epoch = sum(len(f["input_ids"]) + (len(f["labels"]) if kind == "encoder_decoder" else 0)
                            for f in features)
+    # train_sampling_strategy and a fractional warmup_steps (a share of all steps) are transformers 5.2's.
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
@@ -225,8 +227,6 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
 def validation_accuracy(method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,
                         batch_size: int):
     """A `validate(model)` for train(): accuracy of method on the validation questions, in percent."""
-    from ftcot.evaluate import evaluate
-
     def validate(model) -> float | None:
         if not val:
             return None

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ftcot.data import data_path
 from ftcot.errors import UserError
 from ftcot.files import read_json, read_jsonl
 from ftcot.tasks import answers
@@ -25,7 +26,6 @@ class Sample:
     sample_index: int
     question: str
     answer: str
-    rationale: str | None = None  # a human-written rationale, where the dataset has one
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class Source:
     reader: str = "json"  # json: a JSON list; examples: a JSON object's "examples" list; jsonl: one object a line
 
 
-# A converter turns a source file's records into (question, answer, rationale) triples, in order.
-Converter = Callable[[list[dict]], list[tuple[str, str, str | None]]]
+# A converter turns a source file's records into (question, answer) pairs, in order.
+Converter = Callable[[list[dict]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class TaskSpec:
     from_teacher: Callable[[str], str] | None = None
 
 
-def _each(fn: Callable[[dict], tuple[str, str, str | None]]) -> Converter:
+def _each(fn: Callable[[dict], tuple[str, str]]) -> Converter:
     return lambda records: [fn(r) for r in records]
 
 
@@ -75,10 +75,10 @@ def _correct_choice(target_scores: dict) -> int:
     return next(i for i, score in enumerate(target_scores.values()) if score == 1)
 
 
-def _tracking(record: dict) -> tuple[str, str, None]:
+def _tracking(record: dict) -> tuple[str, str]:
     choices = [c.removesuffix(".") for c in record["target_scores"]]
     question = _bigbench_choice_question(record["input"].strip(), choices)
-    return question, chr(65 + _correct_choice(record["target_scores"])), None
+    return question, chr(65 + _correct_choice(record["target_scores"]))
 
 
 def _date_from_teacher(question: str) -> str:
@@ -90,7 +90,7 @@ def _date_from_teacher(question: str) -> str:
     return _bigbench_choice_question(stem, re.split(r"\s*\([A-F]\)\s*", options)[1:])
 
 
-def _date(records: list[dict]) -> list[tuple[str, str, None]]:
+def _date(records: list[dict]) -> list[tuple[str, str]]:
     # One generator over the whole file: choice j of each example moves to slot perm[j].
     rng = np.random.RandomState(0)
     out = []
@@ -101,23 +101,23 @@ def _date(records: list[dict]) -> list[tuple[str, str, None]]:
         for j, slot in enumerate(perm):
             slots[slot] = choices[j]
         question = _bigbench_choice_question(record["input"].strip(), slots)
-        out.append((question, chr(65 + int(perm[_correct_choice(record["target_scores"])])), None))
+        out.append((question, chr(65 + int(perm[_correct_choice(record["target_scores"])]))))
     return out
 
 
-def _gsm8k(record: dict) -> tuple[str, str, str]:
-    rationale, answer = record["answer"].split("#### ")
-    return record["question"], answer, rationale.strip()
+def _gsm8k(record: dict) -> tuple[str, str]:
+    _, answer = record["answer"].split("#### ")
+    return record["question"], answer
 
 
-def _aqua(record: dict) -> tuple[str, str, str]:
+def _aqua(record: dict) -> tuple[str, str]:
     question = verbalize(record["question"].strip(), [o[2:] for o in record["options"]])
-    return question, record["correct"], record["rationale"].strip()
+    return question, record["correct"]
 
 
-def _strategy_qa(record: dict) -> tuple[str, str, str]:
+def _strategy_qa(record: dict) -> tuple[str, str]:
     answer = next(k for k, v in record["target_scores"].items() if v == 1)
-    return record["input"].strip(), answer, record["target"].removeprefix(f"{answer}. ")
+    return record["input"].strip(), answer
 
 
 _NUMERIC_TRIGGER = "Therefore, the answer (arabic numerals) is"
@@ -130,11 +130,11 @@ def _choice_trigger(last: str) -> str:
 
 TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
     TaskSpec("single_eq", "SingleEq", (Source("raw/SingleEq/questions.json", 0),),
-             _each(lambda r: (r["sQuestion"], str(r["lSolutions"][0]), None)), answers.FLOAT, _NUMERIC_TRIGGER),
+             _each(lambda r: (r["sQuestion"], str(r["lSolutions"][0]))), answers.FLOAT, _NUMERIC_TRIGGER),
     TaskSpec("addsub", "AddSub", (Source("raw/AddSub/AddSub.json", 0),),
-             _each(lambda r: (r["sQuestion"].strip(), str(r["lSolutions"][0]), None)), answers.FLOAT, _NUMERIC_TRIGGER),
+             _each(lambda r: (r["sQuestion"].strip(), str(r["lSolutions"][0]))), answers.FLOAT, _NUMERIC_TRIGGER),
     TaskSpec("multiarith", "MultiArith", (Source("raw/MultiArith/MultiArith.json", 0),),
-             _each(lambda r: (r["sQuestion"].strip(), str(int(r["lSolutions"][0])), None)), answers.INTEGER,
+             _each(lambda r: (r["sQuestion"].strip(), str(int(r["lSolutions"][0])))), answers.INTEGER,
              _NUMERIC_TRIGGER, splits=("default", "template")),
     TaskSpec("gsm8k", "GSM8K", (Source("raw/grade-school-math/train.jsonl", 0, "jsonl"),
                                 Source("raw/grade-school-math/test.jsonl", 7473, "jsonl")),
@@ -142,7 +142,7 @@ TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
     TaskSpec("aqua", "AQUA", (Source("raw/AQuA/train.json", 0, "jsonl"), Source("raw/AQuA/test.json", 97467, "jsonl")),
              _each(_aqua), answers.LETTER_A_TO_E, _choice_trigger("E")),
     TaskSpec("svamp", "SVAMP", (Source("raw/SVAMP/SVAMP.json", 0),),
-             _each(lambda r: (r["Body"].strip() + " " + r["Question"].strip(), str(r["Answer"]), None)),
+             _each(lambda r: (r["Body"].strip() + " " + r["Question"].strip(), str(r["Answer"]))),
              answers.FLOAT, _NUMERIC_TRIGGER),
     TaskSpec("date_understanding", "Date Understanding", (Source("raw/Bigbench_Date/task.json", 0, "examples"),),
              _date, answers.LETTER_A_TO_F, _choice_trigger("F"), splits=("default", "template"),
@@ -152,14 +152,14 @@ TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
              _each(_tracking), answers.LETTER_A_TO_C, _choice_trigger("C")),
     TaskSpec("last_letter_concatenation", "Last Letter Concatenation",
              (Source("raw/last_letters/last_letters.json", 0, "examples"),),
-             _each(lambda r: (r["question"], r["answer"], None)), answers.LETTERS, "Therefore, the answer is"),
+             _each(lambda r: (r["question"], r["answer"])), answers.LETTERS, "Therefore, the answer is"),
     TaskSpec("coin_flip", "Coin Flip", (Source("raw/coin_flip/coin_flip.json", 0, "examples"),),
-             _each(lambda r: (r["question"], r["answer"], None)), answers.YES_NO, _YES_NO_TRIGGER),
+             _each(lambda r: (r["question"], r["answer"])), answers.YES_NO, _YES_NO_TRIGGER),
     TaskSpec("commonsense_qa", "CommonsenseQA",
              (Source("raw/CommonsenseQA/train_rand_split.jsonl", 0, "jsonl"),
               Source("raw/CommonsenseQA/dev_rand_split.jsonl", 9741, "jsonl")),
              _each(lambda r: (verbalize(r["question"]["stem"].strip(), [c["text"] for c in r["question"]["choices"]]),
-                              r["answerKey"], None)),
+                              r["answerKey"])),
              answers.LETTER_A_TO_E, _choice_trigger("E")),
     TaskSpec("strategy_qa", "StrategyQA", (Source("raw/StrategyQA/task.json", 0, "examples"),),
              _each(_strategy_qa), answers.YES_NO, _YES_NO_TRIGGER),
@@ -173,11 +173,9 @@ def get_task(key: str) -> TaskSpec:
         raise UserError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)}") from None
 
 
-def _read_source(source: Source, root: Path, convert: Converter) -> list[tuple[str, str, str | None]]:
-    """A raw file's (question, answer, rationale) triples; a record the task cannot read is a one-line error
+def _read_source(source: Source, root: Path, convert: Converter) -> list[tuple[str, str]]:
+    """A raw file's (question, answer) pairs; a record the task cannot read is a one-line error
     naming the file and the record."""
-    from ftcot.data import data_path
-
     path = data_path(source.path, root)
     data = read_jsonl(path) if source.reader == "jsonl" else read_json(path)
     records = data.get("examples") if source.reader == "examples" and isinstance(data, dict) else data
@@ -185,20 +183,20 @@ def _read_source(source: Source, root: Path, convert: Converter) -> list[tuple[s
         raise UserError(f"{path}: expected a list of records" + (' under "examples"' if source.reader == "examples"
                                                                    else ""))
     try:
-        triples = convert(records)
+        pairs = convert(records)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
-        triples = None
-    for k, record in enumerate(records if triples is None else []):  # find the first record it cannot read
+        pairs = None
+    for k, record in enumerate(records if pairs is None else []):  # find the first record it cannot read
         try:
             convert([record])
         except KeyError as exc:
             raise UserError(f"{path}: record {k}: no field {exc.args[0]!r}") from None
         except (IndexError, TypeError, ValueError, AttributeError, StopIteration) as exc:
             raise UserError(f"{path}: record {k}: unexpected content ({type(exc).__name__}: {exc})") from None
-    for k, (question, answer, _) in enumerate(triples or []):
+    for k, (question, answer) in enumerate(pairs or []):
         if not isinstance(question, str) or not question.strip() or not isinstance(answer, str) or answer == "None":
             raise UserError(f"{path}: record {k}: an empty question or answer")
-    return triples or []
+    return pairs or []
 
 
 def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> dict[int, Sample]:
@@ -210,9 +208,9 @@ def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> 
     for source, end in zip(spec.sources, bounds):
         if wanted is not None and not any(source.offset <= i and (end is None or i < end) for i in wanted):
             continue
-        for k, (question, answer, rationale) in enumerate(_read_source(source, root, spec.convert)):
+        for k, (question, answer) in enumerate(_read_source(source, root, spec.convert)):
             index = source.offset + k
-            samples[index] = Sample(key, index, question, answer, rationale)
+            samples[index] = Sample(key, index, question, answer)
     if wanted is not None:
         missing = [i for i in wanted if i not in samples]
         if missing:
@@ -223,8 +221,6 @@ def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> 
 
 def load_split(key: str, root: Path, name: str = "default") -> dict[str, list[int]]:
     """The paper's split: {"train": [sample_index...], "test": [...]}."""
-    from ftcot.data import data_path
-
     spec = get_task(key)
     if name not in spec.splits:
         raise UserError(f"task {key} has no split {name!r}; it has: {', '.join(spec.splits)}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftcot.config import TeacherConfig
+from ftcot.teachers.recorded import RecordedTeacher
+from ftcot.teachers.records import read_records, recorded_teacher_path
 
 
 def teacher_identity(backend: str, model: str, endpoint: str = "completions") -> str:
@@ -14,6 +16,7 @@ def teacher_identity(backend: str, model: str, endpoint: str = "completions") ->
 
 def make_live_teacher(cfg: TeacherConfig):
     """An OpenAI-compatible or local transformers teacher, from its config."""
+    # Each backend's module is imported when it is chosen: it brings its own SDK (openai; torch).
     if cfg.backend == "openai":
         from ftcot.teachers.openai_api import OpenAITeacher
 
@@ -28,8 +31,5 @@ def make_live_teacher(cfg: TeacherConfig):
 
 
 def make_recorded_teacher(cfg: TeacherConfig, task: str, data_root: Path):
-    from ftcot.teachers.recorded import RecordedTeacher
-    from ftcot.teachers.records import read_records, recorded_teacher_path
-
     path = Path(cfg.records) if cfg.records else recorded_teacher_path(task, data_root)
     return RecordedTeacher(read_records(path), cfg.on_missing)

@@ -9,6 +9,7 @@ import io
 import json
 
 from ftcot.errors import UserError
+from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
 from ftcot.teachers.store import CompletionStore, Generation, completion_key
 
 DONE = {"completed", "failed", "expired", "cancelled"}
@@ -85,8 +86,6 @@ async def run_batch(teacher, store: CompletionStore, lines: list[dict], poll_s: 
 
 async def prefill(collector, samples) -> int:
     """Two batches: every missing rationale (step 1), then every missing answer (step 2)."""
-    from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
-
     teacher, store, cfg = collector.teacher, collector.store, collector.cfg
     step1s = list(dict.fromkeys(zero_shot_cot_step1(sample.question) for sample in samples))  # asked once each
     lines = []

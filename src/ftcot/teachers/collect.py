@@ -20,6 +20,7 @@ from ftcot.config import Sampling, TeacherConfig
 from ftcot.errors import UserError
 from ftcot.tasks import Sample
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
+from ftcot.teachers.batch import prefill
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.openai_api import MalformedResponse
 from ftcot.teachers.records import TeacherCompletion
@@ -136,8 +137,6 @@ class Collector:
         tasks = []
         try:
             if self.cfg.batch:
-                from ftcot.teachers.batch import prefill
-
                 await prefill(self, samples)
             tasks = [asyncio.ensure_future(self.one(s)) for s in samples]
             await asyncio.gather(*tasks)

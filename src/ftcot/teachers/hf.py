@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ftcot.config import StudentConfig
+from ftcot.students.load import load_student
 from ftcot.teachers import teacher_identity
 from ftcot.teachers.store import Generation
 
 
 class HFTeacher:
     def __init__(self, model_name: str, device: str = "auto", trust_remote_code: bool = False):
-        from ftcot.config import StudentConfig
-        from ftcot.students.load import load_student
-
         model, tokenizer, _ = load_student(StudentConfig(model=model_name, kind="decoder",
                                                          trust_remote_code=trust_remote_code))
         self.model = model_name

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from ftcot.data import TEACHER_DIR, data_path
 from ftcot.errors import UserError
 from ftcot.files import jsonl_lines, read_json, write_json, write_jsonl
 from ftcot.tasks.prompts import zero_shot_cot_step2
@@ -70,8 +71,6 @@ def read_shared_jsonl(path: Path) -> list[TeacherCompletion]:
 
 
 def recorded_teacher_path(task: str, root: Path) -> Path:
-    from ftcot.data import TEACHER_DIR, data_path
-
     return data_path(f"{TEACHER_DIR}/{task}.jsonl", root)
 
 

@@ -93,11 +93,6 @@ class CompletionStore:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
-    def usage(self) -> tuple[int, int]:
-        row = self.db.execute("SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0) "
-                              "FROM completions").fetchone()
-        return row[0], row[1]
-
     def save_batch(self, batch_id: str, teacher: str, state: str) -> None:
         self.db.execute("INSERT INTO batches VALUES (?,?,?,?) ON CONFLICT(batch_id) DO UPDATE SET state=excluded.state",
                         (batch_id, teacher, state, time.time()))
