@@ -90,6 +90,7 @@ class OpenAIServer:
         self.latency_s = latency_s
         self.honour_n = honour_n
         self.responder = responder
+        self.edit_answer = None  # e.g. a server that leaves out usage: lambda answer: answer | {"usage": None}
         self.faults: deque = deque()
         self.requests: list[tuple[str, str, dict | None]] = []
         self.arrivals: list[float] = []  # when each completion request arrived (time.monotonic)
@@ -146,10 +147,11 @@ class OpenAIServer:
                    for i, t in enumerate(texts)]
         prompt_tokens = len(prompt.split())
         completion_tokens = sum(len(t.split()) for t in texts)
-        return {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion", "created": 0,
-                "model": body["model"], "choices": choices,
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
+        answer = {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion", "created": 0,
+                  "model": body["model"], "choices": choices,
+                  "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens}}
+        return self.edit_answer(answer) if self.edit_answer else answer
 
     def route_post(self, handler: Handler, raw: bytes) -> None:
         path = handler.path

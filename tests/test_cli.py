@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import pytest
@@ -140,6 +141,8 @@ MISTAKES = {  # what the user did -> (config overrides, command, files to break,
     "student is an empty folder": ({"student": {"model": "{tmp}/empty"}}, ["evaluate", "--method", "zero_shot"],
                                    {"empty/.keep": ""}, r"cannot load model .*empty"),
     "unknown method": ({}, ["evaluate", "--method", "bogus"], {}, r"unknown method 'bogus'"),
+    "budget on a local teacher": ({"teacher": {"backend": "hf", "model": "x", "max_cost": 1.0}}, ["teach"], {},
+                                  r"a budget is for a paid API"),
     "untrained student": ({}, ["evaluate", "--method", "ft_cot"], {}, r"no trained ft_cot student"),
 }
 
@@ -177,3 +180,46 @@ def test_report_on_a_broken_metrics_file_is_one_line(metrics, shared_data, tmp_p
     (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
     (run / "eval" / "ft_cot" / "metrics.json").write_text(metrics)
     _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json: ")
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("teacher: {prices: {m: {input: .inf, output: 1}}}", r"input: Input should be a finite number"),
+    ("teacher: {timeout_s: .nan}", r"timeout_s: Input should be a finite number"),
+    ("teacher: {requests_per_minute: 0.5}", r"requests_per_minute: Input should be greater than or equal to 1"),
+    ("run_dir: ''", r"run_dir: String should have at least 1 character"),
+    ('teacher: {answer_trigger: "\\ud800"}', r"lone surrogate"),
+    ("teacher: " + "[" * 2000 + "]" * 2000, r"(nested too deeply|not valid YAML)"),
+], ids=["infinite price", "nan timeout", "rate below 1", "empty run_dir", "lone surrogate", "deep nesting"])
+def test_config_values_nobody_planned_for(tmp_path, text, pattern):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: coin_flip\n" + text + "\n")
+    _one_line_error(run_cli("config", path), pattern)
+
+
+@pytest.mark.parametrize("case", ["only a lock", "short ci", "diagnostics not a mapping", "history of numbers",
+                                  "history without epochs", "unknown student"])
+def test_report_on_odd_run_folders_is_one_line_or_skips_what_is_not_a_method(case, tmp_path):
+    run = tmp_path / "runs" / "a"
+    (run / "eval").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
+    (run / "eval" / ".lock").write_text("")
+    metrics = {"accuracy": 50.0, "n": 2, "correct": 1, "ci95": [10.0, 90.0]}
+    summary = {"history": [{"epoch": 1, "val_accuracy": 50.0}], "best_epoch": 1}
+    if case != "only a lock":
+        metrics |= {"short ci": {"ci95": []}, "diagnostics not a mapping": {"diagnostics": "x"}}.get(case, {})
+        summary |= {"history of numbers": {"history": [1]}, "history without epochs": {"history": [{"val_accuracy": 1}]}
+                    }.get(case, {})
+        (run / "eval" / "ft_cot").mkdir()
+        (run / "eval" / "ft_cot" / "metrics.json").write_text(json.dumps(metrics))
+        student = run / "students" / ("other" if case == "unknown student" else "ft_cot")
+        student.mkdir(parents=True)
+        (student / "summary.json").write_text(json.dumps(summary))
+    result = run_cli("report", tmp_path / "runs")
+    if case == "unknown student":
+        assert result.returncode == 0, result.stderr
+    else:
+        _one_line_error(result, r"^error: .*(no evaluation results|metrics\.json|summary\.json)")
+
+
+def test_verify_without_a_data_folder_is_one_line(tmp_path):
+    _one_line_error(run_cli("data", "verify", "--data-dir", tmp_path / "none"), r"no data folder at")

@@ -135,7 +135,7 @@ class RedirectLoop(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@pytest.mark.parametrize("case", ["ftp", "redirect loop", "to a file", "no such folder"])
+@pytest.mark.parametrize("case", ["ftp", "redirect loop", "to a file", "no such folder", "bad URL", "no host"])
 def test_fetch_mistakes_are_one_line_errors(case, shared_data, tmp_path):
     dest, source = tmp_path / "data", str(shared_data)
     server = None
@@ -147,6 +147,10 @@ def test_fetch_mistakes_are_one_line_errors(case, shared_data, tmp_path):
         source = f"http://127.0.0.1:{server.server_port}"
     elif case == "to a file":
         dest.write_text("not a folder")
+    elif case == "bad URL":
+        source = "http://[::1"
+    elif case == "no host":
+        source = "http://"
     else:
         source = str(tmp_path / "nowhere")
     try:

@@ -18,7 +18,7 @@ from ftcot.errors import UserError
 from ftcot.pipeline import context, teach
 from ftcot.tasks import split_samples
 from ftcot.teachers.collect import collect
-from ftcot.teachers.cost import Spending
+from ftcot.teachers.cost import Spending, cost_of, worst_case_tokens
 from ftcot.teachers.openai_api import OpenAITeacher
 from ftcot.teachers.recorded import RecordedTeacher
 from ftcot.teachers.records import read_records, read_shared_jsonl, recorded_teacher_path
@@ -451,3 +451,52 @@ def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(share
     assert len(records) == 6
     third = run_cli("teach", config)  # the lock went with the process that held it
     assert third.returncode == 0 and len(server.completion_requests()) == 12
+
+
+def _priced_config(server, shared_data, tmp_path, **teacher):
+    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+        backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=10,
+        prices={"priced": Price(input=1000.0, output=1000.0)}, **teacher))
+
+
+@pytest.mark.parametrize("usage", [None, {"prompt_tokens": -10**6, "completion_tokens": -10**6},
+                                   {"prompt_tokens": 10**30, "completion_tokens": "many"}],
+                         ids=["missing", "negative", "absurd"])
+def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(server, shared_data, tmp_path, usage):
+    server.edit_answer = lambda answer: answer | {"usage": usage} | {
+        "choices": [c | {"finish_reason": {"odd": 1}} for c in answer["choices"]]}
+    summary = teach(context(_priced_config(server, shared_data, tmp_path)), max_cost=1.0)
+    bodies = server.completion_requests()
+    worst = [cost_of(Price(input=1000.0, output=1000.0), *worst_case_tokens(b["prompt"], 1, b["max_tokens"]))
+             for b in bodies]
+    assert summary["stopped_by_budget"] and summary["cost_usd"] <= 1.0
+    assert summary["cost_usd"] == pytest.approx(sum(worst), abs=1e-5)  # each request at its worst case
+    assert summary["collected"] < 10
+
+
+def test_a_budget_of_zero_on_a_finished_run_is_not_a_budget_stop(server, shared_data, tmp_path):
+    cfg = _priced_config(server, shared_data, tmp_path)
+    assert not teach(context(cfg))["stopped_by_budget"]
+    again = teach(context(cfg), max_cost=0.0)
+    assert not again["stopped_by_budget"] and again["requests"] == 0 and again["collected"] == 10
+
+
+def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
+    """The rate window is taken right before a request goes out, so requests held back by the budget do not
+    arrive together when it frees up."""
+    server = OpenAIServer().start()
+    server.faults.extend([("delay", 2.0)] * 3)
+    teacher = OpenAITeacher("test-model", server.base_url, None, concurrency=32, requests_per_minute=2,
+                            rate_period_s=1.0, max_attempts=1)
+    teacher.spending = Spending(Price(input=1e6, output=1e6), max_cost=416)  # three worst cases at a time
+
+    async def main():
+        try:
+            await asyncio.gather(*(teacher.sample(f"q{i}", 1, {"max_tokens": 100}) for i in range(8)))
+        finally:
+            await teacher.aclose()
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+    assert len(server.arrivals) == 8 and _most_in_a_window(server.arrivals, [1] * 8, 0.98) <= 2

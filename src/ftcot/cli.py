@@ -129,6 +129,8 @@ def fetch_command(
 def verify_command(data_dir: Optional[Path] = DataDir) -> None:
     """Check the sha256 of every data file present; list missing ones."""
     root = data_files.data_dir(data_dir)
+    if not root.is_dir():
+        raise UserError(f"no data folder at {root}: run `ftcot data fetch` first")
     bad = []
     for file in data_files.DATA_FILES:
         if not (root / file.path).is_file():

@@ -18,7 +18,8 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown keys; no inf or nan where a number is asked for (a price of .inf makes every cost NaN).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Sampling(Strict):
@@ -51,8 +52,8 @@ class TeacherConfig(Strict):
     api_key_env: str | None = "OPENAI_API_KEY"
     endpoint: Literal["completions", "chat"] = "completions"
     concurrency: int = Field(32, ge=1)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
+    requests_per_minute: float | None = Field(None, ge=1)
+    tokens_per_minute: float | None = Field(None, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(6, ge=1)
     n_per_request: bool = True  # ask for several samples in one request (servers that ignore n are handled)
@@ -163,7 +164,7 @@ class RunConfig(Strict):
     task: str
     split: str = "default"
     data_dir: str | None = None  # default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data
-    run_dir: str = "runs/default"
+    run_dir: str = Field("runs/default", min_length=1)
     teacher: TeacherConfig = TeacherConfig()
     curate: CurateConfig = CurateConfig()
     student: StudentConfig = StudentConfig()
@@ -178,6 +179,19 @@ class RunConfig(Strict):
         return value
 
 
+def _encode_all(value) -> None:
+    """UnicodeEncodeError if any string in a YAML value is not text."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _encode_all(key)
+            _encode_all(item)
+    elif isinstance(value, list):
+        for item in value:
+            _encode_all(item)
+
+
 def load_config(path: str | Path, model: type[Model] = RunConfig) -> Model:
     path = Path(path)
     try:
@@ -188,10 +202,15 @@ def load_config(path: str | Path, model: type[Model] = RunConfig) -> Model:
         raise UserError(f"cannot read config {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
     try:
         raw = yaml.safe_load(text)
+        _encode_all(raw)  # a lone surrogate ("\ud800") could be neither stored nor sent
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a config") from None
+    except UnicodeEncodeError:
+        raise UserError(f"{path}: holds a lone surrogate (an escape like \\ud800), which is not text") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config must be a mapping of keys to values")
     try:

@@ -166,7 +166,7 @@ def _download(url: str, dest, client: httpx.Client) -> None:
                 dest.write(chunk)
     except httpx.TransportError as exc:  # dropped connection, incomplete body, timeout
         raise _TransientFetchError(f"{type(exc).__name__}: {exc}") from exc
-    except httpx.HTTPError as exc:  # a redirect loop, a redirect to another scheme
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a redirect loop or to another scheme, a bad URL
         raise UserError(f"cannot fetch {url}: {exc}") from None
 
 
@@ -181,7 +181,15 @@ def _source_of(file: DataFile, source: str | None) -> str | None:
 
 def check_source(source: str | None) -> None:
     """A mirror is an http(s) base URL or a local folder that exists."""
-    if source is None or source.startswith(("http://", "https://")):
+    if source is None:
+        return
+    if source.startswith(("http://", "https://")):
+        try:
+            host = httpx.URL(source).host
+        except httpx.InvalidURL as exc:
+            raise UserError(f"--source {source!r}: not a valid URL ({exc})") from None
+        if not host:
+            raise UserError(f"--source {source!r}: a URL needs a host")
         return
     if "://" in source:
         raise UserError(f"--source {source.split('://')[0]}://...: only http(s) URLs and local folders are supported")

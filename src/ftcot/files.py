@@ -23,6 +23,8 @@ def read_json(path: Path):
         raise UserError(f"missing file {path}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     except OSError as exc:  # a folder, no permission
@@ -47,6 +49,8 @@ def jsonl_lines(path: Path) -> list[tuple[int, dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
+        except RecursionError:
+            raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{lineno}: malformed record: not a JSON object")
         rows.append((lineno, row))
@@ -84,7 +88,7 @@ def hold_folder(folder: Path) -> None:
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a link
     except OSError as exc:
         raise UserError(f"cannot use {folder}: {exc.strerror or exc}") from None
     try:

@@ -116,6 +116,9 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
     else:
         price = price_of(tcfg.model, tcfg.prices)
         budget = max_cost if max_cost is not None else tcfg.max_cost
+        if budget is not None and tcfg.backend != "openai" and not dry_run:
+            raise UserError(f"a budget is for a paid API (backend: openai); the {tcfg.backend} backend costs nothing "
+                            "per request: remove max_cost")
         if budget is not None and tcfg.batch and not dry_run:
             raise UserError("a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
                             "after the fact); collect without batch, or without a budget")
@@ -156,7 +159,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
 def budget_stop(summary: dict) -> BudgetStop:
     return BudgetStop(f"stopped at the budget: ${summary['cost_usd']:.4f} of ${summary['budget_usd']:g} spent, "
                       f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
-                      "get; everything collected is stored: rerun with a new or raised --max-cost to go on")
+                      "get; everything collected is stored: rerun with --max-cost set to what the rest may cost")
 
 
 # --- curate -------------------------------------------------------------------------------------------------
@@ -382,6 +385,9 @@ def start_run(ctx: RunContext) -> None:
 
 def run(ctx: RunContext) -> dict:
     """teach → curate → train → evaluate → report, skipping each stage whose outputs are complete."""
+    # Every stage's folder is held before anything is written: a second run on this folder changes nothing.
+    for folder in ("teacher", "curate", "eval", *(f"students/{m}" for m in ctx.cfg.train.methods)):
+        hold_folder(ctx.run / folder)
     start_run(ctx)
     timings_path = ctx.run / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}

@@ -37,6 +37,20 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _history(path: Path, summary: dict) -> list[dict]:
+    """A student's epochs as its summary lists them: each with a numeric epoch and validation accuracy (or null)."""
+    history = summary.get("history") or []
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and _number(h.get("epoch")) and (h.get("val_accuracy") is None
+                                                                 or _number(h.get("val_accuracy"))) for h in history):
+        raise UserError(f"{path}: history must be a list of {{epoch, val_accuracy}}")
+    return history
+
+
 def _row_label(method: str, metrics: dict, num_samples: int) -> str:
     if method == "teacher":
         return f"{label(method)}: {metrics.get('model', '?')}"
@@ -57,11 +71,14 @@ def collect(runs: list[Path]) -> list[dict]:
         for path in sorted((run / "eval").glob("*/metrics.json")):
             metrics = _read(path)
             method = path.parent.name
-            if method not in REPORT_ORDER or not all(isinstance(metrics.get(k), (int, float)) for k in ("accuracy", "n")
-                                                      ) or not isinstance(metrics.get("ci95"), list):
+            ci = metrics.get("ci95")
+            if method not in REPORT_ORDER or not all(_number(metrics.get(k)) for k in ("accuracy", "n")) \
+                    or not (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci))) \
+                    or not isinstance(metrics.get("diagnostics") or {}, dict):
                 raise UserError(f"{path}: not an ftcot metrics file of a known method")
             summary_path = run / "students" / method / "summary.json"
             summary = _read(summary_path) if summary_path.exists() else {}
+            summary["history"] = _history(summary_path, summary)
             d = metrics.get("diagnostics") or {}
             rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
                          "label": _row_label(method, metrics, num_samples), "accuracy": metrics["accuracy"],
@@ -118,7 +135,9 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
     for run in runs:
         task = _read(run / "config.yaml")["task"]
         for summary in sorted((run / "students").glob("*/summary.json")):
-            history = [h for h in _read(summary).get("history") or [] if h.get("val_accuracy") is not None]
+            if summary.parent.name not in METHODS:
+                continue
+            history = [h for h in _history(summary, _read(summary)) if h.get("val_accuracy") is not None]
             if history:
                 ax.plot([h["epoch"] for h in history], [h["val_accuracy"] for h in history], marker="o",
                         label=f"{task}: {label(summary.parent.name)}")
@@ -162,6 +181,8 @@ def report(root: Path) -> dict:
     """Write report.md, report.csv and plots into root; return the table and what was written."""
     runs = find_runs(Path(root))
     rows = collect(runs)
+    if not rows:
+        raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
     markdown = table(rows)
     root = Path(root)
     with open(root / "report.csv", "w", newline="") as f:

@@ -71,9 +71,11 @@ class Collector:
             if got[k] is None:
                 got[k] = self.in_flight[key] = asyncio.get_running_loop().create_future()
                 missing.append(k)
+        done_ks: set[int] = set()
         try:
             while missing:
                 if self.spending.exhausted:
+                    self.spending.stopped = True
                     raise BudgetReached
                 sent = dict(params)
                 if "seed" in sent and missing[0] > 0:
@@ -86,10 +88,11 @@ class Collector:
                     if not self.store.put(identity, prompt, params, k, generation):
                         generation = self.store.get(identity, prompt, params, k)  # the first one stored wins
                     self.in_flight.pop(completion_key(identity, prompt, params, k)).set_result(generation)
+                    done_ks.add(k)
                 missing = missing[len(generations):]
                 self._show()
         except BaseException as exc:
-            for k in missing:  # whoever shares these keys learns why they will not come
+            for k in (k for k in missing if k not in done_ks):  # whoever shares these learns why they will not come
                 future = self.in_flight.pop(completion_key(identity, prompt, params, k))
                 if isinstance(exc, asyncio.CancelledError):
                     future.cancel()
@@ -180,7 +183,7 @@ def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, s
             why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
             raise UserError(f"teacher {teacher.identity} failed after {teacher.max_attempts} attempts: "
                             f"{type(why).__name__}: {why}") from None
-    return Outcome(records, expected, spending.exhausted, spending, getattr(teacher, "requests", 0),
+    return Outcome(records, expected, spending.stopped, spending, getattr(teacher, "requests", 0),
                    time.perf_counter() - start)
 
 

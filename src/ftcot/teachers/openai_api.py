@@ -130,19 +130,23 @@ class OpenAITeacher:
 
     async def _request(self, prompt: str, n: int, params: dict) -> list[Generation]:
         args = {k: v for k, v in params.items() if v is not None}
+        worst = worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
+        if self.tpm and sum(worst) > self.tpm.limit:
+            raise UserError(f"one request may use {sum(worst):,} tokens (prompt bytes + n x max_tokens), "
+                            f"more than teacher.tokens_per_minute ({self.tpm.limit:g})")
         async with self.slots:
-            worst = worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
-            if self.tpm:  # counted at its worst case, as the server counts max_tokens against the limit
-                if sum(worst) > self.tpm.limit:
-                    raise UserError(f"one request may use {sum(worst):,} tokens (prompt bytes + n x max_tokens), "
-                                    f"more than teacher.tokens_per_minute ({self.tpm.limit:g})")
-                await self.tpm.acquire(sum(worst))
-            if self.rpm:
-                await self.rpm.acquire()
             held = await self.spending.reserve(*worst) if self.spending else None
-            self.requests += 1
-            start = time.perf_counter()
+            sent = False
             try:
+                # The rate windows are taken last, right before the request goes out: a request that waited
+                # on the budget must not arrive in a burst with those that did not.
+                if self.tpm:  # counted at its worst case, as the server counts max_tokens against the limit
+                    await self.tpm.acquire(sum(worst))
+                if self.rpm:
+                    await self.rpm.acquire()
+                self.requests += 1
+                sent = True
+                start = time.perf_counter()
                 if self.endpoint == "chat":
                     response = await self.client.chat.completions.create(
                         model=self.model, messages=[{"role": "user", "content": prompt}], n=n, **args)
@@ -154,12 +158,16 @@ class OpenAITeacher:
                     await self.spending.settle(held, 0, 0)
                 raise
             except BaseException:
-                if held is not None:
+                if held is not None and sent:  # sent, but no usable answer: it may be billed
                     await self.spending.settle(held, None, None, answered=False)
+                elif held is not None:  # never sent: nothing to pay
+                    await self.spending.settle(held, 0, 0)
                 raise
         if held is not None:
+            known = all(g.prompt_tokens is not None and g.completion_tokens is not None for g in generations)
+            # A server that does not say what it used is charged what it may have used.
             await self.spending.settle(held, sum(g.prompt_tokens or 0 for g in generations),
-                                       sum(g.completion_tokens or 0 for g in generations))
+                                       sum(g.completion_tokens or 0 for g in generations), answered=known)
         return generations
 
 
@@ -172,8 +180,8 @@ def _generations(response, endpoint: str, latency: float) -> list[Generation]:
         usage = response.usage
     except (AttributeError, TypeError) as exc:
         raise MalformedResponse(str(exc)) from None
-    prompt_tokens = getattr(usage, "prompt_tokens", None)
-    completion_tokens = getattr(usage, "completion_tokens", None)
+    prompt_tokens = _count(getattr(usage, "prompt_tokens", None))
+    completion_tokens = _count(getattr(usage, "completion_tokens", None))
     out = []
     for i, (choice, text) in enumerate(zip(choices, texts)):
         # Usage covers the whole request: charge the prompt once and split completion tokens evenly.
@@ -181,5 +189,11 @@ def _generations(response, endpoint: str, latency: float) -> list[Generation]:
         if completion_tokens is not None:
             share = completion_tokens // len(texts) + (completion_tokens % len(texts) if i == 0 else 0)
         text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")  # a lone surrogate: U+FFFD
-        out.append(Generation(text, choice.finish_reason, prompt_tokens if i == 0 else 0, share, latency))
+        finish = choice.finish_reason if isinstance(choice.finish_reason, str) else None
+        out.append(Generation(text, finish, prompt_tokens if i == 0 or prompt_tokens is None else 0, share, latency))
     return out
+
+
+def _count(value) -> int | None:
+    """A reported token count, or None when it is not a plausible one (missing, negative, absurd)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53 else None

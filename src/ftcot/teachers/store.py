@@ -50,7 +50,7 @@ class Generation:
 
 def completion_key(teacher: str, prompt: str, params: dict, k: int) -> str:
     blob = json.dumps([teacher, prompt, params, k], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class CompletionStore:
@@ -58,14 +58,16 @@ class CompletionStore:
         self.path = path
         try:
             if read_only:  # a dry run: the store as it is, or an empty one in memory; nothing is written
-                self.db = sqlite3.connect(f"file:{path}?mode=ro" if path.is_file() else ":memory:", uri=True)
+                exists = path.is_file() and path.stat().st_size > 0  # an empty file is a store not yet begun
+                self.db = sqlite3.connect(f"file:{path}?mode=ro" if exists else ":memory:", uri=True)
             else:
+                exists = True
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # Autocommit: each insert is durable on its own; WAL lets readers run beside the writer.
                 self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-            if not read_only or not path.is_file():
+            if not read_only or not exists:
                 self.db.executescript(SCHEMA)
             self.db.execute("SELECT key, text FROM completions LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
@@ -83,11 +85,14 @@ class CompletionStore:
 
     def put(self, teacher: str, prompt: str, params: dict, k: int, generation: Generation) -> bool:
         """Store a completion; False when that key was already stored (the first one wins)."""
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (completion_key(teacher, prompt, params, k), teacher, prompt, json.dumps(params, sort_keys=True), k,
-             generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens,
-             generation.latency_s, time.time()))
+        try:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (completion_key(teacher, prompt, params, k), teacher, prompt, json.dumps(params, sort_keys=True), k,
+                 generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens,
+                 generation.latency_s, time.time()))
+        except (sqlite3.Error, UnicodeEncodeError) as exc:  # a full disk; a prompt that is not text
+            raise UserError(f"cannot store a completion in {self.path}: {exc}") from None
         return cursor.rowcount == 1
 
     def count(self) -> int:
