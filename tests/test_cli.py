@@ -96,7 +96,7 @@ def test_config_errors(tmp_path):
     _one_line_error(run_cli("config", bad_yaml), r"^error: .*bad\.yaml:\d+: not valid YAML")
     unreadable = tmp_path / "dir.yaml"
     unreadable.mkdir()
-    _one_line_error(run_cli("config", unreadable), r"^error: cannot read config")
+    _one_line_error(run_cli("config", unreadable), r"^error: cannot read config file")
     unknown_key = tmp_path / "unknown.yaml"
     unknown_key.write_text("task: coin_flip\nepochz: 3\n")
     _one_line_error(run_cli("config", unknown_key), r"^error: .*unknown\.yaml: epochz: unknown key$")
@@ -179,7 +179,7 @@ def test_report_on_a_broken_metrics_file_is_one_line(metrics, shared_data, tmp_p
     (run / "eval" / "ft_cot").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
     (run / "eval" / "ft_cot" / "metrics.json").write_text(metrics)
-    _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json: ")
+    _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json(:1)?: ")
 
 
 @pytest.mark.parametrize("text,pattern", [

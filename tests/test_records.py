@@ -60,7 +60,7 @@ def test_malformed_inputs_give_file_and_line(tmp_path):
     bad.write_text("\n\n{nope\n")
     with pytest.raises(UserError, match=r"coin_flip\.jsonl:3: malformed JSON line"):
         read_shared_jsonl(bad)
-    with pytest.raises(UserError, match="missing file"):
+    with pytest.raises(UserError, match="does not exist"):
         read_shared_jsonl(tmp_path / "absent.jsonl")
     dataset = tmp_path / "d.json"
     dataset.write_text('{"metadata": {}, "data": {"1": [{"sample_index": 1}]}}')

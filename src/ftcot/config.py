@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcot.errors import UserError
+from ftcot.files import read_text
 from ftcot.methods import BASELINES, TRAINED
 from ftcot.tasks import TASKS
 
@@ -194,12 +195,7 @@ def _encode_all(value) -> None:
 
 def load_config(path: str | Path, model: type[Model] = RunConfig) -> Model:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read config {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+    text = read_text(path, "config file")
     try:
         raw = yaml.safe_load(text)
         _encode_all(raw)  # a lone surrogate ("\ud800") could be neither stored nor sent

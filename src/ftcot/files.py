@@ -15,45 +15,41 @@ from typing import Iterable
 from ftcot.errors import UserError
 
 
-def read_json(path: Path):
+def read_text(path: Path, what: str = "file") -> str:
+    """A text file's content; a missing, unreadable or non-UTF-8 file is a one-line error."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"missing file {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
-    except RecursionError:
-        raise UserError(f"{path}: JSON nested too deeply") from None
+        raise UserError(f"{what} {path} does not exist") from None
     except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
+        raise UserError(f"{what} {path} is not UTF-8 text") from None
     except OSError as exc:  # a folder, no permission
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _parse(text: str, where: str, whole_file: bool):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}:{exc.lineno}: malformed JSON: {exc.msg}" if whole_file else
+                        f"{where}: malformed JSON line: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply") from None
+
+
+def read_json(path: Path):
+    return _parse(read_text(path), str(path), whole_file=True)
 
 
 def jsonl_lines(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSONL file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"missing file {path}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = []
-    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a string
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON line: {exc.msg}") from None
-        except RecursionError:
-            raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: malformed record: not a JSON object")
-        rows.append((lineno, row))
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):  # not splitlines: U+2028 may be in a string
+        if line.strip():
+            row = _parse(line, f"{path}:{lineno}", whole_file=False)
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: malformed record: not a JSON object")
+            rows.append((lineno, row))
     return rows
 
 

@@ -5,13 +5,13 @@ against the number of teacher samples D where several D were run."""
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import yaml
 
 from ftcot.errors import UserError
+from ftcot.files import read_json, read_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.tasks import TASKS
 
@@ -27,11 +27,13 @@ def find_runs(root: Path) -> list[Path]:
 
 def _read(path: Path) -> dict:
     """A run's JSON or YAML file as a dict; anything else is a one-line error naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: malformed JSON, not UTF-8
-        raise UserError(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if path.suffix != ".yaml":
+        data = read_json(path)
+    else:
+        try:
+            data = yaml.safe_load(read_text(path))
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise UserError(f"{path}: not valid YAML ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON/YAML object, not {type(data).__name__}")
     return data
@@ -124,14 +126,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_epochs(runs: list[Path], path: Path) -> bool:
-    import matplotlib
+def _axes():
+    import matplotlib  # deferred: only a report draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
+    return plt.subplots(figsize=(6, 4))
+
+
+def _save(fig, ax, path: Path, **labels) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set(**labels)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_epochs(runs: list[Path], path: Path) -> bool:
+    series = []
     for run in runs:
         task = _read(run / "config.yaml")["task"]
         for summary in sorted((run / "students").glob("*/summary.json")):
@@ -139,24 +154,18 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
                 continue
             history = [h for h in _history(summary, _read(summary)) if h.get("val_accuracy") is not None]
             if history:
-                ax.plot([h["epoch"] for h in history], [h["val_accuracy"] for h in history], marker="o",
-                        label=f"{task}: {label(summary.parent.name)}")
-                drawn = True
-    if drawn:
-        ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy against epoch")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+                series.append(([h["epoch"] for h in history], [h["val_accuracy"] for h in history],
+                               f"{task}: {label(summary.parent.name)}"))
+    if not series:
+        return False
+    fig, ax = _axes()
+    for epochs, accuracy, name in series:
+        ax.plot(epochs, accuracy, marker="o", label=name)
+    _save(fig, ax, path, xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy against epoch")
+    return True
 
 
 def plot_diverse(rows: list[dict], path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     by_task = defaultdict(dict)
     for r in rows:
         if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales":
@@ -164,16 +173,12 @@ def plot_diverse(rows: list[dict], path: Path) -> bool:
     series = {task: points for task, points in by_task.items() if len(points) > 1}
     if not series:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _axes()
     for task, points in series.items():
         ds = sorted(points)
         ax.plot(ds, [points[d] for d in ds], marker="o", label=task)
-    ax.set(xlabel="teacher samples per question (D)", ylabel="test accuracy (%)", xscale="log",
-           title="Fine-tune-CoT accuracy against D")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, path, xlabel="teacher samples per question (D)", ylabel="test accuracy (%)", xscale="log",
+          title="Fine-tune-CoT accuracy against D")
     return True
 
 

@@ -76,8 +76,6 @@ def recorded_teacher_path(task: str, root: Path) -> Path:
 
 def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
     """Records from the paper's released CompletionDataset JSON."""
-    if not path.is_file():
-        raise UserError(f"missing file {path}")
     raw = read_json(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
         raise UserError(f"{path}: not a CompletionDataset (expected {{\"metadata\": ..., \"data\": {{...}}}})")
