@@ -9,12 +9,13 @@ import time
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from helpers import run_cli
-from ftcot.config import RunConfig, StudentConfig, TrainConfig
+from ftcot.config import TRACKERS, RunConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import diagnostics
 from ftcot.files import write_jsonl
@@ -97,6 +98,22 @@ def test_a_fresh_start_forgets_the_history_of_an_unfinished_attempt(tiny_lm, sha
     summary = train(_examples(shared_data, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
                     TrainConfig(epochs=1, batch_size=4, checkpoint=False), out, _scripted([5.0], {}))
     assert [h["val_accuracy"] for h in summary["history"]] == [5.0]
+
+
+def test_report_to_tensorboard_writes_event_files_into_the_students_folder(tiny_lm, shared_data, tmp_path):
+    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401 (the writer the Trainer falls back to)
+
+    cfg = TrainConfig(epochs=2, batch_size=4, learning_rate=1e-3, checkpoint=True, report_to=["tensorboard"])
+    train(_examples(shared_data, 48), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "out",
+          _scripted([10.0, 20.0], {}))
+    events = list((tmp_path / "out" / "logs").glob("events.out.tfevents.*"))
+    assert events and sum(e.stat().st_size for e in events) > 100  # losses and the learning rate, logged
+    assert not (tmp_path / "out" / "checkpoints").exists()  # removed, and the logs were not in it
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    assert set(TRACKERS) == set(INTEGRATION_TO_CALLBACK)  # the config's list is transformers' own
+    with pytest.raises(ValidationError, match="tensorbord"):
+        TrainConfig(report_to=["tensorbord"])
 
 
 def test_precision(tiny_lm, shared_data, tmp_path):

@@ -14,9 +14,11 @@ from ftcot import data as data_files
 from ftcot.config import load_config
 from ftcot.curate import training_frame
 from ftcot.errors import BudgetStop, UserError
+from ftcot.export import export
 from ftcot.methods import METHODS, TEACHER_ANSWER_PREFIX, PromptContext
 from ftcot.report import report
 from ftcot.tasks import TASKS, get_task, load_samples, load_split
+from ftcot.tasks.registry import CUSTOM_TASKS
 from ftcot.tasks.answers import parse_prediction
 from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
 from ftcot.teachers.records import read_shared_jsonl
@@ -34,12 +36,17 @@ DataDir = typer.Option(None, "--data-dir", envvar="FTCOT_DATA_DIR",
                        help="Data folder [default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data].")
 
 
+ConfigOption = typer.Option(None, "--config", help="A run config whose custom task is listed too.")
+
+
 @app.command("tasks")
-def tasks_command(data_dir: Optional[Path] = DataDir) -> None:
+def tasks_command(data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
     """List the tasks with train/test counts and recorded teacher coverage of each split."""
+    if config is not None:
+        _context(config)  # a custom task is read, checked and registered
     root = data_files.data_dir(data_dir)
     table = Table("task", "name", "answer", "train", "test", "teacher on train", "teacher on test")
-    for key, spec in TASKS.items():
+    for key, spec in {**TASKS, **CUSTOM_TASKS}.items():
         split = load_split(key, root)
         teacher_path = root / data_files.TEACHER_DIR / f"{key}.jsonl"
         covered = {r.sample_index for r in read_shared_jsonl(teacher_path)} if teacher_path.is_file() else set()
@@ -52,9 +59,11 @@ def tasks_command(data_dir: Optional[Path] = DataDir) -> None:
 
 @app.command("show")
 def show_command(task: str, index: int = typer.Argument(..., help="sample_index"),
-                 data_dir: Optional[Path] = DataDir) -> None:
+                 data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
     """Walk one sample through every stage: its raw record, the teacher's prompts and answer, curation, each
     trained method's pair and each method's student prompt and answer parsing."""
+    if config is not None:
+        _context(config)
     root = data_files.data_dir(data_dir)
     spec = get_task(task)
     sample = load_samples(task, root, [index])[index]
@@ -217,6 +226,16 @@ def report_command(runs_dir: Path) -> None:
     result = report(runs_dir)
     console.print(result["table"], markup=False)
     console.print(f"wrote {runs_dir}/report.md, report.csv" + "".join(f", {p}" for p in result["plots"]))
+
+
+@app.command("export")
+def export_command(run_dir: Path, to: Path = typer.Option(..., "--to", help="Folder to write into."),
+                   fmt: str = typer.Option("hf", "--format", help="hf: a datasets dataset (save_to_disk + parquet); "
+                                           "messages: chat JSONL for TRL/axolotl/LLaMA-Factory; paper: the teacher's "
+                                           "completions as the paper's CompletionDataset JSON.")) -> None:
+    """Write a run's curated training set (or its teacher completions) for other tools."""
+    for path in export(run_dir, to, fmt):
+        console.print(f"wrote {path}", markup=False)
 
 
 @app.command("config")

@@ -124,6 +124,11 @@ PROTOCOLS = {"paper": {"epochs": 20, "learning_rate": 3e-4, "lr_schedule": "cons
                        "grad_accum": 1, "warmup_ratio": 0.0, "weight_decay": 0.01}}
 
 
+# transformers' report_to names (INTEGRATION_TO_CALLBACK), written out: config.py does not import transformers.
+TRACKERS = ("azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "kubeflow", "mlflow",
+            "neptune", "swanlab", "tensorboard", "trackio", "wandb")
+
+
 class TrainConfig(Strict):
     # paper: the values above for every key not set in the config; custom: the defaults below
     protocol: Literal["custom", "paper"] = "custom"
@@ -142,6 +147,9 @@ class TrainConfig(Strict):
     checkpoint: bool = True  # save model and optimizer each epoch, so a killed run resumes (costs a write)
     lora: LoraConfig | None = None  # set to fine-tune LoRA adapters instead of all weights
     max_examples: int | None = Field(None, ge=1)  # first N training examples (after curation), for quick runs
+    # Experiment trackers, passed to the Trainer as they are: tensorboard, wandb, mlflow, trackio, ... (each
+    # needs its package installed); TensorBoard's event files go to students/<method>/logs.
+    report_to: list[Literal[TRACKERS]] = []
     seed: int = 0
 
     @model_validator(mode="after")
@@ -161,8 +169,51 @@ class EvalConfig(Strict):
     max_samples: int | None = Field(None, ge=1)  # first N test questions, for quick runs
 
 
+ANSWER_FORMATS = ("number", "integer", "choice", "yes_no", "text")
+
+
+class CustomTask(Strict):
+    """A user's own task: its data files and fields (ftcot.tasks.custom reads and checks them). Relative paths
+    are taken from the current folder, or from the task YAML's folder when the config names one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names files and folders
+    train: str  # .jsonl, .json, .csv, .parquet, or a datasets save_to_disk folder
+    test: str | None = None  # or test_fraction of train, split with a seeded permutation
+    test_fraction: float | None = Field(None, gt=0, lt=1)
+    question_field: str = "question"
+    answer_field: str = "answer"
+    choices_field: str | None = None  # a list (or mapping) of choices, verbalized "Answer choices: (A) ..."
+    id_field: str | None = None  # if set, ids must not repeat
+    answer_format: str = "text"  # number | integer | choice | yes_no | text | regex:<pattern>
+    answer_trigger: str | None = None  # default: the paper's trigger for the format
+
+    @field_validator("answer_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.startswith("regex:"):
+            try:
+                re.compile(value.removeprefix("regex:"))
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        elif value not in ANSWER_FORMATS:
+            raise ValueError(f"one of {', '.join(ANSWER_FORMATS)} or regex:<pattern>, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_test_side(self) -> "CustomTask":
+        if (self.test is None) == (self.test_fraction is None):
+            raise ValueError("give either test (a file) or test_fraction (a share of train)")
+        return self
+
+    def resolved(self, base: Path) -> "CustomTask":
+        """The same task with its paths made absolute from base."""
+        absolute = {key: str((base / value).resolve()) for key in ("train", "test")
+                    if (value := getattr(self, key)) is not None}
+        return self.model_copy(update=absolute)
+
+
 class RunConfig(Strict):
-    task: str
+    task: str | CustomTask  # a built-in task's key, a custom task, or the path of a YAML file declaring one
     split: str = "default"
     data_dir: str | None = None  # default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data
     run_dir: str = Field("runs/default", min_length=1)
@@ -172,12 +223,22 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     evaluate: EvalConfig = EvalConfig()
 
-    @field_validator("task")
+    @field_validator("task", mode="before")
     @classmethod
-    def _known_task(cls, value: str) -> str:
-        if value not in TASKS:
-            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(TASKS)}")
+    def _known_task(cls, value):
+        if isinstance(value, dict):
+            return CustomTask.model_validate(value).resolved(Path.cwd())
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+            path = Path(value)
+            return load_config(path, CustomTask).resolved(path.resolve().parent)
+        if isinstance(value, str) and value not in TASKS:
+            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(TASKS)}, or a custom task "
+                             "(a mapping, or a task YAML file)")
         return value
+
+    @property
+    def task_name(self) -> str:
+        return self.task if isinstance(self.task, str) else self.task.name
 
 
 def _encode_all(value) -> None:

@@ -24,11 +24,13 @@ from ftcot.config import RunConfig
 from ftcot.curate import Example, curate, split_validation, vanilla_examples
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
+from ftcot.export import model_card
 from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl
 from ftcot.methods import METHODS, TEACHER, TEACHER_ANSWER_PREFIX, TRAINED
 from ftcot.report import report
 from ftcot.tasks import Sample, TaskSpec, get_task, split_samples
 from ftcot.tasks.answers import parse_prediction, wilson_interval
+from ftcot.tasks.custom import register as register_custom_task
 from ftcot.tasks.prompts import load_few_shot_prompts
 from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
 from ftcot.teachers.collect import collect, plan
@@ -50,7 +52,9 @@ class RunContext:
 
 
 def context(cfg: RunConfig) -> RunContext:
-    return RunContext(cfg, data_dir(cfg.data_dir), Path(cfg.run_dir), get_task(cfg.task))
+    """Resolve the data folder, the run folder and the task (a custom task is read, checked and registered)."""
+    task = get_task(cfg.task) if isinstance(cfg.task, str) else register_custom_task(cfg.task, cfg.curate.seed)
+    return RunContext(cfg, data_dir(cfg.data_dir), Path(cfg.run_dir), task)
 
 
 # --- stage bookkeeping --------------------------------------------------------------------------------------
@@ -91,7 +95,7 @@ def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict
 def teach_samples(ctx: RunContext) -> list[Sample]:
     samples = []
     for side in ctx.cfg.teacher.teach_on:
-        part = split_samples(ctx.cfg.task, side, ctx.data, ctx.cfg.split)
+        part = split_samples(ctx.task.key, side, ctx.data, ctx.cfg.split)
         samples.extend(part[: ctx.cfg.teacher.max_samples] if ctx.cfg.teacher.max_samples else part)
     return samples
 
@@ -104,7 +108,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
     trigger = tcfg.answer_trigger or ctx.task.answer_trigger
     start = time.perf_counter()
     if tcfg.backend == "recorded":
-        teacher = make_recorded_teacher(tcfg, ctx.cfg.task, ctx.data)
+        teacher = make_recorded_teacher(tcfg, ctx.task.key, ctx.data)
         if dry_run:
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
@@ -173,7 +177,7 @@ def curate_stage(ctx: RunContext) -> dict:
         raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
                         "with a new or raised --max-cost before curating")
     records = read_records(ctx.run / "teacher" / "completions.jsonl")
-    train, val = split_validation(split_samples(ctx.cfg.task, "train", ctx.data, ctx.cfg.split),
+    train, val = split_validation(split_samples(ctx.task.key, "train", ctx.data, ctx.cfg.split),
                                   ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
     examples, removed = curate(records, train, ctx.cfg.curate, ctx.cfg.teacher.num_samples)
     for name in TRAINED:
@@ -266,6 +270,7 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
         summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
         if main:
             finish(ctx, "train", summary, method)
+            model_card(ctx.run, method)
         say(f"train {method}: best epoch {summary['best_epoch']} of {summary['epochs_trained']} "
             f"({summary['stop_reason']}; validation accuracy {summary['best_val_accuracy']}), "
             f"{summary['tokens_per_s']} tokens/s")
@@ -286,7 +291,7 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
     correct = sum(fmt.matches(parse_prediction(fmt, r.answer_completion, TEACHER_ANSWER_PREFIX), r.answer)
                   for r in records)
     low, high = wilson_interval(correct, len(records))
-    return {"task": ctx.cfg.task, "method": TEACHER, "model": records[0].model, "n": len(records), "correct": correct,
+    return {"task": ctx.task.key, "method": TEACHER, "model": records[0].model, "n": len(records), "correct": correct,
             "accuracy": round(100 * correct / len(records), 2), "ci95": [round(low, 2), round(high, 2)]}
 
 
@@ -297,12 +302,19 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     from ftcot.students.load import load_student
 
     wanted = methods or [TEACHER, *ctx.cfg.evaluate.baselines, *ctx.cfg.train.methods]
+    prompts_file = ctx.data / "few_shot_cot_prompts.json"
+    few_shot = load_few_shot_prompts(ctx.data) if prompts_file.is_file() else {}
+    if not methods:  # the configured baselines: one that needs a few-shot prompt the task lacks is left out
+        lacking = [m for m in wanted if m in METHODS and METHODS[m].few_shot and ctx.task.key not in few_shot]
+        for method in lacking:
+            console.print(f"evaluate {method}: skipped, task {ctx.task.key} has no few-shot-CoT prompt")
+        wanted = [m for m in wanted if m not in lacking]
     known = (TEACHER, *METHODS)
     unknown = [m for m in wanted if m not in known]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
     hold_folder(ctx.run / "eval")
-    test = split_samples(ctx.cfg.task, "test", ctx.data, ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
+    test = split_samples(ctx.task.key, "test", ctx.data, ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}
     base = None
     budget = None
@@ -324,7 +336,6 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
             else:
                 base = base or load_student(ctx.cfg.student)
                 model, tokenizer, kind = base
-            few_shot = load_few_shot_prompts(ctx.data) if METHODS[method].few_shot else None
             budget = budget or generation_budget(ctx, tokenizer, kind, quiet=False)
             predictions, metrics = evaluate(model, tokenizer, test, method, kind, budget, eval_batch_size(ctx),
                                             few_shot)
@@ -332,6 +343,8 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
         write_jsonl(predictions, out / "predictions.jsonl")
         finish(ctx, "evaluate", metrics, method)
+        if method in TRAINED:
+            model_card(ctx.run, method)  # now with its test accuracy
         d, why = metrics.get("diagnostics"), ""
         if d:
             cut = f"{d['no_answer_marker']}% without '{d['marker']}', " if d["marker"] else ""

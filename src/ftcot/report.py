@@ -39,6 +39,12 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _task_name(cfg: dict) -> str:
+    """A run's task: a built-in key, or a custom task's name."""
+    task = cfg["task"]
+    return str(task["name"] if isinstance(task, dict) else task)
+
+
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -66,7 +72,7 @@ def collect(runs: list[Path]) -> list[dict]:
     for run in runs:
         cfg = _read(run / "config.yaml")
         try:
-            num_samples, task = int(cfg["teacher"]["num_samples"]), str(cfg["task"])
+            num_samples, task = int(cfg["teacher"]["num_samples"]), _task_name(cfg)
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{run / 'config.yaml'}: not an ftcot run config (no task or teacher.num_samples)"
                             ) from None
@@ -112,7 +118,7 @@ def diagnostics_table(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASKS_ORDER.get(t, len(TASKS_ORDER)), t))
     order = list(REPORT_ORDER)
     labels = sorted({(order.index(r["method"]), r["num_samples"], r["label"]) for r in rows})
     cells = {(r["label"], r["task"]): r for r in rows}
@@ -148,7 +154,7 @@ def _save(fig, ax, path: Path, **labels) -> None:
 def plot_epochs(runs: list[Path], path: Path) -> bool:
     series = []
     for run in runs:
-        task = _read(run / "config.yaml")["task"]
+        task = _task_name(_read(run / "config.yaml"))
         for summary in sorted((run / "students").glob("*/summary.json")):
             if summary.parent.name not in METHODS:
                 continue

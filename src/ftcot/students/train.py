@@ -189,15 +189,19 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_schedule,
         train_sampling_strategy="group_by_length", save_strategy="epoch" if cfg.checkpoint else "no",
-        save_total_limit=1, logging_steps=10, report_to=[], seed=cfg.seed, dataloader_num_workers=0,
+        save_total_limit=1, logging_steps=10, seed=cfg.seed, dataloader_num_workers=0,
+        report_to=[name for name in cfg.report_to if name != "tensorboard"],
         use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), ddp_find_unused_parameters=False,
         ddp_timeout=6 * 3600,  # the other ranks wait while rank 0 validates, which can take long on a CPU
         **precision_args(cfg.precision))
     callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
                                   cfg)
-    trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-                      callbacks=[callback])
+    try:
+        trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
+                          data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+                          callbacks=[callback, *_tensorboard(cfg.report_to, out / "logs")])
+    except (ImportError, RuntimeError) as exc:  # a tracker whose package is not installed
+        raise UserError(f"train.report_to: {str(exc).splitlines()[0]}") from None
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
                          ) if resume else []
     if not checkpoints and args.process_index == 0:
@@ -222,6 +226,18 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
     _wait_for_main()
     return summary
+
+
+def _tensorboard(report_to: list[str], folder: Path) -> list:
+    """TensorBoard's callback writing to the student's own folder (the Trainer's default is inside
+    checkpoints/, which is removed when training ends)."""
+    if "tensorboard" not in report_to:
+        return []
+    from transformers.integrations import TensorBoardCallback  # deferred, like the trackers it may need
+
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(folder)
+    return [tensorboard]
 
 
 def validation_accuracy(method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,

@@ -72,6 +72,9 @@ LETTER_A_TO_E = AnswerFormat("letter A-E", _letters("ABCDE"))
 LETTER_A_TO_F = AnswerFormat("letter A-F", _letters("ABCDEF"))
 YES_NO = AnswerFormat("yes/no", _yes_no, str.lower)
 LETTERS = AnswerFormat("letter string", _concatenated_letters)
+# A free-text answer: the first line after the prefix, compared without case, spacing or a final period.
+TEXT = AnswerFormat("text", lambda text: [line] if (line := text.strip().split("\n")[0].strip()) else [],
+                    lambda answer: " ".join(answer.lower().split()).rstrip("."))
 
 
 def parse_prediction(fmt: AnswerFormat, text: str, prefix: str | None = None) -> str | None:

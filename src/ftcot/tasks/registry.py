@@ -54,6 +54,9 @@ class TaskSpec:
     # where its letters differ from ours (Kojima's Date logs shuffled the choices another way): a rationale
     # that ends "the answer is (D)" must be trained beside the choices it saw.
     from_teacher: Callable[[str], str] | None = None
+    # A user's task (ftcot.tasks.custom): its samples and its one split, read from the user's files.
+    custom: dict[int, Sample] | None = None
+    custom_split: dict[str, list[int]] | None = None
 
 
 def _each(fn: Callable[[dict], tuple[str, str]]) -> Converter:
@@ -166,11 +169,15 @@ TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
 )}
 
 
+# The user's tasks this process has read (ftcot.tasks.custom), beside the built-in ones.
+CUSTOM_TASKS: dict[str, TaskSpec] = {}
+
+
 def get_task(key: str) -> TaskSpec:
     try:
-        return TASKS[key]
+        return TASKS.get(key) or CUSTOM_TASKS[key]
     except KeyError:
-        raise UserError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)}") from None
+        raise UserError(f"unknown task {key!r}; known tasks: {', '.join([*TASKS, *CUSTOM_TASKS])}") from None
 
 
 def _read_source(source: Source, root: Path, convert: Converter) -> list[tuple[str, str]]:
@@ -203,6 +210,10 @@ def load_samples(key: str, root: Path, indices: Iterable[int] | None = None) -> 
     """Samples by sample_index. With `indices`, only the source files those indices fall in are read."""
     spec = get_task(key)
     wanted = None if indices is None else sorted(set(indices))
+    if spec.custom is not None:
+        if any(i not in spec.custom for i in wanted or []):
+            raise UserError(f"sample index out of range for task {key} (0-{len(spec.custom) - 1})")
+        return dict(spec.custom) if wanted is None else {i: spec.custom[i] for i in wanted}
     samples: dict[int, Sample] = {}
     bounds = [s.offset for s in spec.sources[1:]] + [None]
     for source, end in zip(spec.sources, bounds):
@@ -224,6 +235,8 @@ def load_split(key: str, root: Path, name: str = "default") -> dict[str, list[in
     spec = get_task(key)
     if name not in spec.splits:
         raise UserError(f"task {key} has no split {name!r}; it has: {', '.join(spec.splits)}")
+    if spec.custom_split is not None:
+        return spec.custom_split
     path = data_path(f"splits/{key}__{name}.json", root)
     split = read_json(path)
     if not isinstance(split, dict) or not all(

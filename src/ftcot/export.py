@@ -1,0 +1,111 @@
+"""What a run hands on to other tools: its curated training set as a `datasets` dataset or as chat
+`messages` JSONL (the shape TRL, axolotl and LLaMA-Factory read), its teacher completions in the paper's
+CompletionDataset JSON, and a model card in each student's best/ folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ftcot.errors import UserError
+from ftcot.files import read_json, read_jsonl, write_jsonl, write_text
+from ftcot.methods import METHODS, TRAINED
+from ftcot.teachers.records import read_records, write_completion_dataset
+
+FORMATS = ("hf", "messages", "paper")
+
+
+def _examples(run: Path) -> dict[str, list[dict]]:
+    """Each trained method's curated examples, with the (prompt, completion) pair it trains on."""
+    out = {}
+    for name in TRAINED:
+        path = run / "curate" / f"train_{name}.jsonl"
+        if path.is_file():
+            rows = read_jsonl(path)
+            for row in rows:
+                # The encoder-decoder form: the question and the target alone, without the decoder's " ###".
+                row["prompt"], row["completion"] = METHODS[name].pair(row["question"], row.get("rationale", ""),
+                                                                       row["answer"], "encoder_decoder")
+            out[name] = rows
+    if not out:
+        raise UserError(f"nothing curated in {run}/curate: run `ftcot curate` first")
+    return out
+
+
+def export(run: Path, to: Path, fmt: str) -> list[Path]:
+    """Write the run's data in one format under `to`; returns the paths written."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"{run} is not a run folder (no config.yaml)")
+    if to.exists() and not to.is_dir():
+        raise UserError(f"--to {to} is a file, not a folder")
+    written = []
+    if fmt == "paper":
+        records = read_records(run / "teacher" / "completions.jsonl")
+        if not records:
+            raise UserError(f"no teacher completions in {run}/teacher")
+        path = to / f"{records[0].task}_{records[0].model}.json".replace("/", "_")
+        write_completion_dataset(records, path)
+        return [path]
+    examples = _examples(run)
+    if fmt == "messages":
+        for name, rows in examples.items():
+            path = to / f"{name}.messages.jsonl"
+            write_jsonl(({"messages": [{"role": "user", "content": r["prompt"]},
+                                       {"role": "assistant", "content": r["completion"]}]} for r in rows), path)
+            written.append(path)
+        return written
+    import datasets  # deferred: pyarrow takes a second to import
+
+    data = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in examples.items()})
+    data.save_to_disk(str(to / "hf"))
+    written.append(to / "hf")
+    for name, part in data.items():
+        part.to_parquet(str(to / f"{name}.parquet"))
+        written.append(to / f"{name}.parquet")
+    return written
+
+
+def model_card(run: Path, method: str) -> None:
+    """students/<method>/best/README.md: base model, task, method, data provenance and counts, validation and
+    (once evaluated) test accuracy with its interval, and the command that made it."""
+    best = run / "students" / method / "best"
+    if not best.is_dir():
+        return
+    environment = read_json(run / "environment.json") if (run / "environment.json").is_file() else {}
+    summary = read_json(run / "students" / method / "summary.json")
+    curated = read_json(run / "curate" / "summary.json") if (run / "curate" / "summary.json").is_file() else {}
+    teacher = read_json(run / "teacher" / "summary.json") if (run / "teacher" / "summary.json").is_file() else {}
+    metrics_path = run / "eval" / method / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.is_file() else None
+    test = (f"{metrics['accuracy']}% on {metrics['n']} test questions (95% CI {metrics['ci95'][0]}-"
+            f"{metrics['ci95'][1]})" if metrics else "not evaluated yet (`ftcot evaluate`)")
+    teacher_line = (f"{teacher.get('teacher', '?')}: {teacher.get('collected', '?')} completions for "
+                    f"{teacher.get('questions', '?')} questions" if teacher else "none (trained on gold answers)")
+    label = METHODS[method].label
+    text = f"""---
+base_model: {summary.get('student', '?')}
+tags: [ftcot, {method}, chain-of-thought, distillation]
+---
+
+# {label} student: {summary.get('student', '?')}
+
+Fine-tuned by [ftcot](https://arxiv.org/abs/2212.10071)'s {label} recipe ({METHODS[method].trains_on} of the
+task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `AutoModelForSeq2SeqLM`) and
+`AutoTokenizer.from_pretrained` on this folder; prompt it as `ftcot show` prints for this method.
+
+| | |
+|---|---|
+| base model | {summary.get('student', '?')} ({summary.get('parameters', '?')} parameters, {summary.get('kind', '?')}) |
+| method | {label} ({method}) |
+| teacher | {teacher_line} |
+| training data | {summary.get('examples', '?')} examples; curation kept {curated.get('kept', '?')}, removed {curated.get('removed', '?')} |
+| training | {summary.get('protocol', '?')} protocol, best epoch {summary.get('best_epoch', '?')} of {summary.get('epochs_trained', '?')} ({summary.get('stop_reason', '?')}), {'LoRA' if summary.get('lora') else 'all weights'}, {summary.get('precision', '?')} |
+| validation accuracy | {summary.get('best_val_accuracy', '?')}% (questions carved from train) |
+| test accuracy | {test} |
+| environment | {', '.join(f'{k} {v}' for k, v in (environment.get('packages') or {}).items() if v)} |
+| made by | `{' '.join(['ftcot', *sys.argv[1:]])}` |
+"""
+    write_text(best / "README.md", text)
+

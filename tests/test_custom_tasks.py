@@ -1,0 +1,213 @@
+"""A user's own task, declared in the config: every reader, every stage, and one-line errors for bad data."""
+
+import json
+import random
+import re
+
+import pytest
+import yaml
+
+from helpers import run_cli
+from openai_server import OpenAIServer
+from ftcot.config import CustomTask
+from ftcot.errors import UserError
+from ftcot.tasks import load_samples, load_split
+from ftcot.tasks.custom import register
+from ftcot.teachers.records import TeacherCompletion, write_completion_dataset
+
+
+def _questions(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        rows.append({"id": f"q{seed}-{i}", "question": f"What is {a} plus {b}?", "answer": str(a + b)})
+    return rows
+
+
+def _write(rows: list[dict], path):
+    """The rows in the format path's suffix names (or a datasets folder), written with `datasets`."""
+    import datasets
+
+    data = datasets.Dataset.from_list(rows)
+    if path.suffix == ".jsonl":
+        data.to_json(str(path), lines=True)
+    elif path.suffix == ".csv":
+        data.to_csv(str(path), index=False)
+    elif path.suffix == ".parquet":
+        data.to_parquet(str(path))
+    else:
+        data.save_to_disk(str(path))
+    return path
+
+
+def _sum_teacher(prompt: str, index: int) -> str:
+    """A teacher that adds: step 1 reasons, step 2 answers."""
+    a, b = map(int, re.search(r"What is (\d+) plus (\d+)\?", prompt).groups())
+    if prompt.endswith("Let's think step by step."):
+        return f" {a} plus {b} makes {a + b}."
+    return f" {a + b}."
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", "folder"])
+def test_every_reader_gives_the_same_samples(tmp_path, suffix):
+    train = _write(_questions(20, 1), tmp_path / f"train{suffix if suffix != 'folder' else ''}")
+    test = _write(_questions(5, 2), tmp_path / f"test{suffix if suffix != 'folder' else ''}")
+    spec = register(CustomTask(name=f"sums_{suffix.strip('.')}", train=str(train), test=str(test),
+                               answer_format="number", id_field="id"))
+    samples = load_samples(spec.key, tmp_path)
+    assert load_split(spec.key, tmp_path) == {"train": list(range(20)), "test": list(range(20, 25))}
+    assert [(s.question, s.answer) for s in samples.values()] == [
+        (r["question"], r["answer"]) for r in _questions(20, 1) + _questions(5, 2)]
+    assert spec.answer_trigger == "Therefore, the answer (arabic numerals) is"
+
+
+def test_choices_are_verbalized_and_answers_become_letters(tmp_path):
+    rows = [{"q": "Which is red?", "options": ["sky", "apple", "grass"], "gold": "apple"},
+            {"q": "Which is green?", "options": {"a": "sky", "b": "apple", "c": "grass"}, "gold": "(C)"}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows * 5))
+    spec = register(CustomTask(name="colours", train=str(path), test_fraction=0.2, question_field="q",
+                               answer_field="gold", choices_field="options", answer_format="choice"))
+    samples = load_samples(spec.key, tmp_path)
+    assert {(s.question, s.answer) for s in samples.values()} == {
+        ("Which is red? Answer choices: (A) sky, (B) apple, (C) grass.", "B"),
+        ("Which is green? Answer choices: (A) sky, (B) apple, (C) grass.", "C")}
+    assert spec.answer_trigger == "Therefore, among A through C, the answer is"
+    assert len(load_split(spec.key, tmp_path)["test"]) == 2
+
+
+BAD = {  # the row that breaks it, and the one line that must name file, row and field
+    "missing field": ({"question": "What is 1 plus 1?"}, r"train\.jsonl: row 3: no 'answer'"),
+    "empty question": ({"question": "  ", "answer": "2"}, r"train\.jsonl: row 3: 'question' is empty"),
+    "answer not a number": ({"question": "What is 1 plus 1?", "answer": "two"},
+                            r"train\.jsonl: row 3: 'answer' 'two' is not a number answer"),
+    "duplicate id": ({"id": "q1-0", "question": "What is 1 plus 1?", "answer": "2"},
+                     r"train\.jsonl: row 3: 'id' 'q1-0' repeats .*row 1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, shared_data, case):
+    row, pattern = BAD[case]
+    rows = _questions(2, 1) + [row]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write(_questions(5, 2), tmp_path / "test.jsonl")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": {"name": "sums", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
+                 "answer_format": "number", "id_field": "id" if case == "duplicate id" else None},
+        "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data)}))
+    result = run_cli("teach", config)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and re.search(pattern, result.stderr), \
+        result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_choice_letter_out_of_range_is_named(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"question": "Which?", "choices": ["x", "y"], "answer": "D"}) + "\n")
+    with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not a choice letter in range \(A-B\)"):
+        register(CustomTask(name="letters", train=str(path), test=str(path), choices_field="choices",
+                            answer_format="choice"))
+
+
+def _run_config(tmp_path, shared_data, tiny_lm, teacher: dict) -> str:
+    train = _write(_questions(200, 1), tmp_path / "train.jsonl")
+    test = _write(_questions(50, 2), tmp_path / "test.jsonl")
+    (tmp_path / "sums.yaml").write_text(yaml.safe_dump({"name": "sums", "train": train.name, "test": test.name,
+                                                        "answer_format": "integer", "id_field": "id"}))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": str(tmp_path / "sums.yaml"), "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+        "teacher": {"num_samples": 1, "teach_on": ["train", "test"], **teacher}, "student": {"model": str(tiny_lm)},
+        "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
+        "evaluate": {"max_samples": 8, "max_new_tokens": 12}}))
+    return config
+
+
+def _check_run(result, tmp_path):
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    curated = json.loads((run / "curate" / "summary.json").read_text())
+    assert curated["kept"] == 180 and curated["val_questions"] == 20  # the teacher adds correctly
+    for method in ("teacher", "zero_shot", "zero_shot_cot", "ft_cot", "vanilla"):
+        assert json.loads((run / "eval" / method / "metrics.json").read_text())["task"] == "sums"
+    assert json.loads((run / "eval" / "teacher" / "metrics.json").read_text())["accuracy"] == 100.0
+    assert not (run / "eval" / "few_shot_cot").exists()  # the task has no few-shot prompt: left out
+    assert "| method: student | sums |" in (run / "report.md").read_text()
+
+
+def test_a_custom_task_runs_end_to_end_with_the_openai_backend(tmp_path, shared_data, tiny_lm):
+    server = OpenAIServer(responder=_sum_teacher).start()
+    try:
+        config = _run_config(tmp_path, shared_data, tiny_lm, {"backend": "openai", "model": "adder",
+                                                              "base_url": server.base_url, "api_key_env": None})
+        result = run_cli("run", config)
+    finally:
+        server.stop()
+    _check_run(result, tmp_path)
+    unique = {r["question"] for r in _questions(200, 1) + _questions(50, 2)}
+    assert len(server.completion_requests()) == 2 * len(unique)  # a question asked twice is paid once
+    listed = run_cli("tasks", "--config", config, "--data-dir", shared_data).stdout
+    assert re.search(r"sums +│ +sums +│ +integer +│ +200 +│ +50", listed), listed
+    shown = run_cli("show", "sums", "0", "--config", config, "--data-dir", shared_data).stdout
+    assert "What is" in shown and "evaluate ft_cot: Fine-tune-CoT" in shown
+
+
+def test_a_custom_task_runs_end_to_end_with_recorded_completions(tmp_path, shared_data, tiny_lm):
+    rows = _questions(200, 1) + _questions(50, 2)
+    records = []
+    for index, row in enumerate(rows):
+        step1 = f"Q: {row['question']}\nA: Let's think step by step."
+        rationale = _sum_teacher(step1, 0)
+        trigger = "Therefore, the answer (arabic numerals) is"
+        records.append(TeacherCompletion(
+            task="sums", sample_index=index, completion_index=0, question=row["question"], answer=row["answer"],
+            reasoning_prompt=step1, reasoning_completion=rationale, answer_prompt=f"{step1}{rationale} \n{trigger}",
+            answer_completion=f" {row['answer']}.", model="adder", params={}))
+    write_completion_dataset(records, tmp_path / "sums_adder.json")
+    config = _run_config(tmp_path, shared_data, tiny_lm, {"backend": "recorded",
+                                                          "records": str(tmp_path / "sums_adder.json")})
+    _check_run(run_cli("run", config), tmp_path)
+
+
+def test_exports_load_where_users_go_next_and_students_carry_a_model_card(tmp_path, shared_data, tiny_lm):
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    server = OpenAIServer(responder=_sum_teacher).start()
+    try:
+        config = _run_config(tmp_path, shared_data, tiny_lm, {"backend": "openai", "model": "adder",
+                                                              "base_url": server.base_url, "api_key_env": None})
+        assert run_cli("run", config).returncode == 0
+    finally:
+        server.stop()
+    run = tmp_path / "run"
+    for fmt in ("hf", "messages", "paper"):
+        result = run_cli("export", run, "--to", tmp_path / "out", "--format", fmt)
+        assert result.returncode == 0, result.stderr
+    hf = datasets.load_from_disk(str(tmp_path / "out" / "hf"))
+    assert hf["ft_cot"].num_rows == 180 and hf["vanilla"].num_rows == 180
+    assert hf["ft_cot"][0]["completion"].endswith(f" --> {hf['ft_cot'][0]['answer']}")
+    assert datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "ft_cot.parquet"),
+                                 split="train").num_rows == 180
+    # TRL reads the messages file as a conversational dataset and tokenizes it with the chat template.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    messages = datasets.load_dataset("json", data_files=str(tmp_path / "out" / "ft_cot.messages.jsonl"),
+                                     split="train")
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_lm), processing_class=tokenizer,
+                         train_dataset=messages, args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1,
+                                                                report_to=[], use_cpu=True))
+    assert trainer.train_dataset.num_rows == 180 and "input_ids" in trainer.train_dataset.column_names
+    paper = json.loads((tmp_path / "out" / "sums_adder.json").read_text())
+    assert sum(len(v) for v in paper["data"].values()) == 250
+    card = (run / "students" / "ft_cot" / "best" / "README.md").read_text()
+    metrics = json.loads((run / "eval" / "ft_cot" / "metrics.json").read_text())
+    assert f"{metrics['accuracy']}% on 8 test questions" in card and "base_model: " in card
+    assert AutoModelForCausalLM.from_pretrained(run / "students" / "ft_cot" / "best") is not None
+    bad = run_cli("export", run, "--to", tmp_path / "out", "--format", "csv")
+    assert bad.returncode == 2 and "unknown export format" in bad.stderr
