@@ -90,7 +90,8 @@ class OpenAIServer:
         self.latency_s = latency_s
         self.honour_n = honour_n
         self.responder = responder
-        self.edit_answer = None  # e.g. a server that leaves out usage: lambda answer: answer | {"usage": None}
+        self.edit_answer = None  # (answer, request body) -> answer; e.g. lambda a, body: a | {"usage": None}
+        self.reject_max_tokens = False
         self.faults: deque = deque()
         self.requests: list[tuple[str, str, dict | None]] = []
         self.arrivals: list[float] = []  # when each completion request arrived (time.monotonic)
@@ -151,14 +152,20 @@ class OpenAIServer:
                   "model": body["model"], "choices": choices,
                   "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                             "total_tokens": prompt_tokens + completion_tokens}}
-        return self.edit_answer(answer) if self.edit_answer else answer
+        return self.edit_answer(answer, body) if self.edit_answer else answer
 
     def route_post(self, handler: Handler, raw: bytes) -> None:
         path = handler.path
         if path.endswith("completions"):
             if self.latency_s:
                 time.sleep(self.latency_s)
-            handler._json(self.complete(path, json.loads(raw)))
+            body = json.loads(raw)
+            if self.reject_max_tokens and "max_tokens" in body:  # as OpenAI's reasoning models answer
+                handler._json({"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this "
+                                                    "model. Use 'max_completion_tokens' instead.",
+                                         "type": "invalid_request_error", "param": "max_tokens"}}, 400)
+                return
+            handler._json(self.complete(path, body))
         elif path == "/v1/files":
             content = _multipart_file(handler.headers["Content-Type"], raw)
             file_id = f"file-{len(self.files)}"

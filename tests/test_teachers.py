@@ -479,7 +479,7 @@ def _priced_config(server, shared_data, tmp_path, **teacher):
                                    {"prompt_tokens": 10**30, "completion_tokens": "many"}],
                          ids=["missing", "negative", "absurd"])
 def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(server, shared_data, tmp_path, usage):
-    server.edit_answer = lambda answer: answer | {"usage": usage} | {
+    server.edit_answer = lambda answer, body: answer | {"usage": usage} | {
         "choices": [c | {"finish_reason": {"odd": 1}} for c in answer["choices"]]}
     summary = teach(context(_priced_config(server, shared_data, tmp_path)), max_cost=1.0)
     bodies = server.completion_requests()
@@ -519,3 +519,51 @@ def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
         server.stop()
     assert len(dispatched) == len(server.arrivals) == 8
     assert _most_in_a_window([t for t, _ in dispatched], [1] * 8, 0.95) <= 2
+
+
+def _chat_config(server, shared_data, tmp_path, **teacher):
+    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+        backend="openai", model="thinker", endpoint="chat", base_url=server.base_url, api_key_env=None,
+        num_samples=1, max_samples=3, **teacher))
+
+
+def test_a_reasoning_model_gets_max_completion_tokens_where_it_rejects_max_tokens(server, shared_data, tmp_path):
+    server.reject_max_tokens = True
+    with pytest.raises(UserError, match="HTTP 400: .*max_completion_tokens"):
+        teach(context(_chat_config(server, shared_data, tmp_path)))
+    refused = len(server.completion_requests())
+    summary = teach(context(_chat_config(server, shared_data, tmp_path / "b", max_tokens_param="max_completion_tokens")))
+    bodies = server.completion_requests()[refused:]
+    assert summary["collected"] == 3 and len(bodies) == 6
+    assert all("max_tokens" not in b and b["max_completion_tokens"] in (128, 32) for b in bodies)
+
+
+@pytest.mark.parametrize("how", ["reasoning_content", "reasoning", "think"])
+def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, shared_data, tmp_path, how):
+    def answer_with_reasoning(answer, body):
+        for choice in answer["choices"]:
+            message = choice["message"]
+            if body["messages"][-1]["content"].endswith("Let's think step by step."):
+                thought = "Heads, flipped twice, is heads."
+                if how == "think":
+                    message["content"] = f"<think>{thought}</think> The coin is heads up."
+                else:
+                    message[how] = thought
+        return answer
+    server.edit_answer = answer_with_reasoning
+    cfg = _chat_config(server, shared_data, tmp_path, rationale_from="reasoning", strip_think=how == "think")
+    teach(context(cfg))
+    records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
+    assert len(records) == 3
+    for r in records:
+        assert r.reasoning_completion == r.step1_reasoning == "Heads, flipped twice, is heads."
+        assert r.answer_prompt.endswith("Heads, flipped twice, is heads. \n" + TRIGGER)
+    db = sqlite3.connect(tmp_path / "run" / "teacher" / "store.sqlite")
+    kept = db.execute("SELECT text, reasoning FROM completions WHERE reasoning IS NOT NULL").fetchall()
+    db.close()
+    assert len(kept) == 3 and all(text and "<think>" not in text for text, _ in kept)  # the answer text, beside it
+    plain = _chat_config(server, shared_data, tmp_path / "plain")  # rationale_from: content (the default)
+    server.edit_answer = None
+    with pytest.raises(UserError, match="returned no reasoning"):
+        teach(context(plain.model_copy(update={"teacher": plain.teacher.model_copy(
+            update={"rationale_from": "reasoning"})})))

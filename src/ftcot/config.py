@@ -52,6 +52,12 @@ class TeacherConfig(Strict):
     # the variable the key is read from (the key itself is never stored); null: a local server that needs none
     api_key_env: str | None = "OPENAI_API_KEY"
     endpoint: Literal["completions", "chat"] = "completions"
+    # Reasoning models on the chat endpoint: the name of the token limit they accept (o-series and newer reject
+    # max_tokens), the rationale taken from the answer text or from the reasoning the server returns beside it
+    # (reasoning_content / reasoning), and <think>...</think> blocks moved out of the answer text.
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    rationale_from: Literal["content", "reasoning"] = "content"
+    strip_think: bool = False
     concurrency: int = Field(32, ge=1)
     requests_per_minute: float | None = Field(None, ge=1)
     tokens_per_minute: float | None = Field(None, ge=1)

@@ -22,7 +22,8 @@ def make_live_teacher(cfg: TeacherConfig):
 
         return OpenAITeacher(cfg.model, cfg.base_url, cfg.api_key_env, cfg.endpoint, cfg.concurrency,
                              cfg.requests_per_minute, cfg.tokens_per_minute, cfg.timeout_s, cfg.max_attempts,
-                             honour_n=cfg.n_per_request)
+                             honour_n=cfg.n_per_request, max_tokens_param=cfg.max_tokens_param,
+                             strip_think=cfg.strip_think)
     if cfg.backend == "hf":
         from ftcot.teachers.hf import HFTeacher
 

@@ -100,7 +100,7 @@ async def prefill(collector, samples) -> int:
             rationale = store.get(teacher.identity, step1, collector.rationale_params, k)
             if rationale is None:
                 continue
-            step2 = zero_shot_cot_step2(step1, rationale.text, collector.trigger)
+            step2 = zero_shot_cot_step2(step1, collector.rationale(rationale), collector.trigger)
             if collector.missing(step2, range(k, k + 1), collector.answer_params):
                 lines.append(batch_line(teacher, step2, collector.answer_params, [k]))
     return stored + await run_batch(teacher, store, lines, cfg.batch_poll_s)

@@ -27,6 +27,17 @@ from ftcot.teachers.records import TeacherCompletion
 from ftcot.teachers.store import CompletionStore, Generation, completion_key
 
 
+def rationale_of(generation: Generation, cfg: TeacherConfig) -> str:
+    """Step 1's rationale: its text, or (teacher.rationale_from: reasoning) the reasoning beside it."""
+    if cfg.rationale_from == "content":
+        return generation.text
+    if not generation.reasoning:
+        raise UserError(f"teacher {cfg.model} returned no reasoning beside its text (rationale_from: reasoning): "
+                        "its server must return reasoning_content or reasoning, or set teacher.strip_think for "
+                        "<think> blocks")
+    return generation.reasoning
+
+
 def request_params(sampling: Sampling) -> dict:
     """The parameters sent with a request, which are also part of each completion's store key."""
     return sampling.model_dump(exclude_none=True)
@@ -109,7 +120,7 @@ class Collector:
             # requests, so money buys finished records, not a pile of rationales without answers.
             async with self.questions:
                 rationales = await self.sample_ks(step1, range(self.cfg.num_samples), self.rationale_params)
-                step2s = [zero_shot_cot_step2(step1, r.text, self.trigger) for r in rationales]
+                step2s = [zero_shot_cot_step2(step1, self.rationale(r), self.trigger) for r in rationales]
                 answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
                                                  for k, p in enumerate(step2s)))
         except BudgetReached:
@@ -118,8 +129,8 @@ class Collector:
         for k, (rationale, step2, (answer,)) in enumerate(zip(rationales, step2s, answers)):
             records.append(TeacherCompletion(
                 task=sample.task, sample_index=sample.sample_index, completion_index=k, question=sample.question,
-                answer=sample.answer, reasoning_prompt=step1, reasoning_completion=rationale.text,
-                reasoning_finish_reason=rationale.finish_reason, answer_prompt=step2,
+                answer=sample.answer, reasoning_prompt=step1, reasoning_completion=self.rationale(rationale),
+                reasoning_finish_reason=rationale.finish_reason, step1_reasoning=rationale.reasoning, answer_prompt=step2,
                 answer_completion=answer.text, answer_finish_reason=answer.finish_reason,
                 model=self.teacher.model,
                 params={"rationale": self.rationale_params, "answer": self.answer_params},
@@ -129,6 +140,9 @@ class Collector:
         if self.progress is not None:
             self.progress.advance(self.progress_task, len(records))
         return records
+
+    def rationale(self, generation: Generation) -> str:
+        return rationale_of(generation, self.cfg)
 
     def _show(self) -> None:
         if self.progress is not None:
@@ -212,7 +226,7 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
             completion_tokens += missing * cfg.rationale.max_tokens
         for k, rationale in enumerate(stored):
             if rationale is not None:
-                step2 = zero_shot_cot_step2(step1, rationale.text, trigger)
+                step2 = zero_shot_cot_step2(step1, rationale_of(rationale, cfg), trigger)
                 if store.get(identity, step2, answer_params, k) is not None:
                     continue
                 prompt_tokens += len(step2) // 4 + 1

@@ -9,6 +9,7 @@ import asyncio
 import email.utils
 import json
 import os
+import re
 import time
 from collections import deque
 
@@ -83,11 +84,12 @@ class OpenAITeacher:
                  endpoint: str = "completions", concurrency: int = 32, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, timeout_s: float = 60.0, max_attempts: int = 6,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, honour_n: bool = True,
-                 rate_period_s: float = 60.0):
+                 rate_period_s: float = 60.0, max_tokens_param: str = "max_tokens", strip_think: bool = False):
         self.model = model
         self.endpoint = endpoint
         self.identity = teacher_identity("openai", model, endpoint)
         self.honour_n = honour_n
+        self.max_tokens_param, self.strip_think = max_tokens_param, strip_think
         # A named variable must hold a key: a silent keyless request to a paid API would only fail later.
         # api_key_env None: a local server (vLLM, llama.cpp) that takes any key.
         key = os.environ.get(api_key_env) if api_key_env else "no-key"
@@ -130,6 +132,8 @@ class OpenAITeacher:
 
     async def _request(self, prompt: str, n: int, params: dict) -> list[Generation]:
         args = {k: v for k, v in params.items() if v is not None}
+        if "max_tokens" in args and self.max_tokens_param != "max_tokens":  # sent by the name the model takes
+            args[self.max_tokens_param] = args.pop("max_tokens")
         worst = worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
         if self.tpm and sum(worst) > self.tpm.limit:
             raise UserError(f"one request may use {sum(worst):,} tokens (prompt bytes + n x max_tokens), "
@@ -152,7 +156,7 @@ class OpenAITeacher:
                         model=self.model, messages=[{"role": "user", "content": prompt}], n=n, **args)
                 else:
                     response = await self.client.completions.create(model=self.model, prompt=prompt, n=n, **args)
-                generations = _generations(response, self.endpoint, time.perf_counter() - start)
+                generations = _generations(response, self.endpoint, time.perf_counter() - start, self.strip_think)
             except openai.APIStatusError:  # the server answered with an error: nothing was generated
                 if held is not None:
                     await self.spending.settle(held, 0, 0)
@@ -171,10 +175,23 @@ class OpenAITeacher:
         return generations
 
 
-def _generations(response, endpoint: str, latency: float) -> list[Generation]:
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def _reasoning(choice, endpoint: str) -> str | None:
+    """What a reasoning model returned beside its answer: vLLM and DeepSeek name it reasoning_content, others
+    reasoning."""
+    message = getattr(choice, "message", None) if endpoint == "chat" else None
+    found = [getattr(message, name, None) for name in ("reasoning_content", "reasoning")]
+    return next((text for text in found if isinstance(text, str) and text), None)
+
+
+def _generations(response, endpoint: str, latency: float, strip_think: bool = False) -> list[Generation]:
     try:
         choices = sorted(response.choices, key=lambda c: c.index or 0)
-        texts = [c.message.content if endpoint == "chat" else c.text for c in choices]
+        # A reasoning model may answer with its reasoning alone: its text is then empty.
+        texts = [(c.message.content if c.message.content is not None or not _reasoning(c, endpoint) else "")
+                 if endpoint == "chat" else c.text for c in choices]
         if not texts or any(not isinstance(t, str) for t in texts):
             raise MalformedResponse("no completion text in response")
         usage = response.usage
@@ -188,9 +205,15 @@ def _generations(response, endpoint: str, latency: float) -> list[Generation]:
         share = None
         if completion_tokens is not None:
             share = completion_tokens // len(texts) + (completion_tokens % len(texts) if i == 0 else 0)
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")  # a lone surrogate: U+FFFD
+        reasoning = _reasoning(choice, endpoint)
+        if strip_think and (thoughts := _THINK.findall(text)):
+            text = _THINK.sub("", text).lstrip()
+            reasoning = reasoning or "\n".join(t.strip() for t in thoughts)
+        text, reasoning = (t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if t else t  # U+FFFD
+                           for t in (text, reasoning))
         finish = choice.finish_reason if isinstance(choice.finish_reason, str) else None
-        out.append(Generation(text, finish, prompt_tokens if i == 0 or prompt_tokens is None else 0, share, latency))
+        out.append(Generation(text, finish, prompt_tokens if i == 0 or prompt_tokens is None else 0, share, latency,
+                              reasoning))
     return out
 
 

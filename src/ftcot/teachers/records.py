@@ -28,8 +28,9 @@ class TeacherCompletion(BaseModel):
     question: str  # as the teacher saw it
     answer: str  # the gold answer, in the same frame as the question (e.g. its choice letters)
     reasoning_prompt: str
-    reasoning_completion: str
+    reasoning_completion: str  # the rationale: step 1's text, or the reasoning returned beside it
     reasoning_finish_reason: str | None = None
+    step1_reasoning: str | None = None  # what a reasoning model returned beside step 1's text, if anything
     answer_prompt: str  # the whole step-2 prompt
     answer_completion: str
     answer_finish_reason: str | None = None

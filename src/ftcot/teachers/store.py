@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS completions (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     latency_s REAL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    reasoning TEXT
 );
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
@@ -46,6 +47,7 @@ class Generation:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float | None = None
+    reasoning: str | None = None  # what a reasoning model returned beside its text (reasoning_content)
 
 
 def completion_key(teacher: str, prompt: str, params: dict, k: int) -> str:
@@ -69,6 +71,11 @@ class CompletionStore:
                 self.db.execute("PRAGMA synchronous=NORMAL")
             if not read_only or not exists:
                 self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(completions)")}
+            if "reasoning" not in columns and not read_only:  # a store made before reasoning was kept
+                self.db.execute("ALTER TABLE completions ADD COLUMN reasoning TEXT")
+            # a dry run reads an older store as it is
+            self.reasoning_column = "reasoning" if "reasoning" in columns or not read_only else "NULL"
             self.db.execute("SELECT key, text FROM completions LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{path} is not a readable completion store ({exc}): move it away to start a new one"
@@ -79,18 +86,19 @@ class CompletionStore:
 
     def get(self, teacher: str, prompt: str, params: dict, k: int) -> Generation | None:
         row = self.db.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s FROM completions WHERE key=?",
-            (completion_key(teacher, prompt, params, k),)).fetchone()
+            f"SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s, {self.reasoning_column} "
+            "FROM completions WHERE key=?", (completion_key(teacher, prompt, params, k),)).fetchone()
         return Generation(*row) if row else None
 
     def put(self, teacher: str, prompt: str, params: dict, k: int, generation: Generation) -> bool:
         """Store a completion; False when that key was already stored (the first one wins)."""
         try:
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO completions (key, teacher, prompt, params, k, text, finish_reason, prompt_tokens,"
+                " completion_tokens, latency_s, created, reasoning) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (completion_key(teacher, prompt, params, k), teacher, prompt, json.dumps(params, sort_keys=True), k,
                  generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens,
-                 generation.latency_s, time.time()))
+                 generation.latency_s, time.time(), generation.reasoning))
         except (sqlite3.Error, UnicodeEncodeError) as exc:  # a full disk; a prompt that is not text
             raise UserError(f"cannot store a completion in {self.path}: {exc}") from None
         return cursor.rowcount == 1
