@@ -1,4 +1,5 @@
 import functools
+import json
 import re
 import http.server
 import shutil
@@ -165,3 +166,40 @@ def test_fetch_mistakes_are_one_line_errors(case, shared_data, tmp_path):
         assert "redirect" in result.stderr.lower() and "could not be fetched" in result.stderr
     if case != "to a file":
         assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".part"]
+
+
+def test_parsing_kojimas_logs_reproduces_every_field_of_every_shared_teacher_record(shared_data):
+    from ftcot.teachers.kojima import parse_log
+
+    for task, name in data.KOJIMA_LOG_NAMES.items():
+        text = (shared_data / "kojima_logs" / f"{name}_zero_shot_cot.log").read_text(encoding="utf-8")
+        shared = [json.loads(line) for line in (shared_data / data.TEACHER_DIR / f"{task}.jsonl").open(encoding="utf-8")]
+        assert parse_log(text, task, shared_data) == shared, task
+
+
+def test_fetch_derives_the_teacher_files_from_the_logs_with_the_published_checksums(shared_data, tmp_path):
+    mirror = tmp_path / "mirror"  # the shared folder without teacher/
+    mirror.mkdir()
+    for part in ("raw", "splits", "kojima_logs", "few_shot_cot_prompts.json"):
+        (mirror / part).symlink_to(shared_data / part)
+    result = run_cli("data", "fetch", "--to", tmp_path / "data", "--source", mirror)
+    assert result.stdout.count("derived") == 12 and "53/54 files present and verified" in result.stdout
+    assert result.returncode == 2 and "raw/AQuA/train.json: missing at source" in result.stderr  # never shared
+    verify = run_cli("data", "verify", "--data-dir", tmp_path / "data")
+    assert verify.returncode == 0 and "BAD" not in verify.stdout
+    for task in data.KOJIMA_LOG_NAMES:
+        path = f"{data.TEACHER_DIR}/{task}.jsonl"
+        assert data.sha256_of(tmp_path / "data" / path) == data.DATA_FILES_BY_PATH[path].sha256
+
+
+def test_the_dataloader_order_is_torchs_randperm_under_seed_1():
+    """Kojima's log order: what a torch DataLoader with a generator seeded 1 yields (two draws for its base
+    seed, then randperm), reproduced without torch's own code."""
+    import torch
+
+    from ftcot.teachers.kojima import loader_order
+
+    for n in (1, 2, 7, 508, 2290):
+        generator = torch.Generator().manual_seed(1)
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        assert loader_order(n) == torch.randperm(n, generator=generator).tolist(), n

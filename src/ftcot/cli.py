@@ -126,7 +126,7 @@ def fetch_command(
         raise UserError(f"cannot use {root} as the data folder: {exc.strerror or exc}") from None
     outcomes = data_files.fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
                                                                                           markup=False))
-    done = sum(o in ("fetched", "verified") for o in outcomes.values())
+    done = sum(o in ("fetched", "derived", "verified") for o in outcomes.values())
     console.print(f"{done}/{len(outcomes)} files present and verified in {root}")
     missing = [p for p, o in outcomes.items() if o.startswith(("missing", "failed"))]
     if missing:

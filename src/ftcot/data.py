@@ -22,10 +22,12 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from ftcot.errors import UserError
 
 # Upstream repositories at the commits the paper's data came from (see README "Data").
-KOJIMA = "https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/5ef330fc"
-REASONING_TEACHER = "https://raw.githubusercontent.com/itsnamgyu/reasoning-teacher/a2ca4d28"
-GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5"
-AQUA = "https://raw.githubusercontent.com/google-deepmind/AQuA/26b64ed1"
+# Full commit SHAs: raw.githubusercontent.com does not resolve short ones.
+KOJIMA = "https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/5ef330fcdeec0cd26aee27943504f91f8ec1c33c"
+REASONING_TEACHER = ("https://raw.githubusercontent.com/itsnamgyu/reasoning-teacher/"
+                     "a2ca4d28d3bbabbd77106b76d06885d1a5eac0d9")
+GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c"
+AQUA = "https://raw.githubusercontent.com/google-deepmind/AQuA/26b64ed1f22208c6742f47df547dfd65088ec30d"
 
 TEACHER_DIR = "teacher/text-davinci-002__zs_cot"
 # Kojima et al.'s log file name for each task; our teacher JSONL files are parsed from these logs.
@@ -43,6 +45,7 @@ class DataFile:
     sha256: str | None  # None: not known here (the file was never available to us)
     url: str | None  # public upstream URL; None for derived files that only a mirror serves
     origin: str = ""  # what a derived file was made from
+    derived_from: str | None = None  # the data file it is parsed from, when the source does not have it
 
 
 def _raw(path: str, sha256: str, url: str | None = None) -> DataFile:
@@ -53,9 +56,15 @@ def _split(name: str, sha256: str) -> DataFile:
     return DataFile(f"splits/{name}.json", sha256, f"{REASONING_TEACHER}/data/split/{name}.json")
 
 
+def _log(task: str, sha256: str) -> DataFile:
+    name = f"{KOJIMA_LOG_NAMES[task]}_zero_shot_cot.log"
+    return DataFile(f"kojima_logs/{name}", sha256, f"{KOJIMA}/log/{name}")
+
+
 def _teacher(task: str, sha256: str) -> DataFile:
-    log = f"{KOJIMA}/log/{KOJIMA_LOG_NAMES[task]}_zero_shot_cot.log"
-    return DataFile(f"{TEACHER_DIR}/{task}.jsonl", sha256, None, origin=f"parsed from {log}")
+    name = f"{KOJIMA_LOG_NAMES[task]}_zero_shot_cot.log"
+    return DataFile(f"{TEACHER_DIR}/{task}.jsonl", sha256, None, origin=f"parsed from {KOJIMA}/log/{name}",
+                    derived_from=f"kojima_logs/{name}")
 
 
 DATA_FILES: tuple[DataFile, ...] = (
@@ -92,6 +101,18 @@ DATA_FILES: tuple[DataFile, ...] = (
     _split("strategy_qa__default", "0857d069a693a83c20466971b7e522b3c90c3258146c9b9461df98e4d2468de1"),
     _split("svamp__default", "fae6cc3a5c50952da78b66991182be507c8585e6a59954e03bd997488608ab1f"),
     _split("tracking_shuffled_objects__default", "6f2a4637d6e0692297e5eaa66bf53518445e1fbae1d94f28daae0040b7a1156a"),
+    _log("addsub", "5a35a7d04ad18f17a5918ba9f456ef85598ffb4ab340d40abd510b316ec65ce4"),
+    _log("aqua", "743315681523f6c459bb9dee0d106e1bbf813059bb0ecc3a75a9bbf8917766ad"),
+    _log("coin_flip", "6c5cd500498686106fad37b8ce85bed2bd26a790b6b1aaa8bec382a0d1103048"),
+    _log("commonsense_qa", "f8027dc6f4c85045ad7567dc71a9b5a4d69fb75af7cdf08ef809fcea617a2757"),
+    _log("date_understanding", "14090fec37b29d4b7053f6ccc8d3865b8ffd949d9d2f21ae71c55f145cb087c8"),
+    _log("gsm8k", "cfb2d43b29762ca5fb09856899a6f6595c7deda6ff73c5e8a3becb8d791c54c4"),
+    _log("last_letter_concatenation", "31e13b33aed4f1c8a920b10914fb31bc0965089afc714d0e72cf78a2f17387b5"),
+    _log("multiarith", "e2e3416d5f376b84513847b0ed2ac40fcfbe424b8279a18f0b6c980ff75fa351"),
+    _log("single_eq", "51bbcb0c0fcc8f5696cd4cd74d89e46d7e5d9ff8fb2e639c1664254a2ecde251"),
+    _log("strategy_qa", "9268254c7c2d86a96b0346d64f5b782440b17ded142589d160ebb39e53fde5c9"),
+    _log("svamp", "37043ef358b75e108860746c533d0c9be0f307ec3373959524778f1b8af5a75a"),
+    _log("tracking_shuffled_objects", "1bb4b95719d37b0cde221fa6d7fe40ab0aeb894d87973f48c6e1675b25301aa5"),
     _teacher("addsub", "e5c2c9bd85c10220987cef216fa6d0bf89cb7884033c02c922de8e8501bc5ccc"),
     _teacher("aqua", "199572e5c55d09bd9199e2a9a32da88b08ef5b501e35dd112e231ba8e86eca76"),
     _teacher("coin_flip", "97e0f68d36cd06a5a60773c9dfb5ded071fd160053966ff195e40f986d367c92"),
@@ -202,6 +223,9 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
     if is_verified(file, root):
         return "verified"
     origin = _source_of(file, source)
+    if file.derived_from and (origin is None or not Path(origin).is_file()) \
+            and is_verified(DATA_FILES_BY_PATH[file.derived_from], root):
+        return _derive(file, root)
     if origin is None:
         return f"skipped: no public source ({file.origin}); pass --source"
     target = root / file.path
@@ -231,10 +255,25 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
     return "fetched"
 
 
+def _derive(file: DataFile, root: Path) -> str:
+    """A teacher file parsed from its log, as the shared data's README lays down; its checksum is the
+    published one, or nothing is left behind."""
+    # Imported here: the parser reads the task's split through ftcot.tasks, which imports this module.
+    from ftcot.teachers.kojima import derive_teacher_file
+
+    task = next(t for t, name in KOJIMA_LOG_NAMES.items() if file.derived_from.endswith(f"/{name}_zero_shot_cot.log"))
+    target = root / file.path
+    derive_teacher_file(root / file.derived_from, task, root, target)
+    if file.sha256 is not None and sha256_of(target) != file.sha256:
+        target.unlink()
+        raise UserError(f"{file.path} parsed from {file.derived_from} does not match its published checksum")
+    return "derived"
+
+
 def fetch(root: Path, source: str | None = None, files: tuple[DataFile, ...] = DATA_FILES,
           timeout: float = 60.0, progress=None) -> dict[str, str]:
     """Fetch every data file that is not already present and verified; a file that cannot be fetched does not
-    stop the others. Returns {path: outcome}: "fetched", "verified", "missing at source: ...",
+    stop the others. Returns {path: outcome}: "fetched", "derived", "verified", "missing at source: ...",
     "failed: ..." or "skipped: ..."."""
     check_source(source)
     outcomes = {}
