@@ -12,6 +12,7 @@ from openai_server import OpenAIServer
 from ftcot.config import CustomTask
 from ftcot.errors import UserError
 from ftcot.tasks import load_samples, load_split
+from ftcot.tasks.answers import parse_prediction
 from ftcot.tasks.custom import register
 from ftcot.teachers.records import TeacherCompletion, write_completion_dataset
 
@@ -81,7 +82,7 @@ BAD = {  # the row that breaks it, and the one line that must name file, row and
     "missing field": ({"question": "What is 1 plus 1?"}, r"train\.jsonl: row 3: no 'answer'"),
     "empty question": ({"question": "  ", "answer": "2"}, r"train\.jsonl: row 3: 'question' is empty"),
     "answer not a number": ({"question": "What is 1 plus 1?", "answer": "two"},
-                            r"train\.jsonl: row 3: 'answer' 'two' is not a number answer"),
+                            r"train\.jsonl: row 3: 'answer' 'two' is not a valid number answer"),
     "duplicate id": ({"id": "q1-0", "question": "What is 1 plus 1?", "answer": "2"},
                      r"train\.jsonl: row 3: 'id' 'q1-0' repeats .*row 1"),
 }
@@ -208,6 +209,111 @@ def test_exports_load_where_users_go_next_and_students_carry_a_model_card(tmp_pa
     card = (run / "students" / "ft_cot" / "best" / "README.md").read_text()
     metrics = json.loads((run / "eval" / "ft_cot" / "metrics.json").read_text())
     assert f"{metrics['accuracy']}% on 8 test questions" in card and "base_model: " in card
+    assert "| task | sums |" in card and "| made by | `ftcot run " in card and "openai:adder" in card
+    assert "none: trained on the gold answers" in (run / "students" / "vanilla" / "best" / "README.md").read_text()
     assert AutoModelForCausalLM.from_pretrained(run / "students" / "ft_cot" / "best") is not None
     bad = run_cli("export", run, "--to", tmp_path / "out", "--format", "csv")
     assert bad.returncode == 2 and "unknown export format" in bad.stderr
+
+
+def _register_rows(tmp_path, rows, name="t", suffix=".jsonl", **decl):
+    path = tmp_path / f"{name}{suffix}"
+    if suffix == ".csv":
+        path.write_text(rows)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return register(CustomTask(name=name, train=str(path), test=str(path), **decl))
+
+
+def test_gold_answers_take_the_form_the_parser_compares(tmp_path):
+    spec = _register_rows(tmp_path, [{"question": "q?", "answer": 18.0}, {"question": "r?", "answer": 1e-7}],
+                          "floats", answer_format="number")
+    assert [s.answer for s in load_samples("floats", tmp_path).values()][:2] == ["18", "0.0000001"]
+    assert spec.answer_format.matches("18", "18")
+    ints = _register_rows(tmp_path, [{"question": "q?", "answer": 18.0}], "ints", answer_format="integer")
+    assert ints.answer_format.matches("18", load_samples("ints", tmp_path)[0].answer)
+    with pytest.raises(UserError, match=r"row 1: 'answer' '3.5' is not a valid integer answer"):
+        _register_rows(tmp_path, [{"question": "q?", "answer": "3.5"}], "half", answer_format="integer")
+    text = _register_rows(tmp_path, "question,answer\nzip?,01234\n", "zips", ".csv", answer_format="text")
+    assert load_samples("zips", tmp_path)[0].answer == "01234" and text.answer_format.name == "text"
+    yes = _register_rows(tmp_path, [{"question": "q?", "answer": True}, {"question": "r?", "answer": "No."}], "yn",
+                         answer_format="yes_no")
+    assert [s.answer for s in load_samples("yn", tmp_path).values()] == ["yes", "no"] * 2 and yes
+
+
+def test_regex_formats_read_the_group_and_never_an_empty_match(tmp_path):
+    spec = _register_rows(tmp_path, [{"question": "q?", "answer": "ID-42"}], "ids", answer_format=r"regex:ID-(\d+)")
+    parsed = parse_prediction(spec.answer_format, " The ticket is ID-42.")
+    assert parsed == "42" and spec.answer_format.matches(parsed, "ID-42")
+    digits = _register_rows(tmp_path, [{"question": "q?", "answer": "7"}], "digits", answer_format=r"regex:\d*")
+    assert parse_prediction(digits.answer_format, "so it is 7") == "7"
+
+
+@pytest.mark.parametrize("case,rows,pattern", [
+    ("dollars", [{"question": "q?", "answer": "$5"}], r"row 1: 'answer' '\$5' is not a valid number answer"),
+    ("too many choices", [{"question": "q?", "choices": [str(i) for i in range(28)], "answer": "27"}],
+     r"row 1: 'choices': 28 choices; at most 26"),
+])
+def test_more_bad_rows_are_one_line_with_their_place(tmp_path, case, rows, pattern):
+    decl = {"answer_format": "number"} if case == "dollars" else {"answer_format": "choice", "choices_field": "choices"}
+    with pytest.raises(UserError, match=pattern):
+        _register_rows(tmp_path, rows, "bad", **decl)
+
+
+def test_a_malformed_file_is_one_line_with_the_readers_own_reason(tmp_path, shared_data):
+    (tmp_path / "train.jsonl").write_text('{"question": "q?", "answer": "1"}\n{"question": \n')
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"task": {"name": "broken", "train": str(tmp_path / "train.jsonl"),
+                                               "test_fraction": 0.5}, "data_dir": str(shared_data)}))
+    result = run_cli("tasks", "--config", config, "--data-dir", shared_data)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "train.jsonl: cannot read it as a table" in result.stderr and "DatasetGenerationError" not in result.stderr
+
+
+def test_choice_letters_in_the_questions_text_size_the_format(tmp_path):
+    spec = _register_rows(tmp_path, [{"question": "(A) x (G) y?", "answer": "G"}], "seven", answer_format="choice")
+    assert spec.answer_format.name == "letter A-G" and "A through G" in spec.answer_trigger
+
+
+def test_changed_or_reordered_data_reruns_the_stages_and_mismatched_records_are_never_trained(tmp_path):
+    from ftcot.config import CurateConfig
+    from ftcot.curate import curate
+
+    rows = _questions(6, 1)
+    first = _register_rows(tmp_path, rows, "sums", answer_format="integer").digest
+    again = _register_rows(tmp_path, rows, "sums", answer_format="integer").digest
+    reordered = _register_rows(tmp_path, rows[::-1], "sums", answer_format="integer").digest
+    assert first == again != reordered
+    samples = list(load_samples("sums", tmp_path).values())
+    record = TeacherCompletion(task="sums", sample_index=0, question=samples[1].question, answer=samples[0].answer,
+                               reasoning_prompt="", reasoning_completion="it is", answer_prompt="",
+                               answer_completion=f" {samples[0].answer}.", model="m")
+    kept, removed = curate([record], samples, CurateConfig(), 1)
+    assert kept == [] and removed == {"question_mismatch": 1}
+
+
+def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):
+    import os
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"question": "old?", "answer": "1"}) + "\n")
+    register(CustomTask(name="fresh", train=str(path), test=str(path), answer_format="integer"))
+    stat = path.stat()
+    path.write_text(json.dumps({"question": "new?", "answer": "2"}) + "\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p and rsync -a leave it
+    register(CustomTask(name="fresh", train=str(path), test=str(path), answer_format="integer"))
+    assert load_samples("fresh", tmp_path)[0].question == "new?"
+
+
+def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, shared_data):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
+                                      "data_dir": str(shared_data), "teacher": {"max_samples": 12}}))
+    for stage in ("teach", "curate"):
+        assert run_cli(stage, config).returncode == 0
+    result = run_cli("export", tmp_path / "run", "--to", tmp_path / "out", "--format", "messages")
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "out" / "ft_cot.messages.jsonl").read_text().splitlines()) > 0
+    (tmp_path / "empty" / "curate").mkdir(parents=True)
+    empty = run_cli("export", tmp_path / "empty", "--to", tmp_path / "out2", "--format", "hf")
+    assert empty.returncode == 2 and "no curated examples" in empty.stderr and not (tmp_path / "out2").exists()

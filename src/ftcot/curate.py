@@ -69,6 +69,9 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
         sample = by_index.get((r.task, r.sample_index))
         if sample is None:
             continue  # a validation or test question, or another split's
+        if get_task(r.task).custom is not None and r.question != sample.question:
+            removed["question_mismatch"] += 1  # a record of other data under the same index: never trained on
+            continue
         fmt = get_task(r.task).answer_format
         rationale = r.reasoning_completion.strip()
         prediction = parse_prediction(fmt, r.answer_completion, TEACHER_ANSWER_PREFIX)

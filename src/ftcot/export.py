@@ -4,11 +4,12 @@ CompletionDataset JSON, and a model card in each student's best/ folder."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import yaml
+
 from ftcot.errors import UserError
-from ftcot.files import read_json, read_jsonl, write_jsonl, write_text
+from ftcot.files import read_json, read_jsonl, read_text, write_jsonl, write_text
 from ftcot.methods import METHODS, TRAINED
 from ftcot.teachers.records import read_records, write_completion_dataset
 
@@ -20,15 +21,15 @@ def _examples(run: Path) -> dict[str, list[dict]]:
     out = {}
     for name in TRAINED:
         path = run / "curate" / f"train_{name}.jsonl"
-        if path.is_file():
-            rows = read_jsonl(path)
+        rows = read_jsonl(path) if path.is_file() else []
+        if rows:
             for row in rows:
                 # The encoder-decoder form: the question and the target alone, without the decoder's " ###".
                 row["prompt"], row["completion"] = METHODS[name].pair(row["question"], row.get("rationale", ""),
                                                                        row["answer"], "encoder_decoder")
             out[name] = rows
     if not out:
-        raise UserError(f"nothing curated in {run}/curate: run `ftcot curate` first")
+        raise UserError(f"no curated examples in {run}/curate: run `ftcot curate` (or keep more of the teacher's)")
     return out
 
 
@@ -36,8 +37,8 @@ def export(run: Path, to: Path, fmt: str) -> list[Path]:
     """Write the run's data in one format under `to`; returns the paths written."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
-    if not (run / "config.yaml").is_file():
-        raise UserError(f"{run} is not a run folder (no config.yaml)")
+    if not (run / "teacher").is_dir() and not (run / "curate").is_dir():
+        raise UserError(f"{run} is not a run folder (no teacher/ or curate/)")
     if to.exists() and not to.is_dir():
         raise UserError(f"--to {to} is a file, not a folder")
     written = []
@@ -81,8 +82,12 @@ def model_card(run: Path, method: str) -> None:
     metrics = read_json(metrics_path) if metrics_path.is_file() else None
     test = (f"{metrics['accuracy']}% on {metrics['n']} test questions (95% CI {metrics['ci95'][0]}-"
             f"{metrics['ci95'][1]})" if metrics else "not evaluated yet (`ftcot evaluate`)")
+    rationales = METHODS[method].trains_on == "rationales"
     teacher_line = (f"{teacher.get('teacher', '?')}: {teacher.get('collected', '?')} completions for "
-                    f"{teacher.get('questions', '?')} questions" if teacher else "none (trained on gold answers)")
+                    f"{teacher.get('questions', '?')} questions" if teacher and rationales
+                    else "none: trained on the gold answers")
+    task = yaml.safe_load(read_text(run / "config.yaml")).get("task") if (run / "config.yaml").is_file() else "?"
+    task = task.get("name") if isinstance(task, dict) else task
     label = METHODS[method].label
     text = f"""---
 base_model: {summary.get('student', '?')}
@@ -97,6 +102,7 @@ task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `Au
 
 | | |
 |---|---|
+| task | {task} |
 | base model | {summary.get('student', '?')} ({summary.get('parameters', '?')} parameters, {summary.get('kind', '?')}) |
 | method | {label} ({method}) |
 | teacher | {teacher_line} |
@@ -105,7 +111,7 @@ task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `Au
 | validation accuracy | {summary.get('best_val_accuracy', '?')}% (questions carved from train) |
 | test accuracy | {test} |
 | environment | {', '.join(f'{k} {v}' for k, v in (environment.get('packages') or {}).items() if v)} |
-| made by | `{' '.join(['ftcot', *sys.argv[1:]])}` |
+| made by | `{summary.get('command', '?')}` |
 """
     write_text(best / "README.md", text)
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -25,7 +26,7 @@ from ftcot.curate import Example, curate, split_validation, vanilla_examples
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
-from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl
+from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
 from ftcot.methods import METHODS, TEACHER, TEACHER_ANSWER_PREFIX, TRAINED
 from ftcot.report import report
 from ftcot.tasks import Sample, TaskSpec, get_task, split_samples
@@ -53,19 +54,22 @@ class RunContext:
 
 def context(cfg: RunConfig) -> RunContext:
     """Resolve the data folder, the run folder and the task (a custom task is read, checked and registered)."""
-    task = get_task(cfg.task) if isinstance(cfg.task, str) else register_custom_task(cfg.task, cfg.curate.seed)
+    task = get_task(cfg.task) if isinstance(cfg.task, str) else register_custom_task(cfg.task)
     return RunContext(cfg, data_dir(cfg.data_dir), Path(cfg.run_dir), task)
 
 
 # --- stage bookkeeping --------------------------------------------------------------------------------------
 
 # Keys that change how a stage runs, not what it produces: changing them reruns nothing.
-OPERATIONAL = {"train": {"checkpoint"}, "evaluate": {"batch_size"}}
+OPERATIONAL = {"train": {"checkpoint", "report_to"}, "evaluate": {"batch_size"}}
 
 
-def fingerprint(cfg: RunConfig, stage: str) -> str:
-    """A hash of the config sections a stage depends on: a stage reruns when they change."""
-    data = cfg.model_dump(include={"task", "split", *STAGES[stage].sections}, exclude=OPERATIONAL)
+def fingerprint(ctx: RunContext, stage: str) -> str:
+    """A hash of the config sections a stage depends on (and of a custom task's data): a stage reruns when
+    they change."""
+    data = ctx.cfg.model_dump(include={"task", "split", *STAGES[stage].sections}, exclude=OPERATIONAL)
+    if ctx.task.digest:
+        data["data"] = ctx.task.digest
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,14 +83,16 @@ def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
     if not path.is_file():
         return False
     summary = read_json(path)
-    return isinstance(summary, dict) and summary.get("fingerprint") == fingerprint(ctx.cfg, stage) \
+    return isinstance(summary, dict) and summary.get("fingerprint") == fingerprint(ctx, stage) \
         and not summary.get("stopped_by_budget")
 
 
 def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict:
-    """The one place a stage's summary is written, with its fingerprint."""
-    summary["fingerprint"] = fingerprint(ctx.cfg, stage)
+    """The one place a stage's summary is written, with its fingerprint; the run's config.yaml beside it, so a
+    folder made stage by stage is a run folder too (for the report and export)."""
+    summary["fingerprint"] = fingerprint(ctx, stage)
     write_json(summary, summary_path(ctx, stage, method))
+    write_text(ctx.run / "config.yaml", yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
     return summary
 
 
@@ -268,6 +274,7 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             f"{f', patience {t.patience}' if t.patience else ''}{f', {t.max_minutes:g} min' if t.max_minutes else ''})"
             f", {len(val)} validation questions", markup=False)
         summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
+        summary["command"] = " ".join(["ftcot", *sys.argv[1:]])  # for the model card
         if main:
             finish(ctx, "train", summary, method)
             model_card(ctx.run, method)

@@ -57,6 +57,7 @@ class TaskSpec:
     # A user's task (ftcot.tasks.custom): its samples and its one split, read from the user's files.
     custom: dict[int, Sample] | None = None
     custom_split: dict[str, list[int]] | None = None
+    digest: str = ""  # a custom task's data, for the stages' fingerprints
 
 
 def _each(fn: Callable[[dict], tuple[str, str]]) -> Converter:
