@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ftcot.errors import UserError
-from ftcot.files import read_text
+from ftcot.files import read_text, write_text
 from ftcot.tasks import load_split
 
 COT_TRIGGER = "Let's think step by step."
@@ -80,7 +80,5 @@ def parse_log(text: str, task: str, data_root: Path) -> list[dict]:
 
 def derive_teacher_file(log: Path, task: str, data_root: Path, target: Path) -> None:
     """Write the task's teacher JSONL parsed from its log (atomically, as the shared file is laid out)."""
-    from ftcot.files import write_text
-
     records = parse_log(read_text(log, "log"), task, data_root)
     write_text(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
