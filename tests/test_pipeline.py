@@ -104,3 +104,44 @@ def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, shared_data,
     stopped = json.loads(summary_path(ctx, "teach").read_text()) | {"stopped_by_budget": True}
     finish(ctx, "teach", stopped)
     assert not is_done(ctx, "teach")
+
+
+def test_operational_keys_rerun_nothing(shared_data, tmp_path):
+    """How a stage runs (concurrency, rate limits, prices, which methods and baselines are on the list) is not
+    what it produced: changing it keeps every finished stage's fingerprint."""
+    from ftcot.config import RunConfig
+    from ftcot.pipeline import STAGES, context, fingerprint
+
+    base = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data)}
+    one = context(RunConfig.model_validate(base))
+    other = context(RunConfig.model_validate(base | {
+        "teacher": {"concurrency": 4, "requests_per_minute": 100, "max_cost": 1.0, "timeout_s": 5},
+        "train": {"methods": ["ft_cot"], "report_to": ["tensorboard"], "checkpoint": False},
+        "evaluate": {"baselines": ["zero_shot"], "batch_size": 3}}))
+    assert all(fingerprint(one, stage) == fingerprint(other, stage) for stage in STAGES)
+    changed = context(RunConfig.model_validate(base | {"train": {"epochs": 7}}))
+    assert fingerprint(one, "curate") == fingerprint(changed, "curate")
+    assert fingerprint(one, "train") != fingerprint(changed, "train")
+
+
+def test_two_processes_writing_one_file_never_trip_over_each_other(tmp_path):
+    """Stages run side by side each rewrite config.yaml: every write is whole, and none fails."""
+    import threading
+
+    from ftcot.files import write_text
+
+    target, errors = tmp_path / "config.yaml", []
+
+    def writer(text):
+        try:
+            for _ in range(300):
+                write_text(target, text)
+        except Exception as exc:  # noqa: BLE001 (any failure is the finding)
+            errors.append(exc)
+    threads = [threading.Thread(target=writer, args=(letter * 5000,)) for letter in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and target.read_text() in ("a" * 5000, "b" * 5000)
+    assert not list(tmp_path.glob("*.part"))

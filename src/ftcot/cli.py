@@ -1,4 +1,5 @@
-"""The `ftcot` command line. User mistakes print one line on stderr and exit with code 2."""
+"""The `ftcot` command line. User mistakes print one line on stderr and exit with code 2; a teacher stopped at
+its budget exits with code 3."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 160)  # no wrapping when piped
 
 DataDir = typer.Option(None, "--data-dir", envvar="FTCOT_DATA_DIR",
-                       help="Data folder [default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data].")
+                       help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data).")
 
 
 ConfigOption = typer.Option(None, "--config", help="A run config whose custom task is listed too.")
@@ -60,8 +61,8 @@ def tasks_command(data_dir: Optional[Path] = DataDir, config: Optional[Path] = C
 @app.command("show")
 def show_command(task: str, index: int = typer.Argument(..., help="sample_index"),
                  data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
-    """Walk one sample through every stage: its raw record, the teacher's prompts and answer, curation, each
-    trained method's pair and each method's student prompt and answer parsing."""
+    """Walk one sample through every stage: its question and answer, the teacher's prompts and answer,
+    curation, each trained method's pair and each method's student prompt and answer parsing."""
     if config is not None:
         _context(config)
     root = data_files.data_dir(data_dir)
@@ -115,8 +116,8 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
 @data_app.command("fetch")
 def fetch_command(
     to: Optional[Path] = typer.Option(None, "--to", envvar="FTCOT_DATA_DIR",
-                                      help="Data folder [default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data]."),
-    source: Optional[str] = typer.Option(None, "--source", help="A local folder or mirror base URL [default: upstream]."),
+                                      help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data)."),
+    source: Optional[str] = typer.Option(None, "--source", help="A local folder or mirror base URL (default: upstream)."),
 ) -> None:
     """Download every data file not already present and verified (sha256), atomically."""
     root = data_files.data_dir(to)

@@ -67,7 +67,8 @@ class TeacherConfig(Strict):
     batch: bool = False  # use the OpenAI Batch API
     batch_poll_s: float = Field(30.0, gt=0)
     prices: dict[str, Price] = {}  # overrides the built-in price table, by model name
-    max_cost: float | None = Field(None, ge=0, allow_inf_nan=False)  # USD; stop cleanly once this much was spent
+    # USD, a hard limit: each request holds its worst case before it is sent; a stop exits 3, a rerun goes on
+    max_cost: float | None = Field(None, ge=0)
     # hf backend
     device: str = "auto"  # auto: the GPU when there is one, else the CPU
     trust_remote_code: bool = False

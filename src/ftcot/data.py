@@ -4,7 +4,8 @@ The data folder mirrors the layout of the project's shared copy:
   raw/<dataset>/<file>                     original benchmark files, byte-identical to upstream
   splits/<task>__<name>.json               the paper's train/test splits
   few_shot_cot_prompts.json                the paper's few-shot-CoT prompts
-  teacher/text-davinci-002__zs_cot/*.jsonl recorded teacher outputs (derived from Kojima et al.'s logs)
+  kojima_logs/<name>_zero_shot_cot.log     Kojima et al.'s zero-shot-CoT logs (text-davinci-002)
+  teacher/text-davinci-002__zs_cot/*.jsonl recorded teacher outputs, parsed from those logs
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
@@ -59,9 +60,16 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # A temp file of this process's own: two processes writing one file (config.yaml, from two stages run
+    # side by side) must not rename each other's half-written copy.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def write_json(obj, path: Path) -> None:

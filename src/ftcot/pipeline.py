@@ -1,5 +1,5 @@
-"""The stages of a run (teach → curate → train → evaluate → report) and the run folder they share; the
-README's "The run folder" lists every file. Each stage is one record in STAGES: its name, the config sections
+"""The stages of a run (teach → curate → train → evaluate → report) and the run folder they share (the
+README's "The run folder" lists its files). Each stage is one record in STAGES: its name, the config sections
 its outputs depend on, its summary file and its function. `finish` alone writes a stage's summary, stamped
 with the fingerprint of those sections, so a rerun skips what is complete and redoes what a config change
 touched, whichever command ran the stage."""
@@ -60,8 +60,11 @@ def context(cfg: RunConfig) -> RunContext:
 
 # --- stage bookkeeping --------------------------------------------------------------------------------------
 
-# Keys that change how a stage runs, not what it produces: changing them reruns nothing.
-OPERATIONAL = {"train": {"checkpoint", "report_to"}, "evaluate": {"batch_size"}}
+# Keys that change how a stage runs, not what it produces: changing them reruns nothing. (Which methods and
+# baselines run is not part of any one method's output either: adding one runs only it.)
+OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_attempts",
+                           "batch_poll_s", "prices", "max_cost"},
+               "train": {"checkpoint", "report_to", "methods"}, "evaluate": {"batch_size", "baselines"}}
 
 
 def fingerprint(ctx: RunContext, stage: str) -> str:
@@ -113,6 +116,10 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
     samples = teach_samples(ctx)
     trigger = tcfg.answer_trigger or ctx.task.answer_trigger
     start = time.perf_counter()
+    budget = max_cost if max_cost is not None else tcfg.max_cost
+    if budget is not None and tcfg.backend != "openai" and not dry_run:
+        raise UserError(f"a budget is for a paid API (backend: openai); the {tcfg.backend} backend costs nothing "
+                        "per request: remove max_cost")
     if tcfg.backend == "recorded":
         teacher = make_recorded_teacher(tcfg, ctx.task.key, ctx.data)
         if dry_run:
@@ -125,10 +132,6 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                    "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False}
     else:
         price = price_of(tcfg.model, tcfg.prices)
-        budget = max_cost if max_cost is not None else tcfg.max_cost
-        if budget is not None and tcfg.backend != "openai" and not dry_run:
-            raise UserError(f"a budget is for a paid API (backend: openai); the {tcfg.backend} backend costs nothing "
-                            "per request: remove max_cost")
         if budget is not None and tcfg.batch and not dry_run:
             raise UserError("a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
                             "after the fact); collect without batch, or without a budget")
@@ -397,9 +400,10 @@ def environment() -> dict:
 
 
 def start_run(ctx: RunContext) -> None:
-    """The run folder's config.yaml and environment.json, written by whoever starts a whole run."""
+    """The run folder's config.yaml and environment.json, written by whoever starts a whole run (every stage
+    writes config.yaml again when it finishes)."""
     ctx.run.mkdir(parents=True, exist_ok=True)
-    (ctx.run / "config.yaml").write_text(yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
+    write_text(ctx.run / "config.yaml", yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
     write_json(environment(), ctx.run / "environment.json")
 
 

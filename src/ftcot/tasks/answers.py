@@ -1,8 +1,8 @@
 """Answer extraction and comparison, following the paper's evaluator rule for rule.
 
 A prediction is parsed from generated text in two steps: find the method's answer prefix (`-->` for
-Fine-tune-CoT, `The answer is` for few-shot-CoT; see ftcot.methods); if it is there, take the *first* answer candidate after it,
-otherwise the *last* candidate anywhere in the text. With no prefix (zero-shot, vanilla fine-tuning,
+Fine-tune-CoT, `The answer is` for few-shot-CoT; see ftcot.methods); if it is there, take the *first* answer
+candidate after it, otherwise the *last* candidate anywhere in the text. With no prefix (zero-shot, vanilla fine-tuning,
 zero-shot-CoT step 2) the first candidate is taken.
 """
 

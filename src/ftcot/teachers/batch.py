@@ -17,6 +17,8 @@ DONE = {"completed", "failed", "expired", "cancelled"}
 
 def batch_line(teacher, prompt: str, params: dict, ks: list[int]) -> dict:
     body = {"model": teacher.model, "n": len(ks), **params}
+    if "max_tokens" in body and teacher.max_tokens_param != "max_tokens":  # the name the model takes
+        body[teacher.max_tokens_param] = body.pop("max_tokens")
     if teacher.endpoint == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]
     else:
