@@ -144,7 +144,12 @@ def test_lora_saves_merged_or_adapter(tiny_lm, shared_data, tmp_path, save):
         from peft import AutoPeftModelForCausalLM
 
         assert (best / "adapter_config.json").exists() and (best / "adapter_model.safetensors").exists()
-        assert AutoPeftModelForCausalLM.from_pretrained(best) is not None
+        peft_model = AutoPeftModelForCausalLM.from_pretrained(best).eval()
+        # ftcot evaluate loads it too: the base model with the adapter merged, the same logits
+        model, _, kind = load_student(StudentConfig(model=str(tiny_lm)), str(best))
+        ids = torch.tensor([[5, 6, 7, 8]])
+        with torch.no_grad():
+            assert torch.allclose(model(ids).logits, peft_model(ids).logits, atol=1e-5) and kind == "decoder"
 
 
 def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, shared_data, tmp_path):

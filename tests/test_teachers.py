@@ -282,8 +282,11 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, shar
         def stored():
             if not db.exists():
                 return {}
-            with sqlite3.connect(db) as con:
-                return dict(con.execute("SELECT key, text FROM completions").fetchall())
+            try:
+                with sqlite3.connect(db) as con:
+                    return dict(con.execute("SELECT key, text FROM completions").fetchall())
+            except sqlite3.OperationalError:  # the killed process had made the file but not yet its table
+                return {}
 
         deadline = time.time() + 60
         while len(stored()) < 40 and time.time() < deadline:

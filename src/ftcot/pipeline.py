@@ -249,7 +249,7 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
     students/<method>/best/. Under torchrun every rank trains; rank 0 alone validates, writes and prints."""
     # deferred: torch and transformers take seconds to import, and only these stages need them
     from ftcot.students.load import load_tokenizer
-    from ftcot.students.train import is_main_process, train, validation_accuracy
+    from ftcot.students.train import end_processes, is_main_process, train, validation_accuracy
 
     unknown = [m for m in methods or [] if m not in TRAINED]
     if unknown:
@@ -285,6 +285,7 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             f"({summary['stop_reason']}; validation accuracy {summary['best_val_accuracy']}), "
             f"{summary['tokens_per_s']} tokens/s")
         summaries[method] = summary
+    end_processes()
     return summaries
 
 

@@ -75,7 +75,9 @@ def load_tokenizer(cfg, path: str | None = None):
 
     name = path or resolve(cfg.model)
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+        # A LoRA adapter saved alone (lora.save: adapter) has its base model's config, not its own.
+        config = AutoConfig.from_pretrained(resolve(cfg.model) if _adapter(name) else name,
+                                            trust_remote_code=cfg.trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:  # ValueError: a folder without a model, a malformed name
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
@@ -94,8 +96,17 @@ def load_student(cfg, path: str | None = None):
     tokenizer, kind = load_tokenizer(cfg, name)
     auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
     try:
-        model = auto.from_pretrained(name, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
-                                     use_safetensors=True)
+        model = auto.from_pretrained(resolve(cfg.model) if _adapter(name) else name, dtype=torch.float32,
+                                     trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+        if _adapter(name):  # the base model with the adapter merged in, as a merged save would be
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, name).merge_and_unload()
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
     return model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer, kind
+
+
+def _adapter(name: str) -> bool:
+    folder = Path(name)
+    return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()

@@ -94,6 +94,16 @@ def _wait_for_main(value=None):
     return box[0]
 
 
+def end_processes() -> None:
+    """After the last student: every rank meets rank 0 (done writing), then leaves the process group, so no
+    rank exits with gloo's threads still running (which aborted a rank at exit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class ValidationCallback(TrainerCallback):
     """After each epoch, on rank 0 only: accuracy on the validation questions, the best epoch's weights to
     `best/`, the history; then stop on patience or on the time budget. The other ranks wait for its verdict."""
