@@ -95,10 +95,11 @@ def load_student(cfg, path: str | None = None):
     name = path or resolve(cfg.model)
     tokenizer, kind = load_tokenizer(cfg, name)
     auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
+    adapter = _adapter(name)
     try:
-        model = auto.from_pretrained(resolve(cfg.model) if _adapter(name) else name, dtype=torch.float32,
+        model = auto.from_pretrained(resolve(cfg.model) if adapter else name, dtype=torch.float32,
                                      trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
-        if _adapter(name):  # the base model with the adapter merged in, as a merged save would be
+        if adapter:  # the base model with the adapter merged in, as a merged save would be
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, name).merge_and_unload()

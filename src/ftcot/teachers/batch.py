@@ -10,7 +10,7 @@ import json
 
 from ftcot.errors import UserError
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
-from ftcot.teachers.store import CompletionStore, Generation, completion_key
+from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of
 
 DONE = {"completed", "failed", "expired", "cancelled"}
 
@@ -102,7 +102,7 @@ async def prefill(collector, samples) -> int:
             rationale = store.get(teacher.identity, step1, collector.rationale_params, k)
             if rationale is None:
                 continue
-            step2 = zero_shot_cot_step2(step1, collector.rationale(rationale), collector.trigger)
+            step2 = zero_shot_cot_step2(step1, rationale_of(rationale, cfg), collector.trigger)
             if collector.missing(step2, range(k, k + 1), collector.answer_params):
                 lines.append(batch_line(teacher, step2, collector.answer_params, [k]))
     return stored + await run_batch(teacher, store, lines, cfg.batch_poll_s)

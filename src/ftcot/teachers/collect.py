@@ -24,18 +24,7 @@ from ftcot.teachers.batch import prefill
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.openai_api import MalformedResponse
 from ftcot.teachers.records import TeacherCompletion
-from ftcot.teachers.store import CompletionStore, Generation, completion_key
-
-
-def rationale_of(generation: Generation, cfg: TeacherConfig) -> str:
-    """Step 1's rationale: its text, or (teacher.rationale_from: reasoning) the reasoning beside it."""
-    if cfg.rationale_from == "content":
-        return generation.text
-    if not generation.reasoning:
-        raise UserError(f"teacher {cfg.model} returned no reasoning beside its text (rationale_from: reasoning): "
-                        "its server must return reasoning_content or reasoning, or set teacher.strip_think for "
-                        "<think> blocks")
-    return generation.reasoning
+from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of
 
 
 def request_params(sampling: Sampling) -> dict:
@@ -120,16 +109,17 @@ class Collector:
             # requests, so money buys finished records, not a pile of rationales without answers.
             async with self.questions:
                 rationales = await self.sample_ks(step1, range(self.cfg.num_samples), self.rationale_params)
-                step2s = [zero_shot_cot_step2(step1, self.rationale(r), self.trigger) for r in rationales]
+                texts = [rationale_of(r, self.cfg) for r in rationales]
+                step2s = [zero_shot_cot_step2(step1, text, self.trigger) for text in texts]
                 answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
                                                  for k, p in enumerate(step2s)))
         except BudgetReached:
             return []
         records = []
-        for k, (rationale, step2, (answer,)) in enumerate(zip(rationales, step2s, answers)):
+        for k, (rationale, text, step2, (answer,)) in enumerate(zip(rationales, texts, step2s, answers)):
             records.append(TeacherCompletion(
                 task=sample.task, sample_index=sample.sample_index, completion_index=k, question=sample.question,
-                answer=sample.answer, reasoning_prompt=step1, reasoning_completion=self.rationale(rationale),
+                answer=sample.answer, reasoning_prompt=step1, reasoning_completion=text,
                 reasoning_finish_reason=rationale.finish_reason, step1_reasoning=rationale.reasoning, answer_prompt=step2,
                 answer_completion=answer.text, answer_finish_reason=answer.finish_reason,
                 model=self.teacher.model,
@@ -140,9 +130,6 @@ class Collector:
         if self.progress is not None:
             self.progress.advance(self.progress_task, len(records))
         return records
-
-    def rationale(self, generation: Generation) -> str:
-        return rationale_of(generation, self.cfg)
 
     def _show(self) -> None:
         if self.progress is not None:

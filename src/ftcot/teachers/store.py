@@ -114,3 +114,14 @@ class CompletionStore:
         rows = self.db.execute("SELECT batch_id FROM batches WHERE teacher=? AND state!='ingested' ORDER BY created",
                                (teacher,))
         return [r[0] for r in rows]
+
+
+def rationale_of(generation: Generation, cfg) -> str:
+    """Step 1's rationale: its text, or (teacher.rationale_from: reasoning) the reasoning beside it."""
+    if cfg.rationale_from == "content":
+        return generation.text
+    if not generation.reasoning:
+        raise UserError(f"teacher {cfg.model} returned no reasoning beside its text (rationale_from: reasoning): "
+                        "its server must return reasoning_content or reasoning, or set teacher.strip_think for "
+                        "<think> blocks")
+    return generation.reasoning
