@@ -16,8 +16,9 @@
 set -uo pipefail
 export PYTHONPATH=/tmp/site:/tmp/w/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 export FTCOT_DATA_DIR=/tmp/data FTCOT_CACHE_DIR=/tmp/ftcot-cache PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-tasks="single_eq addsub multiarith svamp date_understanding tracking_shuffled_objects last_letter_concatenation
-coin_flip strategy_qa"
+tasks=${TASKS:-"single_eq addsub multiarith svamp date_understanding tracking_shuffled_objects last_letter_concatenation
+coin_flip strategy_qa"}
+JOBS=${JOBS:-18}             # students trained side by side (2 per task); 18 peaked at 92 GiB
 MINUTES=${MINUTES:-8}        # each student's training budget (it stops before an epoch that would end past it)
 DEADLINE=${DEADLINE:-640}    # the whole protocol, conversion and evaluation included, is killed after this
 
@@ -50,7 +51,7 @@ torch.cuda.get_device_name(0), torch.cuda.is_bf16_supported())" || exit 1
     || exit 1
   cd /tmp/w
   setsid bash -c "timeout $DEADLINE python3 benchmarks/reproduce.py --tasks $(echo $tasks) --protocol paper \
-    --max-examples 0 --no-checkpoint --max-minutes $MINUTES --jobs 18 >protocol.log 2>&1; echo \$? >protocol.rc" \
+    --max-examples 0 --no-checkpoint --max-minutes $MINUTES --jobs $JOBS >protocol.log 2>&1; echo \$? >protocol.rc" \
     </dev/null >/dev/null 2>&1 &
   collect 570
   ;;
