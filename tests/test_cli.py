@@ -4,6 +4,7 @@ import shutil
 import pytest
 import yaml
 
+import minidata
 from helpers import run_cli
 
 
@@ -17,7 +18,19 @@ def _one_line_error(result, pattern):
     assert "Traceback" not in result.stderr
 
 
-def test_tasks_lists_counts_and_teacher_coverage(shared_data):
+def test_tasks_lists_every_task_with_its_counts_and_teacher_coverage(data_dir):
+    result = run_cli("tasks", "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[1]: [c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines()
+            if line.startswith("│")}
+    assert list(rows) == list(minidata.SIZES)
+    for task, cells in rows.items():
+        _, train, test = minidata.counts(task)
+        covered = [str(train), str(test)] if task in minidata.TEACHER_TASKS else ["0", "0"]
+        assert cells[3:] == [f"{train}" + (" (raw file missing)" if task == "aqua" else ""), str(test), *covered]
+
+
+def test_tasks_lists_the_real_counts_and_teacher_coverage(shared_data):
     result = run_cli("tasks", "--data-dir", shared_data)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
@@ -29,16 +42,18 @@ def test_tasks_lists_counts_and_teacher_coverage(shared_data):
     assert cells[3:] == ["7473", "1319", "0", "1319"]
 
 
-def test_show_prints_teacher_and_student_views(shared_data):
-    result = run_cli("show", "multiarith", "0", "--data-dir", shared_data)
+def test_show_prints_teacher_and_student_views(data_dir):
+    from ftcot.tasks import load_samples
+
+    result = run_cli("show", "multiarith", "0", "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "A: Let's think step by step." in out
     assert "recorded text-davinci-002 step 2" in out
-    assert " ###" in out and "--> 39" in out
+    assert " ###" in out and f"--> {load_samples('multiarith', data_dir, [0])[0].answer}<eos>" in out
 
 
-def test_show_walks_a_sample_through_every_stage_and_method(shared_data):
+def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     """What `ftcot show` prints for each method comes from the method table alone: its label, its prompt, the
     pair a trained method learns, and how its answer is read back."""
     from ftcot.curate import training_frame
@@ -47,12 +62,12 @@ def test_show_walks_a_sample_through_every_stage_and_method(shared_data):
     from ftcot.tasks.prompts import load_few_shot_prompts
     from ftcot.teachers.records import read_shared_jsonl
 
-    out = run_cli("show", "coin_flip", "3", "--data-dir", shared_data).stdout
-    sample = load_samples("coin_flip", shared_data, [3])[3]
-    record = next(r for r in read_shared_jsonl(shared_data / "teacher" / "text-davinci-002__zs_cot" /
+    out = run_cli("show", "coin_flip", "3", "--data-dir", data_dir).stdout
+    sample = load_samples("coin_flip", data_dir, [3])[3]
+    record = next(r for r in read_shared_jsonl(data_dir / "teacher" / "text-davinci-002__zs_cot" /
                                                "coin_flip.jsonl") if r.sample_index == 3)
     question, answer = training_frame(sample, record)
-    context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(shared_data))
+    context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(data_dir))
     assert "curate\nparsed " in out
     for name, method in METHODS.items():
         assert f"evaluate {name}: {method.label}" in out
@@ -63,13 +78,14 @@ def test_show_walks_a_sample_through_every_stage_and_method(shared_data):
     assert out.count("its training completion reads") == sum(m.pair is not None for m in METHODS.values())
 
 
-def test_unknown_task(shared_data):
-    _one_line_error(run_cli("show", "no_such_task", "1", "--data-dir", shared_data), r"^error: unknown task")
+def test_unknown_task(data_dir):
+    _one_line_error(run_cli("show", "no_such_task", "1", "--data-dir", data_dir), r"^error: unknown task")
 
 
-def test_index_out_of_range(shared_data):
-    _one_line_error(run_cli("show", "coin_flip", "500", "--data-dir", shared_data),
-                    r"^error: sample index 500 out of range for task coin_flip")
+def test_index_out_of_range(data_dir):
+    past = minidata.SIZES["coin_flip"]
+    _one_line_error(run_cli("show", "coin_flip", past, "--data-dir", data_dir),
+                    rf"^error: sample index {past} out of range for task coin_flip")
 
 
 def test_missing_file(tmp_path):
@@ -77,12 +93,12 @@ def test_missing_file(tmp_path):
                     r"^error: missing data file .*raw/coin_flip/coin_flip\.json: .*https://")
 
 
-def test_malformed_json_line_names_file_and_line(shared_data, tmp_path):
+def test_malformed_json_line_names_file_and_line(data_dir, tmp_path):
     for part in ("raw", "splits"):
-        shutil.copytree(shared_data / part, tmp_path / part)
+        shutil.copytree(data_dir / part, tmp_path / part)
     teacher = tmp_path / "teacher" / "text-davinci-002__zs_cot"
     teacher.mkdir(parents=True)
-    lines = (shared_data / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").read_text().splitlines()
+    lines = (data_dir / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").read_text().splitlines()
     lines[4] = lines[4][:50]
     (teacher / "coin_flip.jsonl").write_text("\n".join(lines) + "\n")
     _one_line_error(run_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
@@ -120,10 +136,10 @@ def test_data_fetch_and_verify_from_local_folder(shared_data, tmp_path):
     _one_line_error(run_cli("data", "verify", "--data-dir", dest), r"^error: 1 data file\(s\) .* fail their checksum")
 
 
-def _copy_data(shared_data, dest):
-    """The coin_flip files of the shared data, to break one of them."""
+def _copy_data(data_dir, dest):
+    """The coin_flip files of the synthetic data, to break one of them."""
     for part in ("raw/coin_flip", "splits"):
-        shutil.copytree(shared_data / part, dest / part)
+        shutil.copytree(data_dir / part, dest / part)
     return dest
 
 
@@ -148,13 +164,13 @@ MISTAKES = {  # what the user did -> (config overrides, command, files to break,
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
-def test_every_mistake_is_one_line_and_exit_2(mistake, shared_data, tmp_path):
+def test_every_mistake_is_one_line_and_exit_2(mistake, data_dir, tmp_path):
     overrides, command, files, pattern = MISTAKES[mistake]
-    _copy_data(shared_data, tmp_path / "data")
+    _copy_data(data_dir, tmp_path / "data")
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    cfg = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+    cfg = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
            "teacher": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key_env": None,
                        "max_samples": 2}}
     for key, value in overrides.items():
@@ -164,9 +180,9 @@ def test_every_mistake_is_one_line_and_exit_2(mistake, shared_data, tmp_path):
     _one_line_error(run_cli(command[0], tmp_path / "c.yaml", *command[1:]), pattern)
 
 
-def test_a_dry_run_writes_nothing(shared_data, tmp_path):
+def test_a_dry_run_writes_nothing(data_dir, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+    cfg.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
                                    "teacher": {"backend": "openai", "model": "m", "api_key_env": None}}))
     result = run_cli("teach", "--dry-run", cfg)
     assert result.returncode == 0 and "dry run" in result.stderr
@@ -174,7 +190,7 @@ def test_a_dry_run_writes_nothing(shared_data, tmp_path):
 
 
 @pytest.mark.parametrize("metrics", ["{bad", '"a string"', '{"accuracy": "high"}'])
-def test_report_on_a_broken_metrics_file_is_one_line(metrics, shared_data, tmp_path):
+def test_report_on_a_broken_metrics_file_is_one_line(metrics, tmp_path):
     run = tmp_path / "runs" / "a"
     (run / "eval" / "ft_cot").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))

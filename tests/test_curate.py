@@ -1,6 +1,7 @@
+import minidata
 from ftcot.config import CurateConfig
 from ftcot.curate import curate, split_validation, vanilla_examples
-from ftcot.tasks import Sample, load_samples, split_samples
+from ftcot.tasks import Sample, load_samples, load_split, split_samples
 from ftcot.teachers.records import TeacherCompletion, read_shared_jsonl, recorded_teacher_path
 
 
@@ -34,20 +35,22 @@ def test_each_filter_is_applied_and_counted():
     assert len(kept_all) == 6 and dict(removed) == {"incorrect": 1}
 
 
-def test_validation_split_is_seeded_stratified_and_from_train_only(shared_data):
-    train = split_samples("coin_flip", "train", shared_data) + split_samples("addsub", "train", shared_data)
+def test_validation_split_is_seeded_stratified_and_from_train_only(data_dir):
+    coin_flip, addsub = split_samples("coin_flip", "train", data_dir), split_samples("addsub", "train", data_dir)
+    train = coin_flip + addsub
     rest, val = split_validation(train, 0.1, seed=0)
-    assert len(val) == 35 + 28 and len(rest) + len(val) == len(train)
-    assert sum(s.task == "coin_flip" for s in val) == 35 and sum(s.task == "addsub" for s in val) == 28
+    expected = {"coin_flip": round(0.1 * len(coin_flip)), "addsub": round(0.1 * len(addsub))}
+    assert len(val) == sum(expected.values()) and len(rest) + len(val) == len(train)
+    assert all(sum(s.task == task for s in val) == n for task, n in expected.items())
     assert not {(s.task, s.sample_index) for s in val} & {(s.task, s.sample_index) for s in rest}
     assert [s.sample_index for s in split_validation(train, 0.1, seed=0)[1]] == [s.sample_index for s in val]
     assert [s.sample_index for s in split_validation(train, 0.1, seed=1)[1]] != [s.sample_index for s in val]
-    test_ids = {s.sample_index for s in split_samples("coin_flip", "test", shared_data)}
+    test_ids = {s.sample_index for s in split_samples("coin_flip", "test", data_dir)}
     assert not {s.sample_index for s in val if s.task == "coin_flip"} & test_ids
     assert [e.answer for e in vanilla_examples(rest[:2])] == [s.answer for s in rest[:2]]
 
 
-def test_recorded_date_records_keep_the_teachers_choice_order_in_the_tasks_format(shared_data):
+def _date_records_keep_the_teachers_choice_order_in_the_tasks_format(root):
     # The recorded teacher saw Kojima et al.'s format and choice order, and its rationales name letters in that
     # order ("the answer is (D)"). Training pairs keep the task's format but the teacher's order and letter.
     import re
@@ -55,11 +58,11 @@ def test_recorded_date_records_keep_the_teachers_choice_order_in_the_tasks_forma
     def choice(question, letter):
         return re.search(rf"\({letter}\) ([^,]+?)(?:,|\.$)", question).group(1)
 
-    records = read_shared_jsonl(recorded_teacher_path("date_understanding", shared_data))
-    train = split_samples("date_understanding", "train", shared_data)
+    records = read_shared_jsonl(recorded_teacher_path("date_understanding", root))
+    train = split_samples("date_understanding", "train", root)
     examples, removed = curate(records, train, CurateConfig(), num_samples=1)
-    samples = load_samples("date_understanding", shared_data)
-    assert len(examples) + removed["incorrect"] == 258
+    samples = load_samples("date_understanding", root)
+    assert len(examples) + removed["incorrect"] == len(train)
     moved = 0
     for e in examples:
         sample = samples[e.sample_index]
@@ -71,3 +74,16 @@ def test_recorded_date_records_keep_the_teachers_choice_order_in_the_tasks_forma
     assert moved > len(examples) // 2  # most right answers sit under another letter in the teacher's order
     teacher_frame, _ = curate(records, train, CurateConfig(question_source="teacher"), num_samples=1)
     assert teacher_frame[0].question != examples[0].question and "Answer Choices:" in teacher_frame[0].question
+    return examples, removed
+
+
+def test_recorded_date_records_keep_the_teachers_choice_order_in_the_tasks_format(data_dir):
+    examples, removed = _date_records_keep_the_teachers_choice_order_in_the_tasks_format(data_dir)
+    train = set(load_split("date_understanding", data_dir)["train"])
+    wrong = minidata.TEACHER_WRONG["date_understanding"]
+    assert {e.sample_index for e in examples} == train - wrong and removed["incorrect"] == len(train & wrong)
+
+
+def test_real_date_records_keep_the_teachers_choice_order_in_the_tasks_format(shared_data):
+    examples, removed = _date_records_keep_the_teachers_choice_order_in_the_tasks_format(shared_data)
+    assert len(examples) + removed["incorrect"] == 258

@@ -89,7 +89,7 @@ BAD = {  # the row that breaks it, and the one line that must name file, row and
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, shared_data, case):
+def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, data_dir, case):
     row, pattern = BAD[case]
     rows = _questions(2, 1) + [row]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -98,7 +98,7 @@ def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, shared_
     config.write_text(yaml.safe_dump({
         "task": {"name": "sums", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
                  "answer_format": "number", "id_field": "id" if case == "duplicate id" else None},
-        "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data)}))
+        "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir)}))
     result = run_cli("teach", config)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and re.search(pattern, result.stderr), \
         result.stderr
@@ -113,14 +113,14 @@ def test_a_choice_letter_out_of_range_is_named(tmp_path):
                             answer_format="choice"))
 
 
-def _run_config(tmp_path, shared_data, tiny_lm, teacher: dict) -> str:
+def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict) -> str:
     train = _write(_questions(200, 1), tmp_path / "train.jsonl")
     test = _write(_questions(50, 2), tmp_path / "test.jsonl")
     (tmp_path / "sums.yaml").write_text(yaml.safe_dump({"name": "sums", "train": train.name, "test": test.name,
                                                         "answer_format": "integer", "id_field": "id"}))
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({
-        "task": str(tmp_path / "sums.yaml"), "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+        "task": str(tmp_path / "sums.yaml"), "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
         "teacher": {"num_samples": 1, "teach_on": ["train", "test"], **teacher}, "student": {"model": str(tiny_lm)},
         "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
         "evaluate": {"max_samples": 8, "max_new_tokens": 12}}))
@@ -139,10 +139,10 @@ def _check_run(result, tmp_path):
     assert "| method: student | sums |" in (run / "report.md").read_text()
 
 
-def test_a_custom_task_runs_end_to_end_with_the_openai_backend(tmp_path, shared_data, tiny_lm):
+def test_a_custom_task_runs_end_to_end_with_the_openai_backend(tmp_path, data_dir, tiny_lm):
     server = OpenAIServer(responder=_sum_teacher).start()
     try:
-        config = _run_config(tmp_path, shared_data, tiny_lm, {"backend": "openai", "model": "adder",
+        config = _run_config(tmp_path, data_dir, tiny_lm, {"backend": "openai", "model": "adder",
                                                               "base_url": server.base_url, "api_key_env": None})
         result = run_cli("run", config)
     finally:
@@ -150,13 +150,13 @@ def test_a_custom_task_runs_end_to_end_with_the_openai_backend(tmp_path, shared_
     _check_run(result, tmp_path)
     unique = {r["question"] for r in _questions(200, 1) + _questions(50, 2)}
     assert len(server.completion_requests()) == 2 * len(unique)  # a question asked twice is paid once
-    listed = run_cli("tasks", "--config", config, "--data-dir", shared_data).stdout
+    listed = run_cli("tasks", "--config", config, "--data-dir", data_dir).stdout
     assert re.search(r"sums +│ +sums +│ +integer +│ +200 +│ +50", listed), listed
-    shown = run_cli("show", "sums", "0", "--config", config, "--data-dir", shared_data).stdout
+    shown = run_cli("show", "sums", "0", "--config", config, "--data-dir", data_dir).stdout
     assert "What is" in shown and "evaluate ft_cot: Fine-tune-CoT" in shown
 
 
-def test_a_custom_task_runs_end_to_end_with_recorded_completions(tmp_path, shared_data, tiny_lm):
+def test_a_custom_task_runs_end_to_end_with_recorded_completions(tmp_path, data_dir, tiny_lm):
     rows = _questions(200, 1) + _questions(50, 2)
     records = []
     for index, row in enumerate(rows):
@@ -168,19 +168,19 @@ def test_a_custom_task_runs_end_to_end_with_recorded_completions(tmp_path, share
             reasoning_prompt=step1, reasoning_completion=rationale, answer_prompt=f"{step1}{rationale} \n{trigger}",
             answer_completion=f" {row['answer']}.", model="adder", params={}))
     write_completion_dataset(records, tmp_path / "sums_adder.json")
-    config = _run_config(tmp_path, shared_data, tiny_lm, {"backend": "recorded",
+    config = _run_config(tmp_path, data_dir, tiny_lm, {"backend": "recorded",
                                                           "records": str(tmp_path / "sums_adder.json")})
     _check_run(run_cli("run", config), tmp_path)
 
 
-def test_exports_load_where_users_go_next_and_students_carry_a_model_card(tmp_path, shared_data, tiny_lm):
+def test_exports_load_where_users_go_next_and_students_carry_a_model_card(tmp_path, data_dir, tiny_lm):
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     server = OpenAIServer(responder=_sum_teacher).start()
     try:
-        config = _run_config(tmp_path, shared_data, tiny_lm, {"backend": "openai", "model": "adder",
+        config = _run_config(tmp_path, data_dir, tiny_lm, {"backend": "openai", "model": "adder",
                                                               "base_url": server.base_url, "api_key_env": None})
         assert run_cli("run", config).returncode == 0
     finally:
@@ -260,12 +260,12 @@ def test_more_bad_rows_are_one_line_with_their_place(tmp_path, case, rows, patte
         _register_rows(tmp_path, rows, "bad", **decl)
 
 
-def test_a_malformed_file_is_one_line_with_the_readers_own_reason(tmp_path, shared_data):
+def test_a_malformed_file_is_one_line_with_the_readers_own_reason(tmp_path, data_dir):
     (tmp_path / "train.jsonl").write_text('{"question": "q?", "answer": "1"}\n{"question": \n')
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": {"name": "broken", "train": str(tmp_path / "train.jsonl"),
-                                               "test_fraction": 0.5}, "data_dir": str(shared_data)}))
-    result = run_cli("tasks", "--config", config, "--data-dir", shared_data)
+                                               "test_fraction": 0.5}, "data_dir": str(data_dir)}))
+    result = run_cli("tasks", "--config", config, "--data-dir", data_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "train.jsonl: cannot read it as a table" in result.stderr and "DatasetGenerationError" not in result.stderr
 
@@ -305,10 +305,10 @@ def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):
     assert load_samples("fresh", tmp_path)[0].question == "new?"
 
 
-def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, shared_data):
+def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, data_dir):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
-                                      "data_dir": str(shared_data), "teacher": {"max_samples": 12}}))
+                                      "data_dir": str(data_dir), "teacher": {"max_samples": 12}}))
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     result = run_cli("export", tmp_path / "run", "--to", tmp_path / "out", "--format", "messages")

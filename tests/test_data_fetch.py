@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import json
 import re
@@ -11,9 +12,15 @@ from ftcot import data
 from ftcot.errors import UserError
 from helpers import run_cli
 
-SMALL = tuple(data.DATA_FILES_BY_PATH[p] for p in (
-    "raw/coin_flip/coin_flip.json", "splits/coin_flip__default.json", "few_shot_cot_prompts.json",
-    "teacher/text-davinci-002__zs_cot/coin_flip.jsonl"))
+SMALL_PATHS = ("raw/coin_flip/coin_flip.json", "splits/coin_flip__default.json", "few_shot_cot_prompts.json",
+               "teacher/text-davinci-002__zs_cot/coin_flip.jsonl")
+
+
+@pytest.fixture(scope="module")
+def small(data_dir):
+    """Four data files as fetch knows them, with the synthetic files' checksums in place of the published ones."""
+    return tuple(dataclasses.replace(data.DATA_FILES_BY_PATH[p], sha256=data.sha256_of(data_dir / p))
+                 for p in SMALL_PATHS)
 
 
 class CountingHandler(http.server.SimpleHTTPRequestHandler):
@@ -54,33 +61,33 @@ def serve():
         server.server_close()
 
 
-def test_fetch_from_http_mirror_verifies_and_skips_verified_files(shared_data, tmp_path, serve):
-    url, server = serve(shared_data)
-    outcomes = data.fetch(tmp_path, url, files=SMALL)
-    assert set(outcomes.values()) == {"fetched"} and len(server.requests) == len(SMALL)
-    for file in SMALL:
+def test_fetch_from_http_mirror_verifies_and_skips_verified_files(data_dir, small, tmp_path, serve):
+    url, server = serve(data_dir)
+    outcomes = data.fetch(tmp_path, url, files=small)
+    assert set(outcomes.values()) == {"fetched"} and len(server.requests) == len(small)
+    for file in small:
         assert data.sha256_of(tmp_path / file.path) == file.sha256
     # A second run asks for nothing: every file is already there and verified.
-    assert set(data.fetch(tmp_path, url, files=SMALL).values()) == {"verified"}
-    assert len(server.requests) == len(SMALL)
+    assert set(data.fetch(tmp_path, url, files=small).values()) == {"verified"}
+    assert len(server.requests) == len(small)
     assert not list(tmp_path.rglob("*.part"))
 
 
-def test_corrupted_file_is_a_clear_error_and_leaves_nothing_behind(shared_data, tmp_path, serve):
+def test_corrupted_file_is_a_clear_error_and_leaves_nothing_behind(data_dir, small, tmp_path, serve):
     mirror = tmp_path / "mirror"
-    shutil.copytree(shared_data / "raw" / "coin_flip", mirror / "raw" / "coin_flip")
+    shutil.copytree(data_dir / "raw" / "coin_flip", mirror / "raw" / "coin_flip")
     target = mirror / "raw" / "coin_flip" / "coin_flip.json"
     target.write_bytes(target.read_bytes().replace(b"heads up", b"tails up", 1))
     url, _ = serve(mirror)
     dest = tmp_path / "data"
-    outcome = data.fetch(dest, url, files=SMALL[:1])["raw/coin_flip/coin_flip.json"]
+    outcome = data.fetch(dest, url, files=small[:1])["raw/coin_flip/coin_flip.json"]
     assert re.match(r"failed: checksum mismatch for raw/coin_flip/coin_flip\.json", outcome)
     assert [p for p in dest.rglob("*") if p.is_file()] == []
 
 
-def test_dropped_connection_is_retried_then_reported(shared_data, tmp_path, serve):
-    url, server = serve(shared_data, drop="coin_flip.json")
-    outcome = data.fetch(tmp_path, url, files=SMALL[:1])["raw/coin_flip/coin_flip.json"]
+def test_dropped_connection_is_retried_then_reported(data_dir, small, tmp_path, serve):
+    url, server = serve(data_dir, drop="coin_flip.json")
+    outcome = data.fetch(tmp_path, url, files=small[:1])["raw/coin_flip/coin_flip.json"]
     assert re.match(r"failed: cannot fetch .*coin_flip\.json: .* \(after 3 attempts\)", outcome)
     assert server.requests == ["/raw/coin_flip/coin_flip.json"] * 3
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
@@ -110,19 +117,28 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     assert str(data.data_dir()).endswith(".cache/ftcot/data")
 
 
-def test_fetch_goes_on_past_missing_files_then_lists_them_and_fails(shared_data, tmp_path, serve):
-    mirror = tmp_path / "mirror"
-    for file in SMALL[1:]:  # the mirror lacks the first file: the server answers 404
+def _mirror_without_the_first(root, files, mirror):
+    for file in files[1:]:  # the mirror lacks the first file: the server answers 404
         (mirror / file.path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_data / file.path, mirror / file.path)
-    url, server = serve(mirror)
-    outcomes = data.fetch(tmp_path / "data", url, files=SMALL)
-    assert outcomes[SMALL[0].path] == f"missing at source: {url}/{SMALL[0].path}"
-    assert [outcomes[f.path] for f in SMALL[1:]] == ["fetched"] * 3
+        shutil.copy(root / file.path, mirror / file.path)
+    return mirror
+
+
+def test_fetch_goes_on_past_missing_files(data_dir, small, tmp_path, serve):
+    url, _ = serve(_mirror_without_the_first(data_dir, small, tmp_path / "mirror"))
+    outcomes = data.fetch(tmp_path / "data", url, files=small)
+    assert outcomes[small[0].path] == f"missing at source: {url}/{small[0].path}"
+    assert [outcomes[f.path] for f in small[1:]] == ["fetched"] * 3
+    assert all((tmp_path / "data" / f.path).is_file() for f in small[1:])
+
+
+def test_fetch_command_goes_on_past_missing_files_then_lists_them_and_fails(shared_data, tmp_path, serve):
+    small = tuple(data.DATA_FILES_BY_PATH[p] for p in SMALL_PATHS)  # the published checksums, so the real files
+    url, _ = serve(_mirror_without_the_first(shared_data, small, tmp_path / "mirror"))
     result = run_cli("data", "fetch", "--to", tmp_path / "all", "--source", url)
     assert result.returncode == 2 and "missing at source" in result.stdout
     assert re.fullmatch(r"error: \d+ file\(s\) could not be fetched .*\n", result.stderr)
-    assert (tmp_path / "all" / SMALL[1].path).is_file()  # fetched although an earlier file was missing
+    assert all((tmp_path / "all" / f.path).is_file() for f in small[1:])  # fetched although an earlier one was not
 
 
 class RedirectLoop(http.server.BaseHTTPRequestHandler):
@@ -137,8 +153,8 @@ class RedirectLoop(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("case", ["ftp", "redirect loop", "to a file", "no such folder", "bad URL", "no host"])
-def test_fetch_mistakes_are_one_line_errors(case, shared_data, tmp_path):
-    dest, source = tmp_path / "data", str(shared_data)
+def test_fetch_mistakes_are_one_line_errors(case, data_dir, tmp_path):
+    dest, source = tmp_path / "data", str(data_dir)
     server = None
     if case == "ftp":
         source = "ftp://example.com/data"
@@ -166,6 +182,17 @@ def test_fetch_mistakes_are_one_line_errors(case, shared_data, tmp_path):
         assert "redirect" in result.stderr.lower() and "could not be fetched" in result.stderr
     if case != "to a file":
         assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".part"]
+
+
+def test_parsing_a_kojima_style_log_reproduces_every_field_of_its_records(data_dir):
+    """The parser on a synthetic log in Kojima's layout: records in the order of Kojima's DataLoader, one whose
+    rationale holds the answer trigger (tests/minidata.py)."""
+    from ftcot.teachers.kojima import parse_log
+
+    text = (data_dir / "kojima_logs" / "coin_flip_zero_shot_cot.log").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in (data_dir / data.TEACHER_DIR / "coin_flip.jsonl").open(encoding="utf-8")]
+    assert parse_log(text, "coin_flip", data_dir) == records
+    assert sum(f" \n{r['answer_prompt']}" in r["reasoning_completion"] for r in records) == 1
 
 
 def test_parsing_kojimas_logs_reproduces_every_field_of_every_shared_teacher_record(shared_data):

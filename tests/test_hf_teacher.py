@@ -6,8 +6,8 @@ from ftcot.teachers.hf import HFTeacher
 from ftcot.teachers.store import CompletionStore
 
 
-def test_local_transformers_teacher_samples_d_rationales(tiny_lm, shared_data, tmp_path):
-    samples = split_samples("coin_flip", "train", shared_data)[:3]
+def test_local_transformers_teacher_samples_d_rationales(tiny_lm, data_dir, tmp_path):
+    samples = split_samples("coin_flip", "train", data_dir)[:3]
     cfg = TeacherConfig(backend="hf", model=str(tiny_lm), num_samples=2,
                         rationale={"temperature": 0.7, "max_tokens": 12, "seed": 1}, answer={"max_tokens": 4})
     teacher = HFTeacher(str(tiny_lm))

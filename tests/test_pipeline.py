@@ -3,14 +3,15 @@ import shutil
 
 import yaml
 
+import minidata
 from helpers import run_cli
 from ftcot.tasks import split_samples
 
 
-def _config(tmp_path, shared_data, tiny_lm, **evaluate):
+def _config(tmp_path, data_dir, tiny_lm, **evaluate):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "runs" / "tiny"), "data_dir": str(shared_data),
+        "task": "coin_flip", "run_dir": str(tmp_path / "runs" / "tiny"), "data_dir": str(data_dir),
         "teacher": {"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
         "student": {"model": str(tiny_lm)},
         "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
@@ -19,8 +20,8 @@ def _config(tmp_path, shared_data, tiny_lm, **evaluate):
     return path
 
 
-def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, shared_data, tiny_lm):
-    config = _config(tmp_path, shared_data, tiny_lm)
+def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, data_dir, tiny_lm):
+    config = _config(tmp_path, data_dir, tiny_lm)
     result = run_cli("run", config)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "tiny"
@@ -39,22 +40,23 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
                   "Vanilla fine-tuning:", "Fine-tune-CoT:"):
         assert label in table
     teacher = json.loads((run / "eval" / "teacher" / "metrics.json").read_text())
-    test_ids = [s.sample_index for s in split_samples("coin_flip", "test", shared_data)[:8]]
+    test_ids = [s.sample_index for s in split_samples("coin_flip", "test", data_dir)[:8]]
     logged = {json.loads(line)["sample_index"]: json.loads(line) for line in
-              (shared_data / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()}
+              (data_dir / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()}
     assert teacher["n"] == 8 and teacher["correct"] == sum(logged[i]["gold"] == logged[i]["log_prediction"]
                                                            for i in test_ids)
     predictions = [json.loads(line) for line in (run / "eval" / "ft_cot" / "predictions.jsonl").open()]
     assert len(predictions) == 8 and all(p["prompt"].endswith(" ###") for p in predictions)
     curated = json.loads((run / "curate" / "summary.json").read_text())
-    assert curated["val_questions"] == 35 and curated["kept"] + sum(curated["removed"].values()) <= 40
+    train = minidata.counts("coin_flip")[1]
+    assert curated["val_questions"] == round(0.1 * train) and curated["kept"] + sum(curated["removed"].values()) <= 40
 
     again = run_cli("run", config)
     assert again.returncode == 0
     assert "teach: done already" in again.stderr and "curate: done already" in again.stderr
     assert "train ft_cot: done already" in again.stderr and "evaluate" not in again.stderr
 
-    changed = _config(tmp_path, shared_data, tiny_lm, max_samples=6)
+    changed = _config(tmp_path, data_dir, tiny_lm, max_samples=6)
     third = run_cli("run", changed)
     assert third.returncode == 0
     assert "train ft_cot: done already" in third.stderr and "evaluate ft_cot:" in third.stderr
@@ -85,13 +87,13 @@ def test_bad_config_values_are_one_line_errors(tmp_path):
     assert result.returncode == 2 and "no evaluated runs under" in result.stderr
 
 
-def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, shared_data, tiny_lm):
+def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, data_dir, tiny_lm):
     """Every stage's summary is written in one place with its fingerprint, so `ftcot teach` and `ftcot curate`
     followed by `ftcot run` do not redo them; a teacher stopped by its budget is never done."""
     from ftcot.config import load_config
     from ftcot.pipeline import context, finish, is_done, summary_path
 
-    config = _config(tmp_path, shared_data, tiny_lm)
+    config = _config(tmp_path, data_dir, tiny_lm)
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     ctx = context(load_config(config))
@@ -106,13 +108,13 @@ def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, shared_data,
     assert not is_done(ctx, "teach")
 
 
-def test_operational_keys_rerun_nothing(shared_data, tmp_path):
+def test_operational_keys_rerun_nothing(data_dir, tmp_path):
     """How a stage runs (concurrency, rate limits, prices, which methods and baselines are on the list) is not
     what it produced: changing it keeps every finished stage's fingerprint."""
     from ftcot.config import RunConfig
     from ftcot.pipeline import STAGES, context, fingerprint
 
-    base = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data)}
+    base = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir)}
     one = context(RunConfig.model_validate(base))
     other = context(RunConfig.model_validate(base | {
         "teacher": {"concurrency": 4, "requests_per_minute": 100, "max_cost": 1.0, "timeout_s": 5},

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+import minidata
 from ftcot.errors import UserError
 from ftcot.tasks import prompts
 
@@ -24,12 +25,12 @@ def test_step2_rebuilds_the_recorded_teacher_prompt_byte_for_byte(shared_data):
     assert step2.endswith(" \nTherefore, the answer (arabic numerals) is")
 
 
-def test_few_shot_cot(shared_data):
-    few_shot = prompts.load_few_shot_prompts(shared_data)
+def test_few_shot_cot(data_dir):
+    few_shot = prompts.load_few_shot_prompts(data_dir)
     text = prompts.few_shot_cot("Is the coin still heads up?", "coin_flip", few_shot)
-    assert text.startswith("Q: A coin is heads up. Angelina flips the coin.")
+    assert text.startswith(few_shot["coin_flip"]["prompt"]) and text.startswith("Q: A coin is heads up.")
     assert text.endswith(".\nQ: Is the coin still heads up?\nA:")
-    assert text.count("\nQ: ") == 8  # eight exemplars, then the question
+    assert text.count("\nQ: ") == minidata.FEW_SHOT["coin_flip"]  # the exemplars, then the question
     # The paper has no few-shot prompt for tracking_shuffled_objects.
     with pytest.raises(UserError, match="no few-shot-CoT prompt for task tracking_shuffled_objects"):
         prompts.few_shot_cot("q", "tracking_shuffled_objects", few_shot)

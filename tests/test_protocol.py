@@ -25,8 +25,8 @@ from ftcot.tasks import get_task
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
 
-def _examples(shared_data, n=16):
-    records = read_shared_jsonl(recorded_teacher_path("coin_flip", shared_data))[:n]
+def _examples(data_dir, n=16):
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", data_dir))[:n]
     return [Example(task="coin_flip", sample_index=r.sample_index, question=r.question,
                     rationale=r.reasoning_completion.strip(), answer=r.answer) for r in records]
 
@@ -64,10 +64,10 @@ def _scripted(scores, saved, delay=0.0):
     return validate
 
 
-def test_patience_stops_training_and_keeps_the_best_epoch(tiny_lm, shared_data, tmp_path):
+def test_patience_stops_training_and_keeps_the_best_epoch(tiny_lm, data_dir, tmp_path):
     saved = {}
     cfg = TrainConfig(protocol="paper", epochs=10, batch_size=4, learning_rate=1e-3, patience=2, checkpoint=False)
-    summary = train(_examples(shared_data), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "ft_cot",
+    summary = train(_examples(data_dir), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "ft_cot",
                     _scripted([10.0, 30.0, 20.0, 25.0, 90.0], saved))
     # epochs 3 and 4 bring no gain over epoch 2: stop after epoch 4, never reaching the 90 of epoch 5
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4]
@@ -80,31 +80,31 @@ def test_patience_stops_training_and_keeps_the_best_epoch(tiny_lm, shared_data, 
     assert on_disk == summary["history"]
 
 
-def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_lm, shared_data, tmp_path):
+def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_lm, data_dir, tmp_path):
     # Each epoch validates for at least 0.5 s; a 0.6 s budget cannot hold a second epoch.
     cfg = TrainConfig(epochs=5, batch_size=4, learning_rate=1e-3, max_minutes=0.01, checkpoint=False)
-    summary = train(_examples(shared_data), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "out",
+    summary = train(_examples(data_dir), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "out",
                     _scripted([10.0] * 5, {}, delay=0.5))
     assert (summary["stop_reason"], summary["epochs_trained"]) == ("time budget", 1)
     assert (tmp_path / "out" / "best" / "model.safetensors").exists()
     assert summary["history"][0]["val_s"] >= 0.5
 
 
-def test_a_fresh_start_forgets_the_history_of_an_unfinished_attempt(tiny_lm, shared_data, tmp_path):
+def test_a_fresh_start_forgets_the_history_of_an_unfinished_attempt(tiny_lm, data_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "history.json").write_text(json.dumps([{"epoch": 1, "val_accuracy": 99.0, "train_s": 1.0, "val_s": 1.0,
                                                    "tokens_per_s": 1.0, "loss": None}]))
-    summary = train(_examples(shared_data, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
+    summary = train(_examples(data_dir, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
                     TrainConfig(epochs=1, batch_size=4, checkpoint=False), out, _scripted([5.0], {}))
     assert [h["val_accuracy"] for h in summary["history"]] == [5.0]
 
 
-def test_report_to_tensorboard_writes_event_files_into_the_students_folder(tiny_lm, shared_data, tmp_path):
+def test_report_to_tensorboard_writes_event_files_into_the_students_folder(tiny_lm, data_dir, tmp_path):
     from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401 (the writer the Trainer falls back to)
 
     cfg = TrainConfig(epochs=2, batch_size=4, learning_rate=1e-3, checkpoint=True, report_to=["tensorboard"])
-    train(_examples(shared_data, 48), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "out",
+    train(_examples(data_dir, 48), "ft_cot", StudentConfig(model=str(tiny_lm)), cfg, tmp_path / "out",
           _scripted([10.0, 20.0], {}))
     events = list((tmp_path / "out" / "logs").glob("events.out.tfevents.*"))
     assert events and sum(e.stat().st_size for e in events) > 100  # losses and the learning rate, logged
@@ -116,11 +116,11 @@ def test_report_to_tensorboard_writes_event_files_into_the_students_folder(tiny_
         TrainConfig(report_to=["tensorbord"])
 
 
-def test_precision(tiny_lm, shared_data, tmp_path):
+def test_precision(tiny_lm, data_dir, tmp_path):
     assert precision_args("fp32")["bf16"] is False
     if not torch.cuda.is_available():
         assert precision_args("auto") == {"bf16": False, "tf32": False}  # the CPU default stays float32
-    summary = train(_examples(shared_data, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
+    summary = train(_examples(data_dir, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
                     TrainConfig(epochs=1, batch_size=4, precision="bf16", checkpoint=False), tmp_path / "bf16")
     assert summary["precision"] == "bf16"
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "best")
@@ -138,11 +138,11 @@ def test_bf16_on_a_gpu_without_it_is_a_one_line_error(monkeypatch):
         precision_args("bf16")
 
 
-def test_generation_budget_covers_the_curated_completions(tiny_lm, shared_data, tmp_path):
+def test_generation_budget_covers_the_curated_completions(tiny_lm, data_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     cfg = RunConfig.model_validate({"task": "coin_flip", "run_dir": str(tmp_path)})
     assert generation_budget(context(cfg), tokenizer, "decoder") == FALLBACK_MAX_NEW_TOKENS  # nothing curated yet
-    examples = _examples(shared_data, 200)
+    examples = _examples(data_dir, 200)
     write_jsonl([e.model_dump() for e in examples], tmp_path / "curate" / "train_ft_cot.jsonl")
     lengths = [len(tokenizer(" " + e.rationale + " --> " + e.answer, add_special_tokens=False)["input_ids"]) + 1
                for e in examples]
@@ -167,12 +167,12 @@ def test_diagnostics_name_cut_offs_unparsed_outputs_and_one_answer_for_all():
     assert diagnostics(predictions, None, fmt)["no_answer_marker"] is None
 
 
-def test_torchrun_two_processes_validate_and_write_once(tiny_lm, shared_data, tmp_path):
+def test_torchrun_two_processes_validate_and_write_once(tiny_lm, data_dir, tmp_path):
     """Under torchrun (gloo on the CPU) both ranks train, but only rank 0 validates and writes best/, history.json
     and summary.json; the run's files are those of one validation per epoch."""
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
         "teacher": {"max_samples": 60}, "student": {"model": str(tiny_lm)},
         "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 4, "learning_rate": 1e-3, "checkpoint": False},
         "evaluate": {"max_new_tokens": 8, "batch_size": 16}}))
@@ -180,7 +180,7 @@ def test_torchrun_two_processes_validate_and_write_once(tiny_lm, shared_data, tm
         assert run_cli(stage, config).returncode == 0
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              "-m", "ftcot.cli", "train", str(config)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "FTCOT_DATA_DIR": str(shared_data)})
+                            env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "run" / "students" / "ft_cot"
     log = result.stdout + result.stderr

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+import minidata
 from ftcot.errors import UserError
 from ftcot.tasks import get_task
 from ftcot.tasks.answers import parse_prediction
@@ -9,19 +10,21 @@ from ftcot.teachers.records import (read_completion_dataset, read_shared_jsonl, 
                                     write_completion_dataset)
 
 
-def test_shared_records_become_teacher_completions(shared_data):
-    records = read_shared_jsonl(recorded_teacher_path("coin_flip", shared_data))
-    assert len(records) == 500 and len({r.sample_index for r in records}) == 500
+def test_shared_records_become_teacher_completions(data_dir):
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", data_dir))
+    n = minidata.SIZES["coin_flip"]
+    assert len(records) == n and len({r.sample_index for r in records}) == n
     first = records[0]
     assert first.model == "text-davinci-002" and first.params["max_tokens_reasoning"] == 128
     assert first.answer_prompt == (first.reasoning_prompt + first.reasoning_completion
                                    + " \nTherefore, the answer (Yes or No) is")
     fmt = get_task("coin_flip").answer_format
-    assert sum(fmt.matches(parse_prediction(fmt, r.answer_completion), r.answer) for r in records) == 457  # 91.40%
+    correct = {r.sample_index for r in records if fmt.matches(parse_prediction(fmt, r.answer_completion), r.answer)}
+    assert correct == set(range(n)) - minidata.TEACHER_WRONG["coin_flip"]
 
 
-def test_completion_dataset_round_trip(shared_data, tmp_path):
-    records = read_shared_jsonl(recorded_teacher_path("date_understanding", shared_data))
+def test_completion_dataset_round_trip(data_dir, tmp_path):
+    records = read_shared_jsonl(recorded_teacher_path("date_understanding", data_dir))
     records[0] = records[0].model_copy(update={"completion_index": 1, "usage": {"total_tokens": 3},
                                                "latency_s": 0.5, "answer_finish_reason": "stop"})
     path = tmp_path / "date.json"

@@ -20,16 +20,16 @@ from ftcot.tasks import split_samples
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
 
-def _examples(shared_data, n=24):
-    records = read_shared_jsonl(recorded_teacher_path("coin_flip", shared_data))[:n]
+def _examples(data_dir, n=24):
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", data_dir))[:n]
     return [Example(task="coin_flip", sample_index=r.sample_index, question=r.question,
                     rationale=r.reasoning_completion.strip(), answer=r.answer) for r in records]
 
 
-def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, shared_data):
+def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, data_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     assert tokenizer.pad_token_id == tokenizer.eos_token_id
-    example = _examples(shared_data, 1)[0]
+    example = _examples(data_dir, 1)[0]
     (feature,) = tokenize([example], "ft_cot", "decoder", tokenizer, 512)
     prompt_ids = tokenizer(example.question + " ###")["input_ids"]
     completion = " " + example.rationale + " --> " + example.answer
@@ -42,10 +42,10 @@ def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, shared
     assert len(short["input_ids"]) == len(short["labels"]) == 20
 
 
-def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, shared_data):
+def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, data_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_lm)
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
-    questions = [s.question for s in split_samples("coin_flip", "test", shared_data)[:6]]
+    questions = [s.question for s in split_samples("coin_flip", "test", data_dir)[:6]]
     texts = [questions[0][:40], *questions[1:]]  # different lengths: left padding must not change outputs
     batched = generate(model, tokenizer, texts, 12, batch_size=6)
     single = [generate(model, tokenizer, [t], 12, batch_size=1)[0] for t in texts]
@@ -55,7 +55,7 @@ def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, shared
     assert all(len(s) < len(b) for s, b in zip(stopped, batched) if len(b) > 6)
 
 
-def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_rows(tiny_lm, shared_data):
+def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_rows(tiny_lm, data_dir):
     from transformers import LlamaForCausalLM, StoppingCriteriaList
 
     from ftcot.evaluate import StopWhenDone
@@ -67,7 +67,7 @@ def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
-    questions = [s.question for s in split_samples("coin_flip", "test", shared_data)[:8]]
+    questions = [s.question for s in split_samples("coin_flip", "test", data_dir)[:8]]
     texts = [q[: 20 + 15 * i] for i, q in enumerate(questions)]  # different lengths: left padding
     for done in (None, lambda t: len(t) >= 10 + 7 * (len(t.split()) % 4)):  # rows finish at different steps
         sizes = []
@@ -110,7 +110,7 @@ def test_wilson_interval():
     assert wilson_interval(0, 0) == (0.0, 0.0)
 
 
-def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, shared_data, tmp_path):
+def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_dir, tmp_path):
     scores = iter([10.0, 30.0, 20.0])  # validation accuracy after epochs 1, 2, 3
     saved = {}
 
@@ -119,7 +119,7 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, share
         saved[accuracy] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return accuracy
 
-    summary = train(_examples(shared_data), "ft_cot", StudentConfig(model=str(tiny_lm)),
+    summary = train(_examples(data_dir), "ft_cot", StudentConfig(model=str(tiny_lm)),
                     TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3), tmp_path / "ft_cot", validate)
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
     assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == 30.0
@@ -132,8 +132,8 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, share
 
 
 @pytest.mark.parametrize("save", ["merged", "adapter"])
-def test_lora_saves_merged_or_adapter(tiny_lm, shared_data, tmp_path, save):
-    train(_examples(shared_data, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
+def test_lora_saves_merged_or_adapter(tiny_lm, data_dir, tmp_path, save):
+    train(_examples(data_dir, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
           TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8, save=save)),
           tmp_path / "lora")
     best = tmp_path / "lora" / "best"
@@ -152,7 +152,7 @@ def test_lora_saves_merged_or_adapter(tiny_lm, shared_data, tmp_path, save):
             assert torch.allclose(model(ids).logits, peft_model(ids).logits, atol=1e-5) and kind == "decoder"
 
 
-def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, shared_data, tmp_path):
+def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16,
                       decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -161,26 +161,26 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, shared_data, tmp_
     T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
     tokenizer.save_pretrained(tmp_path / "t5")
     student = StudentConfig(model=str(tmp_path / "t5"))
-    summary = train(_examples(shared_data, 8), "ft_cot", student, TrainConfig(epochs=1, batch_size=4),
+    summary = train(_examples(data_dir, 8), "ft_cot", student, TrainConfig(epochs=1, batch_size=4),
                     tmp_path / "out")
     assert summary["kind"] == "encoder_decoder"
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
     assert isinstance(model, T5ForConditionalGeneration) and kind == "encoder_decoder"
-    predictions, metrics = evaluate(model, tok, split_samples("coin_flip", "test", shared_data)[:4], "ft_cot", kind,
+    predictions, metrics = evaluate(model, tok, split_samples("coin_flip", "test", data_dir)[:4], "ft_cot", kind,
                                     8, 4)
     assert metrics["n"] == 4 and predictions[0]["prompt"] == predictions[0]["prompt"].strip()
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
 
 
-def test_train_resumes_after_a_kill(tiny_lm, shared_data, tmp_path):
+def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(run), "data_dir": str(shared_data),
+        "task": "coin_flip", "run_dir": str(run), "data_dir": str(data_dir),
         "teacher": {"max_samples": 200}, "student": {"model": str(tiny_lm)},
         "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2},
         "evaluate": {"max_new_tokens": 4, "batch_size": 32}}))
-    env = {**os.environ, "FTCOT_DATA_DIR": str(shared_data)}
+    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
     for stage in ("teach", "curate"):
         assert subprocess.run([sys.executable, "-m", "ftcot.cli", stage, str(config)], env=env,
                               capture_output=True).returncode == 0

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+import minidata
 from ftcot.errors import UserError
 from ftcot.tasks import TASKS, get_task, load_samples, load_split, split_samples
 from ftcot.tasks.registry import verbalize
@@ -17,6 +18,52 @@ COUNTS = {
 }
 
 
+@pytest.mark.parametrize("task", [t for t in minidata.SIZES if t != "aqua"])
+def test_every_raw_format_loads_with_its_split(data_dir, task):
+    """Each task's reader on a synthetic file in its upstream format: every record becomes a sample, at its
+    sample_index (a second file's records after its offset), and the split's indices all load."""
+    total, train, test = minidata.counts(task)
+    samples = load_samples(task, data_dir)
+    split = load_split(task, data_dir)
+    assert (len(samples), len(split["train"]), len(split["test"])) == (total, train, test)
+    assert set(split["train"]) | set(split["test"]) == set(samples)
+    assert all(s.question and s.answer for s in samples.values())
+
+
+def test_sample_formats_follow_the_papers_conventions(data_dir):
+    """The conventions, on synthetic records made to show them (tests/minidata.py)."""
+    single_eq = load_samples("single_eq", data_dir, [0, 1])
+    assert (single_eq[0].answer, single_eq[1].answer) == ("43.0", "0.6666666666666666")  # str() of a float
+    addsub = load_samples("addsub", data_dir, [0])[0]
+    assert addsub.answer == "43" and addsub.question == addsub.question.strip()  # the file's string, stripped
+    multiarith = load_samples("multiarith", data_dir)
+    assert all(s.answer.isdigit() and s.question == s.question.strip() for s in multiarith.values())
+    gsm = load_samples("gsm8k", data_dir)
+    assert gsm[0].answer == "1,000"  # commas kept, as in the paper
+    first_test = json.loads((data_dir / "raw/grade-school-math/test.jsonl").read_text().splitlines()[0])
+    assert gsm[7473].question == first_test["question"]  # the test file follows the 7,473 train lines
+    svamp = load_samples("svamp", data_dir, [0])[0]
+    assert re.fullmatch(r"Each box holds \d+ \w+\. \w+ has \d+ boxes\. How many \w+ does \w+ have\?", svamp.question)
+    assert svamp.answer.endswith(".0")
+    for task, letters in (("tracking_shuffled_objects", "ABC"), ("date_understanding", "ABCDEF")):
+        records = json.loads((data_dir / get_task(task).sources[0].path).read_text())["examples"]
+        for k, sample in load_samples(task, data_dir).items():
+            right = next(c for c, score in records[k]["target_scores"].items() if score).removesuffix(".")
+            assert sample.answer in letters
+            assert re.search(rf"\({sample.answer}\) {re.escape(right)}[,.]", sample.question)  # the right choice
+            assert "\nWhich choice is true? Answer choices: (A) " in sample.question and ".," not in sample.question
+    csqa = load_samples("commonsense_qa", data_dir, [minidata.OFFSETS["commonsense_qa"]])
+    first_dev = csqa[minidata.OFFSETS["commonsense_qa"]]
+    assert re.fullmatch(r"Which of these numbers is the largest\? Answer choices: \(A\) \d+, \(B\) \d+, \(C\) \d+, "
+                        r"\(D\) \d+, \(E\) \d+\.", first_dev.question)
+    assert first_dev.answer == max("ABCDE", key=lambda x: int(re.search(rf"\({x}\) (\d+)", first_dev.question)[1]))
+    assert {s.answer for s in load_samples("strategy_qa", data_dir).values()} == {"Yes", "No"}
+    aqua = split_samples("aqua", "test", data_dir)[0]
+    assert aqua.sample_index == minidata.OFFSETS["aqua"]
+    assert re.fullmatch(r"What is \d+ times \d+\? Answer choices: \(A\) \d+, \(B\) \d+, \(C\) \d+, \(D\) \d+, "
+                        r"\(E\) \d+\.", aqua.question)
+
+
 @pytest.mark.parametrize("task", list(COUNTS))
 def test_every_split_index_loads(shared_data, task):
     total, train, test = COUNTS[task]
@@ -28,7 +75,7 @@ def test_every_split_index_loads(shared_data, task):
     assert all(s.question and s.answer for s in samples.values())
 
 
-def test_sample_formats_follow_the_papers_conventions(shared_data):
+def test_real_samples_follow_the_papers_conventions(shared_data):
     assert load_samples("single_eq", shared_data, [0])[0].answer == "43.0"
     assert load_samples("addsub", shared_data, [0])[0].answer == "43"
     multiarith = load_samples("multiarith", shared_data, [0])[0]
@@ -78,20 +125,21 @@ def test_verbalize():
     assert verbalize("Q?", [" x ", "y"]) == "Q? Answer choices: (A) x, (B) y."
 
 
-def test_missing_raw_file_names_it_and_its_source_but_test_split_loads(shared_data):
+def test_missing_raw_file_names_it_and_its_source_but_test_split_loads(data_dir):
     with pytest.raises(UserError, match=r"raw/AQuA/train\.json.*github.*AQuA"):
-        split_samples("aqua", "train", shared_data)
-    test = split_samples("aqua", "test", shared_data)
-    assert len(test) == 254 and test[0].sample_index == 97467
+        split_samples("aqua", "train", data_dir)
+    test = split_samples("aqua", "test", data_dir)
+    assert len(test) == minidata.SIZES["aqua"] and test[0].sample_index == 97467
 
 
-def test_unknown_task_and_out_of_range_indices(shared_data, tmp_path):
+def test_unknown_task_and_out_of_range_indices(data_dir, tmp_path):
     with pytest.raises(UserError, match="unknown task 'nope'"):
         get_task("nope")
-    with pytest.raises(UserError, match="sample index 500 out of range"):
-        load_samples("coin_flip", shared_data, [3, 500])
+    past = minidata.SIZES["coin_flip"]
+    with pytest.raises(UserError, match=f"sample index {past} out of range"):
+        load_samples("coin_flip", data_dir, [3, past])
     # A split file that points past the data is a clear error too.
-    shutil.copytree(shared_data / "raw" / "coin_flip", tmp_path / "raw" / "coin_flip")
+    shutil.copytree(data_dir / "raw" / "coin_flip", tmp_path / "raw" / "coin_flip")
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "coin_flip__default.json").write_text('{"train": [0, 1, 9999], "test": [2]}')
     with pytest.raises(UserError, match="sample index 9999 out of range"):

@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 
+import minidata
 from helpers import run_cli
 from openai_server import OpenAIServer, default_responder
 from ftcot.config import Price, RunConfig, TeacherConfig
@@ -35,8 +36,8 @@ def server():
 
 
 @pytest.fixture
-def samples(shared_data):
-    return split_samples("coin_flip", "train", shared_data)[:6]
+def samples(data_dir):
+    return split_samples("coin_flip", "train", data_dir)[:6]
 
 
 def _collect(server, samples, tmp_path, faults=(), num_samples=3, n_per_request=True, dispatched=None,
@@ -169,14 +170,14 @@ def test_tokens_per_minute_hold_in_every_window(server, samples, tmp_path):
         _collect(server, _fresh(samples, 1)[:1], tmp_path / "small", tokens_per_minute=50)
 
 
-def test_a_question_asked_twice_is_paid_once_and_records_equal_the_store(shared_data, tmp_path):
+def test_a_question_asked_twice_is_paid_once_and_records_equal_the_store(data_dir, tmp_path):
     """Duplicate questions (MultiArith has 12) share one request even while it is in flight, on a server that
     samples: every record's rationale and answer are the ones the store holds."""
     import uuid
 
     server = OpenAIServer(latency_s=0.05, responder=lambda prompt, i: f" {uuid.uuid4().hex} yes.").start()
     try:
-        base = split_samples("coin_flip", "train", shared_data)[:5]
+        base = split_samples("coin_flip", "train", data_dir)[:5]
         twice = base + [s.__class__(s.task, 500 + s.sample_index, s.question, s.answer) for s in base]
         (tmp_path / "a").mkdir()
         outcome, stored = _collect(server, twice, tmp_path / "a", num_samples=2, n_per_request=False)
@@ -215,8 +216,8 @@ def test_a_lone_surrogate_in_a_completion_is_stored_as_a_replacement_character(s
     assert stored == 4 and all("\ufffd" in r.reasoning_completion for r in outcome.records)
 
 
-def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
         backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=20,
         concurrency=1,
         prices={"priced": Price(input=1000.0, output=1000.0)}))
@@ -231,8 +232,8 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, shared_data, tmp_path
     assert len(server.completion_requests()) - before == second["requests"] == dry["requests"]
 
 
-def test_dry_run_counts_requests_tokens_and_cost(server, shared_data, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
         backend="openai", model="gpt-4o-mini", base_url=server.base_url, api_key_env=None, num_samples=4, max_samples=10))
     plan = teach(context(cfg), dry_run=True)
     assert plan["requests"] == 10 + 40 and plan["completion_tokens"] == 10 * 4 * 128 + 40 * 32
@@ -240,8 +241,8 @@ def test_dry_run_counts_requests_tokens_and_cost(server, shared_data, tmp_path):
     assert server.completion_requests() == []
 
 
-def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, shared_data, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
         backend="openai", model="m", base_url=server.base_url, api_key_env=None, num_samples=2, max_samples=5,
         batch=True,
         batch_poll_s=0.01, rationale={"temperature": 0.7}))
@@ -266,11 +267,11 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, shared_data
     store.close()
 
 
-def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, shared_data):
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, data_dir):
     server = OpenAIServer(latency_s=0.05).start()
     config = tmp_path / "teach.yaml"
     config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
-                                      "data_dir": str(shared_data),
+                                      "data_dir": str(data_dir),
                                       "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url,
                                                   "api_key_env": None, "num_samples": 2, "max_samples": 40, "concurrency": 4,
                                                   "n_per_request": False, "rationale": {"temperature": 0.7}}}))
@@ -310,33 +311,34 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, shar
     assert summary["collected"] == 80
 
 
-def test_recorded_teacher_replays_shared_records_and_reports_missing(shared_data, tmp_path):
-    records = read_shared_jsonl(recorded_teacher_path("coin_flip", shared_data))
-    samples = split_samples("coin_flip", "train", shared_data)
+def test_recorded_teacher_replays_shared_records_and_reports_missing(data_dir, tmp_path):
+    records = read_shared_jsonl(recorded_teacher_path("coin_flip", data_dir))
+    samples = split_samples("coin_flip", "train", data_dir)
     got, missing = RecordedTeacher(records).replay(samples, 1)
-    assert len(got) == 350 and missing == []
+    assert [r.sample_index for r in got] == [s.sample_index for s in samples] and missing == []
     partial = RecordedTeacher([r for r in records if r.sample_index != samples[0].sample_index], "skip")
     got, missing = partial.replay(samples, 1)
-    assert missing == [samples[0].sample_index] and len(got) == 349
+    assert missing == [samples[0].sample_index] and len(got) == len(samples) - 1
     strict = RecordedTeacher([r for r in records if r.sample_index != samples[0].sample_index], "error")
     with pytest.raises(UserError, match=f"no recorded teacher completion for coin_flip sample {samples[0].sample_index}"):
         strict.replay(samples, 1)
 
 
-def test_recorded_stage_writes_records_that_read_back(shared_data, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data))
+def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir))
     summary = teach(context(cfg))
-    assert summary["collected"] == 350 and summary["requests"] == 0
+    train = minidata.counts("coin_flip")[1]
+    assert summary["collected"] == train and summary["requests"] == 0
     records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
-    assert len(records) == 350 and records[0].model == "text-davinci-002"
+    assert len(records) == train and records[0].model == "text-davinci-002"
     # The teacher's own output replays as a recorded teacher too.
-    again = RecordedTeacher(records).replay(split_samples("coin_flip", "train", shared_data), 1)[0]
+    again = RecordedTeacher(records).replay(split_samples("coin_flip", "train", data_dir), 1)[0]
     assert again == records
 
 
-def _teach_config(tmp_path, shared_data, **teacher):
+def _teach_config(tmp_path, data_dir, **teacher):
     path = tmp_path / "teach.yaml"
-    path.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+    path.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
                                     "teacher": {"backend": "openai", "model": "m", "max_samples": 3, **teacher}}))
     return path
 
@@ -346,8 +348,8 @@ def _teach_config(tmp_path, shared_data, **teacher):
     {"base_url": "http://127.0.0.1:9/v1?api_key=sk-SECRET123"},
     {"api_key_env": "sk-SECRET123"},  # the key pasted where the variable's name belongs
 ])
-def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, shared_data, teacher):
-    config = _teach_config(tmp_path, shared_data, **teacher)
+def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, data_dir, teacher):
+    config = _teach_config(tmp_path, data_dir, **teacher)
     for command in ("config", "teach"):
         result = run_cli(command, config)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -355,25 +357,25 @@ def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, shar
     assert not (tmp_path / "run").exists()
 
 
-def test_an_unset_key_variable_or_an_unpriced_budget_stops_before_any_request(server, tmp_path, shared_data):
-    unset = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env="FTCOT_TEST_UNSET_KEY")
+def test_an_unset_key_variable_or_an_unpriced_budget_stops_before_any_request(server, tmp_path, data_dir):
+    unset = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env="FTCOT_TEST_UNSET_KEY")
     result = run_cli("teach", unset)
     assert result.returncode == 2 and "FTCOT_TEST_UNSET_KEY" in result.stderr and "api_key_env: null" in result.stderr
     assert not (tmp_path / "run" / "teacher" / "store.sqlite").exists()
-    unpriced = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env=None, max_cost=0.0001)
+    unpriced = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, max_cost=0.0001)
     result = run_cli("teach", unpriced)
     assert result.returncode == 2 and "teacher.prices" in result.stderr and len(result.stderr.splitlines()) == 1
     for bad in ("-1", "nan"):
         result = run_cli("teach", unpriced, "--max-cost", bad)
         assert result.returncode == 2 and "--max-cost" in result.stderr
     assert server.completion_requests() == []
-    keyless = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env=None)
+    keyless = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None)
     assert run_cli("teach", keyless).returncode == 0 and len(server.completion_requests()) == 3 + 3
 
 
-def test_the_key_reaches_no_file_and_no_output(server, tmp_path, shared_data):
+def test_the_key_reaches_no_file_and_no_output(server, tmp_path, data_dir):
     key = "sk-ftcot-test-" + os.urandom(8).hex()
-    config = _teach_config(tmp_path, shared_data, base_url=server.base_url, api_key_env="FTCOT_TEST_KEY")
+    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env="FTCOT_TEST_KEY")
     outputs = [run_cli(command, config, env={"FTCOT_TEST_KEY": key}) for command in ("config", "teach")]
     assert all(r.returncode == 0 for r in outputs), outputs[-1].stderr
     assert len(server.completion_requests()) == 6
@@ -391,7 +393,7 @@ def _server_cost(server, price_per_token: float) -> float:
     return total * price_per_token
 
 
-def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, shared_data):
+def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, data_dir):
     """$10,000 per million tokens, 32 requests in flight, 60 questions x D=2: a cap of 10% of the full cost is
     never exceeded by the server's own count, the run does not stop far short of it, exits 3, and a rerun
     with a raised cap goes on from there without paying again."""
@@ -402,14 +404,14 @@ def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, shared_data
     full_server = OpenAIServer(latency_s=0.02).start()
     try:
         (tmp_path / "full").mkdir()
-        full = _teach_config(tmp_path / "full", shared_data, **{**teacher, "base_url": full_server.base_url})
+        full = _teach_config(tmp_path / "full", data_dir, **{**teacher, "base_url": full_server.base_url})
         assert run_cli("teach", full).returncode == 0
         full_cost = _server_cost(full_server, price)
     finally:
         full_server.stop()
     server = OpenAIServer(latency_s=0.02).start()
     try:
-        config = _teach_config(tmp_path, shared_data, **{**teacher, "base_url": server.base_url})
+        config = _teach_config(tmp_path, data_dir, **{**teacher, "base_url": server.base_url})
         cap = round(0.1 * full_cost, 4)
         result = run_cli("teach", config, "--max-cost", cap)
         assert result.returncode == 3 and "stopped at the budget" in result.stderr, result.stderr
@@ -429,10 +431,10 @@ def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, shared_data
         server.stop()
 
 
-def test_a_request_without_an_answer_is_charged_its_worst_case(server, shared_data, tmp_path):
+def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
     """A dropped connection may still be billed: the budget counts its worst case, so the cap still holds."""
     server.faults.append(("drop",))
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
         backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=4,
         concurrency=1, max_cost=100.0, prices={"priced": Price(input=1000.0, output=1000.0)}))
     summary = teach(context(cfg))
@@ -444,11 +446,11 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, shared_da
     assert summary["cost_usd"] >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill
 
 
-def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(shared_data, tmp_path):
+def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_dir, tmp_path):
     server = OpenAIServer(latency_s=0.3).start()
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(shared_data),
+        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
         "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url, "api_key_env": None,
                     "num_samples": 1, "max_samples": 6, "concurrency": 1}}))
     first = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)], stdout=subprocess.PIPE,
@@ -472,8 +474,8 @@ def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(share
     assert third.returncode == 0 and len(server.completion_requests()) == 12
 
 
-def _priced_config(server, shared_data, tmp_path, **teacher):
-    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+def _priced_config(server, data_dir, tmp_path, **teacher):
+    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
         backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=10,
         prices={"priced": Price(input=1000.0, output=1000.0)}, **teacher))
 
@@ -481,10 +483,10 @@ def _priced_config(server, shared_data, tmp_path, **teacher):
 @pytest.mark.parametrize("usage", [None, {"prompt_tokens": -10**6, "completion_tokens": -10**6},
                                    {"prompt_tokens": 10**30, "completion_tokens": "many"}],
                          ids=["missing", "negative", "absurd"])
-def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(server, shared_data, tmp_path, usage):
+def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(server, data_dir, tmp_path, usage):
     server.edit_answer = lambda answer, body: answer | {"usage": usage} | {
         "choices": [c | {"finish_reason": {"odd": 1}} for c in answer["choices"]]}
-    summary = teach(context(_priced_config(server, shared_data, tmp_path)), max_cost=1.0)
+    summary = teach(context(_priced_config(server, data_dir, tmp_path)), max_cost=1.0)
     bodies = server.completion_requests()
     worst = [cost_of(Price(input=1000.0, output=1000.0), *worst_case_tokens(b["prompt"], 1, b["max_tokens"]))
              for b in bodies]
@@ -493,8 +495,8 @@ def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(serve
     assert summary["collected"] < 10
 
 
-def test_a_budget_of_zero_on_a_finished_run_is_not_a_budget_stop(server, shared_data, tmp_path):
-    cfg = _priced_config(server, shared_data, tmp_path)
+def test_a_budget_of_zero_on_a_finished_run_is_not_a_budget_stop(server, data_dir, tmp_path):
+    cfg = _priced_config(server, data_dir, tmp_path)
     assert not teach(context(cfg))["stopped_by_budget"]
     again = teach(context(cfg), max_cost=0.0)
     assert not again["stopped_by_budget"] and again["requests"] == 0 and again["collected"] == 10
@@ -524,25 +526,25 @@ def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
     assert _most_in_a_window([t for t, _ in dispatched], [1] * 8, 0.95) <= 2
 
 
-def _chat_config(server, shared_data, tmp_path, **teacher):
-    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(shared_data), teacher=TeacherConfig(
+def _chat_config(server, data_dir, tmp_path, **teacher):
+    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
         backend="openai", model="thinker", endpoint="chat", base_url=server.base_url, api_key_env=None,
         num_samples=1, max_samples=3, **teacher))
 
 
-def test_a_reasoning_model_gets_max_completion_tokens_where_it_rejects_max_tokens(server, shared_data, tmp_path):
+def test_a_reasoning_model_gets_max_completion_tokens_where_it_rejects_max_tokens(server, data_dir, tmp_path):
     server.reject_max_tokens = True
     with pytest.raises(UserError, match="HTTP 400: .*max_completion_tokens"):
-        teach(context(_chat_config(server, shared_data, tmp_path)))
+        teach(context(_chat_config(server, data_dir, tmp_path)))
     refused = len(server.completion_requests())
-    summary = teach(context(_chat_config(server, shared_data, tmp_path / "b", max_tokens_param="max_completion_tokens")))
+    summary = teach(context(_chat_config(server, data_dir, tmp_path / "b", max_tokens_param="max_completion_tokens")))
     bodies = server.completion_requests()[refused:]
     assert summary["collected"] == 3 and len(bodies) == 6
     assert all("max_tokens" not in b and b["max_completion_tokens"] in (128, 32) for b in bodies)
 
 
 @pytest.mark.parametrize("how", ["reasoning_content", "reasoning", "think"])
-def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, shared_data, tmp_path, how):
+def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, data_dir, tmp_path, how):
     def answer_with_reasoning(answer, body):
         for choice in answer["choices"]:
             message = choice["message"]
@@ -554,7 +556,7 @@ def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, s
                     message[how] = thought
         return answer
     server.edit_answer = answer_with_reasoning
-    cfg = _chat_config(server, shared_data, tmp_path, rationale_from="reasoning", strip_think=how == "think")
+    cfg = _chat_config(server, data_dir, tmp_path, rationale_from="reasoning", strip_think=how == "think")
     teach(context(cfg))
     records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
     assert len(records) == 3
@@ -565,7 +567,7 @@ def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, s
     kept = db.execute("SELECT text, reasoning FROM completions WHERE reasoning IS NOT NULL").fetchall()
     db.close()
     assert len(kept) == 3 and all(text and "<think>" not in text for text, _ in kept)  # the answer text, beside it
-    plain = _chat_config(server, shared_data, tmp_path / "plain")  # rationale_from: content (the default)
+    plain = _chat_config(server, data_dir, tmp_path / "plain")  # rationale_from: content (the default)
     server.edit_answer = None
     with pytest.raises(UserError, match="returned no reasoning"):
         teach(context(plain.model_copy(update={"teacher": plain.teacher.model_copy(
