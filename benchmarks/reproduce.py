@@ -349,9 +349,15 @@ def write_results_doc() -> None:
             "the notes).\n\n" + protocol_markdown(by_task)
             + "\n\nFailure diagnostics of the GPU runs (test split, % of outputs):\n\n"
             + "\n\n".join(f"{name}:\n\n" + diagnostics_markdown(by_task, name) for name in PAPER_PROTOCOL_RUNS) + "\n")
+    # The measurements of what ftcot adds to the paper, written by their own benchmarks.
+    beyond = [(title, RESULTS / name) for title, name in (
+        ("Adaptive diverse reasoning against a fixed D", "adaptive.md"),
+        ("Distilling step-by-step and self-consistency on a real student", "beyond_student.md"))]
+    beyond_text = "".join(f"\n### {title}\n\n{path.read_text()}" for title, path in beyond if path.exists())
     text = (HEAD + protocol + "\n## Every setting, the one chosen on validation per task\n\n"
             + results_markdown(by_task) + "\n\n## Every run, by task\n\n" + details_markdown(by_task)
-            + "\n" + ("\n" + notes.read_text() if notes.exists() else ""))
+            + "\n" + (f"\n## Beyond the paper\n{beyond_text}" if beyond_text else "")
+            + ("\n" + notes.read_text() if notes.exists() else ""))
     (ROOT / "docs" / "RESULTS.md").write_text(text)
 
 

@@ -13,6 +13,8 @@ import email.policy
 import hashlib
 import http.server
 import json
+import random
+import re
 import threading
 import time
 from collections import deque
@@ -24,6 +26,24 @@ def default_responder(prompt: str, index: int) -> str:
     if prompt.endswith("Let's think step by step."):
         return f" The coin ends up heads up, rationale {digest}."
     return " yes."
+
+
+class ChanceAdder:
+    """A teacher for "What is A plus B?" questions whose step 1 is right with probability p (seeded, one draw
+    per sample) and whose step 2 answers what step 1 said; with the answer given as a hint, it is right."""
+
+    def __init__(self, p: float, seed: int = 0):
+        self.p, self.rng, self.lock = p, random.Random(seed), threading.Lock()
+
+    def __call__(self, prompt: str, index: int) -> str:
+        if not prompt.endswith("Let's think step by step."):
+            said = re.findall(r"makes (-?\d+)", prompt)[-1]
+            return f" {said}."
+        a, b = map(int, re.search(r"What is (\d+) plus (\d+)\?", prompt).groups())
+        hint = re.search(r"the correct answer is (-?\d+)", prompt)
+        with self.lock:
+            right = hint is not None or self.rng.random() < self.p
+        return f" {a} plus {b} makes {int(hint.group(1)) if hint else a + b if right else a + b + 1}."
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -97,6 +97,10 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
             prompt, completion = method.pair(question, rationale, answer, "decoder")
             out(f"{prompt}\n{completion}<eos>", f"train {name}: {method.label} (prompt, then completion; loss on "
                 "the completion)")
+        if method.aux_pair:
+            aux_prompt, aux_completion = method.aux_pair(question, rationale, answer, "decoder")
+            out(f"{aux_prompt}\n{aux_completion}<eos>", f"train {name}: and its second pair (loss weighted by "
+                "train.dss_alpha)")
         try:
             prompt = method.prompt(question, context)
         except UserError as exc:

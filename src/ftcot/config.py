@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ftcot.errors import UserError
 from ftcot.files import read_text
-from ftcot.methods import BASELINES, TRAINED
+from ftcot.methods import BASELINES, DEFAULT_TRAINED, TRAINED
 from ftcot.tasks import TASKS
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -38,6 +38,14 @@ class Price(Strict):
     output: float = Field(ge=0)  # USD per million completion tokens
 
 
+class Adaptive(Strict):
+    """Diverse reasoning in rounds: a question is sampled again (its shortfall of correct rationales at a time)
+    until it has want_correct correct ones or max_samples in all; the first round draws num_samples."""
+
+    max_samples: int = Field(16, ge=1)
+    want_correct: int = Field(2, ge=1)
+
+
 class TeacherConfig(Strict):
     backend: Literal["openai", "hf", "recorded"] = "recorded"
     model: str = "text-davinci-002"
@@ -47,6 +55,8 @@ class TeacherConfig(Strict):
     answer_trigger: str | None = None  # default: the task's trigger
     teach_on: list[Literal["train", "test"]] = ["train"]
     max_samples: int | None = Field(None, ge=1)  # first N questions of each side, for quick runs
+    adaptive: Adaptive | None = None  # train questions only (test questions are asked num_samples times)
+    rationalize: bool = False  # a train question no sample solved is asked once more, its answer as a hint
     # openai backend
     base_url: str | None = None  # default: https://api.openai.com/v1; never with credentials in it
     # the variable the key is read from (the key itself is never stored); null: a local server that needs none
@@ -85,6 +95,19 @@ class TeacherConfig(Strict):
                              "hold the key itself; null for a server that needs no key")
         return value
 
+    @model_validator(mode="after")
+    def _adaptive_can_work(self) -> "TeacherConfig":
+        a = self.adaptive
+        if a and a.want_correct > a.max_samples:
+            raise ValueError(f"adaptive: want_correct ({a.want_correct}) is more than max_samples ({a.max_samples})")
+        if a and self.num_samples > a.max_samples:
+            raise ValueError(f"adaptive: the first round (num_samples {self.num_samples}) is more than max_samples "
+                             f"({a.max_samples})")
+        if a and self.rationale.temperature == 0 and self.backend != "recorded":
+            raise ValueError("adaptive asks again for rationales: at rationale.temperature 0 each round would "
+                             "repeat the same one")
+        return self
+
     @field_validator("base_url")
     @classmethod
     def _no_credentials(cls, value: str | None) -> str | None:
@@ -110,6 +133,7 @@ class CurateConfig(Strict):
     # teacher's choice order where that differs (recorded Date logs);
     # teacher: on the question and answer as the teacher saw them (recorded logs use another format).
     question_source: Literal["task", "teacher"] = "task"
+    rationalized: Literal["keep", "drop"] = "keep"  # examples the teacher wrote with the answer as a hint
 
 
 class StudentConfig(Strict):
@@ -139,7 +163,7 @@ TRACKERS = ("azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive
 class TrainConfig(Strict):
     # paper: the values above for every key not set in the config; custom: the defaults below
     protocol: Literal["custom", "paper"] = "custom"
-    methods: list[Literal[TRAINED]] = list(TRAINED)
+    methods: list[Literal[TRAINED]] = list(DEFAULT_TRAINED)
     epochs: int = Field(3, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     lr_schedule: Literal["linear", "constant"] = "linear"
@@ -157,6 +181,7 @@ class TrainConfig(Strict):
     # Experiment trackers, passed to the Trainer as they are: tensorboard, wandb, mlflow, trackio, ... (each
     # needs its package installed); TensorBoard's event files go to students/<method>/logs.
     report_to: list[Literal[TRACKERS]] = []
+    dss_alpha: float = Field(1.0, ge=0)  # dss: weight of the rationale task's loss beside the label task's
     seed: int = 0
 
     @model_validator(mode="after")
@@ -167,8 +192,16 @@ class TrainConfig(Strict):
         return self
 
 
+class SelfConsistency(Strict):
+    k: int = Field(8, ge=1)  # sampled rationales per test question, voted on
+    temperature: float = Field(0.7, gt=0, le=2)
+    seed: int = 0
+
+
 class EvalConfig(Strict):
     baselines: list[Literal[BASELINES]] = list(BASELINES)
+    # also sample and vote for each reasoning method whose answer is in its output (ft_cot, few_shot_cot)
+    self_consistency: SelfConsistency | None = None
     batch_size: int | None = Field(None, ge=1)  # default: 256 on a GPU, 64 on the CPU (a step reads every weight)
     # for reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
     # length in student tokens, plus a margin

@@ -29,6 +29,7 @@ class Example(BaseModel):
     question: str
     rationale: str = ""
     answer: str
+    rationalized: bool = False  # the teacher was given the answer as a hint
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -57,6 +58,12 @@ def training_frame(sample: Sample, record: TeacherCompletion, question_source: s
     return sample.question, sample.answer
 
 
+def solved(task: str, answer_completion: str, gold: str) -> bool:
+    """Whether a teacher's step-2 answer is the gold answer, parsed as the task parses the teacher's."""
+    fmt = get_task(task).answer_format
+    return fmt.matches(parse_prediction(fmt, answer_completion, TEACHER_ANSWER_PREFIX), gold)
+
+
 def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateConfig,
            num_samples: int) -> tuple[list[Example], Counter]:
     """Fine-tune-CoT examples from the records of the given train questions, and what each filter removed."""
@@ -72,11 +79,11 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
         if get_task(r.task).custom is not None and r.question != sample.question:
             removed["question_mismatch"] += 1  # a record of other data under the same index: never trained on
             continue
-        fmt = get_task(r.task).answer_format
         rationale = r.reasoning_completion.strip()
-        prediction = parse_prediction(fmt, r.answer_completion, TEACHER_ANSWER_PREFIX)
-        if not fmt.matches(prediction, r.answer):
+        if not solved(r.task, r.answer_completion, r.answer):
             removed["incorrect"] += 1
+        elif r.rationalized and cfg.rationalized == "drop":
+            removed["rationalized"] += 1
         elif cfg.drop_truncated and r.reasoning_finish_reason == "length":
             removed["truncated"] += 1
         elif cfg.drop_empty and not rationale:
@@ -89,7 +96,7 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             seen[(r.task, r.sample_index)].add(rationale)
             question, answer = training_frame(sample, r, cfg.question_source)
             kept.append(Example(task=r.task, sample_index=r.sample_index, completion_index=r.completion_index,
-                                question=question, rationale=rationale, answer=answer))
+                                question=question, rationale=rationale, answer=answer, rationalized=r.rationalized))
     return kept, removed
 
 

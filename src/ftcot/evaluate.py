@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from ftcot.errors import UserError
 from ftcot.methods import PromptContext, get_method, line_done
 from ftcot.tasks import Sample, get_task, prompts
 from ftcot.tasks.answers import parse_prediction, wilson_interval
@@ -24,7 +25,7 @@ ANSWER_TOKENS = 16  # for outputs that are an answer alone
 
 
 class StopWhenDone(StoppingCriteria):
-    """Per-row stop for transformers' generate (encoder-decoder students, and models greedy_decode leaves to
+    """Per-row stop for transformers' generate (encoder-decoder students, and models `decode` leaves to
     it): a row is finished once its new text satisfies `done` (EOS is handled by generate)."""
 
     def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
@@ -55,7 +56,7 @@ def _forward_parameters(model):
 
 
 def _plain_greedy(model) -> bool:
-    """Whether greedy_decode gives what generate would: a decoder whose forward takes position ids and whose
+    """Whether `decode` gives what generate would: a decoder whose forward takes position ids and whose
     generation config asks for nothing but the most likely token."""
     config = model.generation_config
     unset = all(getattr(config, key, None) in (None, default) for key, default in _LOGITS_SETTINGS.items())
@@ -74,11 +75,13 @@ def _prunable(cache) -> bool:
 
 
 @torch.inference_mode()
-def greedy_decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished) -> list[list[int]]:
-    """Greedy decoding with the KV cache for a left-padded decoder batch, which drops each row from the batch
-    the step it finishes (a stop id, or `finished(its new tokens)`): one long answer does not keep every other
-    row generating to the limit, and no row is ever computed past its end. Returns each row's new tokens,
-    without the stop id."""
+def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repeat: int = 1,
+           temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Greedy (or, with a temperature, sampled) decoding with the KV cache for a left-padded decoder batch,
+    which drops each row from the batch the step it finishes (a stop id, or `finished(its new tokens)`): one
+    long answer does not keep every other row generating to the limit, and no row is ever computed past its
+    end. With repeat > 1, each prompt is computed once and its cache copied for `repeat` continuations (rows
+    i*repeat .. i*repeat+repeat-1 are prompt i's). Returns each row's new tokens, without the stop id."""
     parameters = _forward_parameters(model)
     cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
@@ -86,13 +89,23 @@ def greedy_decode(model, batch, max_new_tokens: int, stop_ids: set[int], finishe
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
                 **keep_last)
-    cache, positions = getattr(out, cache_arg), positions[:, -1:]
+    cache, positions, logits = getattr(out, cache_arg), positions[:, -1:], out.logits[:, -1]
+    if repeat > 1 and not _prunable(cache):  # a cache that cannot be copied row by row: each row computed alone
+        rows = {key: value.repeat_interleave(repeat, dim=0) for key, value in batch.items()}
+        return decode(model, rows, max_new_tokens, stop_ids, finished, 1, temperature, generator)
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)
+        mask, positions, logits = (t.repeat_interleave(repeat, dim=0) for t in (mask, positions, logits))
     prune = _prunable(cache)
     rows = list(range(len(mask)))  # the output row of each row in the batch
     tokens: list[list[int]] = [[] for _ in rows]
     done: set[int] = set()  # finished rows still in the batch (a cache that cannot drop them)
     for _ in range(max_new_tokens):
-        next_ids = out.logits[:, -1].argmax(-1)
+        if temperature > 0:
+            probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+            next_ids = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
+        else:
+            next_ids = logits.argmax(-1)
         going = []
         for j, (row, token) in enumerate(zip(rows, next_ids.tolist())):
             if row in done or token in stop_ids:
@@ -113,6 +126,7 @@ def greedy_decode(model, batch, max_new_tokens: int, stop_ids: set[int], finishe
         positions = positions + 1
         out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
                     **{cache_arg: cache})
+        logits = out.logits[:, -1]
     return tokens
 
 
@@ -120,13 +134,30 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
              done: Callable[[str], bool] | None = None, progress: Callable[[int], None] | None = None) -> list[str]:
     """Greedy continuations of texts, batched by length (longest first), left-padded for decoders; each row
     stops at EOS or once its text is `done`."""
+    return [outputs[0] for outputs in _generate(model, tokenizer, texts, max_new_tokens, batch_size, done,
+                                                progress)]
+
+
+def sample(model, tokenizer, texts: list[str], k: int, temperature: float, seed: int, max_new_tokens: int,
+           batch_size: int, done: Callable[[str], bool] | None = None, progress=None) -> list[list[str]]:
+    """k sampled continuations of each text, each prompt computed once (its cache shared by its k rows), at
+    most batch_size rows at a time; seeded."""
+    return _generate(model, tokenizer, texts, max_new_tokens, max(1, batch_size // k), done, progress, k,
+                     temperature, seed)
+
+
+def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int, done, progress,
+              k: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
     encoder_decoder = model.config.is_encoder_decoder
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    outputs: list[str] = [""] * len(texts)
+    outputs: list[list[str]] = [[] for _ in texts]
     stop_ids, plain = _stop_ids(model, tokenizer), _plain_greedy(model)
     finished = (lambda ids: done(tokenizer.decode(ids, skip_special_tokens=True))) if done else (lambda ids: False)
+    generator = torch.Generator(model.device).manual_seed(seed) if temperature > 0 else None
+    if temperature > 0 and not plain:
+        torch.manual_seed(seed)  # transformers' generate samples from the global generator
     model.eval()
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -134,14 +165,16 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
         if not plain:  # transformers' generate; rows stay in the batch until all are done
             prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
             criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} \
+                if temperature > 0 else {"do_sample": False}
             with torch.inference_mode():
-                new = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                     pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria)
+                new = model.generate(**batch, max_new_tokens=max_new_tokens, use_cache=True, num_return_sequences=k,
+                                     pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria, **sampling)
             new = new[:, prompt_length:]
         else:
-            new = greedy_decode(model, batch, max_new_tokens, stop_ids, finished)
-        for i, ids in zip(rows, new):
-            outputs[i] = tokenizer.decode(ids, skip_special_tokens=True)
+            new = decode(model, batch, max_new_tokens, stop_ids, finished, k, temperature, generator)
+        for j, ids in enumerate(new):
+            outputs[rows[j // k]].append(tokenizer.decode(ids, skip_special_tokens=True))
         if progress is not None:
             progress(len(rows))
     tokenizer.padding_side = side  # training right after validation pads on the right
@@ -179,6 +212,61 @@ def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, ma
                "questions_per_s": round(len(samples) / wall, 3),
                "diagnostics": diagnostics(predictions, prefix, spec.answer_format)}
     return predictions, metrics
+
+
+def vote(parsed: list[str | None], fmt) -> tuple[str | None, int]:
+    """The most frequent answer among parsed ones, as the format compares them (5 and 5.0 agree), in the form
+    first sampled; ties go to the one sampled first. With the number of votes it got."""
+    counts: dict[object, int] = {}
+    first: dict[object, str] = {}
+    for p in parsed:
+        if p is None:
+            continue
+        try:
+            key = fmt.normalize(p)
+        except (ValueError, TypeError, AttributeError):
+            key = p  # not a valid answer in the format: it can only agree with itself
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, p)
+    if not counts:
+        return None, 0
+    best = max(counts, key=lambda key: counts[key])  # max keeps the first of equal counts, in sampled order
+    return first[best], counts[best]
+
+
+def self_consistency(model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
+                     batch_size: int, k: int, temperature: float, seed: int = 0,
+                     few_shot_prompts: dict | None = None) -> tuple[list[dict], dict]:
+    """Self-consistency (Wang et al., 2023): k sampled rationales per question, a vote on their parsed answers
+    (ties go to the answer sampled first); its accuracy, how much the samples agree with the vote, and how often
+    any sample was right."""
+    task = samples[0].task
+    spec = get_task(task)
+    m = get_method(method)
+    if not m.reasoning or m.answer_step:
+        raise UserError(f"self-consistency votes on answers in the output itself; {method} has "
+                        f"{'a second answer step' if m.answer_step else 'no rationale to sample'}")
+    start = time.perf_counter()
+    context = PromptContext(kind, task, few_shot_prompts)
+    inputs = [m.prompt(s.question, context) for s in samples]
+    outputs = sample(model, tokenizer, inputs, k, temperature, seed, max_new_tokens, batch_size, m.done)
+    wall = time.perf_counter() - start
+    rows = []
+    for s, texts in zip(samples, outputs):
+        parsed = [parse_prediction(spec.answer_format, t.split(m.cut)[0] if m.cut else t, m.answer_prefix)
+                  for t in texts]
+        voted, count = vote(parsed, spec.answer_format)
+        rows.append({"sample_index": s.sample_index, "outputs": texts, "predictions": parsed, "prediction": voted,
+                     "agreement": count / k, "answer": s.answer,
+                     "correct": spec.answer_format.matches(voted, s.answer),
+                     "any_correct": any(spec.answer_format.matches(p, s.answer) for p in parsed)})
+    correct = sum(r["correct"] for r in rows)
+    low, high = wilson_interval(correct, len(rows))
+    return rows, {"k": k, "temperature": temperature, "seed": seed, "n": len(rows), "correct": correct,
+                  "accuracy": round(100 * correct / len(rows), 2), "ci95": [round(low, 2), round(high, 2)],
+                  "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
+                  "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
+                  "wall_s": round(wall, 2), "questions_per_s": round(len(rows) / wall, 3)}
 
 
 def diagnostics(predictions: list[dict], marker: str | None, fmt) -> dict:

@@ -23,10 +23,14 @@ def _examples(run: Path) -> dict[str, list[dict]]:
         path = run / "curate" / f"train_{name}.jsonl"
         rows = read_jsonl(path) if path.is_file() else []
         if rows:
+            m = METHODS[name]
             for row in rows:
                 # The encoder-decoder form: the question and the target alone, without the decoder's " ###".
-                row["prompt"], row["completion"] = METHODS[name].pair(row["question"], row.get("rationale", ""),
-                                                                       row["answer"], "encoder_decoder")
+                row["prompt"], row["completion"] = m.pair(row["question"], row.get("rationale", ""), row["answer"],
+                                                          "encoder_decoder")
+            if m.aux_pair:  # dss: each example's second pair too, told apart by its prefix
+                rows = rows + [row | dict(zip(("prompt", "completion"), m.aux_pair(
+                    row["question"], row.get("rationale", ""), row["answer"], "encoder_decoder"))) for row in rows]
             out[name] = rows
     if not out:
         raise UserError(f"no curated examples in {run}/curate: run `ftcot curate` (or keep more of the teacher's)")

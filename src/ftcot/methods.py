@@ -53,6 +53,10 @@ class Method:
     cut: str | None = None  # the output is cut here before it is parsed (a made-up next question)
     answer_step: bool = False  # zero-shot-CoT: a second generation after the task's answer trigger
     few_shot: bool = False  # its prompt needs the paper's few-shot-CoT prompt file
+    # A second training pair per example, its loss weighted by train.dss_alpha (distilling step-by-step's
+    # rationale task beside the label task); never generated at inference.
+    aux_pair: Callable[[str, str, str, ModelKind], tuple[str, str]] | None = None
+    default: bool = True  # trained or evaluated when the config does not list methods
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -66,9 +70,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            True, cut=NEXT_QUESTION, answer_step=True),
     Method("few_shot_cot", "Few-shot-CoT", lambda q, c: prompts.few_shot_cot(q, c.task, c.few_shot_prompts),
            _next_question, "The answer is", True, cut=NEXT_QUESTION, few_shot=True),
+    # Distilling step-by-step (Hsieh et al., 2023): the label and the rationale as two tasks told apart by a
+    # prefix; it answers from the label prompt alone, in a few tokens.
+    Method("dss", "Distilling step-by-step", lambda q, c: prompts.dss_label_pair(q, "", c.kind)[0], line_done,
+           None, False, lambda q, rationale, a, kind: prompts.dss_label_pair(q, a, kind), "rationales",
+           aux_pair=lambda q, rationale, a, kind: prompts.dss_rationale_pair(q, rationale, kind), default=False),
 )}
 TRAINED = tuple(name for name, m in METHODS.items() if m.pair is not None)
 BASELINES = tuple(name for name, m in METHODS.items() if m.pair is None)
+DEFAULT_TRAINED = tuple(name for name in TRAINED if METHODS[name].default)
 
 # The teacher is scored like a method (eval/teacher/) from its own records; its answers are zero-shot-CoT's.
 TEACHER = "teacher"

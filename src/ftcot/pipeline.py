@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,7 +23,7 @@ import yaml
 from rich.console import Console
 
 from ftcot.config import RunConfig
-from ftcot.curate import Example, curate, split_validation, vanilla_examples
+from ftcot.curate import Example, curate, solved, split_validation, vanilla_examples
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
@@ -34,7 +35,7 @@ from ftcot.tasks.answers import parse_prediction, wilson_interval
 from ftcot.tasks.custom import register as register_custom_task
 from ftcot.tasks.prompts import load_few_shot_prompts
 from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
-from ftcot.teachers.collect import collect, plan
+from ftcot.teachers.collect import collect, plan, samples_per
 from ftcot.teachers.cost import Spending, price_of
 from ftcot.teachers.records import read_records, write_records
 from ftcot.teachers.store import CompletionStore
@@ -67,10 +68,15 @@ OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_min
                "train": {"checkpoint", "report_to", "methods"}, "evaluate": {"batch_size", "baselines"}}
 
 
-def fingerprint(ctx: RunContext, stage: str) -> str:
+def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     """A hash of the config sections a stage depends on (and of a custom task's data): a stage reruns when
-    they change."""
+    they change. Keys that only some methods read count for those methods alone."""
     data = ctx.cfg.model_dump(include={"task", "split", *STAGES[stage].sections}, exclude=OPERATIONAL)
+    m = METHODS.get(method)
+    if "train" in data and not (m and m.aux_pair):
+        del data["train"]["dss_alpha"]
+    if "evaluate" in data and not (m and m.reasoning and not m.answer_step):
+        del data["evaluate"]["self_consistency"]
     if ctx.task.digest:
         data["data"] = ctx.task.digest
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -86,14 +92,14 @@ def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
     if not path.is_file():
         return False
     summary = read_json(path)
-    return isinstance(summary, dict) and summary.get("fingerprint") == fingerprint(ctx, stage) \
+    return isinstance(summary, dict) and summary.get("fingerprint") == fingerprint(ctx, stage, method) \
         and not summary.get("stopped_by_budget")
 
 
 def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict:
     """The one place a stage's summary is written, with its fingerprint; the run's config.yaml beside it, so a
     folder made stage by stage is a run folder too (for the report and export)."""
-    summary["fingerprint"] = fingerprint(ctx, stage)
+    summary["fingerprint"] = fingerprint(ctx, stage, method)
     write_json(summary, summary_path(ctx, stage, method))
     write_text(ctx.run / "config.yaml", yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
     return summary
@@ -109,6 +115,13 @@ def teach_samples(ctx: RunContext) -> list[Sample]:
     return samples
 
 
+def grown_questions(ctx: RunContext) -> frozenset[int]:
+    """The questions adaptive rounds and rationalization apply to: the train split's (they need its gold)."""
+    if not (ctx.cfg.teacher.adaptive or ctx.cfg.teacher.rationalize):
+        return frozenset()
+    return frozenset(s.sample_index for s in split_samples(ctx.task.key, "train", ctx.data, ctx.cfg.split))
+
+
 def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None) -> dict:
     """Collect zero-shot-CoT teacher completions for the configured questions into the run folder."""
     tcfg = ctx.cfg.teacher
@@ -117,6 +130,9 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
     trigger = tcfg.answer_trigger or ctx.task.answer_trigger
     start = time.perf_counter()
     budget = max_cost if max_cost is not None else tcfg.max_cost
+    if (tcfg.adaptive or tcfg.rationalize) and tcfg.backend == "recorded":
+        raise UserError("teacher.adaptive and teacher.rationalize ask the teacher again; the recorded backend can "
+                        "only replay: use the openai or hf backend")
     if budget is not None and tcfg.backend != "openai" and not dry_run:
         raise UserError(f"a budget is for a paid API (backend: openai); the {tcfg.backend} backend costs nothing "
                         "per request: remove max_cost")
@@ -146,16 +162,25 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
             store = CompletionStore(out / "store.sqlite")
         try:
             if dry_run:
-                p = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger, samples,
-                         price)
+                plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
+                             samples, price, lambda s, text: solved(s.task, text, s.answer), grown_questions(ctx))
                 note = "" if price else f" (no price known for {tcfg.model}: set teacher.prices)"
-                console.print(f"dry run: {len(samples)} questions x D={tcfg.num_samples}: {p.requests} requests, "
-                              f"~{p.prompt_tokens:,} prompt tokens, <= {p.completion_tokens:,} completion tokens, "
-                              f"<= ${p.cost:.4f}{note}", markup=False)
+                for p, case in zip(plans, ("worst case" if tcfg.adaptive else "", "expected")):
+                    rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" \
+                        if case == "expected" else ""
+                    console.print(f"dry run{f' ({case})' if case else ''}: {len(samples)} questions x D="
+                                  f"{tcfg.num_samples}{rate}: {p.requests:,.0f} requests, ~{p.prompt_tokens:,.0f} "
+                                  f"prompt tokens, <= {p.completion_tokens:,.0f} completion tokens, <= ${p.cost:.4f}"
+                                  f"{note}", markup=False)
+                if tcfg.adaptive and len(plans) == 1:
+                    console.print("dry run (expected): known once the first round is stored (its solve rate)")
+                p = plans[-1]
                 return {"requests": p.requests, "prompt_tokens": p.prompt_tokens,
-                        "completion_tokens": p.completion_tokens, "cost_usd": p.cost}
+                        "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
+                        "worst_case_cost_usd": plans[0].cost}
             spending = Spending(price, budget)
-            outcome = collect(live, store, tcfg, trigger, samples, spending, console)
+            outcome = collect(live, store, tcfg, trigger, samples, spending, console,
+                              lambda s, text: solved(s.task, text, s.answer), grown_questions(ctx))
         finally:
             store.close()
         records = outcome.records
@@ -163,16 +188,18 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                    "collected": len(records), "questions_without_record": 0, "requests": outcome.requests,
                    "prompt_tokens": spending.prompt_tokens, "completion_tokens": spending.completion_tokens,
                    "cost_usd": round(spending.cost, 6), "unconfirmed_usd": round(spending.unconfirmed, 6),
-                   "budget_usd": budget, "stopped_by_budget": outcome.stopped_by_budget}
+                   "budget_usd": budget, "stopped_by_budget": outcome.stopped_by_budget,
+                   "rounds": bool(tcfg.adaptive or tcfg.rationalize)}
     summary["wall_s"] = round(time.perf_counter() - start, 3)
     write_records(records, out / "completions.jsonl")
     return finish(ctx, "teach", summary)
 
 
 def budget_stop(summary: dict) -> BudgetStop:
+    more = " (and the rounds that questions short of correct rationales will ask for)" if summary.get("rounds") else ""
     return BudgetStop(f"stopped at the budget: ${summary['cost_usd']:.4f} of ${summary['budget_usd']:g} spent, "
                       f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
-                      "get; everything collected is stored: rerun with --max-cost set to what the rest may cost")
+                      f"get{more}; everything collected is stored: rerun with --max-cost set to what the rest may cost")
 
 
 # --- curate -------------------------------------------------------------------------------------------------
@@ -188,14 +215,27 @@ def curate_stage(ctx: RunContext) -> dict:
     records = read_records(ctx.run / "teacher" / "completions.jsonl")
     train, val = split_validation(split_samples(ctx.task.key, "train", ctx.data, ctx.cfg.split),
                                   ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
-    examples, removed = curate(records, train, ctx.cfg.curate, ctx.cfg.teacher.num_samples)
+    examples, removed = curate(records, train, ctx.cfg.curate, samples_per(ctx.cfg.teacher))
     for name in TRAINED:
         chosen = examples if METHODS[name].trains_on == "rationales" else vanilla_examples(train)
         write_jsonl([e.model_dump() for e in chosen], out / f"train_{name}.jsonl")
     write_jsonl([{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer}
                  for s in val], out / "val.jsonl")
+    # Per train question: how many samples the teacher drew, how many were correct, and how many were kept.
+    kept = Counter(e.sample_index for e in examples)
+    drawn = {s.sample_index: [0, 0, False] for s in train}
+    for r in records:
+        if r.sample_index in drawn:
+            row = drawn[r.sample_index]
+            row[0] += 1
+            row[1] += solved(r.task, r.answer_completion, r.answer)
+            row[2] |= r.rationalized
+    write_jsonl([{"sample_index": i, "drawn": n, "correct": c, "rationalized": h, "kept": kept[i]}
+                 for i, (n, c, h) in drawn.items()], out / "per_question.jsonl")
     summary = {"train_questions": len(train), "val_questions": len(val), "kept": len(examples),
-               "removed": dict(removed), "questions_with_examples": len({e.sample_index for e in examples})}
+               "removed": dict(removed), "questions_with_examples": len(kept),
+               "samples_drawn": sum(n for n, _, _ in drawn.values()),
+               "rationalized_kept": sum(e.rationalized for e in examples)}
     console.print(f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
                   f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
                   f"{len(val)} validation questions", markup=False)
@@ -309,7 +349,7 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
-    from ftcot.evaluate import evaluate  # deferred, like the students
+    from ftcot.evaluate import evaluate, self_consistency  # deferred, like the students
     from ftcot.students.load import load_student
 
     wanted = methods or [TEACHER, *ctx.cfg.evaluate.baselines, *ctx.cfg.train.methods]
@@ -352,6 +392,16 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                                             few_shot)
             metrics["model"] = ctx.cfg.student.model
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
+            sc = ctx.cfg.evaluate.self_consistency
+            if sc and METHODS[method].reasoning and not METHODS[method].answer_step:
+                votes, metrics["self_consistency"] = self_consistency(
+                    model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
+                    few_shot)
+                write_jsonl(votes, out / "self_consistency.jsonl")
+                v = metrics["self_consistency"]
+                console.print(f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
+                              f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
+                              f"{v['questions_per_s']} questions/s", markup=False)
         write_jsonl(predictions, out / "predictions.jsonl")
         finish(ctx, "evaluate", metrics, method)
         if method in TRAINED:

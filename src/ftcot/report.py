@@ -1,6 +1,7 @@
 """`ftcot report RUNS_DIR`: a results table laid out like the paper's Table 1 (rows: methods and student;
-columns: tasks) as Markdown and CSV, and PNG plots of validation accuracy against epoch and of test accuracy
-against the number of teacher samples D where several D were run."""
+columns: tasks; self-consistency beside greedy; failure diagnostics as its notes) as Markdown and CSV, and PNG
+plots of validation accuracy against epoch, of test accuracy against the number of teacher samples D where
+several D were run, and of test accuracy against the teacher's dollars and tokens."""
 
 from __future__ import annotations
 
@@ -59,11 +60,12 @@ def _history(path: Path, summary: dict) -> list[dict]:
     return history
 
 
-def _row_label(method: str, metrics: dict, num_samples: int) -> str:
+def _row_label(method: str, metrics: dict, num_samples: int, collection: str = "") -> str:
     if method == "teacher":
         return f"{label(method)}: {metrics.get('model', '?')}"
     size = f" ({metrics['parameters'] / 1e6:.0f}M)" if metrics.get("parameters") else ""
-    diverse = f", D={num_samples}" if METHODS[method].trains_on == "rationales" and num_samples > 1 else ""
+    rationales = METHODS[method].trains_on == "rationales"
+    diverse = (f", D={num_samples}" if num_samples > 1 else "") + collection if rationales else ""
     return f"{label(method)}{diverse}: {metrics.get('model', '?')}{size}"
 
 
@@ -76,6 +78,10 @@ def collect(runs: list[Path]) -> list[dict]:
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{run / 'config.yaml'}: not an ftcot run config (no task or teacher.num_samples)"
                             ) from None
+        teacher = cfg["teacher"] if isinstance(cfg["teacher"], dict) else {}
+        adaptive = bool(teacher.get("adaptive"))
+        collection = (", adaptive" if adaptive else "") + (", rationalized" if teacher.get("rationalize") else "")
+        spent = _teacher_spending(run)
         for path in sorted((run / "eval").glob("*/metrics.json")):
             metrics = _read(path)
             method = path.parent.name
@@ -89,7 +95,10 @@ def collect(runs: list[Path]) -> list[dict]:
             summary["history"] = _history(summary_path, summary)
             d = metrics.get("diagnostics") or {}
             rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
-                         "label": _row_label(method, metrics, num_samples), "accuracy": metrics["accuracy"],
+                         "samples_per_question": spent["samples_per_question"], "adaptive": adaptive,
+                         "teacher_cost_usd": spent["cost_usd"], "teacher_tokens": spent["tokens"],
+                         "variant": "greedy", "agreement_pct": None,
+                         "label": _row_label(method, metrics, num_samples, collection), "accuracy": metrics["accuracy"],
                          "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1], "n": metrics["n"],
                          "best_epoch": summary.get("best_epoch", ""),
                          "epochs_trained": summary.get("epochs_trained", len(summary.get("history", [])) or ""),
@@ -98,20 +107,51 @@ def collect(runs: list[Path]) -> list[dict]:
                          "most_frequent_prediction": d.get("most_frequent_prediction"),
                          "most_frequent_share_pct": d.get("most_frequent_share"),
                          "majority_answer_share_pct": d.get("majority_answer_share")})
+            sc = metrics.get("self_consistency")
+            if sc is not None and not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
+                                       and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
+                raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
+            if sc is not None:
+                rows.append(rows[-1] | {
+                    "variant": "self_consistency", "label": f"{rows[-1]['label']}, self-consistency k={sc['k']}",
+                    "accuracy": sc["accuracy"], "ci95_low": sc["ci95"][0], "ci95_high": sc["ci95"][1],
+                    "agreement_pct": sc["agreement"], "no_answer_marker_pct": None, "unparsed_pct": None,
+                    "most_frequent_prediction": None, "most_frequent_share_pct": None,
+                    "majority_answer_share_pct": None})
     return rows
 
 
+def _teacher_spending(run: Path) -> dict:
+    """What the run's teacher cost (dollars, tokens) and how many samples it drew per train question."""
+    teach = run / "teacher" / "summary.json"
+    curate = run / "curate" / "summary.json"
+    t = _read(teach) if teach.exists() else {}
+    c = _read(curate) if curate.exists() else {}
+    drawn, questions = c.get("samples_drawn"), c.get("train_questions")
+    tokens = [t.get("prompt_tokens") or 0, t.get("completion_tokens") or 0]
+    return {"cost_usd": t.get("cost_usd") if _number(t.get("cost_usd")) else None,
+            "tokens": sum(tokens) if t and all(map(_number, tokens)) else None,
+            "samples_per_question": round(drawn / questions, 2) if _number(drawn) and _number(questions)
+            and questions > 0 else None}
+
+
+def _noted(rows: list[dict]) -> list[dict]:
+    """The rows with diagnostics, in the order of the footnotes that give them."""
+    return [r for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]))
+            if r["method"] != TEACHER and r["unparsed_pct"] is not None]
+
+
 def diagnostics_table(rows: list[dict]) -> str:
-    """Why answers are wrong, per task and method: cut off before the answer marker, unparseable, or one
-    answer given to every question (the most frequent prediction, and predictions equal to the majority answer)."""
-    lines = ["| task | method: student | epochs: best of trained (stop) | no answer marker % | parsed to nothing % "
-             "| most frequent answer (share %) | = majority answer % |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["label"])):
-        if r["method"] == TEACHER or r["unparsed_pct"] is None:
-            continue
+    """The table's footnotes: why answers are wrong, per task and method: cut off before the answer marker,
+    unparseable, or one answer given to every question (the most frequent prediction, and predictions equal
+    to the majority answer)."""
+    lines = ["| note | task | method: student | epochs: best of trained (stop) | no answer marker % "
+             "| parsed to nothing % | most frequent answer (share %) | = majority answer % |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n, r in enumerate(_noted(rows), 1):
         epochs = f"{r['best_epoch']} of {r['epochs_trained']} ({r['stop_reason']})" if r["best_epoch"] != "" else ""
         marker = "" if r["no_answer_marker_pct"] is None else r["no_answer_marker_pct"]
-        lines.append(f"| {r['task']} | {r['label']} | {epochs} | {marker} | {r['unparsed_pct']} "
+        lines.append(f"| [{n}] | {r['task']} | {r['label']} | {epochs} | {marker} | {r['unparsed_pct']} "
                      f"| {r['most_frequent_prediction']} ({r['most_frequent_share_pct']}) "
                      f"| {r['majority_answer_share_pct']} |")
     return "\n".join(lines)
@@ -122,12 +162,15 @@ def table(rows: list[dict]) -> str:
     order = list(REPORT_ORDER)
     labels = sorted({(order.index(r["method"]), r["num_samples"], r["label"]) for r in rows})
     cells = {(r["label"], r["task"]): r for r in rows}
+    notes = {id(r): n for n, r in enumerate(_noted(rows), 1)}
     lines = ["| method: student | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for _, _, row in labels:
         values = []
         for task in tasks:
             r = cells.get((row, task))
-            values.append("" if r is None else f"{r['accuracy']:.2f}")
+            note = f" [{notes[id(r)]}]" if r is not None and id(r) in notes else ""
+            agree = f" ({r['agreement_pct']:.0f}% agree)" if r is not None and r["agreement_pct"] is not None else ""
+            values.append("" if r is None else f"{r['accuracy']:.2f}{agree}{note}")
         lines.append(f"| {row} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -172,19 +215,52 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
 
 
 def plot_diverse(rows: list[dict], path: Path) -> bool:
-    by_task = defaultdict(dict)
+    """Test accuracy of the students trained on rationales against the teacher samples per question: a line
+    per task and method over the fixed-D runs, and each adaptive run as a point at the mean it drew."""
+    fixed, adaptive = defaultdict(dict), []
     for r in rows:
-        if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales":
-            by_task[r["task"]][r["num_samples"]] = r["accuracy"]
-    series = {task: points for task, points in by_task.items() if len(points) > 1}
-    if not series:
+        if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales" and r["variant"] == "greedy":
+            name = f"{r['task']}: {label(r['method'])}"
+            if r["adaptive"] and r["samples_per_question"]:
+                adaptive.append((r["samples_per_question"], r["accuracy"], f"{name} (adaptive)"))
+            elif not r["adaptive"]:
+                fixed[name][r["num_samples"]] = r["accuracy"]
+    lines = {name: points for name, points in fixed.items() if len(points) > 1}
+    if not lines and not adaptive:
         return False
     fig, ax = _axes()
-    for task, points in series.items():
+    for name, points in lines.items():
         ds = sorted(points)
-        ax.plot(ds, [points[d] for d in ds], marker="o", label=task)
-    _save(fig, ax, path, xlabel="teacher samples per question (D)", ylabel="test accuracy (%)", xscale="log",
-          title="Fine-tune-CoT accuracy against D")
+        ax.plot(ds, [points[d] for d in ds], marker="o", label=name)
+    for d, accuracy, name in adaptive:
+        ax.scatter([d], [accuracy], marker="*", s=120, label=name)
+    _save(fig, ax, path, xlabel="teacher samples per train question (D; adaptive: mean drawn)",
+          ylabel="test accuracy (%)", xscale="log", title="Accuracy against D")
+    return True
+
+
+def plot_cost(rows: list[dict], path: Path) -> bool:
+    """What the teacher's money bought: each run's student test accuracy against its teacher's dollars and
+    tokens (runs with a paid or local teacher; recorded teachers cost nothing and report no tokens)."""
+    points = [r for r in rows if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales"
+              and r["variant"] == "greedy" and r["teacher_tokens"]]
+    if not points:
+        return False
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key, ax, xlabel in (("teacher_cost_usd", axes[0], "teacher cost (USD)"),
+                            ("teacher_tokens", axes[1], "teacher tokens (prompt + completion)")):
+        for r in points:
+            if _number(r[key]):
+                d = f"D={r['samples_per_question']} adaptive" if r["adaptive"] else f"D={r['num_samples']}"
+                ax.scatter(r[key], r["accuracy"], label=f"{r['task']}: {label(r['method'])}, {d}")
+        ax.set(xlabel=xlabel, ylabel="student test accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("What the teacher's money bought")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
     return True
 
 
@@ -201,9 +277,12 @@ def report(root: Path) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     plots = [name for name, drawn in (("accuracy_vs_epoch.png", plot_epochs(runs, root / "accuracy_vs_epoch.png")),
-                                      ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png"))) if drawn]
+                                      ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png")),
+                                      ("cost_vs_accuracy.png", plot_cost(rows, root / "cost_vs_accuracy.png")))
+             if drawn]
     text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + markdown + "\n"
-            + "\n## Failure diagnostics\n\nShares of the test outputs.\n\n" + diagnostics_table(rows) + "\n"
+            + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + diagnostics_table(rows)
+            + "\n"
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
     return {"table": markdown, "rows": rows, "plots": plots}

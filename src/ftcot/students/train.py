@@ -30,24 +30,55 @@ from ftcot.tasks import Sample
 console = Console(stderr=True)
 
 
-def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_length: int) -> list[dict]:
+def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_length: int,
+             aux_weight: float = 1.0) -> list[dict]:
     """Token ids and labels: the loss covers the completion and EOS only. Masking is by position, since a
-    tokenizer's pad token may equal its EOS (SmolLM2's does)."""
+    tokenizer's pad token may equal its EOS (SmolLM2's does). A method with a second pair per example (dss)
+    gets both, each with the weight of its loss."""
+    m = METHODS[method]
+    pairs = [(m.pair(e.question, e.rationale, e.answer, kind), 1.0) for e in examples]
+    if m.aux_pair:
+        pairs += [(m.aux_pair(e.question, e.rationale, e.answer, kind), aux_weight) for e in examples]
     features = []
-    for example in examples:
-        prompt, completion = METHODS[method].pair(example.question, example.rationale, example.answer, kind)
+    for (prompt, completion), weight in pairs:
         if kind == "encoder_decoder":
             source = tokenizer(prompt, truncation=True, max_length=max_length)
             target = tokenizer(text_target=completion, truncation=True, max_length=max_length)
-            features.append({"input_ids": source["input_ids"], "attention_mask": source["attention_mask"],
-                             "labels": target["input_ids"]})
-            continue
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = (prompt_ids + completion_ids)[:max_length]
-        labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
-        features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+            feature = {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"],
+                       "labels": target["input_ids"]}
+        else:
+            prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            ids = (prompt_ids + completion_ids)[:max_length]
+            labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
+            feature = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+        features.append(feature | ({"loss_weight": weight} if m.aux_pair else {}))
     return features
+
+
+class WeightedLossTrainer(Trainer):
+    """The Trainer, with each example's token losses scaled by its `loss_weight` where features carry one
+    (dss: L = L_label + alpha * L_rationale, over the same token count the model's own loss divides by, and
+    scaled for gradient accumulation and several processes as the Trainer scales that loss)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        weight = inputs.pop("loss_weight", None)
+        if weight is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**inputs)
+        logits, labels = outputs.logits, inputs["labels"]
+        if not self.accelerator.unwrap_model(model).config.is_encoder_decoder:  # a decoder predicts the next token
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100,
+                                                   reduction="none")
+        # The Trainer treats a loss as normalized over the accumulated batch (its token count on every process)
+        # when the model takes that count; otherwise it divides a per-batch mean by the accumulation steps.
+        global_count = num_items_in_batch is not None and self.model_accepts_loss_kwargs
+        loss = (losses * weight[:, None].to(losses.dtype)).sum() / (
+            num_items_in_batch if global_count else (labels != -100).sum().clamp(min=1))
+        if global_count and self.args.average_tokens_across_devices:
+            loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return (loss, outputs) if return_outputs else loss
 
 
 class _Features(torch.utils.data.Dataset):
@@ -188,7 +219,7 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
                                                  task_type="SEQ_2_SEQ_LM" if kind == "encoder_decoder"
                                                  else "CAUSAL_LM"))
     tokenizer.padding_side = "right"
-    features = tokenize(examples, method, kind, tokenizer, cfg.max_length)
+    features = tokenize(examples, method, kind, tokenizer, cfg.max_length, cfg.dss_alpha)
     if not features:
         raise UserError(f"no training examples for {method}: check the teacher records and curation filters")
     tokens_per_epoch = sum(len(f["input_ids"]) + (len(f["labels"]) if kind == "encoder_decoder" else 0)
@@ -207,7 +238,7 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
     callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
                                   cfg)
     try:
-        trainer = Trainer(model=model, args=args, train_dataset=_Features(features),
+        trainer = WeightedLossTrainer(model=model, args=args, train_dataset=_Features(features),
                           data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
                           callbacks=[callback, *_tensorboard(cfg.report_to, out / "logs")])
     except (ImportError, RuntimeError) as exc:  # a tracker whose package is not installed

@@ -32,6 +32,12 @@ def zero_shot_cot_step1(question: str) -> str:
     return f"Q: {question}\nA: {COT_TRIGGER}"
 
 
+def rationalize_step1(question: str, answer: str) -> str:
+    """STaR's rationalization: step 1 with the gold answer given as a hint, for a question the teacher never
+    solved; the rationale is then trained beside the question alone."""
+    return f"Q: {question}\n(Hint: the correct answer is {answer}.)\nA: {COT_TRIGGER}"
+
+
 def zero_shot_cot_step2(step1_prompt: str, rationale: str, trigger: str) -> str:
     """Step 2 appends the rationale and the answer trigger (Kojima et al.: rationale + ' \\n' + trigger)."""
     return f"{step1_prompt}{rationale} \n{trigger}"
@@ -61,3 +67,16 @@ def ft_cot_pair(question: str, rationale: str, answer: str, kind: ModelKind = "d
     if kind == "encoder_decoder":
         return question.strip(), target
     return question.strip() + FT_QUESTION_END, " " + target
+
+
+DSS_LABEL, DSS_RATIONALE = "[label] ", "[rationale] "  # distilling step-by-step's task prefixes
+
+
+def dss_label_pair(question: str, answer: str, kind: ModelKind = "decoder") -> tuple[str, str]:
+    """Distilling step-by-step's label task: [label] question → answer."""
+    return vanilla_pair(DSS_LABEL + question.strip(), answer, kind)
+
+
+def dss_rationale_pair(question: str, rationale: str, kind: ModelKind = "decoder") -> tuple[str, str]:
+    """Its rationale task: [rationale] question → rationale."""
+    return vanilla_pair(DSS_RATIONALE + question.strip(), rationale, kind)

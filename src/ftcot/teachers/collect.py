@@ -1,4 +1,6 @@
-"""Zero-shot-CoT collection: step 1 samples D rationales per question, step 2 extracts each one's answer.
+"""Zero-shot-CoT collection: step 1 samples D rationales per question, step 2 extracts each one's answer;
+with `adaptive`, a train question short of correct rationales gets further rounds, and with `rationalize`,
+one that none solved is asked once more with its answer as a hint.
 
 Every completion goes through the persistent store first, so a rerun (or a resume after a kill) sends
 requests only for what is missing; spending is tracked against an optional budget.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -19,7 +22,7 @@ from rich.text import Text
 from ftcot.config import Sampling, TeacherConfig
 from ftcot.errors import UserError
 from ftcot.tasks import Sample
-from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
+from ftcot.tasks.prompts import rationalize_step1, zero_shot_cot_step1, zero_shot_cot_step2
 from ftcot.teachers.batch import prefill
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.openai_api import MalformedResponse
@@ -43,8 +46,11 @@ class Outcome:
 
 
 class Collector:
-    def __init__(self, teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, spending: Spending):
+    def __init__(self, teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, spending: Spending,
+                 solved=None, grown: frozenset[int] = frozenset()):
         self.teacher = teacher
+        self.solved = solved  # (sample, answer text) -> whether the teacher's answer is the gold one
+        self.grown = grown  # sample indices that adaptive rounds and rationalization apply to (train questions)
         self.store = store
         self.cfg = cfg
         self.trigger = trigger
@@ -103,33 +109,59 @@ class Collector:
         return [await g if isinstance(g, asyncio.Future) else g for g in (got[k] for k in ks)]
 
     async def one(self, sample: Sample) -> list[TeacherCompletion]:
-        step1 = zero_shot_cot_step1(sample.question)
+        """The records of one question: num_samples of them; for a train question under `adaptive`, further
+        rounds while it lacks correct ones; under `rationalize`, one more with the answer as a hint if none was
+        correct."""
+        cfg, records = self.cfg, []
+        grows = sample.sample_index in self.grown
+        correct = lambda: sum(self.solved(sample, r.answer_completion) for r in records)  # noqa: E731
         try:
             # At most `concurrency` questions at once: a started question's step 2 goes before new step-1
             # requests, so money buys finished records, not a pile of rationales without answers.
             async with self.questions:
-                rationales = await self.sample_ks(step1, range(self.cfg.num_samples), self.rationale_params)
-                texts = [rationale_of(r, self.cfg) for r in rationales]
-                step2s = [zero_shot_cot_step2(step1, text, self.trigger) for text in texts]
-                answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
-                                                 for k, p in enumerate(step2s)))
+                step1 = zero_shot_cot_step1(sample.question)
+                records = await self.round(sample, step1, range(cfg.num_samples))
+                while cfg.adaptive and grows and (short := cfg.adaptive.want_correct - correct()) > 0 \
+                        and len(records) < cfg.adaptive.max_samples:
+                    more = range(len(records), min(len(records) + short, cfg.adaptive.max_samples))
+                    self._grow(len(more))
+                    records += await self.round(sample, step1, more)
+                if cfg.rationalize and grows and not correct():
+                    self._grow(1)
+                    hinted = await self.round(sample, rationalize_step1(sample.question, sample.answer),
+                                              range(len(records), len(records) + 1), answer_from=step1)
+                    records += [r.model_copy(update={"rationalized": True}) for r in hinted]
         except BudgetReached:
             return []
-        records = []
-        for k, (rationale, text, step2, (answer,)) in enumerate(zip(rationales, texts, step2s, answers)):
-            records.append(TeacherCompletion(
-                task=sample.task, sample_index=sample.sample_index, completion_index=k, question=sample.question,
-                answer=sample.answer, reasoning_prompt=step1, reasoning_completion=text,
-                reasoning_finish_reason=rationale.finish_reason, step1_reasoning=rationale.reasoning, answer_prompt=step2,
-                answer_completion=answer.text, answer_finish_reason=answer.finish_reason,
-                model=self.teacher.model,
-                params={"rationale": self.rationale_params, "answer": self.answer_params},
-                usage={"prompt_tokens": (rationale.prompt_tokens or 0) + (answer.prompt_tokens or 0),
-                       "completion_tokens": (rationale.completion_tokens or 0) + (answer.completion_tokens or 0)},
-                latency_s=(rationale.latency_s or 0) + (answer.latency_s or 0)))
         if self.progress is not None:
             self.progress.advance(self.progress_task, len(records))
         return records
+
+    async def round(self, sample: Sample, step1: str, ks: range, answer_from: str | None = None
+                    ) -> list[TeacherCompletion]:
+        """Completions ks of step 1, then each one's step 2 (after `answer_from`, default step 1: a hinted
+        rationale's answer is read without the hint in view), as records."""
+        rationales = await self.sample_ks(step1, ks, self.rationale_params)
+        texts = [rationale_of(r, self.cfg) for r in rationales]
+        step2s = [zero_shot_cot_step2(answer_from or step1, text, self.trigger) for text in texts]
+        answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
+                                         for k, p in zip(ks, step2s)))
+        return [TeacherCompletion(
+            task=sample.task, sample_index=sample.sample_index, completion_index=k, question=sample.question,
+            answer=sample.answer, reasoning_prompt=step1, reasoning_completion=text,
+            reasoning_finish_reason=rationale.finish_reason, step1_reasoning=rationale.reasoning, answer_prompt=step2,
+            answer_completion=answer.text, answer_finish_reason=answer.finish_reason, model=self.teacher.model,
+            params={"rationale": self.rationale_params, "answer": self.answer_params},
+            usage={"prompt_tokens": (rationale.prompt_tokens or 0) + (answer.prompt_tokens or 0),
+                   "completion_tokens": (rationale.completion_tokens or 0) + (answer.completion_tokens or 0)},
+            latency_s=(rationale.latency_s or 0) + (answer.latency_s or 0))
+            for k, rationale, text, step2, (answer,) in zip(ks, rationales, texts, step2s, answers)]
+
+    def _grow(self, completions: int) -> None:
+        """A further round: the progress bar's total grows by what it will collect."""
+        if self.progress is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.progress_task)
+            self.progress.update(self.progress_task, total=task.total + completions)
 
     def _show(self) -> None:
         if self.progress is not None:
@@ -166,13 +198,14 @@ def progress_bar(console: Console) -> Progress:
 
 
 def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-            spending: Spending, console: Console | None = None) -> Outcome:
+            spending: Spending, console: Console | None = None, solved=None,
+            grown: frozenset[int] = frozenset()) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
-    collector = Collector(teacher, store, cfg, trigger, spending)
+    collector = Collector(teacher, store, cfg, trigger, spending, solved, grown)
     if hasattr(teacher, "spending") and spending.max_cost is not None and spending.price is not None:
         teacher.spending = spending
     console = console or Console(stderr=True)
-    expected = len(samples) * cfg.num_samples
+    expected = len(samples) * cfg.num_samples  # the first round's; further rounds add to it as they start
     start = time.perf_counter()
     with progress_bar(console) as progress:
         collector.progress = progress
@@ -184,41 +217,99 @@ def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, s
             why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
             raise UserError(f"teacher {teacher.identity} failed after {teacher.max_attempts} attempts: "
                             f"{type(why).__name__}: {why}") from None
+        # Rounds started after the first grew the bar's total: what this run set out to collect.
+        expected = int(next(t for t in progress.tasks if t.id == collector.progress_task).total)
     return Outcome(records, expected, spending.stopped, spending, getattr(teacher, "requests", 0),
                    time.perf_counter() - start)
 
 
 @dataclass
 class Plan:
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
+    requests: float
+    prompt_tokens: float
+    completion_tokens: float
     cost: float
+    solve_rate: float | None = None  # adaptive runs: the per-sample solve rate the expected case assumes
+
+
+def _rounds(cfg: TeacherConfig, n: int, c: int, p: float, memo: dict) -> tuple[float, float, float]:
+    """Expected (samples, step-1 requests, chance of ending with no correct sample) still to come for a
+    question with n samples drawn and c correct, when each new sample is correct with probability p, as
+    Collector.one draws them: the first round completes num_samples, each later one asks for the shortfall of
+    correct ones (adaptive) up to max_samples; without adaptive, the first round is all."""
+    a = cfg.adaptive
+    if (n, c) in memo:
+        return memo[(n, c)]
+    if n >= cfg.num_samples and (a is None or c >= a.want_correct or n >= a.max_samples):
+        return 0.0, 0.0, float(c == 0)
+    r = cfg.num_samples - n if n < cfg.num_samples else min(a.want_correct - c, a.max_samples - n)
+    samples, requests, unsolved = float(r), float(1 if cfg.n_per_request else r), 0.0
+    for j in range(r + 1):
+        chance = math.comb(r, j) * p ** j * (1 - p) ** (r - j)
+        more = _rounds(cfg, n + r, c + j, p, memo)
+        samples, requests, unsolved = samples + chance * more[0], requests + chance * more[1], \
+            unsolved + chance * more[2]
+    memo[(n, c)] = samples, requests, unsolved
+    return memo[(n, c)]
 
 
 def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-         price) -> Plan:
-    """What a run would still request. Token counts are estimates: ~4 characters a prompt token, and every
-    completion at its max_tokens (an upper bound)."""
+         price, solved=None, grown: frozenset[int] = frozenset()) -> list[Plan]:
+    """What a run would still request: [the worst case] or, for adaptive runs whose first round is (partly)
+    stored, [worst case, expected case at the first round's solve rate]. Token counts are estimates: ~4
+    characters a prompt token, and every completion at its max_tokens (an upper bound)."""
     rationale_params, answer_params = request_params(cfg.rationale), request_params(cfg.answer)
-    requests = prompt_tokens = completion_tokens = 0
+    step2_extra = cfg.rationale.max_tokens + len(trigger) // 4 + 2  # a step-2 prompt beyond its step 1
+    fixed = [0, 0, 0]  # requests, prompt tokens, completion tokens of the questions asked num_samples times
+    states = []  # (step-1 prompt tokens, n drawn, c correct, hint stored) of the questions that may grow
+    first_round = [0, 0]  # correct, drawn among the stored first-round samples of those questions
     for sample in samples:
         step1 = zero_shot_cot_step1(sample.question)
-        stored = [store.get(identity, step1, rationale_params, k) for k in range(cfg.num_samples)]
-        missing = sum(g is None for g in stored)
+        stored = [store.get(identity, step1, rationale_params, k) for k in range(samples_per(cfg))]
+        answers = [store.get(identity, zero_shot_cot_step2(step1, rationale_of(g, cfg), trigger), answer_params, k)
+                   if g is not None else None for k, g in enumerate(stored)]
+        if sample.sample_index in grown:
+            n = next((k for k, a in enumerate(answers) if a is None), len(answers))
+            right = [solved(sample, a.text) for a in answers[:n]]
+            first_round[0] += sum(right[:cfg.num_samples])
+            first_round[1] += len(right[:cfg.num_samples])
+            hint = rationalize_step1(sample.question, sample.answer)
+            hinted = store.get(identity, hint, rationale_params, n)
+            hint_stored = hinted is not None and store.get(identity, zero_shot_cot_step2(
+                step1, rationale_of(hinted, cfg), trigger), answer_params, n) is not None
+            states.append((len(step1) // 4 + 1, n, sum(right), hint_stored))
+            continue
+        missing = sum(g is None for g in stored[:cfg.num_samples])
         if missing:
             calls = 1 if cfg.n_per_request else missing
-            requests += calls
-            prompt_tokens += calls * (len(step1) // 4 + 1)
-            completion_tokens += missing * cfg.rationale.max_tokens
-        for k, rationale in enumerate(stored):
-            if rationale is not None:
-                step2 = zero_shot_cot_step2(step1, rationale_of(rationale, cfg), trigger)
-                if store.get(identity, step2, answer_params, k) is not None:
-                    continue
-                prompt_tokens += len(step2) // 4 + 1
-            else:
-                prompt_tokens += len(step1) // 4 + cfg.rationale.max_tokens + len(trigger) // 4 + 2
-            requests += 1
-            completion_tokens += cfg.answer.max_tokens
-    return Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens))
+            fixed[0] += calls
+            fixed[1] += calls * (len(step1) // 4 + 1)
+            fixed[2] += missing * cfg.rationale.max_tokens
+        for rationale, answer in zip(stored[:cfg.num_samples], answers):
+            if answer is None:
+                fixed[0] += 1
+                fixed[1] += len(step1) // 4 + step2_extra if rationale is None else \
+                    len(zero_shot_cot_step2(step1, rationale_of(rationale, cfg), trigger)) // 4 + 1
+                fixed[2] += cfg.answer.max_tokens
+    rates = [0.0]  # the worst case: no sample is ever correct
+    if first_round[1]:
+        rates.append(first_round[0] / first_round[1])
+    plans = []
+    for p in rates:
+        requests, prompt_tokens, completion_tokens = fixed
+        memo: dict = {}
+        for step1_tokens, n, c, hint_stored in states:
+            drawn, calls, unsolved = _rounds(cfg, n, c, p, memo)
+            hinted = unsolved if cfg.rationalize and not hint_stored else 0.0
+            requests += calls + drawn + 2 * hinted
+            prompt_tokens += calls * step1_tokens + hinted * (step1_tokens + 12) \
+                + (drawn + hinted) * (step1_tokens + step2_extra)
+            completion_tokens += (drawn + hinted) * (cfg.rationale.max_tokens + cfg.answer.max_tokens)
+        plans.append(Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens),
+                          p if cfg.adaptive else None))
+    return plans if cfg.adaptive else plans[:1]
+
+
+def samples_per(cfg: TeacherConfig) -> int:
+    """The most completions a question can have: D, or adaptive's cap, plus a rationalization."""
+    return max(cfg.num_samples, cfg.adaptive.max_samples if cfg.adaptive else 0) + cfg.rationalize

@@ -38,6 +38,7 @@ class TeacherCompletion(BaseModel):
     params: dict = {}
     usage: dict = {}
     latency_s: float | None = None
+    rationalized: bool = False  # asked with the gold answer as a hint (STaR), after no sample was correct
 
 
 RECORDED_MODEL = "text-davinci-002"
@@ -100,7 +101,7 @@ def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
                     reasoning_finish_reason=c.get("reasoning_finish_reason"), answer_prompt=c.get("prompt"),
                     answer_completion=c.get("completion"), answer_finish_reason=c.get("finish_reason"),
                     model=c.get("model", meta.get("base_model")), params=c.get("params", {}),
-                    usage=c.get("usage", {}), latency_s=c.get("latency_s")))
+                    usage=c.get("usage", {}), latency_s=c.get("latency_s"), rationalized=c.get("rationalized", False)))
             except ValidationError as exc:
                 raise _field_error(where, exc) from None
     return out
@@ -120,6 +121,7 @@ def write_completion_dataset(records: list[TeacherCompletion], path: Path) -> No
             "finish_reason": r.answer_finish_reason, "reasoning_prompt": r.reasoning_prompt,
             "reasoning_completion": r.reasoning_completion, "reasoning_finish_reason": r.reasoning_finish_reason,
             "task": r.task, "model": r.model, "params": r.params, "usage": r.usage, "latency_s": r.latency_s,
+            **({"rationalized": True} if r.rationalized else {}),  # ours: asked with the answer as a hint
         })
     metadata = {"base_model": next(iter(models), None), "dataset_key": next(iter(tasks), None),
                 "completion_key": "zs_cot", "finetune_key": None, "train_key": None, "epoch": None,
