@@ -239,9 +239,14 @@ def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(t
     assert all(t.startswith("[rationale] ") and " it is." in t for t in texts[4:])
     assert [f["loss_weight"] for f in features] == [1.0] * 4 + [0.25] * 4
     collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    trainer = WeightedLossTrainer(model=model, args=TrainingArguments(output_dir="/tmp/unused", use_cpu=True,
-                                                                      report_to=[]))
-    batch = collate(features)
+    from ftcot.students.train import _Features
+
+    # The weights reach the loss through the Trainer's own data loader (which drops unknown columns by default).
+    trainer = WeightedLossTrainer(model=model, train_dataset=_Features(features), data_collator=collate,
+                                  args=TrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to=[],
+                                                         per_device_train_batch_size=8, remove_unused_columns=False))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert sorted(batch["loss_weight"].tolist()) == [0.25] * 4 + [1.0] * 4
     ones = collate([f | {"loss_weight": 1.0} for f in features])
     plain = collate([{k: v for k, v in f.items() if k != "loss_weight"} for f in features])
     with torch.no_grad():
@@ -316,3 +321,38 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
     _, metrics = evaluate(model, tok, _questions(4), "dss", kind, 8, 4)
     rows, sc = self_consistency(model, tok, _questions(4), "ft_cot", kind, 8, 8, 2, 0.7)
     assert metrics["n"] == 4 and sc["k"] == 2 and all(len(r["outputs"]) == 2 for r in rows)
+
+
+def test_dss_alpha_reaches_the_loss_of_a_real_training_run(tiny, tiny_lm, tmp_path):
+    from ftcot.config import StudentConfig, TrainConfig
+    from ftcot.students.train import train
+
+    examples = [Example(task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is, surely.",
+                        answer=s.answer) for i, s in enumerate(_questions(24))]
+    losses = {}
+    for alpha in (0.0, 1.0):
+        summary = train(examples, "dss", StudentConfig(model=str(tiny_lm)),
+                        TrainConfig(epochs=1, batch_size=4, dss_alpha=alpha, checkpoint=False), tmp_path / str(alpha))
+        losses[alpha] = summary["history"][0]["loss"]
+    assert losses[0.0] is not None and losses[0.0] < losses[1.0]  # the rationale pairs' loss counts only with alpha
+
+
+@pytest.mark.parametrize("d, want, most, per_request", [(1, 2, 4, True), (2, 2, 8, True), (1, 4, 8, True),
+                                                        (3, 2, 6, False), (2, 1, 5, True)])
+def test_the_worst_case_bounds_every_outcome_of_the_rounds(d, want, most, per_request):
+    """Every sequence of right and wrong samples, drawn by Collector.one's rule, costs at most the plan's worst
+    case in samples and in step-1 requests."""
+    import itertools
+
+    from ftcot.config import TeacherConfig
+    from ftcot.teachers.collect import _rounds
+
+    cfg = TeacherConfig(backend="openai", num_samples=d, n_per_request=per_request, rationale={"temperature": 0.7},
+                        adaptive={"max_samples": most, "want_correct": want})
+    worst_samples, worst_calls, _ = _rounds(cfg, 0, 0, None, {})
+    for outcome in itertools.product([False, True], repeat=most):
+        drawn, calls = d, 1 if per_request else d
+        while sum(outcome[:drawn]) < want and drawn < most:
+            more = min(want - sum(outcome[:drawn]), most - drawn)
+            drawn, calls = drawn + more, calls + (1 if per_request else more)
+        assert drawn <= worst_samples and calls <= worst_calls

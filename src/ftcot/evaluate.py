@@ -92,6 +92,7 @@ def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repe
     cache, positions, logits = getattr(out, cache_arg), positions[:, -1:], out.logits[:, -1]
     if repeat > 1 and not _prunable(cache):  # a cache that cannot be copied row by row: each row computed alone
         rows = {key: value.repeat_interleave(repeat, dim=0) for key, value in batch.items()}
+        del out, cache
         return decode(model, rows, max_new_tokens, stop_ids, finished, 1, temperature, generator)
     if repeat > 1:
         cache.batch_repeat_interleave(repeat)

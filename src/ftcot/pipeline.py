@@ -68,15 +68,24 @@ OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_min
                "train": {"checkpoint", "report_to", "methods"}, "evaluate": {"batch_size", "baselines"}}
 
 
+# Keys added after run folders were made: out of the hash at their defaults, so those folders stay complete.
+ADDED_KEYS = {"teacher": {"adaptive": None, "rationalize": False}, "curate": {"rationalized": "keep"},
+              "evaluate": {"self_consistency": None}}
+
+
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     """A hash of the config sections a stage depends on (and of a custom task's data): a stage reruns when
     they change. Keys that only some methods read count for those methods alone."""
     data = ctx.cfg.model_dump(include={"task", "split", *STAGES[stage].sections}, exclude=OPERATIONAL)
+    for section, keys in ADDED_KEYS.items():
+        for key, default in keys.items():
+            if section in data and data[section][key] == default:
+                del data[section][key]
     m = METHODS.get(method)
     if "train" in data and not (m and m.aux_pair):
         del data["train"]["dss_alpha"]
     if "evaluate" in data and not (m and m.reasoning and not m.answer_step):
-        del data["evaluate"]["self_consistency"]
+        data["evaluate"].pop("self_consistency", None)
     if ctx.task.digest:
         data["data"] = ctx.task.digest
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -165,7 +174,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
                              samples, price, lambda s, text: solved(s.task, text, s.answer), grown_questions(ctx))
                 note = "" if price else f" (no price known for {tcfg.model}: set teacher.prices)"
-                for p, case in zip(plans, ("worst case" if tcfg.adaptive else "", "expected")):
+                for p, case in zip(plans, ("worst case" if tcfg.adaptive or tcfg.rationalize else "", "expected")):
                     rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" \
                         if case == "expected" else ""
                     console.print(f"dry run{f' ({case})' if case else ''}: {len(samples)} questions x D="
@@ -398,6 +407,8 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                     model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
                     few_shot)
                 write_jsonl(votes, out / "self_consistency.jsonl")
+            else:
+                (out / "self_consistency.jsonl").unlink(missing_ok=True)  # of an earlier config
                 v = metrics["self_consistency"]
                 console.print(f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
                               f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "

@@ -96,6 +96,7 @@ def collect(runs: list[Path]) -> list[dict]:
             d = metrics.get("diagnostics") or {}
             rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
                          "samples_per_question": spent["samples_per_question"], "adaptive": adaptive,
+                         "collection": collection,
                          "teacher_cost_usd": spent["cost_usd"], "teacher_tokens": spent["tokens"],
                          "variant": "greedy", "agreement_pct": None,
                          "label": _row_label(method, metrics, num_samples, collection), "accuracy": metrics["accuracy"],
@@ -220,9 +221,9 @@ def plot_diverse(rows: list[dict], path: Path) -> bool:
     fixed, adaptive = defaultdict(dict), []
     for r in rows:
         if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales" and r["variant"] == "greedy":
-            name = f"{r['task']}: {label(r['method'])}"
+            name = f"{r['task']}: {label(r['method'])}{r['collection']}"
             if r["adaptive"] and r["samples_per_question"]:
-                adaptive.append((r["samples_per_question"], r["accuracy"], f"{name} (adaptive)"))
+                adaptive.append((r["samples_per_question"], r["accuracy"], name))
             elif not r["adaptive"]:
                 fixed[name][r["num_samples"]] = r["accuracy"]
     lines = {name: points for name, points in fixed.items() if len(points) > 1}
@@ -253,8 +254,8 @@ def plot_cost(rows: list[dict], path: Path) -> bool:
                             ("teacher_tokens", axes[1], "teacher tokens (prompt + completion)")):
         for r in points:
             if _number(r[key]):
-                d = f"D={r['samples_per_question']} adaptive" if r["adaptive"] else f"D={r['num_samples']}"
-                ax.scatter(r[key], r["accuracy"], label=f"{r['task']}: {label(r['method'])}, {d}")
+                d = f"D={r['samples_per_question']}" if r["adaptive"] else f"D={r['num_samples']}"
+                ax.scatter(r[key], r["accuracy"], label=f"{r['task']}: {label(r['method'])}, {d}{r['collection']}")
         ax.set(xlabel=xlabel, ylabel="student test accuracy (%)")
     axes[1].legend(fontsize=7)
     fig.suptitle("What the teacher's money bought")

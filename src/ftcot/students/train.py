@@ -77,7 +77,7 @@ class WeightedLossTrainer(Trainer):
         loss = (losses * weight[:, None].to(losses.dtype)).sum() / (
             num_items_in_batch if global_count else (labels != -100).sum().clamp(min=1))
         if global_count and self.args.average_tokens_across_devices:
-            loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+            loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
 
 
@@ -230,11 +230,14 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_schedule,
         train_sampling_strategy="group_by_length", save_strategy="epoch" if cfg.checkpoint else "no",
+        remove_unused_columns=False,  # the features are the model's inputs, and dss's loss_weight must get through
         save_total_limit=1, logging_steps=10, seed=cfg.seed, dataloader_num_workers=0,
         report_to=[name for name in cfg.report_to if name != "tensorboard"],
         use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), ddp_find_unused_parameters=False,
         ddp_timeout=6 * 3600,  # the other ranks wait while rank 0 validates, which can take long on a CPU
         **precision_args(cfg.precision))
+    if METHODS[method].aux_pair and args.n_gpu > 1:  # one process driving several GPUs (DataParallel)
+        raise UserError(f"{method} on several GPUs needs one process per GPU: torchrun or accelerate launch")
     callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
                                   cfg)
     try:

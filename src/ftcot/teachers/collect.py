@@ -232,24 +232,25 @@ class Plan:
     solve_rate: float | None = None  # adaptive runs: the per-sample solve rate the expected case assumes
 
 
-def _rounds(cfg: TeacherConfig, n: int, c: int, p: float, memo: dict) -> tuple[float, float, float]:
-    """Expected (samples, step-1 requests, chance of ending with no correct sample) still to come for a
-    question with n samples drawn and c correct, when each new sample is correct with probability p, as
-    Collector.one draws them: the first round completes num_samples, each later one asks for the shortfall of
-    correct ones (adaptive) up to max_samples; without adaptive, the first round is all."""
+def _rounds(cfg: TeacherConfig, n: int, c: int, p: float | None, memo: dict) -> tuple[float, float, float]:
+    """(samples, step-1 requests, chance of ending with no correct sample) still to come for a question with n
+    samples drawn and c correct, as Collector.one draws them: the first round completes num_samples, each later
+    one asks for the shortfall of correct ones (adaptive) up to max_samples. Expected values when each sample
+    is correct with probability p; with p None, the most each can be over every outcome (an upper bound:
+    more rounds come from early successes, more samples from failures)."""
     a = cfg.adaptive
     if (n, c) in memo:
         return memo[(n, c)]
     if n >= cfg.num_samples and (a is None or c >= a.want_correct or n >= a.max_samples):
         return 0.0, 0.0, float(c == 0)
     r = cfg.num_samples - n if n < cfg.num_samples else min(a.want_correct - c, a.max_samples - n)
-    samples, requests, unsolved = float(r), float(1 if cfg.n_per_request else r), 0.0
-    for j in range(r + 1):
-        chance = math.comb(r, j) * p ** j * (1 - p) ** (r - j)
-        more = _rounds(cfg, n + r, c + j, p, memo)
-        samples, requests, unsolved = samples + chance * more[0], requests + chance * more[1], \
-            unsolved + chance * more[2]
-    memo[(n, c)] = samples, requests, unsolved
+    outcomes = [_rounds(cfg, n + r, c + j, p, memo) for j in range(r + 1)]
+    if p is None:
+        later = [max(o[i] for o in outcomes) for i in range(3)]
+    else:
+        chances = [math.comb(r, j) * p ** j * (1 - p) ** (r - j) for j in range(r + 1)]
+        later = [sum(chance * o[i] for chance, o in zip(chances, outcomes)) for i in range(3)]
+    memo[(n, c)] = r + later[0], (1 if cfg.n_per_request else r) + later[1], later[2]
     return memo[(n, c)]
 
 
@@ -265,7 +266,8 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
     first_round = [0, 0]  # correct, drawn among the stored first-round samples of those questions
     for sample in samples:
         step1 = zero_shot_cot_step1(sample.question)
-        stored = [store.get(identity, step1, rationale_params, k) for k in range(samples_per(cfg))]
+        drawn_at_most = samples_per(cfg) - cfg.rationalize  # the hint, if any, comes after these
+        stored = [store.get(identity, step1, rationale_params, k) for k in range(drawn_at_most)]
         answers = [store.get(identity, zero_shot_cot_step2(step1, rationale_of(g, cfg), trigger), answer_params, k)
                    if g is not None else None for k, g in enumerate(stored)]
         if sample.sample_index in grown:
@@ -274,9 +276,9 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
             first_round[0] += sum(right[:cfg.num_samples])
             first_round[1] += len(right[:cfg.num_samples])
             hint = rationalize_step1(sample.question, sample.answer)
-            hinted = store.get(identity, hint, rationale_params, n)
+            hinted = store.get(identity, hint, rationale_params, drawn_at_most)  # a question none solved drew all
             hint_stored = hinted is not None and store.get(identity, zero_shot_cot_step2(
-                step1, rationale_of(hinted, cfg), trigger), answer_params, n) is not None
+                step1, rationale_of(hinted, cfg), trigger), answer_params, drawn_at_most) is not None
             states.append((len(step1) // 4 + 1, n, sum(right), hint_stored))
             continue
         missing = sum(g is None for g in stored[:cfg.num_samples])
@@ -291,7 +293,7 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
                 fixed[1] += len(step1) // 4 + step2_extra if rationale is None else \
                     len(zero_shot_cot_step2(step1, rationale_of(rationale, cfg), trigger)) // 4 + 1
                 fixed[2] += cfg.answer.max_tokens
-    rates = [0.0]  # the worst case: no sample is ever correct
+    rates: list[float | None] = [None]  # the worst case
     if first_round[1]:
         rates.append(first_round[0] / first_round[1])
     plans = []
@@ -306,7 +308,7 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
                 + (drawn + hinted) * (step1_tokens + step2_extra)
             completion_tokens += (drawn + hinted) * (cfg.rationale.max_tokens + cfg.answer.max_tokens)
         plans.append(Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens),
-                          p if cfg.adaptive else None))
+                          p))
     return plans if cfg.adaptive else plans[:1]
 
 
