@@ -407,12 +407,12 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                     model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
                     few_shot)
                 write_jsonl(votes, out / "self_consistency.jsonl")
-            else:
-                (out / "self_consistency.jsonl").unlink(missing_ok=True)  # of an earlier config
                 v = metrics["self_consistency"]
                 console.print(f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
                               f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
                               f"{v['questions_per_s']} questions/s", markup=False)
+            else:
+                (out / "self_consistency.jsonl").unlink(missing_ok=True)  # of an earlier config
         write_jsonl(predictions, out / "predictions.jsonl")
         finish(ctx, "evaluate", metrics, method)
         if method in TRAINED:
