@@ -90,14 +90,14 @@ def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repe
     out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
                 **keep_last)
     cache, positions, logits = getattr(out, cache_arg), positions[:, -1:], out.logits[:, -1]
-    if repeat > 1 and not _prunable(cache):  # a cache that cannot be copied row by row: each row computed alone
+    prune = _prunable(cache)
+    if repeat > 1 and not prune:  # a cache that cannot be copied row by row: each row computed alone
         rows = {key: value.repeat_interleave(repeat, dim=0) for key, value in batch.items()}
         del out, cache
         return decode(model, rows, max_new_tokens, stop_ids, finished, 1, temperature, generator)
     if repeat > 1:
         cache.batch_repeat_interleave(repeat)
         mask, positions, logits = (t.repeat_interleave(repeat, dim=0) for t in (mask, positions, logits))
-    prune = _prunable(cache)
     rows = list(range(len(mask)))  # the output row of each row in the batch
     tokens: list[list[int]] = [[] for _ in rows]
     done: set[int] = set()  # finished rows still in the batch (a cache that cannot drop them)
@@ -244,7 +244,7 @@ def self_consistency(model, tokenizer, samples: list[Sample], method: str, kind:
     task = samples[0].task
     spec = get_task(task)
     m = get_method(method)
-    if not m.reasoning or m.answer_step:
+    if not m.votes:
         raise UserError(f"self-consistency votes on answers in the output itself; {method} has "
                         f"{'a second answer step' if m.answer_step else 'no rationale to sample'}")
     start = time.perf_counter()

@@ -58,6 +58,11 @@ class Method:
     aux_pair: Callable[[str, str, str, ModelKind], tuple[str, str]] | None = None
     default: bool = True  # trained or evaluated when the config does not list methods
 
+    @property
+    def votes(self) -> bool:
+        """Self-consistency applies: it samples rationales whose answer is in the output itself."""
+        return self.reasoning and not self.answer_step
+
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ft_cot", "Fine-tune-CoT", lambda q, c: prompts.ft_cot_pair(q, "", "", c.kind)[0], _after_marker,

@@ -84,7 +84,7 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     m = METHODS.get(method)
     if "train" in data and not (m and m.aux_pair):
         del data["train"]["dss_alpha"]
-    if "evaluate" in data and not (m and m.reasoning and not m.answer_step):
+    if "evaluate" in data and not (m and m.votes):
         data["evaluate"].pop("self_consistency", None)
     if ctx.task.digest:
         data["data"] = ctx.task.digest
@@ -172,7 +172,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
         try:
             if dry_run:
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
-                             samples, price, lambda s, text: solved(s.task, text, s.answer), grown_questions(ctx))
+                             samples, price, grown_questions(ctx))
                 note = "" if price else f" (no price known for {tcfg.model}: set teacher.prices)"
                 for p, case in zip(plans, ("worst case" if tcfg.adaptive or tcfg.rationalize else "", "expected")):
                     rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" \
@@ -188,8 +188,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                         "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
                         "worst_case_cost_usd": plans[0].cost}
             spending = Spending(price, budget)
-            outcome = collect(live, store, tcfg, trigger, samples, spending, console,
-                              lambda s, text: solved(s.task, text, s.answer), grown_questions(ctx))
+            outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
         finally:
             store.close()
         records = outcome.records
@@ -402,7 +401,7 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
             metrics["model"] = ctx.cfg.student.model
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
             sc = ctx.cfg.evaluate.self_consistency
-            if sc and METHODS[method].reasoning and not METHODS[method].answer_step:
+            if sc and METHODS[method].votes:
                 votes, metrics["self_consistency"] = self_consistency(
                     model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
                     few_shot)

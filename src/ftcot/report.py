@@ -109,10 +109,10 @@ def collect(runs: list[Path]) -> list[dict]:
                          "most_frequent_share_pct": d.get("most_frequent_share"),
                          "majority_answer_share_pct": d.get("majority_answer_share")})
             sc = metrics.get("self_consistency")
-            if sc is not None and not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
-                                       and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
-                raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
             if sc is not None:
+                if not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
+                        and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
+                    raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
                 rows.append(rows[-1] | {
                     "variant": "self_consistency", "label": f"{rows[-1]['label']}, self-consistency k={sc['k']}",
                     "accuracy": sc["accuracy"], "ci95_low": sc["ci95"][0], "ci95_high": sc["ci95"][1],
@@ -134,6 +134,12 @@ def _teacher_spending(run: Path) -> dict:
             "tokens": sum(tokens) if t and all(map(_number, tokens)) else None,
             "samples_per_question": round(drawn / questions, 2) if _number(drawn) and _number(questions)
             and questions > 0 else None}
+
+
+def _distilled(rows: list[dict]) -> list[dict]:
+    """The greedy rows of students trained on the teacher's rationales: what the plots set against the teacher."""
+    return [r for r in rows if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales"
+            and r["variant"] == "greedy"]
 
 
 def _noted(rows: list[dict]) -> list[dict]:
@@ -219,13 +225,12 @@ def plot_diverse(rows: list[dict], path: Path) -> bool:
     """Test accuracy of the students trained on rationales against the teacher samples per question: a line
     per task and method over the fixed-D runs, and each adaptive run as a point at the mean it drew."""
     fixed, adaptive = defaultdict(dict), []
-    for r in rows:
-        if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales" and r["variant"] == "greedy":
-            name = f"{r['task']}: {label(r['method'])}{r['collection']}"
-            if r["adaptive"] and r["samples_per_question"]:
-                adaptive.append((r["samples_per_question"], r["accuracy"], name))
-            elif not r["adaptive"]:
-                fixed[name][r["num_samples"]] = r["accuracy"]
+    for r in _distilled(rows):
+        name = f"{r['task']}: {label(r['method'])}{r['collection']}"
+        if r["adaptive"] and r["samples_per_question"]:
+            adaptive.append((r["samples_per_question"], r["accuracy"], name))
+        elif not r["adaptive"]:
+            fixed[name][r["num_samples"]] = r["accuracy"]
     lines = {name: points for name, points in fixed.items() if len(points) > 1}
     if not lines and not adaptive:
         return False
@@ -243,8 +248,7 @@ def plot_diverse(rows: list[dict], path: Path) -> bool:
 def plot_cost(rows: list[dict], path: Path) -> bool:
     """What the teacher's money bought: each run's student test accuracy against its teacher's dollars and
     tokens (runs with a paid or local teacher; recorded teachers cost nothing and report no tokens)."""
-    points = [r for r in rows if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales"
-              and r["variant"] == "greedy" and r["teacher_tokens"]]
+    points = [r for r in _distilled(rows) if r["teacher_tokens"]]
     if not points:
         return False
     import matplotlib.pyplot as plt

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ftcot.config import Sampling, TeacherConfig
+from ftcot.curate import solved
 from ftcot.errors import UserError
 from ftcot.tasks import Sample
 from ftcot.tasks.prompts import rationalize_step1, zero_shot_cot_step1, zero_shot_cot_step2
@@ -47,9 +48,8 @@ class Outcome:
 
 class Collector:
     def __init__(self, teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, spending: Spending,
-                 solved=None, grown: frozenset[int] = frozenset()):
+                 grown: frozenset[int] = frozenset()):
         self.teacher = teacher
-        self.solved = solved  # (sample, answer text) -> whether the teacher's answer is the gold one
         self.grown = grown  # sample indices that adaptive rounds and rationalization apply to (train questions)
         self.store = store
         self.cfg = cfg
@@ -114,7 +114,7 @@ class Collector:
         correct."""
         cfg, records = self.cfg, []
         grows = sample.sample_index in self.grown
-        correct = lambda: sum(self.solved(sample, r.answer_completion) for r in records)  # noqa: E731
+        correct = lambda: sum(solved(sample.task, r.answer_completion, sample.answer) for r in records)  # noqa: E731
         try:
             # At most `concurrency` questions at once: a started question's step 2 goes before new step-1
             # requests, so money buys finished records, not a pile of rationales without answers.
@@ -198,10 +198,9 @@ def progress_bar(console: Console) -> Progress:
 
 
 def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-            spending: Spending, console: Console | None = None, solved=None,
-            grown: frozenset[int] = frozenset()) -> Outcome:
+            spending: Spending, console: Console | None = None, grown: frozenset[int] = frozenset()) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
-    collector = Collector(teacher, store, cfg, trigger, spending, solved, grown)
+    collector = Collector(teacher, store, cfg, trigger, spending, grown)
     if hasattr(teacher, "spending") and spending.max_cost is not None and spending.price is not None:
         teacher.spending = spending
     console = console or Console(stderr=True)
@@ -255,7 +254,7 @@ def _rounds(cfg: TeacherConfig, n: int, c: int, p: float | None, memo: dict) -> 
 
 
 def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-         price, solved=None, grown: frozenset[int] = frozenset()) -> list[Plan]:
+         price, grown: frozenset[int] = frozenset()) -> list[Plan]:
     """What a run would still request: [the worst case] or, for adaptive runs whose first round is (partly)
     stored, [worst case, expected case at the first round's solve rate]. Token counts are estimates: ~4
     characters a prompt token, and every completion at its max_tokens (an upper bound)."""
@@ -272,7 +271,7 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
                    if g is not None else None for k, g in enumerate(stored)]
         if sample.sample_index in grown:
             n = next((k for k, a in enumerate(answers) if a is None), len(answers))
-            right = [solved(sample, a.text) for a in answers[:n]]
+            right = [solved(sample.task, a.text, sample.answer) for a in answers[:n]]
             first_round[0] += sum(right[:cfg.num_samples])
             first_round[1] += len(right[:cfg.num_samples])
             hint = rationalize_step1(sample.question, sample.answer)
