@@ -11,6 +11,10 @@
 #   call 2:  bash benchmarks/lent_gpu.sh protocol  (carry .dev/b)  the rest, then starts the protocol detached
 #   call 3:  bash benchmarks/lent_gpu.sh collect   (within 30 s)   waits for it; results in $OUT/results.tar.gz
 #
+# Settings through the environment: TASKS, JOBS, MINUTES and DEADLINE below, and EXTRA, more reproduce.py flags,
+# e.g. EXTRA="--consistency on --permute-choices 3 --seeds 3" (each seed adds 2 students per task: with --seeds,
+# give fewer TASKS or a smaller MINUTES so that every run ends within DEADLINE).
+#
 # The machine's own torch (CUDA) runs a copy of this checkout (/tmp/w) from PYTHONPATH=src, so that a later
 # call's copy of the working tree cannot touch the running protocol's files.
 set -uo pipefail
@@ -21,6 +25,7 @@ coin_flip strategy_qa"}
 JOBS=${JOBS:-18}             # students trained side by side (2 per task); 18 peaked at 92 GiB
 MINUTES=${MINUTES:-8}        # each student's training budget (it stops before an epoch that would end past it)
 DEADLINE=${DEADLINE:-640}    # the whole protocol, conversion and evaluation included, is killed after this
+EXTRA=${EXTRA:-}             # more reproduce.py flags (curation, seeds)
 
 collect() {  # wait up to $1 s for the detached protocol; exit 0 with its results, or 75 if it is still running
   for _ in $(seq "$1"); do [ -f /tmp/w/protocol.rc ] && break; sleep 1; done
@@ -51,8 +56,8 @@ torch.cuda.get_device_name(0), torch.cuda.is_bf16_supported())" || exit 1
     || exit 1
   cd /tmp/w
   setsid bash -c "timeout $DEADLINE python3 benchmarks/reproduce.py --tasks $(echo $tasks) --protocol paper \
-    --max-examples 0 --no-checkpoint --max-minutes $MINUTES --jobs $JOBS >protocol.log 2>&1; echo \$? >protocol.rc" \
-    </dev/null >/dev/null 2>&1 &
+    --max-examples 0 --no-checkpoint --max-minutes $MINUTES --jobs $JOBS $EXTRA >protocol.log 2>&1; \
+    echo \$? >protocol.rc" </dev/null >/dev/null 2>&1 &
   collect 570
   ;;
 collect)

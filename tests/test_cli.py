@@ -66,14 +66,14 @@ def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     sample = load_samples("coin_flip", data_dir, [3])[3]
     record = next(r for r in read_shared_jsonl(data_dir / "teacher" / "text-davinci-002__zs_cot" /
                                                "coin_flip.jsonl") if r.sample_index == 3)
-    question, answer = training_frame(sample, record)
+    question, rationale, answer, _ = training_frame(sample, record)
     context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(data_dir))
     assert "curate\nparsed " in out
     for name, method in METHODS.items():
         assert f"evaluate {name}: {method.label}" in out
         assert method.prompt(question, context)[-200:] in out.replace("\n... ", "\n")
         if method.pair:
-            prompt, completion = method.pair(question, record.reasoning_completion, answer, "decoder")
+            prompt, completion = method.pair(question, rationale, answer, "decoder")
             assert f"train {name}: {method.label}" in out and f"{prompt}\n{completion}<eos>" in out
     assert out.count("its training completion reads") == sum(m.pair is not None for m in METHODS.values())
 
@@ -189,7 +189,9 @@ def test_a_dry_run_writes_nothing(data_dir, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("metrics", ["{bad", '"a string"', '{"accuracy": "high"}'])
+@pytest.mark.parametrize("metrics", ["{bad", '"a string"', '{"accuracy": "high"}',
+                                     '{"accuracy": 1, "n": 2, "ci95": [0, 9], "failures": {"kinds": [1]}}',
+                                     '{"accuracy": 1, "n": 2, "ci95": [0, 9], "choice_by_content": {"n": 2}}'])
 def test_report_on_a_broken_metrics_file_is_one_line(metrics, tmp_path):
     run = tmp_path / "runs" / "a"
     (run / "eval" / "ft_cot").mkdir(parents=True)

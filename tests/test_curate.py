@@ -1,3 +1,5 @@
+from collections import Counter
+
 import minidata
 from ftcot.config import CurateConfig
 from ftcot.curate import curate, split_validation, vanilla_examples
@@ -24,15 +26,16 @@ def test_each_filter_is_applied_and_counted():
         _record(2, 0, "   ", " 7."),  # empty rationale
         _record(9, 0, " not a train question", " 7."),
     ]
-    examples, removed = curate(records, train, CurateConfig(), num_samples=3)
+    removed = lambda fates: Counter(f for _, f in fates if f != "kept")  # noqa: E731
+    examples, fates = curate(records, train, CurateConfig(), num_samples=3)
     assert [(e.sample_index, e.completion_index) for e in examples] == [(0, 0), (0, 2), (0, 3)]
-    assert dict(removed) == {"duplicate": 1, "incorrect": 1, "truncated": 1, "empty": 1}
-    examples, removed = curate(records, train, CurateConfig(max_per_question=2), num_samples=3)
-    assert len(examples) == 2 and removed["over_cap"] == 1
+    assert removed(fates) == {"duplicate": 1, "incorrect": 1, "truncated": 1, "empty": 1}
+    examples, fates = curate(records, train, CurateConfig(max_per_question=2), num_samples=3)
+    assert len(examples) == 2 and removed(fates)["over_cap"] == 1
     assert examples[0].rationale == "3 + 4 = 7." and examples[0].question == "Q0?"  # task's own question
-    kept_all, removed = curate(records, train, CurateConfig(drop_truncated=False, dedupe=False, drop_empty=False),
-                               num_samples=9)
-    assert len(kept_all) == 6 and dict(removed) == {"incorrect": 1}
+    kept_all, fates = curate(records, train, CurateConfig(drop_truncated=False, dedupe=False, drop_empty=False),
+                             num_samples=9)
+    assert len(kept_all) == 6 and removed(fates) == {"incorrect": 1}
 
 
 def test_validation_split_is_seeded_stratified_and_from_train_only(data_dir):
@@ -50,9 +53,10 @@ def test_validation_split_is_seeded_stratified_and_from_train_only(data_dir):
     assert [e.answer for e in vanilla_examples(rest[:2])] == [s.answer for s in rest[:2]]
 
 
-def _date_records_keep_the_teachers_choice_order_in_the_tasks_format(root):
+def _date_records_train_in_the_tests_choice_order(root):
     # The recorded teacher saw Kojima et al.'s format and choice order, and its rationales name letters in that
-    # order ("the answer is (D)"). Training pairs keep the task's format but the teacher's order and letter.
+    # order ("the answer is (D)"). By default they are trained in the test's order, their letters remapped; with
+    # choice_order: teacher, in the task's format but the teacher's order and letter.
     import re
 
     def choice(question, letter):
@@ -60,30 +64,37 @@ def _date_records_keep_the_teachers_choice_order_in_the_tasks_format(root):
 
     records = read_shared_jsonl(recorded_teacher_path("date_understanding", root))
     train = split_samples("date_understanding", "train", root)
-    examples, removed = curate(records, train, CurateConfig(), num_samples=1)
     samples = load_samples("date_understanding", root)
-    assert len(examples) + removed["incorrect"] == len(train)
+    teacher_order, fates = curate(records, train, CurateConfig(choice_order="teacher", consistency=False), 1)
+    examples, _ = curate(records, train, CurateConfig(consistency=False), 1)
+    assert len(teacher_order) == len(examples) == sum(f == "kept" for _, f in fates)
     moved = 0
-    for e in examples:
-        sample = samples[e.sample_index]
-        assert e.question.split("Answer choices:")[0] == sample.question.split("Answer choices:")[0]
-        assert choice(e.question, e.answer) == choice(sample.question, sample.answer)  # the same date is right
-        letters = re.findall(r"\(([A-F])\)", e.rationale)
-        assert not letters or letters[-1] == e.answer  # the rationale's letter is the trained answer
-        moved += e.answer != sample.answer
+    for old, new in zip(teacher_order, examples):
+        sample = samples[new.sample_index]
+        assert (new.question, new.answer) == (sample.question, sample.answer)
+        assert old.question.split("Answer choices:")[0] == sample.question.split("Answer choices:")[0]
+        assert choice(old.question, old.answer) == choice(sample.question, sample.answer)  # the same date is right
+        for e in (old, new):
+            letters = re.findall(r"\(([A-F])\)", e.rationale)
+            assert not letters or letters[-1] == e.answer  # the rationale's letter is the trained answer
+        assert len(old.rationale) == len(new.rationale) and all(  # letters alone move
+            a == b or {a, b} <= set("ABCDEF") for a, b in zip(old.rationale, new.rationale))
+        moved += old.answer != new.answer
+        assert (new.frame, old.frame) == ("remapped", "teacher_order")
     assert moved > len(examples) // 2  # most right answers sit under another letter in the teacher's order
     teacher_frame, _ = curate(records, train, CurateConfig(question_source="teacher"), num_samples=1)
     assert teacher_frame[0].question != examples[0].question and "Answer Choices:" in teacher_frame[0].question
-    return examples, removed
+    return examples, fates
 
 
-def test_recorded_date_records_keep_the_teachers_choice_order_in_the_tasks_format(data_dir):
-    examples, removed = _date_records_keep_the_teachers_choice_order_in_the_tasks_format(data_dir)
+def test_recorded_date_records_train_in_the_tests_choice_order(data_dir):
+    examples, fates = _date_records_train_in_the_tests_choice_order(data_dir)
     train = set(load_split("date_understanding", data_dir)["train"])
     wrong = minidata.TEACHER_WRONG["date_understanding"]
-    assert {e.sample_index for e in examples} == train - wrong and removed["incorrect"] == len(train & wrong)
+    assert {e.sample_index for e in examples} == train - wrong
+    assert sum(f == "incorrect" for _, f in fates) == len(train & wrong)
 
 
-def test_real_date_records_keep_the_teachers_choice_order_in_the_tasks_format(shared_data):
-    examples, removed = _date_records_keep_the_teachers_choice_order_in_the_tasks_format(shared_data)
-    assert len(examples) + removed["incorrect"] == 258
+def test_real_date_records_train_in_the_tests_choice_order(shared_data):
+    examples, fates = _date_records_train_in_the_tests_choice_order(shared_data)
+    assert len(fates) == 258

@@ -108,7 +108,8 @@ def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, data_di
 def test_a_choice_letter_out_of_range_is_named(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"question": "Which?", "choices": ["x", "y"], "answer": "D"}) + "\n")
-    with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not a choice letter in range \(A-B\)"):
+    with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not one of the labels \(A, B\), a "
+                                        r"choice's text nor a letter in range"):
         register(CustomTask(name="letters", train=str(path), test=str(path), choices_field="choices",
                             answer_format="choice"))
 
@@ -288,8 +289,8 @@ def test_changed_or_reordered_data_reruns_the_stages_and_mismatched_records_are_
     record = TeacherCompletion(task="sums", sample_index=0, question=samples[1].question, answer=samples[0].answer,
                                reasoning_prompt="", reasoning_completion="it is", answer_prompt="",
                                answer_completion=f" {samples[0].answer}.", model="m")
-    kept, removed = curate([record], samples, CurateConfig(), 1)
-    assert kept == [] and removed == {"question_mismatch": 1}
+    kept, fates = curate([record], samples, CurateConfig(), 1)
+    assert kept == [] and fates == [(record, "question_mismatch")]
 
 
 def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):

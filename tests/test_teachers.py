@@ -431,6 +431,54 @@ def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, data_dir):
         server.stop()
 
 
+def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp_path, data_dir):
+    """A cap written in the config, 32 requests in flight: a run killed mid-way, then the same command twice,
+    then --max-cost with the same cap: what the server billed in all never passes the cap; each stop says what
+    the folder spent; a raised cap goes on without paying anything twice."""
+    price, cap = 10_000 / 1e6, 20.0
+    server = OpenAIServer(latency_s=0.05).start()
+    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear",
+                           num_samples=2, max_samples=60, concurrency=32, n_per_request=False, max_cost=cap,
+                           rationale={"temperature": 0.7, "max_tokens": 64},
+                           prices={"dear": {"input": 10_000, "output": 10_000}})
+    db = tmp_path / "run" / "teacher" / "store.sqlite"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while len(server.completion_requests()) < 8 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-flight: requests held, sent, some answered, none settled
+        proc.wait()
+        for again in (run_cli("teach", config), run_cli("teach", config), run_cli("teach", config, "--max-cost", cap)):
+            assert again.returncode == 3 and "this run folder has spent $" in again.stderr, again.stderr
+            assert _server_cost(server, price) <= cap
+        with sqlite3.connect(db) as con:
+            ledger = con.execute("SELECT COALESCE(SUM(COALESCE(charged, held)), 0) FROM spending").fetchone()[0]
+        assert _server_cost(server, price) <= ledger <= cap  # the ledger never counts less than was billed
+        asked = len(server.completion_requests())
+        assert run_cli("teach", config, "--max-cost", 10_000).returncode == 0
+        prompts = [(b["prompt"], b.get("seed")) for b in server.completion_requests()]
+        stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        assert stored == 60 * 2 * 2 and len(prompts) - asked <= stored  # nothing stored was asked for again
+    finally:
+        server.stop()
+
+
+def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server, data_dir, tmp_path):
+    cfg = _priced_config(server, data_dir, tmp_path)
+    done = teach(context(cfg))
+    db = tmp_path / "run" / "teacher" / "store.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("DROP TABLE spending")  # as an older ftcot left it
+    spent = (done["prompt_tokens"] + done["completion_tokens"]) * 1000.0 / 1e6
+    cfg.teacher.max_samples = 12  # two questions more to ask
+    before = len(server.completion_requests())
+    again = teach(context(cfg), max_cost=spent * 0.99)
+    assert again["stopped_by_budget"] and len(server.completion_requests()) == before
+    assert again["folder_spent_usd"] == pytest.approx(spent)
+
+
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
     """A dropped connection may still be billed: the budget counts its worst case, so the cap still holds."""
     server.faults.append(("drop",))

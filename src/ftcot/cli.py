@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ftcot import data as data_files
-from ftcot.config import load_config
-from ftcot.curate import training_frame
+from ftcot.config import RunConfig, load_config
+from ftcot.curate import curate, training_frame
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import export
 from ftcot.methods import METHODS, TEACHER_ANSWER_PREFIX, PromptContext
@@ -48,6 +48,9 @@ def tasks_command(data_dir: Optional[Path] = DataDir, config: Optional[Path] = C
     root = data_files.data_dir(data_dir)
     table = Table("task", "name", "answer", "train", "test", "teacher on train", "teacher on test")
     for key, spec in {**TASKS, **CUSTOM_TASKS}.items():
+        if spec.custom is None and not (root / "splits" / f"{key}__default.json").is_file():
+            table.add_row(key, spec.name, spec.answer_format.name, "not fetched", "", "", "")  # `ftcot data fetch`
+            continue
         split = load_split(key, root)
         teacher_path = root / data_files.TEACHER_DIR / f"{key}.jsonl"
         covered = {r.sample_index for r in read_shared_jsonl(teacher_path)} if teacher_path.is_file() else set()
@@ -63,10 +66,10 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
                  data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
     """Walk one sample through every stage: its question and answer, the teacher's prompts and answer,
     curation, each trained method's pair and each method's student prompt and answer parsing."""
-    if config is not None:
-        _context(config)
+    configured = _context(config).cfg if config is not None else None
     root = data_files.data_dir(data_dir)
     spec = get_task(task)
+    curation = (configured or RunConfig(task=task)).curate  # the default curation, where no config is given
     sample = load_samples(task, root, [index])[index]
     split = load_split(task, root)
     side = "train" if index in set(split["train"]) else "test" if index in set(split["test"]) else "none"
@@ -84,12 +87,13 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     rationale, question, answer = "{rationale}", sample.question, sample.answer
     if recorded:
         r = recorded[0]
-        rationale = r.reasoning_completion.strip()
         parsed = parse_prediction(spec.answer_format, r.answer_completion, TEACHER_ANSWER_PREFIX)
-        verdict = "correct: kept" if spec.answer_format.matches(parsed, r.answer) else "wrong: removed"
+        kept, [(_, fate)] = curate([r], [sample], curation, 1)  # as a train question, under the config's curation
         out(r.answer_prompt + r.answer_completion, f"teach: recorded {r.model} step 2")
-        out(f"parsed {parsed!r} against gold {r.answer!r}: {verdict}", "curate")
-        question, answer = training_frame(sample, r)
+        out(f"parsed {parsed!r} against gold {r.answer!r}: {'kept' if kept else 'removed: ' + fate}", "curate")
+        question, rationale, answer, frame = training_frame(sample, r, curation)
+        if frame != "task":
+            out(f"trained beside the question in frame {frame!r} (see curate.choice_order)")
     few_shot = load_few_shot_prompts(root) if (root / "few_shot_cot_prompts.json").is_file() else {}
     context = PromptContext("decoder", task, few_shot)
     for name, method in METHODS.items():
@@ -161,8 +165,9 @@ def verify_command(data_dir: Optional[Path] = DataDir) -> None:
 def teach_command(
     config: Path,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print requests, tokens and cost; send nothing."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="A hard budget in USD: no request is sent whose "
-                                             "worst case would not fit; a budget stop exits with code 3."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="A hard budget in USD for the run folder's spending in "
+                                             "all (earlier runs count): no request is sent whose worst case would "
+                                             "not fit; a budget stop exits with code 3."),
 ) -> None:
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math

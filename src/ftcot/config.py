@@ -14,6 +14,7 @@ from ftcot.errors import UserError
 from ftcot.files import read_text
 from ftcot.methods import BASELINES, DEFAULT_TRAINED, TRAINED
 from ftcot.tasks import TASKS
+from ftcot.tasks.answers import FORMAT_NAMES
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -77,7 +78,8 @@ class TeacherConfig(Strict):
     batch: bool = False  # use the OpenAI Batch API
     batch_poll_s: float = Field(30.0, gt=0)
     prices: dict[str, Price] = {}  # overrides the built-in price table, by model name
-    # USD, a hard limit: each request holds its worst case before it is sent; a stop exits 3, a rerun goes on
+    # USD, a hard limit on what the run folder spends in all, over every invocation: each request holds its worst
+    # case before it is sent; a stop exits 3; raise it to go on
     max_cost: float | None = Field(None, ge=0)
     # hf backend
     device: str = "auto"  # auto: the GPU when there is one, else the CPU
@@ -134,6 +136,17 @@ class CurateConfig(Strict):
     # teacher: on the question and answer as the teacher saw them (recorded logs use another format).
     question_source: Literal["task", "teacher"] = "task"
     rationalized: Literal["keep", "drop"] = "keep"  # examples the teacher wrote with the answer as a hint
+    # Keep a rationale only if its own conclusion is the gold answer (the option it names last, the last number,
+    # the last yes/no); one that states none is kept. Default: on, except under train.protocol paper, which keeps
+    # the paper's filter (a correct teacher answer).
+    consistency: bool | None = None
+    # A choice question the teacher saw in another option order (Kojima's Date logs) is trained in the test's
+    # order, the letters inside its rationale remapped; teacher: in the order the teacher saw.
+    choice_order: Literal["test", "teacher"] = "test"
+    # Each multiple-choice training example K more times with its options shuffled (letters remapped in the
+    # question, the rationale and the answer), so the student learns no letter prior; 0: off.
+    permute_choices: int = Field(0, ge=0, le=100, strict=True)  # at most the options' other orders (n! - 1)
+    permute_seed: int = 0  # the shuffles' seed (the validation split keeps curate.seed)
 
 
 class StudentConfig(Strict):
@@ -177,7 +190,8 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
     checkpoint: bool = True  # save model and optimizer each epoch, so a killed run resumes (costs a write)
     lora: LoraConfig | None = None  # set to fine-tune LoRA adapters instead of all weights
-    max_examples: int | None = Field(None, ge=1)  # first N training examples (after curation), for quick runs
+    max_examples: int | None = Field(None, ge=1)  # first N training examples (after curation, with their shuffled
+    # copies), for quick runs
     # Experiment trackers, passed to the Trainer as they are: tensorboard, wandb, mlflow, trackio, ... (each
     # needs its package installed); TensorBoard's event files go to students/<method>/logs.
     report_to: list[Literal[TRACKERS]] = []
@@ -207,9 +221,9 @@ class EvalConfig(Strict):
     # length in student tokens, plus a margin
     max_new_tokens: int | None = Field(None, ge=1)
     max_samples: int | None = Field(None, ge=1)  # first N test questions, for quick runs
-
-
-ANSWER_FORMATS = ("number", "integer", "choice", "yes_no", "text")
+    # Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
+    # object...), as a row of its own beside the paper's parser (which reads the letter after the marker).
+    choice_by_content: bool = False
 
 
 class CustomTask(Strict):
@@ -222,7 +236,10 @@ class CustomTask(Strict):
     test_fraction: float | None = Field(None, gt=0, lt=1)
     question_field: str = "question"
     answer_field: str = "answer"
-    choices_field: str | None = None  # a list (or mapping) of choices, verbalized "Answer choices: (A) ..."
+    # The choices, verbalized "Answer choices: (A) ...": a field holding a list of texts, a mapping of label to
+    # text or datasets' {label: [...], text: [...]}; or a list of columns, one per choice (MMLU's A, B, C, D).
+    choices_field: str | list[str] | None = None
+    answer_index: bool = False  # the answer is a 0-based index into the choices (an integer column is read so)
     id_field: str | None = None  # if set, ids must not repeat
     answer_format: str = "text"  # number | integer | choice | yes_no | text | regex:<pattern>
     answer_trigger: str | None = None  # default: the paper's trigger for the format
@@ -235,9 +252,15 @@ class CustomTask(Strict):
                 re.compile(value.removeprefix("regex:"))
             except re.error as exc:
                 raise ValueError(f"not a regular expression: {exc}") from None
-        elif value not in ANSWER_FORMATS:
-            raise ValueError(f"one of {', '.join(ANSWER_FORMATS)} or regex:<pattern>, not {value!r}")
+        elif value not in FORMAT_NAMES:
+            raise ValueError(f"one of {', '.join(FORMAT_NAMES)} or regex:<pattern>, not {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _index_needs_choices(self) -> "CustomTask":
+        if self.answer_index and (self.answer_format != "choice" or not self.choices_field):
+            raise ValueError("answer_index: an index needs choices (answer_format: choice and a choices_field)")
+        return self
 
     @model_validator(mode="after")
     def _one_test_side(self) -> "CustomTask":
@@ -275,6 +298,18 @@ class RunConfig(Strict):
             raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(TASKS)}, or a custom task "
                              "(a mapping, or a task YAML file)")
         return value
+
+    @model_validator(mode="after")
+    def _curation_fits_the_task(self) -> "RunConfig":
+        if self.curate.consistency is None:  # the paper's filter under the paper's protocol
+            self.curate.consistency = self.train.protocol != "paper"
+        choice = self.task.answer_format == "choice" if isinstance(self.task, CustomTask) \
+            else TASKS[self.task].answer_format.choice
+        if not choice and self.curate.permute_choices:
+            raise ValueError(f"curate.permute_choices: task {self.task_name} has no answer choices to shuffle")
+        if not choice and self.evaluate.choice_by_content:
+            raise ValueError(f"evaluate.choice_by_content: task {self.task_name} has no answer choices to read")
+        return self
 
     @property
     def task_name(self) -> str:
@@ -315,5 +350,5 @@ def load_config(path: str | Path, model: type[Model] = RunConfig) -> Model:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise UserError(f"{path}: {key}: {message}") from None
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{path}: {key}: {message}" if key else f"{path}: {message}") from None

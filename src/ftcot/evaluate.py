@@ -20,6 +20,7 @@ from ftcot.errors import UserError
 from ftcot.methods import PromptContext, get_method, line_done
 from ftcot.tasks import Sample, get_task, prompts
 from ftcot.tasks.answers import parse_prediction, wilson_interval
+from ftcot.tasks.rationales import failure_kind, is_loop, option_by_content
 
 ANSWER_TOKENS = 16  # for outputs that are an answer alone
 
@@ -183,8 +184,10 @@ def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_siz
 
 
 def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
-             batch_size: int, few_shot_prompts: dict | None = None, progress=None) -> tuple[list[dict], dict]:
-    """Predictions (one dict per sample) and metrics of one method on samples of one task."""
+             batch_size: int, few_shot_prompts: dict | None = None, progress=None,
+             choice_by_content: bool = False) -> tuple[list[dict], dict]:
+    """Predictions (one dict per sample, with why it is wrong) and metrics of one method on samples of one
+    task; with choice_by_content, each output with its rationale inside is also read by the option it names."""
     task = samples[0].task
     spec = get_task(task)
     start = time.perf_counter()
@@ -198,21 +201,37 @@ def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, ma
     if m.answer_step:  # the rationale, then the task's answer trigger
         inputs = [prompts.zero_shot_cot_step2(p, o.rstrip(), spec.answer_trigger) for p, o in zip(inputs, outputs)]
         outputs = generate(model, tokenizer, inputs, ANSWER_TOKENS, batch_size, line_done)
-    prefix = m.answer_prefix
+    prefix, fmt = m.answer_prefix, spec.answer_format
     wall = time.perf_counter() - start
     predictions = []
     for s, prompt, output in zip(samples, inputs, outputs):
-        parsed = parse_prediction(spec.answer_format, output, prefix)
-        predictions.append({"sample_index": s.sample_index, "prompt": prompt, "output": output, "prediction": parsed,
-                            "answer": s.answer, "correct": spec.answer_format.matches(parsed, s.answer)})
-    correct = sum(p["correct"] for p in predictions)
-    low, high = wilson_interval(correct, len(samples))
-    metrics = {"task": task, "method": method, "n": len(samples), "correct": correct,
-               "accuracy": round(100 * correct / len(samples), 2), "ci95": [round(low, 2), round(high, 2)],
+        parsed = parse_prediction(fmt, output, prefix)
+        right = fmt.matches(parsed, s.answer)
+        row = {"sample_index": s.sample_index, "prompt": prompt, "output": output, "prediction": parsed,
+               "answer": s.answer, "correct": right,
+               "failure": failure_kind(output, parsed, right, fmt, s.question, s.answer, prefix, m.votes)}
+        if choice_by_content and m.votes:  # the option its rationale names, where it names one by its text
+            by_content = option_by_content(output, s.question, prefix) or parsed
+            row |= {"prediction_by_content": by_content, "correct_by_content": fmt.matches(by_content, s.answer)}
+        predictions.append(row)
+    metrics = {"task": task, "method": method, **_accuracy([p["correct"] for p in predictions]),
                "max_new_tokens": max_new_tokens, "wall_s": round(wall, 2),
                "questions_per_s": round(len(samples) / wall, 3),
-               "diagnostics": diagnostics(predictions, prefix, spec.answer_format)}
+               "diagnostics": diagnostics(predictions, prefix, fmt),
+               "failures": {"kinds": dict(Counter(p["failure"] for p in predictions if p["failure"])),
+                            "loops": sum(is_loop(p["output"]) for p in predictions),
+                            "n_wrong": sum(not p["correct"] for p in predictions)}}
+    if predictions and "correct_by_content" in predictions[0]:
+        metrics["choice_by_content"] = _accuracy([p["correct_by_content"] for p in predictions])
     return predictions, metrics
+
+
+def _accuracy(correct: list[bool]) -> dict:
+    """n, correct, accuracy and its 95% Wilson interval, in percent."""
+    right = sum(correct)
+    low, high = wilson_interval(right, len(correct))
+    return {"n": len(correct), "correct": right, "accuracy": round(100 * right / max(len(correct), 1), 2),
+            "ci95": [round(low, 2), round(high, 2)]}
 
 
 def vote(parsed: list[str | None], fmt) -> tuple[str | None, int]:
@@ -261,10 +280,7 @@ def self_consistency(model, tokenizer, samples: list[Sample], method: str, kind:
                      "agreement": count / k, "answer": s.answer,
                      "correct": spec.answer_format.matches(voted, s.answer),
                      "any_correct": any(spec.answer_format.matches(p, s.answer) for p in parsed)})
-    correct = sum(r["correct"] for r in rows)
-    low, high = wilson_interval(correct, len(rows))
-    return rows, {"k": k, "temperature": temperature, "seed": seed, "n": len(rows), "correct": correct,
-                  "accuracy": round(100 * correct / len(rows), 2), "ci95": [round(low, 2), round(high, 2)],
+    return rows, {"k": k, "temperature": temperature, "seed": seed, **_accuracy([r["correct"] for r in rows]),
                   "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
                   "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
                   "wall_s": round(wall, 2), "questions_per_s": round(len(rows) / wall, 3)}

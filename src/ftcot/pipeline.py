@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 
 from ftcot.config import RunConfig
-from ftcot.curate import Example, curate, solved, split_validation, vanilla_examples
+from ftcot.curate import Example, curate, permuted_copies, split_validation, vanilla_examples
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
@@ -36,7 +36,7 @@ from ftcot.tasks.custom import register as register_custom_task
 from ftcot.tasks.prompts import load_few_shot_prompts
 from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
 from ftcot.teachers.collect import collect, plan, samples_per
-from ftcot.teachers.cost import Spending, price_of
+from ftcot.teachers.cost import Spending, cost_of, price_of
 from ftcot.teachers.records import read_records, write_records
 from ftcot.teachers.store import CompletionStore
 
@@ -68,9 +68,12 @@ OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_min
                "train": {"checkpoint", "report_to", "methods"}, "evaluate": {"batch_size", "baselines"}}
 
 
-# Keys added after run folders were made: out of the hash at their defaults, so those folders stay complete.
-ADDED_KEYS = {"teacher": {"adaptive": None, "rationalize": False}, "curate": {"rationalized": "keep"},
-              "evaluate": {"self_consistency": None}}
+# Keys added after run folders were made: out of the hash at the value that does what those folders did, so
+# they stay complete (and a value that does something else reruns their stage).
+ADDED_KEYS = {"teacher": {"adaptive": None, "rationalize": False},
+              "curate": {"rationalized": "keep", "consistency": False, "choice_order": "teacher", "permute_choices": 0,
+                         "permute_seed": 0},
+              "evaluate": {"self_consistency": None, "choice_by_content": False}}
 
 
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
@@ -81,11 +84,21 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
         for key, default in keys.items():
             if section in data and data[section][key] == default:
                 del data[section][key]
+    c = data.get("curate")
+    if c is not None:  # keys that change nothing for this task are out of the hash
+        if not ctx.task.answer_format.choice:
+            for key in ("choice_order", "permute_choices", "permute_seed"):
+                c.pop(key, None)
+        if not c.get("permute_choices"):
+            c.pop("permute_seed", None)
+        if c["drop_truncated"] and ctx.cfg.teacher.backend == "recorded":
+            c["cut_when"] = "mid-sentence near the limit"  # how records without a finish reason are read (#18)
     m = METHODS.get(method)
     if "train" in data and not (m and m.aux_pair):
         del data["train"]["dss_alpha"]
-    if "evaluate" in data and not (m and m.votes):
+    if "evaluate" in data and not (m and m.votes):  # what only outputs with their rationale inside are read for
         data["evaluate"].pop("self_consistency", None)
+        data["evaluate"].pop("choice_by_content", None)
     if ctx.task.digest:
         data["data"] = ctx.task.digest
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -170,9 +183,16 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
             hold_folder(out)
             store = CompletionStore(out / "store.sqlite")
         try:
+            # What earlier invocations spent in this folder (a store made before the ledger: its completions).
+            earlier = cost_of(price, *store.tokens()) if store.unledgered and price else 0.0
+            if earlier and not dry_run:
+                store.charge(None, earlier)
+            before = store.spent() + (earlier if dry_run else 0.0)
             if dry_run:
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
                              samples, price, grown_questions(ctx))
+                cap = f" of the cap ${budget:g} ({max(budget - before, 0.0):.4f} left)" if budget is not None else ""
+                console.print(f"dry run: this run folder has spent ${before:.4f}{cap}", markup=False)
                 note = "" if price else f" (no price known for {tcfg.model}: set teacher.prices)"
                 for p, case in zip(plans, ("worst case" if tcfg.adaptive or tcfg.rationalize else "", "expected")):
                     rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" \
@@ -187,8 +207,12 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                 return {"requests": p.requests, "prompt_tokens": p.prompt_tokens,
                         "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
                         "worst_case_cost_usd": plans[0].cost}
-            spending = Spending(price, budget)
-            outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
+            spending = Spending(price, budget, before, store)
+            try:
+                outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
+            finally:  # what no request held (a teacher charged as its answers came) joins the ledger too
+                if spending.cost - spending.ledgered > 1e-12:
+                    store.charge(None, spending.cost - spending.ledgered)
         finally:
             store.close()
         records = outcome.records
@@ -196,7 +220,8 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                    "collected": len(records), "questions_without_record": 0, "requests": outcome.requests,
                    "prompt_tokens": spending.prompt_tokens, "completion_tokens": spending.completion_tokens,
                    "cost_usd": round(spending.cost, 6), "unconfirmed_usd": round(spending.unconfirmed, 6),
-                   "budget_usd": budget, "stopped_by_budget": outcome.stopped_by_budget,
+                   "folder_spent_usd": round(before + spending.cost, 6), "budget_usd": budget,
+                   "stopped_by_budget": outcome.stopped_by_budget,
                    "rounds": bool(tcfg.adaptive or tcfg.rationalize)}
     summary["wall_s"] = round(time.perf_counter() - start, 3)
     write_records(records, out / "completions.jsonl")
@@ -205,9 +230,11 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
 
 def budget_stop(summary: dict) -> BudgetStop:
     more = " (and the rounds that questions short of correct rationales will ask for)" if summary.get("rounds") else ""
-    return BudgetStop(f"stopped at the budget: ${summary['cost_usd']:.4f} of ${summary['budget_usd']:g} spent, "
+    return BudgetStop(f"stopped at the budget: this run folder has spent ${summary['folder_spent_usd']:.4f} of its "
+                      f"cap ${summary['budget_usd']:g} (${summary['cost_usd']:.4f} in this run), "
                       f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
-                      f"get{more}; everything collected is stored: rerun with --max-cost set to what the rest may cost")
+                      f"get{more}; everything collected is stored: raise teacher.max_cost (or --max-cost), which "
+                      "bounds the folder's spending in all, to go on")
 
 
 # --- curate -------------------------------------------------------------------------------------------------
@@ -223,27 +250,40 @@ def curate_stage(ctx: RunContext) -> dict:
     records = read_records(ctx.run / "teacher" / "completions.jsonl")
     train, val = split_validation(split_samples(ctx.task.key, "train", ctx.data, ctx.cfg.split),
                                   ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
-    examples, removed = curate(records, train, ctx.cfg.curate, samples_per(ctx.cfg.teacher))
-    for name in TRAINED:
-        chosen = examples if METHODS[name].trains_on == "rationales" else vanilla_examples(train)
-        write_jsonl([e.model_dump() for e in chosen], out / f"train_{name}.jsonl")
+    c = ctx.cfg.curate
+    examples, fates = curate(records, train, c, samples_per(ctx.cfg.teacher))
+    # Shuffled copies of choice examples (seeded per question, so every method's copies match).
+    with_rationales, not_permuted = permuted_copies(examples, c.permute_choices, c.permute_seed)
+    with_answers, _ = permuted_copies(vanilla_examples(train), c.permute_choices, c.permute_seed)
+    for name in TRAINED:  # files for the methods trained (an earlier config's others would be stale)
+        chosen = with_rationales if METHODS[name].trains_on == "rationales" else with_answers
+        if name in ctx.cfg.train.methods:
+            write_jsonl([e.model_dump() for e in chosen], out / f"train_{name}.jsonl")
+        else:
+            (out / f"train_{name}.jsonl").unlink(missing_ok=True)
     write_jsonl([{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer}
                  for s in val], out / "val.jsonl")
-    # Per train question: how many samples the teacher drew, how many were correct, and how many were kept.
-    kept = Counter(e.sample_index for e in examples)
-    drawn = {s.sample_index: [0, 0, False] for s in train}
-    for r in records:
-        if r.sample_index in drawn:
-            row = drawn[r.sample_index]
-            row[0] += 1
-            row[1] += solved(r.task, r.answer_completion, r.answer)
-            row[2] |= r.rationalized
-    write_jsonl([{"sample_index": i, "drawn": n, "correct": c, "rationalized": h, "kept": kept[i]}
-                 for i, (n, c, h) in drawn.items()], out / "per_question.jsonl")
+    # Per train question: what the teacher drew, how many were correct, kept, and why the others were dropped.
+    per_question = {s.sample_index: {"sample_index": s.sample_index, "drawn": 0, "correct": 0, "rationalized": False,
+                                     "kept": 0, "dropped": Counter()} for s in train}
+    for r, fate in fates:
+        row = per_question[r.sample_index]
+        row["drawn"] += 1
+        row["correct"] += fate not in ("incorrect", "question_mismatch")
+        row["rationalized"] |= r.rationalized
+        if fate == "kept":
+            row["kept"] += 1
+        else:
+            row["dropped"][fate] += 1
+    write_jsonl([{**row, "dropped": dict(row["dropped"])} for row in per_question.values()],
+                out / "per_question.jsonl")
+    removed = Counter(fate for _, fate in fates if fate != "kept")
     summary = {"train_questions": len(train), "val_questions": len(val), "kept": len(examples),
-               "removed": dict(removed), "questions_with_examples": len(kept),
-               "samples_drawn": sum(n for n, _, _ in drawn.values()),
-               "rationalized_kept": sum(e.rationalized for e in examples)}
+               "removed": dict(removed), "questions_with_examples": sum(bool(r["kept"]) for r in per_question.values()),
+               "samples_drawn": len(fates), "rationalized_kept": sum(e.rationalized for e in examples),
+               # how the kept ones are framed: the task's question, moved to its option order, the teacher's
+               "frames": dict(Counter(e.frame for e in examples)),
+               "permuted_copies": {"per_example": c.permute_choices, "examples_without_copies": not_permuted}}
     console.print(f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
                   f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
                   f"{len(val)} validation questions", markup=False)
@@ -314,8 +354,15 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             summaries[method] = read_json(summary_path(ctx, "train", method))
             say(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
             continue
-        rows = read_jsonl(ctx.run / "curate" / f"train_{method}.jsonl")
-        examples = [Example(**r) for r in rows][: ctx.cfg.train.max_examples]
+        curated = ctx.run / "curate" / f"train_{method}.jsonl"
+        if not curated.is_file():
+            raise UserError(f"no curated examples for {method} ({curated}): list it in train.methods and run "
+                            "`ftcot curate` again")
+        examples = [Example(**r) for r in read_jsonl(curated)]
+        if ctx.cfg.train.max_examples:  # the first N curated examples, each with its shuffled copies
+            first = [(e.sample_index, e.completion_index) for e in examples if e.variant == 0]
+            kept = set(first[: ctx.cfg.train.max_examples])
+            examples = [e for e in examples if (e.sample_index, e.completion_index) in kept]
         tokenizer, kind = load_tokenizer(ctx.cfg.student)
         validate = validation_accuracy(method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
                                        eval_batch_size(ctx))
@@ -397,7 +444,7 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                 model, tokenizer, kind = base
             budget = budget or generation_budget(ctx, tokenizer, kind, quiet=False)
             predictions, metrics = evaluate(model, tokenizer, test, method, kind, budget, eval_batch_size(ctx),
-                                            few_shot)
+                                            few_shot, choice_by_content=ctx.cfg.evaluate.choice_by_content)
             metrics["model"] = ctx.cfg.student.model
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
             sc = ctx.cfg.evaluate.self_consistency
@@ -421,6 +468,9 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
             cut = f"{d['no_answer_marker']}% without '{d['marker']}', " if d["marker"] else ""
             why = (f"; {cut}{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
                    f"({d['most_frequent_share']}%)")
+        by_content = metrics.get("choice_by_content")
+        if by_content:
+            why += f"; by the option its rationale names: {by_content['accuracy']}%"
         console.print(f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
                       f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}", markup=False)
         results[method] = metrics
@@ -477,7 +527,8 @@ def run(ctx: RunContext) -> dict:
     timings_path = ctx.run / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}
     for stage in STAGES.values():
-        if stage.name in ("teach", "curate") and is_done(ctx, stage.name):
+        curated = all((ctx.run / "curate" / f"train_{m}.jsonl").is_file() for m in ctx.cfg.train.methods)
+        if stage.name in ("teach", "curate") and is_done(ctx, stage.name) and (stage.name == "teach" or curated):
             console.print(f"{stage.name}: done already")
             continue
         start = time.perf_counter()

@@ -15,8 +15,13 @@ from ftcot.errors import UserError
 from ftcot.files import read_json, read_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.tasks import TASKS
+from ftcot.tasks.rationales import FAILURE_KINDS
 
 TASKS_ORDER = {task: i for i, task in enumerate(TASKS)}
+FAILURES_NOTE = ("Counts of wrong test outputs by kind. A rationale's conclusion is the answer it reaches: for "
+                 "numbers the last sentence's numbers; for a choice task the option it names by text (for Date, the "
+                 "last date it states), so \"reaches the gold answer, the answer after the marker is wrong\" is the "
+                 "right option's text under a wrong letter. A loop is a repeated word sequence at the output's end.")
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -94,6 +99,11 @@ def collect(runs: list[Path]) -> list[dict]:
             summary = _read(summary_path) if summary_path.exists() else {}
             summary["history"] = _history(summary_path, summary)
             d = metrics.get("diagnostics") or {}
+            failures = metrics.get("failures") or {}
+            kinds = failures.get("kinds") if isinstance(failures, dict) else None
+            if failures and not (isinstance(kinds, dict) and all(map(_number, kinds.values()))
+                                 and _number(failures.get("loops"))):
+                raise UserError(f"{path}: failures is not an ftcot failure taxonomy")
             rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
                          "samples_per_question": spent["samples_per_question"], "adaptive": adaptive,
                          "collection": collection,
@@ -107,19 +117,35 @@ def collect(runs: list[Path]) -> list[dict]:
                          "no_answer_marker_pct": d.get("no_answer_marker"), "unparsed_pct": d.get("unparsed"),
                          "most_frequent_prediction": d.get("most_frequent_prediction"),
                          "most_frequent_share_pct": d.get("most_frequent_share"),
-                         "majority_answer_share_pct": d.get("majority_answer_share")})
+                         "majority_answer_share_pct": d.get("majority_answer_share"),
+                         **{f"failed_{kind}": (kinds or {}).get(kind, 0) if failures else None
+                            for kind in FAILURE_KINDS},
+                         "loops": failures.get("loops") if failures else None})
+            by_content = metrics.get("choice_by_content")
+            if by_content is not None:
+                ci = by_content.get("ci95") if isinstance(by_content, dict) else None
+                if not (isinstance(by_content, dict) and _number(by_content.get("accuracy")) and isinstance(ci, list)
+                        and len(ci) == 2 and all(map(_number, ci))):
+                    raise UserError(f"{path}: choice_by_content is not an ftcot accuracy")
+                rows.append(_variant(rows[-1], "by_content", f"{rows[-1]['label']}, answer read by content",
+                                     by_content))
             sc = metrics.get("self_consistency")
             if sc is not None:
                 if not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
                         and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
                     raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
-                rows.append(rows[-1] | {
-                    "variant": "self_consistency", "label": f"{rows[-1]['label']}, self-consistency k={sc['k']}",
-                    "accuracy": sc["accuracy"], "ci95_low": sc["ci95"][0], "ci95_high": sc["ci95"][1],
-                    "agreement_pct": sc["agreement"], "no_answer_marker_pct": None, "unparsed_pct": None,
-                    "most_frequent_prediction": None, "most_frequent_share_pct": None,
-                    "majority_answer_share_pct": None})
+                greedy = next(r for r in reversed(rows) if r["variant"] == "greedy")
+                rows.append(_variant(greedy, "self_consistency", f"{greedy['label']}, self-consistency k={sc['k']}",
+                                     sc) | {"agreement_pct": sc["agreement"]})
     return rows
+
+
+def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
+    """A row beside a greedy one for another reading of the same method (its own accuracy), without the greedy
+    outputs' diagnostics."""
+    return row | {key: None for key in row if key.endswith("_pct") or key.startswith("failed_")} | {
+        "variant": variant, "label": name, "accuracy": result["accuracy"], "ci95_low": result["ci95"][0],
+        "ci95_high": result["ci95"][1], "most_frequent_prediction": None, "loops": None}
 
 
 def _teacher_spending(run: Path) -> dict:
@@ -162,6 +188,19 @@ def diagnostics_table(rows: list[dict]) -> str:
                      f"| {r['most_frequent_prediction']} ({r['most_frequent_share_pct']}) "
                      f"| {r['majority_answer_share_pct']} |")
     return "\n".join(lines)
+
+
+def failures_table(rows: list[dict]) -> str:
+    """Why each student's wrong answers are wrong (counts of its test outputs), where evaluation sorted them."""
+    kinds = [kind for kind in FAILURE_KINDS if any(r[f"failed_{kind}"] for r in rows if r["loops"] is not None)]
+    lines = ["| task | method: student | wrong | " + " | ".join(FAILURE_KINDS[k] for k in kinds)
+             + " | loops (all outputs) |", "|---|---|---|" + "---|" * (len(kinds) + 1)]
+    for r in sorted((r for r in rows if r["loops"] is not None and r["method"] != TEACHER),
+                    key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"])):
+        wrong = sum(r[f"failed_{kind}"] for kind in FAILURE_KINDS)
+        lines.append(f"| {r['task']} | {r['label']} | {wrong} | " + " | ".join(str(r[f"failed_{k}"]) for k in kinds)
+                     + f" | {r['loops']} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def table(rows: list[dict]) -> str:
@@ -214,7 +253,10 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
                                f"{task}: {label(summary.parent.name)}"))
     if not series:
         return False
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _axes()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     for epochs, accuracy, name in series:
         ax.plot(epochs, accuracy, marker="o", label=name)
     _save(fig, ax, path, xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy against epoch")
@@ -275,7 +317,7 @@ def report(root: Path) -> dict:
     rows = collect(runs)
     if not rows:
         raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
-    markdown = table(rows)
+    markdown, failures = table(rows), failures_table(rows)
     root = Path(root)
     with open(root / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -287,7 +329,7 @@ def report(root: Path) -> dict:
              if drawn]
     text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + markdown + "\n"
             + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + diagnostics_table(rows)
-            + "\n"
+            + "\n" + (f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{failures}\n" if failures else "")
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
     return {"table": markdown, "rows": rows, "plots": plots}

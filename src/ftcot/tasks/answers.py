@@ -15,6 +15,7 @@ from typing import Callable
 
 from ftcot.errors import UserError
 
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # choice letters
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _YES_NO_SEPARATORS = re.compile(r"\"|'|\n|\.|\s|:|,")
 _LAST_LETTER_NOISE = re.compile(r"\"|'|\n|\.|\s")
@@ -28,6 +29,8 @@ class AnswerFormat:
     candidates: Callable[[str], list[str]]
     normalize: Callable[[str], object] = str  # applied to prediction and gold before comparing
     tolerance: float | None = None  # numeric comparison within this absolute tolerance
+    choice: bool = False  # the answer is the letter of an option listed in the question
+    numeric: bool = False  # the answer is a number
 
     def matches(self, prediction: str | None, gold: str) -> bool:
         try:
@@ -49,8 +52,9 @@ def _numbers(text: str) -> list[str]:
     return _NUMBER.findall(text.replace(",", ""))
 
 
-def _letters(allowed: str) -> Callable[[str], list[str]]:
-    return re.compile(f"[{allowed}]").findall
+def choice_letters(letters: str) -> AnswerFormat:
+    """A multiple-choice answer: the first of these letters."""
+    return AnswerFormat(f"letter A-{letters[-1]}", re.compile(f"[{letters}]").findall, choice=True)
 
 
 def _yes_no(text: str) -> list[str]:
@@ -65,16 +69,54 @@ def _strip_commas(answer: str) -> str:
     return answer.replace(",", "")
 
 
-INTEGER = AnswerFormat("integer", _numbers, _strip_commas)  # compared as strings, like the paper
-FLOAT = AnswerFormat("float", _numbers, lambda answer: float(_strip_commas(answer)), tolerance=1e-6)
-LETTER_A_TO_C = AnswerFormat("letter A-C", _letters("ABC"))
-LETTER_A_TO_E = AnswerFormat("letter A-E", _letters("ABCDE"))
-LETTER_A_TO_F = AnswerFormat("letter A-F", _letters("ABCDEF"))
+INTEGER = AnswerFormat("integer", _numbers, _strip_commas, numeric=True)  # compared as strings, like the paper
+FLOAT = AnswerFormat("float", _numbers, lambda answer: float(_strip_commas(answer)), tolerance=1e-6, numeric=True)
+LETTER_A_TO_C = choice_letters("ABC")
+LETTER_A_TO_E = choice_letters("ABCDE")
+LETTER_A_TO_F = choice_letters("ABCDEF")
 YES_NO = AnswerFormat("yes/no", _yes_no, str.lower)
 LETTERS = AnswerFormat("letter string", _concatenated_letters)
 # A free-text answer: the first line after the prefix, compared without case, spacing or a final period.
 TEXT = AnswerFormat("text", lambda text: [line] if (line := text.strip().split("\n")[0].strip()) else [],
                     lambda answer: " ".join(answer.lower().split()).rstrip("."))
+
+
+# The zero-shot-CoT answer triggers of the recorded teacher (Kojima et al.), per format.
+NUMERIC_TRIGGER = "Therefore, the answer (arabic numerals) is"
+YES_NO_TRIGGER = "Therefore, the answer (Yes or No) is"
+PLAIN_TRIGGER = "Therefore, the answer is"
+
+
+def choice_trigger(letters: str) -> str:
+    return f"Therefore, among A through {letters[-1]}, the answer is"
+
+
+def regex_format(name: str) -> AnswerFormat:
+    """`regex:<pattern>`: the pattern's matches (its first group where it has one; never an empty one). A gold
+    answer may be written whole ("ID-42") or as its group ("42"): both compare as the group."""
+    pattern = re.compile(name.removeprefix("regex:"))
+
+    def found(text: str) -> list[str]:
+        matches = (m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(text))
+        return [m for m in matches if m]
+    return AnswerFormat(name, found, lambda answer: (found(answer) or [answer])[0])
+
+
+# The formats a task declares by name (a custom task's `answer_format`), with their answer triggers; besides
+# these, `choice` (its letters sized by the task's choices) and `regex:<pattern>`. A format is added here alone.
+NAMED = {"number": (FLOAT, NUMERIC_TRIGGER), "integer": (INTEGER, NUMERIC_TRIGGER),
+         "yes_no": (YES_NO, YES_NO_TRIGGER), "text": (TEXT, PLAIN_TRIGGER)}
+FORMAT_NAMES = (*NAMED, "choice")
+
+
+def named_format(name: str, choices: int = 5) -> tuple[AnswerFormat, str]:
+    """The format a task declares by name and its answer trigger; `choice` with letters for `choices` options."""
+    if name.startswith("regex:"):
+        return regex_format(name), PLAIN_TRIGGER
+    if name == "choice":
+        letters = ALPHABET[:choices]
+        return choice_letters(letters), choice_trigger(letters)
+    return NAMED[name]
 
 
 def parse_prediction(fmt: AnswerFormat, text: str, prefix: str | None = None) -> str | None:

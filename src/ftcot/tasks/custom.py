@@ -17,9 +17,9 @@ import numpy as np
 from ftcot.config import CustomTask
 from ftcot.errors import UserError
 from ftcot.tasks import answers
+from ftcot.tasks.answers import ALPHABET
 from ftcot.tasks.registry import CUSTOM_TASKS, TASKS, Sample, TaskSpec, verbalize
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 READERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -65,28 +65,6 @@ def _header(path: Path) -> list[str]:
         raise UserError(f"{path}: cannot read its header ({exc})") from None
 
 
-def answer_format(decl: CustomTask, max_choices: int) -> tuple[answers.AnswerFormat, str]:
-    """The declared answer format and its zero-shot-CoT answer trigger (the paper's, per format)."""
-    name = decl.answer_format
-    if name.startswith("regex:"):
-        pattern = re.compile(name.removeprefix("regex:"))
-
-        def found(text: str) -> list[str]:  # the first group where the pattern has groups; never empty
-            matches = (m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(text))
-            return [m for m in matches if m]
-        # A gold answer may be written whole ("ID-42") or as its group ("42"): both compare as the group.
-        return answers.AnswerFormat(name, found, lambda answer: (found(answer) or [answer])[0]), \
-            "Therefore, the answer is"
-    if name == "choice":
-        letters = LETTERS[: max_choices or 5]
-        return answers.AnswerFormat(f"letter A-{letters[-1]}", re.compile(f"[{letters}]").findall), \
-            f"Therefore, among A through {letters[-1]}, the answer is"
-    return {"number": (answers.FLOAT, "Therefore, the answer (arabic numerals) is"),
-            "integer": (answers.INTEGER, "Therefore, the answer (arabic numerals) is"),
-            "yes_no": (answers.YES_NO, "Therefore, the answer (Yes or No) is"),
-            "text": (answers.TEXT, "Therefore, the answer is")}[name]
-
-
 def _text(value) -> str:
     """A cell as text: JSON numbers without a float's ".0" or exponent (18.0 -> "18", 1e-07 -> "0.0000001")."""
     if isinstance(value, float):
@@ -94,15 +72,41 @@ def _text(value) -> str:
     return str(value).strip()
 
 
-def _choices(value, where: str) -> list[str]:
-    if isinstance(value, dict):
-        value = list(value.values())
-    if not isinstance(value, list) or not value or not all(
-            isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in value):
+def _choices(value, where: str) -> tuple[list[str], list[str]]:
+    """A row's (labels, texts) of its choices, from a list of texts (labelled A, B, ...), a mapping of label to
+    text, or datasets' {label: [...], text: [...]} (ARC, OpenBookQA, CommonsenseQA)."""
+    if isinstance(value, dict) and ("text" in value or "label" in value):
+        if not isinstance(value.get("text"), list):
+            raise UserError(f"{where}: a choices mapping with 'label' needs 'text', a list of the choices' texts")
+        labels = value.get("label", list(ALPHABET[: len(value["text"])]))
+        if not isinstance(labels, list) or len(labels) != len(value["text"]):
+            raise UserError(f"{where}: {len(labels) if isinstance(labels, list) else 'no list of'} labels for "
+                            f"{len(value['text'])} texts")
+        labels, texts = labels, value["text"]
+    elif isinstance(value, dict):
+        labels, texts = list(value), list(value.values())
+    else:
+        labels, texts = list(ALPHABET[: len(value)]) if isinstance(value, list) else [], value
+    if not isinstance(texts, list) or not texts or not all(
+            isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in [*texts, *labels]):
         raise UserError(f"{where}: choices must be a non-empty list (or mapping) of texts")
-    if len(value) > len(LETTERS):
-        raise UserError(f"{where}: {len(value)} choices; at most {len(LETTERS)} (A-Z)")
-    return [_text(c) for c in value]
+    if len(texts) > len(ALPHABET):
+        raise UserError(f"{where}: {len(texts)} choices; at most {len(ALPHABET)} (A-Z)")
+    labels, texts = [_text(x) for x in labels], [_text(c) for c in texts]
+    if not all(texts):
+        raise UserError(f"{where}: choice {texts.index('') + 1} is empty")
+    if len(set(labels)) < len(labels):
+        raise UserError(f"{where}: label {next(x for x in labels if labels.count(x) > 1)!r} repeats")
+    return labels, texts
+
+
+def _row_choices(decl: CustomTask, row: dict, where: str) -> tuple[list[str], list[str]] | None:
+    """The row's choices: from its choices field, or from one column per choice (labelled by the columns)."""
+    if decl.choices_field is None:
+        return None
+    if isinstance(decl.choices_field, list):
+        return _choices({"label": decl.choices_field, "text": [row[c] for c in decl.choices_field]}, where)
+    return _choices(row[decl.choices_field], f"{where}: {decl.choices_field!r}")
 
 
 def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> list[tuple[str, str, list | None, str]]:
@@ -111,7 +115,8 @@ def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> li
     out = []
     for i, row in enumerate(rows, 1):
         where = f"{path}: row {i}"
-        for field in (decl.question_field, decl.answer_field, decl.choices_field, decl.id_field):
+        columns = decl.choices_field if isinstance(decl.choices_field, list) else [decl.choices_field]
+        for field in (decl.question_field, decl.answer_field, *columns, decl.id_field):
             if field and row.get(field) is None:
                 raise UserError(f"{where}: no {field!r}")
         question, answer = row[decl.question_field], row[decl.answer_field]
@@ -121,8 +126,13 @@ def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> li
             answer = "yes" if answer else "no"  # StrategyQA-style booleans
         if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not _text(answer):
             raise UserError(f"{where}: {decl.answer_field!r} is empty or not a single value")
-        choices = _choices(row[decl.choices_field], f"{where}: {decl.choices_field!r}") if decl.choices_field \
-            else None
+        choices = _row_choices(decl, row, where)
+        if choices and (decl.answer_index or type(answer) is int):  # a 0-based index (MMLU's answer, a label)
+            index = int(answer) if re.fullmatch(r"\d+", _text(answer)) else -1
+            if not 0 <= index < len(choices[1]):
+                raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not an index of its "
+                                f"{len(choices[1])} choices (0-{len(choices[1]) - 1})")
+            answer = ALPHABET[index]
         if decl.id_field:
             key = str(row[decl.id_field])
             if key in seen_ids:
@@ -132,17 +142,21 @@ def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> li
     return out
 
 
-def _gold(answer: str, choices: list[str] | None, fmt: answers.AnswerFormat, decl: CustomTask, where: str) -> str:
-    """The gold answer in the form the parser compares: for choices, the letter (given as a letter or as the
-    choice's text); yes/no as the word the parser finds ("Yes." -> "yes"); otherwise the answer itself,
-    which must parse in the declared format (an integer task's answers are whole numbers)."""
+def _gold(answer: str, choices: tuple[list[str], list[str]] | None, fmt: answers.AnswerFormat, decl: CustomTask,
+          where: str) -> str:
+    """The gold answer in the form the parser compares: for choices, the letter of its position (the answer
+    given as a choice's label, its text, or a letter); yes/no as the word the parser finds ("Yes." -> "yes");
+    otherwise the answer itself, which must parse in the declared format (an integer task's answers are whole
+    numbers)."""
     if decl.answer_format == "choice":
-        if choices and answer in choices:
-            return LETTERS[choices.index(answer)]
+        labels, texts = choices or ([], [])
+        for known in (labels, texts):
+            if answer in known:
+                return ALPHABET[known.index(answer)]
         letter = answer.strip("() .").upper()
-        if len(letter) != 1 or letter not in LETTERS[: len(choices) if choices else 26]:
-            raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not a choice letter in range "
-                            f"(A-{LETTERS[len(choices) - 1] if choices else 'Z'}) nor one of the choices")
+        if len(letter) != 1 or letter not in ALPHABET[: len(texts) or 26]:
+            raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not one of the labels "
+                            f"({', '.join(labels) if labels else 'A-Z'}), a choice's text nor a letter in range")
         return letter
     parsed = answers.parse_prediction(fmt, answer)
     try:
@@ -173,15 +187,15 @@ def register(decl: CustomTask) -> TaskSpec:
         train = [train[i] for i in sorted(order[:cut])]
     if not train or not test:
         raise UserError(f"task {decl.name}: {len(train)} train and {len(test)} test questions; both need some")
-    max_choices = max((len(c) for _, _, c, _ in train + test if c), default=0)
+    max_choices = max((len(c[1]) for _, _, c, _ in train + test if c), default=0)
     if decl.answer_format == "choice" and not decl.choices_field:  # the letters are in the questions' text
         letters = [a.strip("() .").upper() for _, a, _, _ in train + test]
-        max_choices = max(5, *(LETTERS.index(x) + 1 for x in letters if len(x) == 1 and x in LETTERS))
-    fmt, trigger = answer_format(decl, max_choices)
+        max_choices = max(5, *(ALPHABET.index(x) + 1 for x in letters if len(x) == 1 and x in ALPHABET))
+    fmt, trigger = answers.named_format(decl.answer_format, max_choices or 5)
     samples = {}
     for index, (question, answer, choices, where) in enumerate(train + test):
         gold = _gold(answer, choices, fmt, decl, where)
-        samples[index] = Sample(decl.name, index, verbalize(question, choices) if choices else question, gold)
+        samples[index] = Sample(decl.name, index, verbalize(question, choices[1]) if choices else question, gold)
     split = {"train": list(range(len(train))), "test": list(range(len(train), len(train) + len(test)))}
     # What the stages' fingerprints hold of the data: a changed, added or reordered row reruns them.
     digest = hashlib.sha256(json.dumps([[s.question, s.answer] for s in samples.values()] + [split]).encode(

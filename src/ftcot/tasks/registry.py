@@ -124,49 +124,42 @@ def _strategy_qa(record: dict) -> tuple[str, str]:
     return record["input"].strip(), answer
 
 
-_NUMERIC_TRIGGER = "Therefore, the answer (arabic numerals) is"
-_YES_NO_TRIGGER = "Therefore, the answer (Yes or No) is"
-
-
-def _choice_trigger(last: str) -> str:
-    return f"Therefore, among A through {last}, the answer is"
-
-
 TASKS: dict[str, TaskSpec] = {spec.key: spec for spec in (
     TaskSpec("single_eq", "SingleEq", (Source("raw/SingleEq/questions.json", 0),),
-             _each(lambda r: (r["sQuestion"], str(r["lSolutions"][0]))), answers.FLOAT, _NUMERIC_TRIGGER),
+             _each(lambda r: (r["sQuestion"], str(r["lSolutions"][0]))), answers.FLOAT, answers.NUMERIC_TRIGGER),
     TaskSpec("addsub", "AddSub", (Source("raw/AddSub/AddSub.json", 0),),
-             _each(lambda r: (r["sQuestion"].strip(), str(r["lSolutions"][0]))), answers.FLOAT, _NUMERIC_TRIGGER),
+             _each(lambda r: (r["sQuestion"].strip(), str(r["lSolutions"][0]))), answers.FLOAT,
+             answers.NUMERIC_TRIGGER),
     TaskSpec("multiarith", "MultiArith", (Source("raw/MultiArith/MultiArith.json", 0),),
              _each(lambda r: (r["sQuestion"].strip(), str(int(r["lSolutions"][0])))), answers.INTEGER,
-             _NUMERIC_TRIGGER, splits=("default", "template")),
+             answers.NUMERIC_TRIGGER, splits=("default", "template")),
     TaskSpec("gsm8k", "GSM8K", (Source("raw/grade-school-math/train.jsonl", 0, "jsonl"),
                                 Source("raw/grade-school-math/test.jsonl", 7473, "jsonl")),
-             _each(_gsm8k), answers.INTEGER, _NUMERIC_TRIGGER),
+             _each(_gsm8k), answers.INTEGER, answers.NUMERIC_TRIGGER),
     TaskSpec("aqua", "AQUA", (Source("raw/AQuA/train.json", 0, "jsonl"), Source("raw/AQuA/test.json", 97467, "jsonl")),
-             _each(_aqua), answers.LETTER_A_TO_E, _choice_trigger("E")),
+             _each(_aqua), answers.LETTER_A_TO_E, answers.choice_trigger("ABCDE")),
     TaskSpec("svamp", "SVAMP", (Source("raw/SVAMP/SVAMP.json", 0),),
              _each(lambda r: (r["Body"].strip() + " " + r["Question"].strip(), str(r["Answer"]))),
-             answers.FLOAT, _NUMERIC_TRIGGER),
+             answers.FLOAT, answers.NUMERIC_TRIGGER),
     TaskSpec("date_understanding", "Date Understanding", (Source("raw/Bigbench_Date/task.json", 0, "examples"),),
-             _date, answers.LETTER_A_TO_F, _choice_trigger("F"), splits=("default", "template"),
+             _date, answers.LETTER_A_TO_F, answers.choice_trigger("ABCDEF"), splits=("default", "template"),
              from_teacher=_date_from_teacher),
     TaskSpec("tracking_shuffled_objects", "Tracking Shuffled Objects",
              (Source("raw/Bigbench_object_tracking/task.json", 0, "examples"),),
-             _each(_tracking), answers.LETTER_A_TO_C, _choice_trigger("C")),
+             _each(_tracking), answers.LETTER_A_TO_C, answers.choice_trigger("ABC")),
     TaskSpec("last_letter_concatenation", "Last Letter Concatenation",
              (Source("raw/last_letters/last_letters.json", 0, "examples"),),
-             _each(lambda r: (r["question"], r["answer"])), answers.LETTERS, "Therefore, the answer is"),
+             _each(lambda r: (r["question"], r["answer"])), answers.LETTERS, answers.PLAIN_TRIGGER),
     TaskSpec("coin_flip", "Coin Flip", (Source("raw/coin_flip/coin_flip.json", 0, "examples"),),
-             _each(lambda r: (r["question"], r["answer"])), answers.YES_NO, _YES_NO_TRIGGER),
+             _each(lambda r: (r["question"], r["answer"])), answers.YES_NO, answers.YES_NO_TRIGGER),
     TaskSpec("commonsense_qa", "CommonsenseQA",
              (Source("raw/CommonsenseQA/train_rand_split.jsonl", 0, "jsonl"),
               Source("raw/CommonsenseQA/dev_rand_split.jsonl", 9741, "jsonl")),
              _each(lambda r: (verbalize(r["question"]["stem"].strip(), [c["text"] for c in r["question"]["choices"]]),
                               r["answerKey"])),
-             answers.LETTER_A_TO_E, _choice_trigger("E")),
+             answers.LETTER_A_TO_E, answers.choice_trigger("ABCDE")),
     TaskSpec("strategy_qa", "StrategyQA", (Source("raw/StrategyQA/task.json", 0, "examples"),),
-             _each(_strategy_qa), answers.YES_NO, _YES_NO_TRIGGER),
+             _each(_strategy_qa), answers.YES_NO, answers.YES_NO_TRIGGER),
 )}
 
 

@@ -40,17 +40,22 @@ def worst_case_tokens(prompt: str, n: int, max_tokens: int) -> tuple[int, int]:
 
 
 class Spending:
-    """Tokens and dollars spent in this run, against an optional budget. With a budget, each request holds its
-    worst-case cost before it is sent and is charged what it used when it returns, so however many requests are
-    in flight, what is spent never exceeds the budget (while the server honours max_tokens); a request waits
-    while others hold the rest of the budget, and the run stops only when one would not fit on its own."""
+    """Tokens and dollars spent, against an optional budget that bounds the run folder's spending in all: what
+    earlier invocations spent (`before`, from the store's ledger) counts against it. With a budget, each request
+    holds its worst-case cost before it is sent (in the ledger too, so that a kill leaves it counted) and is
+    charged what it used when it returns, so however many requests are in flight, what is spent never exceeds
+    the budget (while the server honours max_tokens); a request waits while others hold the rest of the budget,
+    and the run stops only when one would not fit on its own."""
 
-    def __init__(self, price: Price | None, max_cost: float | None = None):
+    def __init__(self, price: Price | None, max_cost: float | None = None, before: float = 0.0, ledger=None):
         self.price = price
         self.max_cost = max_cost
+        self.before = before  # spent by earlier invocations in this run folder
+        self.ledger = ledger  # the CompletionStore whose ledger holds and settles each request
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.unconfirmed = 0.0  # worst cases of requests that got no usable answer but may have been billed
+        self.ledgered = 0.0  # what this invocation's settled requests were charged in the ledger
         self.reserved = 0.0
         self.outstanding = 0
         self.stopped = False
@@ -62,13 +67,14 @@ class Spending:
 
     @property
     def cost(self) -> float:
+        """This invocation's."""
         return cost_of(self.price, self.prompt_tokens, self.completion_tokens) + self.unconfirmed
 
     @property
     def exhausted(self) -> bool:
-        return self.stopped or (self.max_cost is not None and self.cost >= self.max_cost)
+        return self.stopped or (self.max_cost is not None and self.before + self.cost >= self.max_cost)
 
-    async def reserve(self, prompt_tokens: int, completion_tokens: int) -> float:
+    async def reserve(self, prompt_tokens: int, completion_tokens: int) -> tuple[float, int | None]:
         """Hold a request's worst-case cost; BudgetReached when it cannot fit even with nothing else in flight."""
         import asyncio
 
@@ -76,24 +82,30 @@ class Spending:
         if self._changed is None:
             self._changed = asyncio.Condition()
         async with self._changed:
-            while self.max_cost is not None and self.cost + self.reserved + amount > self.max_cost:
+            while self.max_cost is not None and self.before + self.cost + self.reserved + amount > self.max_cost:
                 if self.outstanding == 0:
                     self.stopped = True
                     raise BudgetReached
                 await self._changed.wait()
             self.reserved += amount
             self.outstanding += 1
-        return amount
+        return amount, self.ledger.hold(amount) if self.ledger else None
 
-    async def settle(self, amount: float, prompt_tokens: int | None, completion_tokens: int | None,
+    async def settle(self, held: tuple[float, int | None], prompt_tokens: int | None, completion_tokens: int | None,
                      answered: bool = True) -> None:
         """Release a reservation and charge the request's reported usage; a request that got no usable answer
         (a timeout, a dropped connection, a malformed body) is charged its worst case, since it may be billed."""
+        amount, row = held
         async with self._changed:
             self.reserved = max(0.0, self.reserved - amount)
             self.outstanding -= 1
             if answered:
                 self.add(prompt_tokens, completion_tokens)
+                charged = cost_of(self.price, prompt_tokens or 0, completion_tokens or 0)
             else:
                 self.unconfirmed += amount
+                charged = amount
+            if self.ledger:
+                self.ledger.charge(row, charged)
+                self.ledgered += charged
             self._changed.notify_all()

@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS batches (
     state TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS spending (
+    id INTEGER PRIMARY KEY,
+    held REAL NOT NULL,
+    charged REAL,
+    created REAL NOT NULL
+);
 """
 
 
@@ -69,6 +75,9 @@ class CompletionStore:
                 self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            # A store made before the spending ledger: what its completions cost is not in it yet (see teach).
+            self.unledgered = "completions" in tables and "spending" not in tables
             if not read_only or not exists:
                 self.db.executescript(SCHEMA)
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(completions)")}
@@ -102,6 +111,38 @@ class CompletionStore:
         except (sqlite3.Error, UnicodeEncodeError) as exc:  # a full disk; a prompt that is not text
             raise UserError(f"cannot store a completion in {self.path}: {exc}") from None
         return cursor.rowcount == 1
+
+    # The spending ledger: what every request of this run folder may have cost, written before it is sent (its
+    # worst case, held) and settled when it returns (what it cost), so that a budget bounds the folder's spending
+    # over every invocation, and a request a kill left unsettled counts at its worst case.
+
+    def hold(self, amount: float) -> int:
+        return self._write("INSERT INTO spending (held, created) VALUES (?, ?)", (amount, time.time())).lastrowid
+
+    def charge(self, row: int | None, amount: float) -> None:
+        """Settle a held row at what it cost, or (row None) add a cost that no request held."""
+        if row is None:
+            self._write("INSERT INTO spending (held, charged, created) VALUES (?, ?, ?)", (amount, amount, time.time()))
+        else:
+            self._write("UPDATE spending SET charged=? WHERE id=?", (amount, row))
+
+    def spent(self) -> float:
+        """What the folder's requests cost, those never settled at their worst case."""
+        if "spending" not in {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+            return 0.0  # a dry run reading a store made before the ledger
+        return self.db.execute("SELECT COALESCE(SUM(COALESCE(charged, held)), 0) FROM spending").fetchone()[0]
+
+    def tokens(self) -> tuple[int, int]:
+        """The prompt and completion tokens of every stored completion (for a store made before the ledger)."""
+        row = self.db.execute("SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
+                              "FROM completions").fetchone()
+        return int(row[0]), int(row[1])
+
+    def _write(self, sql: str, args: tuple) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.Error as exc:  # a full disk
+            raise UserError(f"cannot record spending in {self.path}: {exc}") from None
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]

@@ -1,0 +1,86 @@
+"""benchmarks/reproduce.py without training: its run configs, setting names and the results document."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from ftcot.config import RunConfig
+
+_spec = importlib.util.spec_from_file_location("reproduce", Path(__file__).parents[1] / "benchmarks" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reproduce)
+
+PAPER = ["--protocol", "paper", "--max-examples", "0", "--max-minutes", "8"]
+NEW = ["--consistency", "on", "--permute-choices", "3"]
+
+
+def runs(argv: list[str]) -> dict[tuple[str, int], object]:
+    """The invocation's runs by (task, seed)."""
+    return {(task, run.seed): run for task, run in reproduce.seed_runs(reproduce.parse_args(argv))}
+
+
+@pytest.mark.parametrize("flags", [[], NEW, NEW + ["--choice-order", "teacher", "--choice-by-content"],
+                                   ["--consistency", "off", "--seeds", "2"]])
+def test_every_run_config_validates(flags):
+    for (task, seed), run in runs(PAPER + flags).items():
+        cfg = RunConfig.model_validate(reproduce.config_for(task, run))
+        assert (cfg.train.seed, cfg.curate.permute_seed, cfg.curate.seed) == (seed, seed, 0)
+
+
+def test_curation_flags_reach_the_config_and_choice_flags_only_the_choice_tasks():
+    new = runs(PAPER + NEW + ["--choice-by-content", "--tasks", "date_understanding", "coin_flip"])
+    date, coin = (RunConfig.model_validate(reproduce.config_for(task, new[task, 0]))
+                  for task in ("date_understanding", "coin_flip"))
+    assert (date.curate.consistency, date.curate.permute_choices, date.evaluate.choice_by_content) == (True, 3, True)
+    assert (coin.curate.consistency, coin.curate.permute_choices, coin.evaluate.choice_by_content) == (True, 0, False)
+    before = reproduce.config_for("coin_flip", runs(PAPER)["coin_flip", 0])
+    assert "consistency" not in before["curate"]  # the config's own default applies
+
+
+def test_settings_tell_before_after_and_seeds_apart_and_the_old_curation_keeps_its_name():
+    old = ["--choice-order", "teacher", "--keep-truncated"]  # the curation before issue #18
+    before, after = runs(PAPER + old + ["--seeds", "3"]), runs(PAPER + NEW + ["--seeds", "3"])
+    assert reproduce.setting(before["coin_flip", 0]) == "paper-full-nall-tauto-m8"
+    assert reproduce.setting(runs(PAPER)["coin_flip", 0]) == "paper-full-nall-tauto-m8-q"  # today's defaults
+    assert reproduce.setting(after["coin_flip", 2]) == "paper-full-nall-tauto-m8-q-c1-k3-s2"
+    teacher_order = runs(PAPER + NEW + ["--choice-order", "teacher", "--choice-by-content"])
+    assert reproduce.setting(teacher_order["coin_flip", 0]) == "paper-full-nall-tauto-m8-q-c1-k3-oteacher-bc"
+    names = {reproduce.setting(r) for r in [*before.values(), *after.values()]}
+    assert len(names) == 6
+    assert {reproduce.seeds_of(n) for n in names} == {"paper-full-nall-tauto-m8", "paper-full-nall-tauto-m8-q-c1-k3"}
+
+
+def result(setting: str, ft_cot: float, vanilla: float, val: float, **extra) -> dict:
+    student = {"best_epoch": 1, "best_val_accuracy": val, "examples": 10, "tokens_per_epoch": 1000, "epochs": 20,
+               "epochs_trained": 2, "stop_reason": None, "wall_s": 60, "tokens_per_s": 100, "history": []}
+    return {"task": "date_understanding", "setting": setting, "command": "reproduce.py", "n_test": 111,
+            "accuracy": {"ft_cot": ft_cot, "vanilla": vanilla, "zero_shot": 1.0, "zero_shot_cot": 2.0, "teacher": 65.0},
+            "train": {"ft_cot": student, "vanilla": {**student, "best_val_accuracy": 10.0}},
+            "curate": {"kept": 10, "removed": {"incorrect": 2}}, "timings_s": {}, "max_new_tokens": 188,
+            "machine": "one NVIDIA H200 GPU, bf16 autocast, torch 2, transformers 5", **extra}
+
+
+def test_results_doc_shows_the_mean_and_sd_over_seeds_and_the_failures(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "docs" / "results")
+    task_dir = tmp_path / "docs" / "results" / "date_understanding"
+    task_dir.mkdir(parents=True)
+    failures = {"ft_cot": {"kinds": {"no answer": 5, "wrong option": 30}, "loops": 4, "n_wrong": 35}}
+    seeds = [result("paper-c1-k3", 40.0, 30.0, 20.0),  # seed 1 is best on validation, not on test
+             result("paper-c1-k3-s1", 50.0, 30.0, 30.0, failures=failures,
+                    choice_by_content={"ft_cot": {"accuracy": 55.0}}),
+             result("paper-c1-k3-s2", 60.0, 33.0, 25.0), result("paper", 70.0, 20.0, 5.0)]
+    for r in seeds:
+        (task_dir / f"{r['setting']}.json").write_text(json.dumps(r))
+    reproduce.write_results_doc()
+    row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
+               if line.startswith("| date_understanding | 67.58"))
+    assert "| 50.00 | 30.00 | 50.00 ± 10.00 (3 seeds) | 31.00 ± 1.73 (3 seeds) |" in row
+    assert "paper-c1-k3-s1" in row
+    text = (tmp_path / "docs" / "RESULTS.md").read_text()
+    # the failure taxonomy and the answers by content, of the one run that recorded them
+    assert ("| date_understanding | paper-c1-k3-s1 | ft_cot | 50.00 | 55.00 | 35 | 4 | wrong option 30, no answer 5 |"
+            in text)
+    assert "| paper-c1-k3-s2 | ft_cot |" not in text
