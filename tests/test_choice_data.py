@@ -70,7 +70,7 @@ BAD = {  # the row that breaks it, and the one line naming the file, the row and
                                 r"row 2: 'choices': 3 labels for 2 texts"),
     "answer not a label": ({"choices": {"label": ["1", "2"], "text": ["x", "y"]}, "answer": "7"},
                            r"row 2: 'answer' '7' is not one of the labels \(1, 2\)"),
-    "index out of range": ({"choices": ["x", "y"], "answer": 2}, r"row 2: 'answer' 2 is not an index of its 2 "
+    "index out of range": ({"choices": ["x", "y"], "answer": 2}, r"row 2: 'answer' '2' is not an index of its 2 "
                                                                  r"choices \(0-1\)"),
     "duplicate labels": ({"choices": {"label": ["1", "1"], "text": ["x", "y"]}, "answer": "1"},
                          r"row 2: 'choices': label '1' repeats"),
@@ -81,7 +81,8 @@ BAD = {  # the row that breaks it, and the one line naming the file, the row and
 @pytest.mark.parametrize("case", BAD)
 def test_bad_choice_rows_are_one_line_naming_file_row_and_field(tmp_path, data_dir, case):
     row, pattern = BAD[case]
-    rows = [{"question": "Which?", "choices": ["x", "y"], "answer": "x"}, {"question": "Which?", **row}]
+    first = {"question": "Which?", "choices": ["x", "y"], "answer": 0 if isinstance(row["answer"], int) else "x"}
+    rows = [first, {"question": "Which?", **row}]  # a column of one type, as a file holds it
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
@@ -92,6 +93,29 @@ def test_bad_choice_rows_are_one_line_naming_file_row_and_field(tmp_path, data_d
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "train.jsonl: " in result.stderr and __import__("re").search(pattern, result.stderr), result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("choices, answer, gold", [
+    (["1", "2", "3", "4"], 2, "B"),  # an integer that is a choice's text is that choice
+    ({"label": [1, 2, 3, 4], "text": ["w", "x", "y", "z"]}, 1, "A"),  # ... or its label
+    ({"label": ["1", "2", "3", "4"], "text": ["w", "x", "y", "z"]}, 2, "B"),
+    (["w", "x", "y", "z"], 2, "C"),  # else a 0-based index
+    (["B", "C", "A"], "A", "C"),  # a list's text comes before the letters of its positions
+])
+def test_integers_and_letters_that_name_a_choice_are_read_as_that_choice(tmp_path, choices, answer, gold):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"question": "Which?", "choices": choices, "answer": answer}) + "\n")
+    spec = register(CustomTask(name="ints", train=str(path), test=str(path), choices_field="choices",
+                               answer_format="choice"))
+    assert load_samples(spec.key, tmp_path)[0].answer == gold
+
+
+def test_an_integer_answer_of_another_format_stays_itself(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"question": "How many?", "choices": ["1", "2", "3"], "answer": 2}) + "\n")
+    spec = register(CustomTask(name="count", train=str(path), test=str(path), choices_field="choices",
+                               answer_format="number"))
+    assert load_samples(spec.key, tmp_path)[0].answer == "2"
 
 
 def test_a_missing_choice_column_is_one_line(tmp_path, data_dir):

@@ -108,8 +108,8 @@ def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, data_di
 def test_a_choice_letter_out_of_range_is_named(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"question": "Which?", "choices": ["x", "y"], "answer": "D"}) + "\n")
-    with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not one of the labels \(A, B\), a "
-                                        r"choice's text nor a letter in range"):
+    with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not a choice's text nor a letter in "
+                                        r"range \(A-B\)"):
         register(CustomTask(name="letters", train=str(path), test=str(path), choices_field="choices",
                             answer_format="choice"))
 

@@ -454,7 +454,8 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
             assert again.returncode == 3 and "this run folder has spent $" in again.stderr, again.stderr
             assert _server_cost(server, price) <= cap
         with sqlite3.connect(db) as con:
-            ledger = con.execute("SELECT COALESCE(SUM(COALESCE(charged, held)), 0) FROM spending").fetchone()[0]
+            ledger = price * con.execute("SELECT SUM(COALESCE(prompt_tokens, held_prompt) + "
+                                         "COALESCE(completion_tokens, held_completion)) FROM spending").fetchone()[0]
         assert _server_cost(server, price) <= ledger <= cap  # the ledger never counts less than was billed
         asked = len(server.completion_requests())
         assert run_cli("teach", config, "--max-cost", 10_000).returncode == 0
@@ -477,6 +478,35 @@ def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server,
     again = teach(context(cfg), max_cost=spent * 0.99)
     assert again["stopped_by_budget"] and len(server.completion_requests()) == before
     assert again["folder_spent_usd"] == pytest.approx(spent)
+
+
+def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(server, data_dir, tmp_path):
+    """Tokens go to the ledger whatever the path: a model without a price, the Batch API, a 504 after which the
+    server may have billed (at its worst case); a later run with a price and a cap counts them all."""
+    server.faults.append(("status", 504))
+    unpriced = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir),
+                         teacher=TeacherConfig(backend="openai", model="free", base_url=server.base_url,
+                                               api_key_env=None, num_samples=1, max_samples=4, concurrency=1))
+    teach(context(unpriced))
+    batched = unpriced.model_copy(deep=True)
+    batched.teacher.max_samples, batched.teacher.batch, batched.teacher.batch_poll_s = 8, True, 0.01
+    teach(context(batched))
+    store = CompletionStore(tmp_path / "run" / "teacher" / "store.sqlite")
+    prompt_tokens, completion_tokens = store.spent()
+    store.close()
+    first = server.completion_requests()[0]
+    gateway = len(first["prompt"].encode()) + 16 + first["max_tokens"]  # the 504's worst case
+    answered = sum(len(b["prompt"].split()) + sum(len(default_responder(b["prompt"], i).split())
+                                                  for i in range(b.get("n") or 1))
+                   for b in server.completion_requests()[1:])  # the live ones, then the batched
+    assert any(r[0] == "BATCH" for r in server.requests)
+    assert prompt_tokens + completion_tokens == answered + gateway
+    priced = batched.model_copy(deep=True)
+    priced.teacher.batch, priced.teacher.max_samples = False, 12
+    priced.teacher.prices = {"free": Price(input=1000.0, output=1000.0)}
+    before = len(server.completion_requests())
+    again = teach(context(priced), max_cost=(prompt_tokens + completion_tokens) * 1000.0 / 1e6)
+    assert again["stopped_by_budget"] and len(server.completion_requests()) == before
 
 
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):

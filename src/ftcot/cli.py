@@ -230,12 +230,19 @@ def evaluate_command(config: Path, method: Optional[list[str]] = Methods) -> Non
 
 
 @app.command("report")
-def report_command(runs_dir: Path) -> None:
-    """Markdown/CSV results table (like the paper's Table 1) and plots for the runs under RUNS_DIR."""
-
+def report_command(runs_dir: Path, open_page: bool = typer.Option(
+        False, "--open", help="Print report.html's path and open it where a browser is.")) -> None:
+    """Markdown/CSV results table (like the paper's Table 1), report.html (every question, output and failure;
+    one self-contained file) and plots for the runs under RUNS_DIR."""
     result = report(runs_dir)
     console.print(result["table"], markup=False)
-    console.print(f"wrote {runs_dir}/report.md, report.csv" + "".join(f", {p}" for p in result["plots"]))
+    console.print(f"wrote {runs_dir}/report.md, report.csv, report.html" + "".join(f", {p}" for p in result["plots"]))
+    if open_page:
+        import webbrowser
+
+        page = result["html"].resolve()
+        print(page)  # stdout, for a script; opened where a browser is
+        webbrowser.open(page.as_uri())
 
 
 @app.command("export")

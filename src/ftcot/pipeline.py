@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 
 from ftcot.config import RunConfig
-from ftcot.curate import Example, curate, permuted_copies, split_validation, vanilla_examples
+from ftcot.curate import Example, curate, permuted_copies, solved, split_validation, vanilla_examples
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
@@ -183,11 +183,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
             hold_folder(out)
             store = CompletionStore(out / "store.sqlite")
         try:
-            # What earlier invocations spent in this folder (a store made before the ledger: its completions).
-            earlier = cost_of(price, *store.tokens()) if store.unledgered and price else 0.0
-            if earlier and not dry_run:
-                store.charge(None, earlier)
-            before = store.spent() + (earlier if dry_run else 0.0)
+            before = cost_of(price, *store.spent())  # what earlier invocations spent in this folder
             if dry_run:
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
                              samples, price, grown_questions(ctx))
@@ -208,11 +204,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                         "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
                         "worst_case_cost_usd": plans[0].cost}
             spending = Spending(price, budget, before, store)
-            try:
-                outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
-            finally:  # what no request held (a teacher charged as its answers came) joins the ledger too
-                if spending.cost - spending.ledgered > 1e-12:
-                    store.charge(None, spending.cost - spending.ledgered)
+            outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
         finally:
             store.close()
         records = outcome.records
@@ -265,9 +257,10 @@ def curate_stage(ctx: RunContext) -> dict:
                  for s in val], out / "val.jsonl")
     # Per train question: what the teacher drew, how many were correct, kept, and why the others were dropped.
     per_question = {s.sample_index: {"sample_index": s.sample_index, "drawn": 0, "correct": 0, "rationalized": False,
-                                     "kept": 0, "dropped": Counter()} for s in train}
+                                     "kept": 0, "dropped": Counter(), "fates": {}} for s in train}
     for r, fate in fates:
         row = per_question[r.sample_index]
+        row["fates"][r.completion_index] = fate  # each sample's, by completion_index
         row["drawn"] += 1
         row["correct"] += fate not in ("incorrect", "question_mismatch")
         row["rationalized"] |= r.rationalized
@@ -301,20 +294,24 @@ MAX_NEW_TOKENS_MARGIN = 16
 
 
 def generation_budget(ctx: RunContext, tokenizer, kind: str, quiet: bool = True) -> int:
-    """`evaluate.max_new_tokens`, else enough for the curated rationale completions: their 99th percentile in
-    the student's tokens (EOS included) plus a margin, so a student that imitates a long rationale is not cut
-    off before its answer."""
+    """`evaluate.max_new_tokens`, else enough for the curated rationale completions (the teacher's correct ones
+    where no method trains on rationales): their 99th percentile in the student's tokens (EOS included) plus a
+    margin, so a student that imitates a long rationale is not cut off before its answer."""
     if ctx.cfg.evaluate.max_new_tokens:
         return ctx.cfg.evaluate.max_new_tokens
-    rows, pair = [], None
+    rows = []
     for name in TRAINED:
         path = ctx.run / "curate" / f"train_{name}.jsonl"
         if METHODS[name].trains_on == "rationales" and path.is_file():
-            rows, pair = read_jsonl(path), METHODS[name].pair
+            rows = read_jsonl(path)
             break
+    records = ctx.run / "teacher" / "completions.jsonl"
+    if not rows and records.is_file():  # no method trained on rationales: the teacher's correct ones
+        rows = [{"question": r.question, "rationale": r.reasoning_completion.strip(), "answer": r.answer}
+                for r in read_records(records) if solved(r.task, r.answer_completion, r.answer)]
     if not rows:
         return FALLBACK_MAX_NEW_TOKENS
-    completions = [pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
+    completions = [METHODS["ft_cot"].pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
     lengths = [len(ids) + 1 for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     p99 = int(np.percentile(lengths, 99, method="higher"))
     if not quiet:

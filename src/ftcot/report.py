@@ -1,6 +1,6 @@
 """`ftcot report RUNS_DIR`: a results table laid out like the paper's Table 1 (rows: methods and student;
-columns: tasks; self-consistency beside greedy; failure diagnostics as its notes) as Markdown and CSV, and PNG
-plots of validation accuracy against epoch, of test accuracy against the number of teacher samples D where
+columns: tasks; self-consistency beside greedy; failure diagnostics as its notes) as Markdown and CSV, a page
+to open in a browser with every question behind it (report_html.py), and PNG plots of validation accuracy against epoch, of test accuracy against the number of teacher samples D where
 several D were run, and of test accuracy against the teacher's dollars and tokens."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import yaml
 from ftcot.errors import UserError
 from ftcot.files import read_json, read_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
+from ftcot.report_html import write_html
 from ftcot.tasks import TASKS
 from ftcot.tasks.rationales import FAILURE_KINDS
 
@@ -332,4 +333,6 @@ def report(root: Path) -> dict:
             + "\n" + (f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{failures}\n" if failures else "")
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
-    return {"table": markdown, "rows": rows, "plots": plots}
+    page = write_html(root, [(run, _task_name(_read(run / "config.yaml"))) for run in runs], rows, plots,
+                      [diagnostics_table(rows), failures])
+    return {"table": markdown, "rows": rows, "plots": plots, "html": page}

@@ -11,6 +11,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,20 +74,20 @@ def _text(value) -> str:
 
 
 def _choices(value, where: str) -> tuple[list[str], list[str]]:
-    """A row's (labels, texts) of its choices, from a list of texts (labelled A, B, ...), a mapping of label to
-    text, or datasets' {label: [...], text: [...]} (ARC, OpenBookQA, CommonsenseQA)."""
+    """A row's (labels, texts) of its choices, from a list of texts (no labels), a mapping of label to text, or
+    datasets' {label: [...], text: [...]} (ARC, OpenBookQA, CommonsenseQA)."""
     if isinstance(value, dict) and ("text" in value or "label" in value):
         if not isinstance(value.get("text"), list):
             raise UserError(f"{where}: a choices mapping with 'label' needs 'text', a list of the choices' texts")
-        labels = value.get("label", list(ALPHABET[: len(value["text"])]))
-        if not isinstance(labels, list) or len(labels) != len(value["text"]):
+        labels = value.get("label", [])
+        if not isinstance(labels, list) or labels and len(labels) != len(value["text"]):
             raise UserError(f"{where}: {len(labels) if isinstance(labels, list) else 'no list of'} labels for "
                             f"{len(value['text'])} texts")
         labels, texts = labels, value["text"]
     elif isinstance(value, dict):
         labels, texts = list(value), list(value.values())
     else:
-        labels, texts = list(ALPHABET[: len(value)]) if isinstance(value, list) else [], value
+        labels, texts = [], value
     if not isinstance(texts, list) or not texts or not all(
             isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in [*texts, *labels]):
         raise UserError(f"{where}: choices must be a non-empty list (or mapping) of texts")
@@ -109,9 +110,16 @@ def _row_choices(decl: CustomTask, row: dict, where: str) -> tuple[list[str], li
     return _choices(row[decl.choices_field], f"{where}: {decl.choices_field!r}")
 
 
-def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> list[tuple[str, str, list | None, str]]:
-    """(question, answer, choices, where) of each row, every field checked; one line naming file, row and
-    field."""
+class Row(NamedTuple):
+    question: str
+    answer: str  # as text
+    choices: tuple[list[str], list[str]] | None  # (labels, texts)
+    where: str  # its file and row, for messages
+    integer: bool  # the answer is an integer in a typed file: maybe a 0-based index into the choices
+
+
+def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> list[Row]:
+    """Each row, every field checked; one line naming file, row and field."""
     out = []
     for i, row in enumerate(rows, 1):
         where = f"{path}: row {i}"
@@ -127,36 +135,38 @@ def _pairs(decl: CustomTask, rows: list[dict], path: Path, seen_ids: dict) -> li
         if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not _text(answer):
             raise UserError(f"{where}: {decl.answer_field!r} is empty or not a single value")
         choices = _row_choices(decl, row, where)
-        if choices and (decl.answer_index or type(answer) is int):  # a 0-based index (MMLU's answer, a label)
-            index = int(answer) if re.fullmatch(r"\d+", _text(answer)) else -1
-            if not 0 <= index < len(choices[1]):
-                raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not an index of its "
-                                f"{len(choices[1])} choices (0-{len(choices[1]) - 1})")
-            answer = ALPHABET[index]
         if decl.id_field:
             key = str(row[decl.id_field])
             if key in seen_ids:
                 raise UserError(f"{where}: {decl.id_field!r} {key!r} repeats {seen_ids[key]}")
             seen_ids[key] = where
-        out.append((question.strip(), _text(answer), choices, where))
+        out.append(Row(question.strip(), _text(answer), choices, where, type(answer) is int))
     return out
 
 
-def _gold(answer: str, choices: tuple[list[str], list[str]] | None, fmt: answers.AnswerFormat, decl: CustomTask,
-          where: str) -> str:
+def _gold(row: Row, fmt: answers.AnswerFormat, decl: CustomTask) -> str:
     """The gold answer in the form the parser compares: for choices, the letter of its position (the answer
-    given as a choice's label, its text, or a letter); yes/no as the word the parser finds ("Yes." -> "yes");
-    otherwise the answer itself, which must parse in the declared format (an integer task's answers are whole
-    numbers)."""
+    given as a choice's label, its text, a letter, or a 0-based index: with answer_index, or an integer that
+    names no label or text); yes/no as the word the parser finds ("Yes." -> "yes"); otherwise the answer
+    itself, which must parse in the declared format (an integer task's answers are whole numbers)."""
+    answer, where = row.answer, row.where
     if decl.answer_format == "choice":
-        labels, texts = choices or ([], [])
+        labels, texts = row.choices or ([], [])
+        if (decl.answer_index or row.integer) and texts:
+            known = [] if decl.answer_index else [i for i, x in enumerate(labels or texts) if x == answer]
+            index = known[0] if known else int(answer) if re.fullmatch(r"\d+", answer) else -1
+            if not 0 <= index < len(texts):
+                raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not an index of its {len(texts)} "
+                                f"choices (0-{len(texts) - 1})")
+            return ALPHABET[index]
         for known in (labels, texts):
             if answer in known:
                 return ALPHABET[known.index(answer)]
         letter = answer.strip("() .").upper()
         if len(letter) != 1 or letter not in ALPHABET[: len(texts) or 26]:
-            raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not one of the labels "
-                            f"({', '.join(labels) if labels else 'A-Z'}), a choice's text nor a letter in range")
+            named = f"one of the labels ({', '.join(labels)})" if labels else "a choice's text"
+            raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not {named} nor a letter in range "
+                            f"(A-{ALPHABET[len(texts) - 1] if texts else 'Z'})")
         return letter
     parsed = answers.parse_prediction(fmt, answer)
     try:
@@ -187,15 +197,15 @@ def register(decl: CustomTask) -> TaskSpec:
         train = [train[i] for i in sorted(order[:cut])]
     if not train or not test:
         raise UserError(f"task {decl.name}: {len(train)} train and {len(test)} test questions; both need some")
-    max_choices = max((len(c[1]) for _, _, c, _ in train + test if c), default=0)
+    max_choices = max((len(r.choices[1]) for r in train + test if r.choices), default=0)
     if decl.answer_format == "choice" and not decl.choices_field:  # the letters are in the questions' text
-        letters = [a.strip("() .").upper() for _, a, _, _ in train + test]
+        letters = [r.answer.strip("() .").upper() for r in train + test]
         max_choices = max(5, *(ALPHABET.index(x) + 1 for x in letters if len(x) == 1 and x in ALPHABET))
     fmt, trigger = answers.named_format(decl.answer_format, max_choices or 5)
     samples = {}
-    for index, (question, answer, choices, where) in enumerate(train + test):
-        gold = _gold(answer, choices, fmt, decl, where)
-        samples[index] = Sample(decl.name, index, verbalize(question, choices[1]) if choices else question, gold)
+    for index, row in enumerate(train + test):
+        question = verbalize(row.question, row.choices[1]) if row.choices else row.question
+        samples[index] = Sample(decl.name, index, question, _gold(row, fmt, decl))
     split = {"train": list(range(len(train))), "test": list(range(len(train), len(train) + len(test)))}
     # What the stages' fingerprints hold of the data: a changed, added or reordered row reruns them.
     digest = hashlib.sha256(json.dumps([[s.question, s.answer] for s in samples.values()] + [split]).encode(

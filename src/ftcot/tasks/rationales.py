@@ -308,7 +308,7 @@ def is_loop(text: str, min_repeats: int = 3, min_words: int = 8) -> bool:
 FAILURE_KINDS = {
     "loop": "no answer: a repetition loop",
     "cut_off": "no answer: cut off or stopped before the marker",
-    "unparsed": "marker, but no answer after it",
+    "unparsed": "no answer could be read from it",
     "right_conclusion": "the rationale reaches the gold answer, the answer after the marker is wrong",
     "wrong_conclusion": "the rationale reaches a wrong answer",
     "no_conclusion": "the rationale names no answer",

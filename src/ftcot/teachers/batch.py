@@ -56,7 +56,7 @@ async def _ingest(teacher, store: CompletionStore, batch_id: str, poll_s: float)
         params = {k: v for k, v in body.items() if k not in ("model", "n", "prompt", "messages")}
         ks = [int(k) for k in line["custom_id"].split(":")[0].split(",")]
         requests[line["custom_id"]] = (prompt, params, ks)
-    stored = 0
+    stored, used = 0, [0, 0]
     for raw in (await teacher.client.files.content(batch.output_file_id)).text.splitlines():
         result = json.loads(raw)
         response = result.get("response") or {}
@@ -66,13 +66,16 @@ async def _ingest(teacher, store: CompletionStore, batch_id: str, poll_s: float)
         body = response["body"]
         choices = sorted(body["choices"], key=lambda c: c.get("index", 0))
         usage = body.get("usage") or {}
+        # What it billed, for the folder's ledger (a result without usage at its worst case)
+        used[0] += usage.get("prompt_tokens") or len(prompt.encode("utf-8", "surrogatepass")) + 16
+        used[1] += usage.get("completion_tokens") or len(choices) * (params.get("max_tokens") or 0)
         for k, choice in zip(ks, choices):
             text = choice["message"]["content"] if "message" in choice else choice["text"]
             share = (usage.get("completion_tokens") or 0) // len(choices)
             stored += store.put(teacher.identity, prompt, params, k,
                                 Generation(text, choice.get("finish_reason"),
                                            usage.get("prompt_tokens") if k == ks[0] else 0, share, None))
-    store.save_batch(batch_id, teacher.identity, "ingested")
+    store.ingested(batch_id, teacher.identity, *used)
     return stored
 
 

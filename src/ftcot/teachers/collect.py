@@ -201,7 +201,7 @@ def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, s
             spending: Spending, console: Console | None = None, grown: frozenset[int] = frozenset()) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
     collector = Collector(teacher, store, cfg, trigger, spending, grown)
-    if hasattr(teacher, "spending") and spending.price is not None:  # each request through the ledger
+    if hasattr(teacher, "spending"):  # each request through the ledger (priced or not: tokens are recorded)
         teacher.spending = spending
     console = console or Console(stderr=True)
     expected = len(samples) * cfg.num_samples  # the first round's; further rounds add to it as they start

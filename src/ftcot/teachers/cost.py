@@ -50,12 +50,11 @@ class Spending:
     def __init__(self, price: Price | None, max_cost: float | None = None, before: float = 0.0, ledger=None):
         self.price = price
         self.max_cost = max_cost
-        self.before = before  # spent by earlier invocations in this run folder
+        self.before = before  # USD spent by earlier invocations in this run folder
         self.ledger = ledger  # the CompletionStore whose ledger holds and settles each request
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.unconfirmed = 0.0  # worst cases of requests that got no usable answer but may have been billed
-        self.ledgered = 0.0  # what this invocation's settled requests were charged in the ledger
         self.reserved = 0.0
         self.outstanding = 0
         self.stopped = False
@@ -74,7 +73,7 @@ class Spending:
     def exhausted(self) -> bool:
         return self.stopped or (self.max_cost is not None and self.before + self.cost >= self.max_cost)
 
-    async def reserve(self, prompt_tokens: int, completion_tokens: int) -> tuple[float, int | None]:
+    async def reserve(self, prompt_tokens: int, completion_tokens: int) -> tuple[float, tuple[int, int], int | None]:
         """Hold a request's worst-case cost; BudgetReached when it cannot fit even with nothing else in flight."""
         import asyncio
 
@@ -89,23 +88,22 @@ class Spending:
                 await self._changed.wait()
             self.reserved += amount
             self.outstanding += 1
-        return amount, self.ledger.hold(amount) if self.ledger else None
+        worst = (prompt_tokens, completion_tokens)
+        return amount, worst, self.ledger.hold(*worst) if self.ledger else None
 
-    async def settle(self, held: tuple[float, int | None], prompt_tokens: int | None, completion_tokens: int | None,
-                     answered: bool = True) -> None:
+    async def settle(self, held: tuple[float, tuple[int, int], int | None], prompt_tokens: int | None,
+                     completion_tokens: int | None, answered: bool = True) -> None:
         """Release a reservation and charge the request's reported usage; a request that got no usable answer
-        (a timeout, a dropped connection, a malformed body) is charged its worst case, since it may be billed."""
-        amount, row = held
+        (a timeout, a dropped connection, a malformed body, a gateway error) is charged its worst case, since it
+        may be billed."""
+        amount, worst, row = held
         async with self._changed:
             self.reserved = max(0.0, self.reserved - amount)
             self.outstanding -= 1
             if answered:
                 self.add(prompt_tokens, completion_tokens)
-                charged = cost_of(self.price, prompt_tokens or 0, completion_tokens or 0)
             else:
                 self.unconfirmed += amount
-                charged = amount
             if self.ledger:
-                self.ledger.charge(row, charged)
-                self.ledgered += charged
+                self.ledger.charge(row, *((prompt_tokens or 0, completion_tokens or 0) if answered else worst))
             self._changed.notify_all()

@@ -157,9 +157,10 @@ class OpenAITeacher:
                 else:
                     response = await self.client.completions.create(model=self.model, prompt=prompt, n=n, **args)
                 generations = _generations(response, self.endpoint, time.perf_counter() - start, self.strip_think)
-            except openai.APIStatusError:  # the server answered with an error: nothing was generated
-                if held is not None:
-                    await self.spending.settle(held, 0, 0)
+            except openai.APIStatusError as exc:  # an error: nothing was generated, unless a gateway timed out
+                if held is not None:  # (408, 5xx) on a server that may have generated and billed it
+                    billed = exc.status_code == 408 or exc.status_code >= 500
+                    await self.spending.settle(held, 0, 0, answered=not billed)
                 raise
             except BaseException:
                 if held is not None and sent:  # sent, but no usable answer: it may be billed

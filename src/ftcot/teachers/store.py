@@ -37,11 +37,16 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS spending (
     id INTEGER PRIMARY KEY,
-    held REAL NOT NULL,
-    charged REAL,
+    held_prompt INTEGER NOT NULL,
+    held_completion INTEGER NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
     created REAL NOT NULL
 );
 """
+# A store made before the ledger: its completions' tokens (a completion without usage at its worst case).
+_EARLIER = ("COALESCE(SUM(COALESCE(prompt_tokens, LENGTH(CAST(prompt AS BLOB)) + 16)), 0), "
+            "COALESCE(SUM(COALESCE(completion_tokens, json_extract(params, '$.max_tokens'), 0)), 0)")
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,12 @@ class CompletionStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            # A store made before the spending ledger: what its completions cost is not in it yet (see teach).
-            self.unledgered = "completions" in tables and "spending" not in tables
+            self.unledgered = "completions" in tables and "spending" not in tables  # made before the ledger
+            if self.unledgered and not read_only:  # counted once, in the transaction that makes the ledger
+                self.db.executescript(f"BEGIN; {SCHEMA} INSERT INTO spending (held_prompt, held_completion, "
+                                      f"prompt_tokens, completion_tokens, created) SELECT 0, 0, {_EARLIER}, "
+                                      f"{time.time()} FROM completions; COMMIT;")
+                self.unledgered = False
             if not read_only or not exists:
                 self.db.executescript(SCHEMA)
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(completions)")}
@@ -112,30 +121,31 @@ class CompletionStore:
             raise UserError(f"cannot store a completion in {self.path}: {exc}") from None
         return cursor.rowcount == 1
 
-    # The spending ledger: what every request of this run folder may have cost, written before it is sent (its
-    # worst case, held) and settled when it returns (what it cost), so that a budget bounds the folder's spending
-    # over every invocation, and a request a kill left unsettled counts at its worst case.
+    # The spending ledger, in tokens (valued at the price known when a budget is checked, so that requests made
+    # before a price was set count too): every request's worst case is written before it is sent (held) and its
+    # usage when it returns, so that a budget bounds the folder's spending over every invocation, and a request
+    # a kill left unsettled counts at its worst case.
 
-    def hold(self, amount: float) -> int:
-        return self._write("INSERT INTO spending (held, created) VALUES (?, ?)", (amount, time.time())).lastrowid
+    def hold(self, prompt_tokens: int, completion_tokens: int) -> int:
+        return self._write("INSERT INTO spending (held_prompt, held_completion, created) VALUES (?, ?, ?)",
+                           (prompt_tokens, completion_tokens, time.time())).lastrowid
 
-    def charge(self, row: int | None, amount: float) -> None:
-        """Settle a held row at what it cost, or (row None) add a cost that no request held."""
+    def charge(self, row: int | None, prompt_tokens: int, completion_tokens: int) -> None:
+        """Settle a held row at the tokens it used, or (row None) add tokens that no request held."""
         if row is None:
-            self._write("INSERT INTO spending (held, charged, created) VALUES (?, ?, ?)", (amount, amount, time.time()))
+            self._write("INSERT INTO spending (held_prompt, held_completion, prompt_tokens, completion_tokens, "
+                        "created) VALUES (0, 0, ?, ?, ?)", (prompt_tokens, completion_tokens, time.time()))
         else:
-            self._write("UPDATE spending SET charged=? WHERE id=?", (amount, row))
+            self._write("UPDATE spending SET prompt_tokens=?, completion_tokens=? WHERE id=?",
+                        (prompt_tokens, completion_tokens, row))
 
-    def spent(self) -> float:
-        """What the folder's requests cost, those never settled at their worst case."""
-        if "spending" not in {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
-            return 0.0  # a dry run reading a store made before the ledger
-        return self.db.execute("SELECT COALESCE(SUM(COALESCE(charged, held)), 0) FROM spending").fetchone()[0]
-
-    def tokens(self) -> tuple[int, int]:
-        """The prompt and completion tokens of every stored completion (for a store made before the ledger)."""
-        row = self.db.execute("SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
-                              "FROM completions").fetchone()
+    def spent(self) -> tuple[int, int]:
+        """The (prompt, completion) tokens the folder's requests used, those never settled at their worst case."""
+        if self.unledgered:  # a dry run reading a store made before the ledger: what the ledger would start with
+            row = self.db.execute(f"SELECT {_EARLIER} FROM completions").fetchone()
+            return int(row[0]), int(row[1])
+        row = self.db.execute("SELECT COALESCE(SUM(COALESCE(prompt_tokens, held_prompt)), 0), "
+                              "COALESCE(SUM(COALESCE(completion_tokens, held_completion)), 0) FROM spending").fetchone()
         return int(row[0]), int(row[1])
 
     def _write(self, sql: str, args: tuple) -> sqlite3.Cursor:
@@ -146,6 +156,17 @@ class CompletionStore:
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def ingested(self, batch_id: str, teacher: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """A batch's results are stored: charge what it used and mark it, in one transaction (once)."""
+        try:
+            self.db.execute("BEGIN")
+            self.charge(None, prompt_tokens, completion_tokens)
+            self.save_batch(batch_id, teacher, "ingested")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def save_batch(self, batch_id: str, teacher: str, state: str) -> None:
         self.db.execute("INSERT INTO batches VALUES (?,?,?,?) ON CONFLICT(batch_id) DO UPDATE SET state=excluded.state",
