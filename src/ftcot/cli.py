@@ -238,11 +238,14 @@ def report_command(runs_dir: Path, open_page: bool = typer.Option(
     console.print(result["table"], markup=False)
     console.print(f"wrote {runs_dir}/report.md, report.csv, report.html" + "".join(f", {p}" for p in result["plots"]))
     if open_page:
+        import os
         import webbrowser
 
         page = result["html"].resolve()
-        print(page)  # stdout, for a script; opened where a browser is
-        webbrowser.open(page.as_uri())
+        print(page)  # stdout, for a script
+        # Opened where a graphical browser can be: a console one cannot run the page's script (and would block).
+        if sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+            webbrowser.open(page.as_uri())
 
 
 @app.command("export")

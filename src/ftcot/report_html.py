@@ -14,34 +14,68 @@ import json
 import re
 from pathlib import Path
 
+from ftcot.curate import solved
+from ftcot.errors import UserError
 from ftcot.files import read_jsonl, write_text
-from ftcot.methods import REPORT_ORDER, TEACHER, label
-from ftcot.tasks.prompts import FT_QUESTION_END
-from ftcot.tasks.rationales import FAILURE_KINDS
+from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
+from ftcot.tasks import get_task
+from ftcot.tasks.prompts import COT_TRIGGER, FT_QUESTION_END
+from ftcot.tasks.rationales import FAILURE_KINDS, failure_kind
 from ftcot.teachers.records import read_records
 
 
+def _question(prompt: str) -> str:
+    """The question in a student's prompt (a fine-tuned student's `q ###`, a zero-shot `Q: q\n\nA:`, or the
+    last question of a few-shot or zero-shot-CoT prompt)."""
+    text = prompt.removesuffix(FT_QUESTION_END).removesuffix("\n\nA:")
+    text = text.rsplit("\nQ: ", 1)[-1].removeprefix("Q: ")
+    return text.split("\nA:", 1)[0]
+
+
 def _run_data(run: Path, task: str) -> dict:
-    """One run's test questions by method, the teacher's rationales, and its curated training set."""
-    methods = {}
+    """One run's test questions by method (why each wrong one is wrong: recorded, else read now where the task
+    is known), the teacher's rationales (each question once), and its curated training set."""
+    try:
+        fmt = get_task(task).answer_format
+    except UserError:  # a custom task's page is made where it is not registered: its outputs as recorded
+        fmt = None
+    methods, questions = {}, {}
     for path in sorted((run / "eval").glob("*/predictions.jsonl"), key=lambda p: REPORT_ORDER.index(p.parent.name)
                        if p.parent.name in REPORT_ORDER else 99):
-        methods[path.parent.name] = {str(p["sample_index"]): [p.get("prediction"), p.get("correct"), p.get("failure"),
-                                                              p.get("output", "")] for p in read_jsonl(path)}
-    questions: dict[str, list] = {}  # the question as a fine-tuned student saw it (else as zero-shot's prompt)
-    for name in ("zero_shot", "vanilla", "ft_cot"):
-        path = run / "eval" / name / "predictions.jsonl"
-        for p in read_jsonl(path) if path.is_file() else []:
-            text = p.get("prompt", "").removesuffix(FT_QUESTION_END).removeprefix("Q: ").removesuffix("\n\nA:")
-            questions[str(p["sample_index"])] = [text, p.get("answer", "")]
+        name = path.parent.name
+        if name not in METHODS:  # the teacher's are its records (below); other folders are not a method's
+            continue
+        m, rows = METHODS[name], {}
+        for p in read_jsonl(path):
+            if not isinstance(p, dict) or "sample_index" not in p:
+                continue
+            prompt, output, gold = str(p.get("prompt") or ""), str(p.get("output") or ""), str(p.get("answer", ""))
+            question = _question(prompt)
+            failure = p.get("failure")
+            if "failure" not in p and fmt is not None:  # written before the taxonomy
+                failure = failure_kind(output, p.get("prediction"), bool(p.get("correct")), fmt, question, gold,
+                                       m.answer_prefix, m.votes)
+            shown = prompt.rsplit(COT_TRIGGER, 1)[-1] + "\n" + output if m.answer_step else output  # its rationale
+            rows[str(p["sample_index"])] = [p.get("prediction"), bool(p.get("correct")), failure, shown]
+            questions.setdefault(str(p["sample_index"]), [question, gold])
+        if rows:
+            methods[name] = rows
     records = run / "teacher" / "completions.jsonl"
-    teacher: dict[str, list] = {}
+    teacher: dict[str, dict] = {}
     for r in read_records(records) if records.is_file() else []:
-        teacher.setdefault(str(r.sample_index), []).append([r.completion_index, r.reasoning_completion.strip(),
-                                                            r.answer_completion.strip(), r.question])
-    fates = run / "curate" / "per_question.jsonl"
-    curated = {str(q["sample_index"]): q.get("fates", {}) for q in read_jsonl(fates)} if fates.is_file() else {}
-    return {"run": run.name, "task": task, "labels": {m: label(m) for m in methods}, "methods": methods,
+        right = solved(task, r.answer_completion, r.answer) if fmt is not None else None
+        entry = teacher.setdefault(str(r.sample_index), {"question": r.question, "samples": []})
+        entry["samples"].append([r.completion_index, r.reasoning_completion.strip(), r.answer_completion.strip(),
+                                 right])
+    per_question = run / "curate" / "per_question.jsonl"
+    curated = {}
+    for q in read_jsonl(per_question) if per_question.is_file() else []:
+        if isinstance(q, dict) and "sample_index" in q:
+            # A run curated before each sample's fate was kept: with one sample, its fate is the counts'.
+            old = ({"0": "kept" if q.get("kept") else next(iter(q.get("dropped") or {"not kept": 1}))}
+                   if q.get("drawn") == 1 else {})
+            curated[str(q["sample_index"])] = q.get("fates") or old
+    return {"run": str(run.name), "task": task, "labels": {m: label(m) for m in methods}, "methods": methods,
             "questions": questions, "teacher": teacher, "curated": curated}
 
 
@@ -60,7 +94,7 @@ def _table(rows: list[dict]) -> str:
             f"<td>{r['accuracy']:.2f} <small>[{r['ci95_low']:.1f}, {r['ci95_high']:.1f}]</small></td>"
             if (r := cells.get((name, run))) else "<td></td>" for run, _ in runs)
         body.append(f"<tr><th>{html.escape(name)}</th>{values}</tr>")
-    return f"<table class=results><tr><th>method: student</th>{head}</tr>{''.join(body)}</table>"
+    return f"<div class=wide><table class=results><tr><th>method: student</th>{head}</tr>{''.join(body)}</table></div>"
 
 
 def _markdown_table(markdown: str) -> str:
@@ -71,7 +105,7 @@ def _markdown_table(markdown: str) -> str:
     head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in lines[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells) + "</tr>"
                    for cells in lines[2:])
-    return f"<table class=results><tr>{head}</tr>{body}</table>"
+    return f"<table class=notes><tr>{head}</tr>{body}</table>"
 
 
 def write_html(root: Path, runs: list[tuple[Path, str]], rows: list[dict], plots: list[str],
@@ -84,11 +118,13 @@ def write_html(root: Path, runs: list[tuple[Path, str]], rows: list[dict], plots
     blob = re.sub("[\ud800-\udfff]", "\ufffd", json.dumps(data, ensure_ascii=False)).replace("<", "\\u003c")
     images = "".join(f'<figure><img alt="{html.escape(p)}" src="data:image/png;base64,'
                      f'{base64.b64encode((root / p).read_bytes()).decode()}"></figure>' for p in plots)
-    tables = "".join(_markdown_table(note) for note in notes)
-    page = PAGE.replace("{{TABLE}}", _table(rows) + "<h3>Failure diagnostics</h3>" + tables).replace(
-        "{{PLOTS}}", images).replace("{{DATA}}", blob)
+    parts = {"TABLE": _table(rows) + "<h3>Failure diagnostics</h3>"
+                      + "".join(f"<div class=wide>{_markdown_table(note)}</div>" for note in notes),
+             "PLOTS": images, "DATA": blob}
+    page = re.sub(r"\{\{(TABLE|PLOTS|DATA)\}\}", lambda m: parts[m.group(1)], PAGE)  # once: no name is rescanned
     out = root / "report.html"
-    write_text(out, page)
+    write_text(out, re.sub("[\ud800-\udfff]", "\ufffd", page))
+    out.chmod(0o644)  # a page to share
     return out
 
 
@@ -99,13 +135,16 @@ PAGE = r"""<!doctype html>
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px;color:#1d232b}
 h1{font-size:22px;margin:18px 0 4px}h2{font-size:17px;margin:22px 0 8px;border-bottom:1px solid #dde}
 h3{font-size:15px;margin:16px 0 4px}table.results{border-collapse:collapse;margin:8px 0}table.results td,table.results th{border:1px solid #ccd;
-padding:3px 8px;text-align:left}table.results td{text-align:right}small{color:#667}
+padding:3px 8px;text-align:left}table.results td{text-align:right}small{color:#667}.wide{overflow-x:auto}
+table.notes{border-collapse:collapse;margin:8px 0;font-size:13px}table.notes td,table.notes th{border:1px solid #ccd;
+padding:2px 6px;text-align:left;vertical-align:top}
 figure{display:inline-block;margin:4px}figure img{max-width:560px;border:1px solid #dde}
 .controls{position:sticky;top:0;background:#fff;padding:8px 0;border-bottom:1px solid #dde;display:flex;
 gap:8px;flex-wrap:wrap;align-items:center}select,input{font:inherit;padding:3px}input[type=search]{width:260px}
-.q{border:1px solid #dde;border-radius:6px;margin:10px 0;padding:8px 10px}.q .text{white-space:pre-wrap}
-.gold{color:#445;font-weight:600}.m{display:grid;grid-template-columns:200px 1fr;gap:2px 10px;margin-top:6px}
-.ok{color:#11743a}.bad{color:#b3261e}.out{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px;
+.q{border:1px solid #dde;border-radius:6px;margin:10px 0;padding:8px 10px}
+.q .text{white-space:pre-wrap;overflow-wrap:anywhere}
+.gold{color:#445;font-weight:600}.m{display:grid;grid-template-columns:200px minmax(0,1fr);gap:2px 10px;margin-top:6px}
+.ok{color:#11743a}.bad{color:#b3261e}.out{white-space:pre-wrap;overflow-wrap:anywhere;font-family:ui-monospace,monospace;font-size:12px;
 background:#f6f7f9;padding:4px 6px;border-radius:4px}.kind{font-size:12px;color:#7a4b00}
 .fate{font-size:12px;font-weight:600}.more{margin:12px 0}details{margin-top:4px}
 </style></head><body>
@@ -172,12 +211,14 @@ function card(r, id) {
     const head = el("div", row[1] ? "ok" : "bad",
                     (row[1] ? "✓ " : "✗ ") + r.labels[name] + ": " + (row[0] === null ? "no answer" : row[0]));
     const body = el("div");
-    if (row[2]) body.append(el("div", "kind", D.kinds[row[2]] || row[2]));
+    if (row[2]) body.append(el("div", "kind", Object.hasOwn(D.kinds, row[2]) ? D.kinds[row[2]] : row[2]));
     body.append(el("div", "out", row[3]));
     grid.append(head, body);
   });
-  (r.teacher[id] || []).forEach(t => {
-    grid.append(el("div", "", "teacher (sample " + t[0] + ")"), el("div", "out", t[1] + "\n→ " + t[2]));
+  ((r.teacher[id] || {}).samples || []).forEach(t => {
+    grid.append(el("div", t[3] === null ? "" : t[3] ? "ok" : "bad",
+                   (t[3] === null ? "" : t[3] ? "✓ " : "✗ ") + "teacher (sample " + t[0] + ")"),
+                el("div", "out", t[1] + "\n→ " + t[2]));
   });
   box.append(grid);
   return box;
@@ -190,14 +231,14 @@ function render() {
 }
 function renderCurated() {
   const r = run(), needle = $("csearch").value.toLowerCase();
-  const ids = Object.keys(r.curated).filter(id => !needle || (r.teacher[id] || []).some(
-    t => (t[3] + " " + t[1]).toLowerCase().includes(needle)));
+  const ids = Object.keys(r.curated).filter(id => !needle || r.teacher[id] && (r.teacher[id].question + " "
+    + r.teacher[id].samples.map(t => t[1]).join(" ")).toLowerCase().includes(needle));
   $("ccount").textContent = ids.length + " train questions";
   $("curated").replaceChildren(...ids.slice(0, cshown).map(id => {
-    const box = el("div", "q"), fates = r.curated[id], drawn = r.teacher[id] || [];
-    box.append(el("div", "text", drawn.length ? drawn[0][3] : "question " + id));
-    drawn.forEach(t => {
-      const fate = fates[t[0]] || "not curated";
+    const box = el("div", "q"), fates = r.curated[id], entry = r.teacher[id] || {question: "", samples: []};
+    box.append(el("div", "text", entry.question || "question " + id));
+    entry.samples.forEach(t => {
+      const fate = Object.hasOwn(fates, t[0]) ? fates[t[0]] : "not recorded";
       box.append(el("div", "fate " + (fate === "kept" ? "ok" : "bad"), "sample " + t[0] + ": " + fate),
                  el("div", "out", t[1] + "\n→ " + t[2]));
     });
