@@ -91,6 +91,9 @@ def test_the_page_shows_the_table_and_every_question_and_its_filters_work(tmp_pa
     kind = _dom(page, "#method=vanilla&kind=wrong_answer")
     assert _cards(kind) == ["1", "3", "5", "7", "9", "11"]
     assert "sample 0: incorrect" in dom and "sample 0: kept" in dom  # the curated set, with each fate
+    dropped = _dom(page, "#fate=incorrect")
+    curated = re.findall(r'<div class="text">Is coin (\d+) still', dropped.split('id="curated"')[1])
+    assert curated == ["0", "3", "6", "9"]
 
 
 def test_model_text_is_shown_as_text_and_the_page_fetches_nothing(tmp_path):

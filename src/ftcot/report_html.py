@@ -56,7 +56,9 @@ def _run_data(run: Path, task: str) -> dict:
                 failure = failure_kind(output, p.get("prediction"), bool(p.get("correct")), fmt, question, gold,
                                        m.answer_prefix, m.votes)
             shown = prompt.rsplit(COT_TRIGGER, 1)[-1] + "\n" + output if m.answer_step else output  # its rationale
-            rows[str(p["sample_index"])] = [p.get("prediction"), bool(p.get("correct")), failure, shown]
+            by_content = p.get("prediction_by_content")  # evaluate.choice_by_content's reading, where made
+            rows[str(p["sample_index"])] = [p.get("prediction"), bool(p.get("correct")), failure, shown,
+                                            None if by_content is None else [by_content, p.get("correct_by_content")]]
             questions.setdefault(str(p["sample_index"]), [question, gold])
         if rows:
             methods[name] = rows
@@ -164,7 +166,8 @@ background:#f6f7f9;padding:4px 6px;border-radius:4px}.kind{font-size:12px;color:
 <div id=cards></div><button class=more id=more>show more</button></section>
 <section id=training><h2>Curated training set</h2>
 <p>Each train question's teacher rationales: kept, or why dropped (the curation in the run's curate/).</p>
-<div class=controls><input id=csearch type=search placeholder="search the train questions"><span id=ccount></span>
+<div class=controls><label>fate <select id=fate><option value="">any</option></select></label>
+<input id=csearch type=search placeholder="search the train questions"><span id=ccount></span>
 </div>
 <div id=curated></div><button class=more id=cmore>show more</button></section>
 <script type=application/json id=data>{{DATA}}</script>
@@ -212,6 +215,8 @@ function card(r, id) {
                     (row[1] ? "✓ " : "✗ ") + r.labels[name] + ": " + (row[0] === null ? "no answer" : row[0]));
     const body = el("div");
     if (row[2]) body.append(el("div", "kind", Object.hasOwn(D.kinds, row[2]) ? D.kinds[row[2]] : row[2]));
+    if (row[4]) body.append(el("div", row[4][1] ? "kind ok" : "kind bad",
+                               "read by content: " + row[4][0] + (row[4][1] ? " (right)" : " (wrong)")));
     body.append(el("div", "out", row[3]));
     grid.append(head, body);
   });
@@ -230,9 +235,10 @@ function render() {
   $("more").hidden = ids.length <= shown;
 }
 function renderCurated() {
-  const r = run(), needle = $("csearch").value.toLowerCase();
-  const ids = Object.keys(r.curated).filter(id => !needle || r.teacher[id] && (r.teacher[id].question + " "
-    + r.teacher[id].samples.map(t => t[1]).join(" ")).toLowerCase().includes(needle));
+  const r = run(), needle = $("csearch").value.toLowerCase(), fate = $("fate").value;
+  const ids = Object.keys(r.curated).filter(id => (!fate || Object.values(r.curated[id]).includes(fate))
+    && (!needle || r.teacher[id] && (r.teacher[id].question + " "
+        + r.teacher[id].samples.map(t => t[1]).join(" ")).toLowerCase().includes(needle)));
   $("ccount").textContent = ids.length + " train questions";
   $("curated").replaceChildren(...ids.slice(0, cshown).map(id => {
     const box = el("div", "q"), fates = r.curated[id], entry = r.teacher[id] || {question: "", samples: []};
@@ -246,11 +252,17 @@ function renderCurated() {
   }));
   $("cmore").hidden = ids.length <= cshown;
 }
-function all() { methods(); shown = PAGE; cshown = PAGE; render(); renderCurated(); }
+function fates() {  // the fates the run's curation gave, for the curated set's filter
+  const f = $("fate"), keep = f.value, seen = new Set(Object.values(run().curated).flatMap(Object.values));
+  f.replaceChildren(new Option("any", ""), ...[...seen].sort().map(x => new Option(x, x)));
+  if (seen.has(keep)) f.value = keep;
+}
+function all() { methods(); fates(); shown = PAGE; cshown = PAGE; render(); renderCurated(); }
 $("run").addEventListener("change", all);
 ["show", "method", "kind"].forEach(id => $(id).addEventListener("change", () => { shown = PAGE; render(); }));
 $("search").addEventListener("input", () => { shown = PAGE; render(); });
 $("csearch").addEventListener("input", () => { cshown = PAGE; renderCurated(); });
+$("fate").addEventListener("change", () => { cshown = PAGE; renderCurated(); });
 $("more").addEventListener("click", () => { shown += PAGE; render(); });
 $("cmore").addEventListener("click", () => { cshown += PAGE; renderCurated(); });
 all();
