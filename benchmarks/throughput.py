@@ -9,6 +9,8 @@ model (SmolLM2-135M, float32, CPU) and data (coin_flip, recorded text-davinci-00
 
     FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py [--student runs/quickstart/students/ft_cot/best]
 
+With `--model` a tiny student and small counts it is CI's smoke run (tests/test_benchmarks.py).
+
 CTranslate2 is optional (`pip install ctranslate2`); without it its rows are left out.
 """
 
@@ -33,7 +35,8 @@ from ftcot.evaluate import evaluate  # noqa: E402
 from ftcot.students.load import load_student  # noqa: E402
 from ftcot.students.train import tokenize, train  # noqa: E402
 from ftcot.tasks import get_task, split_samples  # noqa: E402
-from ftcot.tasks.answers import PREDICTION_PREFIXES, parse_prediction  # noqa: E402
+from ftcot.methods import METHODS  # noqa: E402
+from ftcot.tasks.answers import parse_prediction  # noqa: E402
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402
 
 
@@ -77,7 +80,7 @@ def one_at_a_time(model, tokenizer, samples, max_new_tokens: int) -> tuple[float
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)
         text = tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += spec.answer_format.matches(parse_prediction(spec.answer_format, text, PREDICTION_PREFIXES["ft_cot"]),
+        correct += spec.answer_format.matches(parse_prediction(spec.answer_format, text, METHODS["ft_cot"].answer_prefix),
                                               s.answer)
     wall = time.perf_counter() - start
     return len(samples) / wall, 100 * correct / len(samples)
@@ -110,7 +113,7 @@ def ctranslate2_rate(student_dir: str, tokenizer, samples, max_new_tokens: int, 
             for i, result in zip(rows, results):
                 texts[i] = tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True)
         wall = time.perf_counter() - start
-    correct = sum(spec.answer_format.matches(parse_prediction(spec.answer_format, text, PREDICTION_PREFIXES["ft_cot"]),
+    correct = sum(spec.answer_format.matches(parse_prediction(spec.answer_format, text, METHODS["ft_cot"].answer_prefix),
                                              s.answer) for s, text in zip(samples, texts))
     return len(samples) / wall, 100 * correct / len(samples), converted
 
@@ -121,9 +124,11 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=64)
     parser.add_argument("--eval-questions", type=int, default=150)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--model", default="smollm2-135m", help="the student to fine-tune (a tiny one: smoke mode)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     torch.manual_seed(0)
-    student = StudentConfig(model="smollm2-135m")
+    student = StudentConfig(model=args.model)
     examples = training_examples(args.train_examples)
 
     plain, width = plain_loop_tokens_per_s(examples, student, 8, 1e-4)
@@ -165,7 +170,7 @@ def main() -> None:
             f"{metrics['accuracy']:.2f}%) | {c[0]:.3f} (accuracy {c[1]:.2f}%) | {metrics['questions_per_s'] / c[0]:.2f}x "
             f"| {'>= 1x at equal accuracy' if ctype == 'float32' else 'none (a lossy format)'} |\n"
             for ctype, c in ct2.items() if c))
-    write_section(ROOT / "docs" / "benchmarks.md", "Training and evaluation throughput", section)
+    write_section(args.out, "Training and evaluation throughput", section)
 
 
 if __name__ == "__main__":
