@@ -5,10 +5,13 @@ one run. Runs `configs/beyond_coin_flip.yaml` first (each stage skipped when don
 docs/results/beyond_student.md.
 
     FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/beyond_student.py
+
+With `--config` a tiny student's config, `--max-test` and `--out` it is CI's smoke run (tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,9 +30,14 @@ TEMPERATURE = 0.7
 
 
 def main() -> None:
-    ctx = context(load_config(CONFIG))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path, default=CONFIG, help="another run config (a tiny student: a smoke run)")
+    parser.add_argument("--max-test", type=int, default=None, help="first N test questions")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "beyond_student.md")
+    args = parser.parse_args()
+    ctx = context(load_config(args.config))
     run(ctx)
-    test = split_samples(ctx.task.key, "test", ctx.data, ctx.cfg.split)
+    test = split_samples(ctx.task.key, "test", ctx.data, ctx.cfg.split)[: args.max_test]
     batch = eval_batch_size(ctx)
     lines = ["| method | test accuracy (95% CI) | trained on | tokens an epoch | best epoch (validation %) "
              "| questions/s at test (greedy, measured here) |", "|---|---|---|---|---|---|"]
@@ -67,7 +75,7 @@ def main() -> None:
             "pairs are twice as many as the examples, one label and one rationale pair each):\n\n" + methods_table
             + "\n\nThe Fine-tune-CoT student decoded greedily and with self-consistency (each prompt computed once, "
             "its cache shared by its k samples):\n\n" + "\n".join(lines) + "\n")
-    (ROOT / "docs" / "results" / "beyond_student.md").write_text(text)
+    args.out.write_text(text)
     print(text)
 
 

@@ -5,10 +5,13 @@ C / 0.2 s, and a sequential one-request-at-a-time client like the paper's, side 
 Writes the table to docs/benchmarks.md.
 
     .venv/bin/python benchmarks/teacher_throughput.py
+
+`--concurrency 2 --seconds 1 --sequential 3 --out FILE` is CI's smoke run (tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import socket
 import subprocess
@@ -38,9 +41,9 @@ def questions(n: int, tag: str) -> list[Sample]:
             for i in range(n)]
 
 
-def ftcot_rate(base_url: str, concurrency: int) -> float:
+def ftcot_rate(base_url: str, concurrency: int, seconds: float = SECONDS_PER_LEVEL) -> float:
     bound = concurrency / LATENCY
-    samples = questions(max(8, int(bound * SECONDS_PER_LEVEL / 2)), f"c{concurrency}")  # 2 requests each
+    samples = questions(max(8, int(bound * seconds / 2)), f"c{concurrency}")  # 2 requests each
     cfg = TeacherConfig(backend="openai", model="bench", concurrency=concurrency)
     teacher = OpenAITeacher("bench", base_url, None, concurrency=concurrency)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +64,12 @@ def sequential_rate(base_url: str, requests: int = 25) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--seconds", type=float, default=SECONDS_PER_LEVEL, help="about how long each level runs")
+    parser.add_argument("--sequential", type=int, default=25, help="requests of the sequential client")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
     # The server runs in its own process so that it does not share the client's interpreter lock.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,10 +78,10 @@ def main() -> None:
                               stdout=subprocess.PIPE, text=True)
     base_url = server.stdout.readline().strip()
     try:
-        seq = sequential_rate(base_url)
+        seq = sequential_rate(base_url, args.sequential)
         rows = []
-        for c in (1, 8, 32, 64):
-            rate = ftcot_rate(base_url, c)
+        for c in args.concurrency:
+            rate = ftcot_rate(base_url, c, args.seconds)
             rows.append((c, rate, c / LATENCY))
             print(f"C={c:>2}: {rate:7.1f} completions/s, bound {c / LATENCY:6.1f}/s ({rate / (c / LATENCY):.0%}), "
                   f"{rate / seq:5.1f}x sequential", flush=True)
@@ -89,7 +98,7 @@ def main() -> None:
                "two requests (rationale, answer), every completion committed to the SQLite store. The sequential "
                f"client (one request at a time, like the paper's scripts) reached {seq:.2f} completions/s.\n\n"
                + "\n".join(table) + "\n")
-    write_section(ROOT / "docs" / "benchmarks.md", "Teacher throughput", section)
+    write_section(args.out, "Teacher throughput", section)
 
 
 def write_section(path: Path, title: str, section: str) -> None:

@@ -17,3 +17,37 @@ def test_throughput_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     assert result.returncode == 0, result.stderr[-3000:]
     section = out.read_text()
     assert "## Training and evaluation throughput" in section and "(a) training, useful tokens/s (8 " in section
+
+
+def _smoke(script: str, *args) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *map(str, args)], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_teacher_throughput_runs_in_its_smoke_mode(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    _smoke("teacher_throughput.py", "--concurrency", 2, "--seconds", 1, "--sequential", 3, "--out", out)
+    assert "| 2 | " in out.read_text() and "## Teacher throughput" in out.read_text()
+
+
+def test_adaptive_runs_in_its_smoke_mode(tmp_path):
+    out = tmp_path / "adaptive.md"
+    _smoke("adaptive.py", "--questions", 6, "--out", out)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| 0.")]
+    assert len(rows) == 6 and all(" of 6 |" in row for row in rows)
+
+
+def test_beyond_student_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
+    import yaml
+
+    config = yaml.safe_load((BENCHMARKS.parent / "configs" / "beyond_coin_flip.yaml").read_text())
+    config |= {"run_dir": str(tmp_path / "run"), "data_dir": str(data_dir), "student": {"model": str(tiny_lm)}}
+    config["train"] |= {"epochs": 1, "max_examples": 8, "learning_rate": 0.001}
+    config["evaluate"] |= {"max_new_tokens": 8, "max_samples": 4}
+    (tmp_path / "beyond.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "beyond.md"
+    _smoke("beyond_student.py", "--config", tmp_path / "beyond.yaml", "--max-test", 4, "--out", out)
+    text = out.read_text()
+    assert "| Distilling step-by-step |" in text and "| self-consistency k=8, T=0.7 |" in text
