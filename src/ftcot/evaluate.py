@@ -19,7 +19,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from ftcot.errors import UserError
 from ftcot.methods import PromptContext, get_method, line_done
 from ftcot.tasks import Sample, get_task, prompts
-from ftcot.tasks.answers import parse_prediction, wilson_interval
+from ftcot.tasks.answers import accuracy, parse_prediction
 from ftcot.tasks.rationales import failure_kind, is_loop, option_by_content
 
 ANSWER_TOKENS = 16  # for outputs that are an answer alone
@@ -214,7 +214,7 @@ def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, ma
             by_content = option_by_content(output, s.question, prefix) or parsed
             row |= {"prediction_by_content": by_content, "correct_by_content": fmt.matches(by_content, s.answer)}
         predictions.append(row)
-    metrics = {"task": task, "method": method, **_accuracy([p["correct"] for p in predictions]),
+    metrics = {"task": task, "method": method, **accuracy([p["correct"] for p in predictions]),
                "max_new_tokens": max_new_tokens, "wall_s": round(wall, 2),
                "questions_per_s": round(len(samples) / wall, 3),
                "diagnostics": diagnostics(predictions, prefix, fmt),
@@ -222,16 +222,8 @@ def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, ma
                             "loops": sum(is_loop(p["output"]) for p in predictions),
                             "n_wrong": sum(not p["correct"] for p in predictions)}}
     if predictions and "correct_by_content" in predictions[0]:
-        metrics["choice_by_content"] = _accuracy([p["correct_by_content"] for p in predictions])
+        metrics["choice_by_content"] = accuracy([p["correct_by_content"] for p in predictions])
     return predictions, metrics
-
-
-def _accuracy(correct: list[bool]) -> dict:
-    """n, correct, accuracy and its 95% Wilson interval, in percent."""
-    right = sum(correct)
-    low, high = wilson_interval(right, len(correct))
-    return {"n": len(correct), "correct": right, "accuracy": round(100 * right / max(len(correct), 1), 2),
-            "ci95": [round(low, 2), round(high, 2)]}
 
 
 def vote(parsed: list[str | None], fmt) -> tuple[str | None, int]:
@@ -280,7 +272,7 @@ def self_consistency(model, tokenizer, samples: list[Sample], method: str, kind:
                      "agreement": count / k, "answer": s.answer,
                      "correct": spec.answer_format.matches(voted, s.answer),
                      "any_correct": any(spec.answer_format.matches(p, s.answer) for p in parsed)})
-    return rows, {"k": k, "temperature": temperature, "seed": seed, **_accuracy([r["correct"] for r in rows]),
+    return rows, {"k": k, "temperature": temperature, "seed": seed, **accuracy([r["correct"] for r in rows]),
                   "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
                   "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
                   "wall_s": round(wall, 2), "questions_per_s": round(len(rows) / wall, 3)}

@@ -28,10 +28,10 @@ from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
 from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
-from ftcot.methods import METHODS, TEACHER, TEACHER_ANSWER_PREFIX, TRAINED
+from ftcot.methods import METHODS, TEACHER, TRAINED
 from ftcot.report import report
 from ftcot.tasks import Sample, TaskSpec, get_task, split_samples
-from ftcot.tasks.answers import parse_prediction, wilson_interval
+from ftcot.tasks.answers import accuracy
 from ftcot.tasks.custom import register as register_custom_task
 from ftcot.tasks.prompts import load_few_shot_prompts
 from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
@@ -390,12 +390,8 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
                if r.sample_index in ids and r.completion_index == 0]
     if not records:
         return None  # the teacher was not run on the test questions
-    fmt = ctx.task.answer_format
-    correct = sum(fmt.matches(parse_prediction(fmt, r.answer_completion, TEACHER_ANSWER_PREFIX), r.answer)
-                  for r in records)
-    low, high = wilson_interval(correct, len(records))
-    return {"task": ctx.task.key, "method": TEACHER, "model": records[0].model, "n": len(records), "correct": correct,
-            "accuracy": round(100 * correct / len(records), 2), "ci95": [round(low, 2), round(high, 2)]}
+    return {"task": ctx.task.key, "method": TEACHER, "model": records[0].model,
+            **accuracy([solved(r.task, r.answer_completion, r.answer) for r in records])}
 
 
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
@@ -524,8 +520,8 @@ def run(ctx: RunContext) -> dict:
     timings_path = ctx.run / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}
     for stage in STAGES.values():
-        curated = all((ctx.run / "curate" / f"train_{m}.jsonl").is_file() for m in ctx.cfg.train.methods)
-        if stage.name in ("teach", "curate") and is_done(ctx, stage.name) and (stage.name == "teach" or curated):
+        if stage.name in ("teach", "curate") and is_done(ctx, stage.name) and (stage.name == "teach" or all(
+                (ctx.run / "curate" / f"train_{m}.jsonl").is_file() for m in ctx.cfg.train.methods)):
             console.print(f"{stage.name}: done already")
             continue
         start = time.perf_counter()

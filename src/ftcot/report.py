@@ -175,33 +175,41 @@ def _noted(rows: list[dict]) -> list[dict]:
             if r["method"] != TEACHER and r["unparsed_pct"] is not None]
 
 
-def diagnostics_table(rows: list[dict]) -> str:
+Table = tuple[list[str], list[list[str]]]  # a header and its rows of cells, rendered as Markdown or HTML
+
+
+def diagnostics_table(rows: list[dict]) -> Table:
     """The table's footnotes: why answers are wrong, per task and method: cut off before the answer marker,
     unparseable, or one answer given to every question (the most frequent prediction, and predictions equal
     to the majority answer)."""
-    lines = ["| note | task | method: student | epochs: best of trained (stop) | no answer marker % "
-             "| parsed to nothing % | most frequent answer (share %) | = majority answer % |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = ["note", "task", "method: student", "epochs: best of trained (stop)", "no answer marker %",
+              "parsed to nothing %", "most frequent answer (share %)", "= majority answer %"]
+    cells = []
     for n, r in enumerate(_noted(rows), 1):
         epochs = f"{r['best_epoch']} of {r['epochs_trained']} ({r['stop_reason']})" if r["best_epoch"] != "" else ""
         marker = "" if r["no_answer_marker_pct"] is None else r["no_answer_marker_pct"]
-        lines.append(f"| [{n}] | {r['task']} | {r['label']} | {epochs} | {marker} | {r['unparsed_pct']} "
-                     f"| {r['most_frequent_prediction']} ({r['most_frequent_share_pct']}) "
-                     f"| {r['majority_answer_share_pct']} |")
-    return "\n".join(lines)
+        cells.append([f"[{n}]", r["task"], r["label"], epochs, marker, r["unparsed_pct"],
+                      f"{r['most_frequent_prediction']} ({r['most_frequent_share_pct']})",
+                      r["majority_answer_share_pct"]])
+    return header, [[str(c) for c in row] for row in cells]
 
 
-def failures_table(rows: list[dict]) -> str:
+def failures_table(rows: list[dict]) -> Table:
     """Why each student's wrong answers are wrong (counts of its test outputs), where evaluation sorted them."""
     kinds = [kind for kind in FAILURE_KINDS if any(r[f"failed_{kind}"] for r in rows if r["loops"] is not None)]
-    lines = ["| task | method: student | wrong | " + " | ".join(FAILURE_KINDS[k] for k in kinds)
-             + " | loops (all outputs) |", "|---|---|---|" + "---|" * (len(kinds) + 1)]
+    header = ["task", "method: student", "wrong", *(FAILURE_KINDS[k] for k in kinds), "loops (all outputs)"]
+    cells = []
     for r in sorted((r for r in rows if r["loops"] is not None and r["method"] != TEACHER),
                     key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"])):
         wrong = sum(r[f"failed_{kind}"] for kind in FAILURE_KINDS)
-        lines.append(f"| {r['task']} | {r['label']} | {wrong} | " + " | ".join(str(r[f"failed_{k}"]) for k in kinds)
-                     + f" | {r['loops']} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+        cells.append([r["task"], r["label"], str(wrong), *(str(r[f"failed_{k}"]) for k in kinds), str(r["loops"])])
+    return header, cells
+
+
+def markdown(table: Table) -> str:
+    header, cells = table
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def table(rows: list[dict]) -> str:
@@ -318,7 +326,7 @@ def report(root: Path) -> dict:
     rows = collect(runs)
     if not rows:
         raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
-    markdown, failures = table(rows), failures_table(rows)
+    results, notes, failures = table(rows), diagnostics_table(rows), failures_table(rows)
     root = Path(root)
     with open(root / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -328,11 +336,12 @@ def report(root: Path) -> dict:
                                       ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png")),
                                       ("cost_vs_accuracy.png", plot_cost(rows, root / "cost_vs_accuracy.png")))
              if drawn]
-    text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + markdown + "\n"
-            + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + diagnostics_table(rows)
-            + "\n" + (f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{failures}\n" if failures else "")
+    failures = [failures] if failures[1] else []  # only where evaluation sorted the wrong answers
+    text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + results + "\n"
+            + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + markdown(notes)
+            + "\n" + "".join(f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{markdown(f)}\n" for f in failures)
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
     page = write_html(root, [(run, _task_name(_read(run / "config.yaml"))) for run in runs], rows, plots,
-                      [diagnostics_table(rows), failures])
-    return {"table": markdown, "rows": rows, "plots": plots, "html": page}
+                      [notes, *failures])
+    return {"table": results, "rows": rows, "plots": plots, "html": page}

@@ -99,20 +99,17 @@ def _table(rows: list[dict]) -> str:
     return f"<div class=wide><table class=results><tr><th>method: student</th>{head}</tr>{''.join(body)}</table></div>"
 
 
-def _markdown_table(markdown: str) -> str:
-    """One of report.md's tables as HTML, every cell escaped."""
-    lines = [line.strip().strip("|").split(" | ") for line in markdown.splitlines() if line.startswith("|")]
-    if not lines:
-        return ""
-    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in lines[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells) + "</tr>"
-                   for cells in lines[2:])
+def _html_table(table: tuple[list[str], list[list[str]]]) -> str:
+    """One of the report's notes tables, every cell escaped."""
+    header, cells = table
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
     return f"<table class=notes><tr>{head}</tr>{body}</table>"
 
 
 def write_html(root: Path, runs: list[tuple[Path, str]], rows: list[dict], plots: list[str],
-               notes: list[str]) -> Path:
-    """report.html in root, from the runs (folder, task), the report's rows, its plots and its Markdown notes
+               notes: list[tuple[list[str], list[list[str]]]]) -> Path:
+    """report.html in root, from the runs (folder, task), the report's rows, its plots and its notes tables
     (the failure diagnostics, why answers are wrong)."""
     data = {"runs": [_run_data(run, task) for run, task in runs], "kinds": FAILURE_KINDS, "teacher": TEACHER}
     # JSON inside <script>: every "<" escaped, so no text can close the element or open a comment; a lone
@@ -121,7 +118,7 @@ def write_html(root: Path, runs: list[tuple[Path, str]], rows: list[dict], plots
     images = "".join(f'<figure><img alt="{html.escape(p)}" src="data:image/png;base64,'
                      f'{base64.b64encode((root / p).read_bytes()).decode()}"></figure>' for p in plots)
     parts = {"TABLE": _table(rows) + "<h3>Failure diagnostics</h3>"
-                      + "".join(f"<div class=wide>{_markdown_table(note)}</div>" for note in notes),
+                      + "".join(f"<div class=wide>{_html_table(note)}</div>" for note in notes),
              "PLOTS": images, "DATA": blob}
     page = re.sub(r"\{\{(TABLE|PLOTS|DATA)\}\}", lambda m: parts[m.group(1)], PAGE)  # once: no name is rescanned
     out = root / "report.html"

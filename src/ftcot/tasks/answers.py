@@ -134,6 +134,14 @@ def parse_prediction(fmt: AnswerFormat, text: str, prefix: str | None = None) ->
     return found[0] if first else found[-1]
 
 
+def accuracy(correct: list[bool]) -> dict:
+    """n, correct, accuracy and its 95% Wilson interval, in percent."""
+    right = sum(correct)
+    low, high = wilson_interval(right, len(correct))
+    return {"n": len(correct), "correct": right, "accuracy": round(100 * right / max(len(correct), 1), 2),
+            "ci95": [round(low, 2), round(high, 2)]}
+
+
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for a proportion, in percent."""
     if n == 0:

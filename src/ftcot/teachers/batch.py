@@ -10,6 +10,7 @@ import json
 
 from ftcot.errors import UserError
 from ftcot.tasks.prompts import zero_shot_cot_step1, zero_shot_cot_step2
+from ftcot.teachers.cost import worst_case_tokens
 from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of
 
 DONE = {"completed", "failed", "expired", "cancelled"}
@@ -67,8 +68,9 @@ async def _ingest(teacher, store: CompletionStore, batch_id: str, poll_s: float)
         choices = sorted(body["choices"], key=lambda c: c.get("index", 0))
         usage = body.get("usage") or {}
         # What it billed, for the folder's ledger (a result without usage at its worst case)
-        used[0] += usage.get("prompt_tokens") or len(prompt.encode("utf-8", "surrogatepass")) + 16
-        used[1] += usage.get("completion_tokens") or len(choices) * (params.get("max_tokens") or 0)
+        worst = worst_case_tokens(prompt, len(choices), params.get("max_tokens") or 0)
+        used[0] += usage.get("prompt_tokens") or worst[0]
+        used[1] += usage.get("completion_tokens") or worst[1]
         for k, choice in zip(ks, choices):
             text = choice["message"]["content"] if "message" in choice else choice["text"]
             share = (usage.get("completion_tokens") or 0) // len(choices)

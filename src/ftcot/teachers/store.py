@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftcot.errors import UserError
+from ftcot.teachers.cost import PROMPT_TOKEN_OVERHEAD
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -44,8 +45,9 @@ CREATE TABLE IF NOT EXISTS spending (
     created REAL NOT NULL
 );
 """
-# A store made before the ledger: its completions' tokens (a completion without usage at its worst case).
-_EARLIER = ("COALESCE(SUM(COALESCE(prompt_tokens, LENGTH(CAST(prompt AS BLOB)) + 16)), 0), "
+# A store made before the ledger: its completions' tokens (a completion without usage at its worst case, as
+# cost.worst_case_tokens counts it).
+_EARLIER = (f"COALESCE(SUM(COALESCE(prompt_tokens, LENGTH(CAST(prompt AS BLOB)) + {PROMPT_TOKEN_OVERHEAD})), 0), "
             "COALESCE(SUM(COALESCE(completion_tokens, json_extract(params, '$.max_tokens'), 0)), 0)")
 
 
