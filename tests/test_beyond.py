@@ -136,7 +136,9 @@ def test_after_a_budget_stop_in_the_first_round_the_worst_case_bounds_what_the_r
     plan = teach(context(_config(tmp_path, server, **adaptive)), dry_run=True)
     before = len(server.completion_requests())
     teach(context(_config(tmp_path, server, **adaptive)))
-    assert len(server.completion_requests()) - before <= plan["requests"]
+    # The worst case, not the expected one (plan["requests"] once a first round is stored): which sample gets
+    # which of the teacher's draws depends on arrival order, so the expected case is no bound.
+    assert len(server.completion_requests()) - before <= plan["worst_case_requests"]
 
 
 @pytest.mark.parametrize("teacher, message", [

@@ -202,7 +202,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                 p = plans[-1]
                 return {"requests": p.requests, "prompt_tokens": p.prompt_tokens,
                         "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
-                        "worst_case_cost_usd": plans[0].cost}
+                        "worst_case_requests": plans[0].requests, "worst_case_cost_usd": plans[0].cost}
             spending = Spending(price, budget, before, store)
             outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
         finally:
