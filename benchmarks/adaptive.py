@@ -51,15 +51,17 @@ def collect_once(folder: Path, task: dict, p: float, teacher: dict, questions: i
             "task": task, "run_dir": str(folder), "data_dir": str(folder), "teacher": {
                 "backend": "openai", "model": "adder", "base_url": server.base_url, "api_key_env": None,
                 "rationale": {"temperature": 0.7}, "prices": {"adder": PRICE}, **teacher}})
-        summary = teach(context(cfg))
+        ctx = context(cfg)
+        summary = teach(ctx)
     finally:
         server.stop()
+    fmt = ctx.task.answer_format
     by_question: dict[int, list[bool]] = {}
     for line in (folder / "teacher" / "completions.jsonl").open():
         r = json.loads(line)
         if r["sample_index"] >= questions:
             continue  # the test question a custom task needs (not asked: teach_on is train)
-        by_question.setdefault(r["sample_index"], []).append(solved("sums", r["answer_completion"], r["answer"]))
+        by_question.setdefault(r["sample_index"], []).append(solved(fmt, r["answer_completion"], r["answer"]))
     return {"requests": summary["requests"], "samples": summary["collected"],
             "tokens": summary["prompt_tokens"] + summary["completion_tokens"], "cost": summary["cost_usd"],
             "covered": sum(any(v) for v in by_question.values()),

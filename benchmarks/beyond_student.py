@@ -21,7 +21,6 @@ from ftcot.evaluate import evaluate, self_consistency
 from ftcot.methods import label
 from ftcot.pipeline import context, eval_batch_size, generation_budget, run
 from ftcot.students.load import load_student
-from ftcot.tasks import split_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "beyond_coin_flip.yaml"
@@ -37,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     ctx = context(load_config(args.config))
     run(ctx)
-    test = split_samples(ctx.task.key, "test", ctx.data, ctx.cfg.split)[: args.max_test]
+    test = ctx.task.split_samples("test", ctx.cfg.split)[: args.max_test]
     batch = eval_batch_size(ctx)
     lines = ["| method | test accuracy (95% CI) | trained on | tokens an epoch | best epoch (validation %) "
              "| questions/s at test (greedy, measured here) |", "|---|---|---|---|---|---|"]
@@ -45,7 +44,7 @@ def main() -> None:
     for method in ctx.cfg.train.methods:  # each student evaluated again here, one after another, for its speed
         model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run / "students" / method / "best"))
         budget = generation_budget(ctx, tokenizer, kind)
-        _, measured[method] = evaluate(model, tokenizer, test, method, kind, budget, batch)
+        _, measured[method] = evaluate(ctx.task, model, tokenizer, test, method, kind, budget, batch)
         m, t = measured[method], json.loads((ctx.run / "students" / method / "summary.json").read_text())
         lines.append(f"| {label(method)} | {m['accuracy']:.2f} ({m['ci95'][0]}-{m['ci95'][1]}) | {t['examples']} pairs "
                      f"| {t['tokens_per_epoch']:,} | {t['best_epoch']} ({t['best_val_accuracy']}) "
@@ -61,7 +60,7 @@ def main() -> None:
              f"| {greedy['questions_per_s']} | 1.00 |"]
     print(lines[-1], flush=True)
     for k in KS:
-        _, sc = self_consistency(model, tokenizer, test, "ft_cot", kind, budget, batch, k, TEMPERATURE, seed=0)
+        _, sc = self_consistency(ctx.task, model, tokenizer, test, "ft_cot", kind, budget, batch, k, TEMPERATURE, seed=0)
         lines.append(f"| self-consistency k={k}, T={TEMPERATURE} | {sc['accuracy']:.2f} ({sc['ci95'][0]}-"
                      f"{sc['ci95'][1]}) | {sc['agreement']}% | {sc['any_correct']}% | {sc['questions_per_s']} "
                      f"| {sc['wall_s'] / greedy['wall_s']:.2f} |")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from ftcot.config import CurateConfig  # noqa: E402
 from ftcot.curate import curate, permuted_copies, split_validation  # noqa: E402
 from ftcot.data import data_dir  # noqa: E402
-from ftcot.tasks import get_task, split_samples  # noqa: E402
+from ftcot.tasks import load_task  # noqa: E402
 from ftcot.tasks.rationales import supports  # noqa: E402
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402
 
@@ -38,11 +38,12 @@ def _letters(examples) -> str:
 
 def task_row(task: str, root: Path, k: int) -> str:
     records = read_shared_jsonl(recorded_teacher_path(task, root))
-    train, _ = split_validation(split_samples(task, "train", root), 0.1, 0)
-    before, _ = curate(records, train, BEFORE, 1)
-    after, fates = curate(records, train, AFTER, 1)
+    spec = load_task(task, root)
+    train, _ = split_validation(spec.split_samples("train"), 0.1, 0)
+    before, _ = curate(spec, records, train, BEFORE, 1)
+    after, fates = curate(spec, records, train, AFTER, 1)
     dropped = Counter(fate for _, fate in fates if fate not in ("kept", "incorrect"))
-    fmt = get_task(task).answer_format
+    fmt = spec.answer_format
     unstated = sum(supports(e.rationale, fmt, e.question, e.answer) is None for e in after)
     frames = Counter(e.frame for e in after)
     row = (f"| {task} | {len(train)} | {len(before)} | {len(after)} | {dropped['truncated']} "
@@ -50,7 +51,7 @@ def task_row(task: str, root: Path, k: int) -> str:
     if not fmt.choice:
         return row + " | | |"
     shuffled, without = permuted_copies(after, k, 0)
-    test = split_samples(task, "test", root)
+    test = spec.split_samples("test")
     return row + f" {_letters(before)} / {_letters(test)} | {_letters(shuffled)} | {len(shuffled)} ({without}) |"
 
 

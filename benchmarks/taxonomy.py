@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ftcot.methods import METHODS  # noqa: E402
-from ftcot.tasks import TASKS  # noqa: E402
+from ftcot.tasks import PAPER_TASKS, load_task  # noqa: E402
 from ftcot.tasks.prompts import FT_QUESTION_END  # noqa: E402
 from ftcot.tasks.rationales import FAILURE_KINDS, failure_kind, is_loop, option_by_content  # noqa: E402
 
 
 def analyse(task: str, method: str, rows: list[dict]) -> dict:
     """Accuracy, accuracy read by content (choice tasks, reasoning methods) and failure counts of one file."""
-    fmt, m = TASKS[task].answer_format, METHODS[method]
+    fmt, m = load_task(task).answer_format, METHODS[method]
     kinds, by_content = Counter(), 0
     for r in rows:
         question = r["prompt"].removesuffix(FT_QUESTION_END)
@@ -56,7 +56,7 @@ def main() -> None:
              f"Command: `.venv/bin/python benchmarks/taxonomy.py --settings {' '.join(args.settings)}`", "",
              "| task | setting | method | n | accuracy | by content | " + " | ".join(FAILURE_KINDS[k] for k in kinds)
              + " | loops (all outputs) |", "|---|---|---|---|---|---|" + "---|" * (len(kinds) + 1)]
-    for task in TASKS:
+    for task in PAPER_TASKS:
         for setting in args.settings:
             for path in sorted((args.results / task / f"{setting}.predictions").glob("*.jsonl")):
                 rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

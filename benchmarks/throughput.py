@@ -34,7 +34,7 @@ from ftcot.data import data_dir  # noqa: E402
 from ftcot.evaluate import evaluate  # noqa: E402
 from ftcot.students.load import load_student  # noqa: E402
 from ftcot.students.train import tokenize, train  # noqa: E402
-from ftcot.tasks import get_task, split_samples  # noqa: E402
+from ftcot.tasks import load_task  # noqa: E402
 from ftcot.methods import METHODS  # noqa: E402
 from ftcot.tasks.answers import parse_prediction  # noqa: E402
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402
@@ -43,7 +43,8 @@ from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # n
 def training_examples(n: int):
     root = data_dir()
     records = read_shared_jsonl(recorded_teacher_path("coin_flip", root))
-    examples, _ = curate(records, split_samples("coin_flip", "train", root), CurateConfig(), 1)
+    task = load_task("coin_flip", root)
+    examples, _ = curate(task, records, task.split_samples("train"), CurateConfig(), 1)
     return examples[:n]
 
 
@@ -71,7 +72,7 @@ def plain_loop_tokens_per_s(examples, student: StudentConfig, batch_size: int, l
 
 def one_at_a_time(model, tokenizer, samples, max_new_tokens: int) -> tuple[float, float]:
     """Questions per second and accuracy of a plain loop: one question per generate call, stop at EOS only."""
-    spec = get_task(samples[0].task)
+    spec = load_task(samples[0].task)
     correct = 0
     start = time.perf_counter()
     for s in samples:
@@ -95,7 +96,7 @@ def ctranslate2_rate(student_dir: str, tokenizer, samples, max_new_tokens: int, 
         import ctranslate2
     except ImportError:
         return None
-    spec = get_task(samples[0].task)
+    spec = load_task(samples[0].task)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         ctranslate2.converters.TransformersConverter(student_dir).convert(out, force=True)
@@ -140,8 +141,9 @@ def main() -> None:
         print(f"(a) ftcot train: {ours:.1f} useful tokens/s ({ours / plain:.0%} of the plain loop)", flush=True)
         student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
         model, tokenizer, kind = load_student(student, student_dir)
-        samples = split_samples("coin_flip", "test", data_dir())[: args.eval_questions]
-        _, metrics = evaluate(model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 64)
+        task = load_task("coin_flip")
+        samples = task.split_samples("test")[: args.eval_questions]
+        _, metrics = evaluate(task, model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 64)
         print(f"(b) ftcot evaluate: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}%",
               flush=True)
         ct2 = {}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ftcot.tasks import TASKS, get_task
+from ftcot.tasks import PAPER_TASKS, load_task
 from ftcot.methods import TEACHER_ANSWER_PREFIX
 from ftcot.tasks.answers import FLOAT, INTEGER, LETTER_A_TO_C, LETTERS, YES_NO, parse_prediction
 
@@ -39,9 +39,9 @@ def _records(shared_data, task):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", list(PAPER_TASKS))
 def test_parsing_reproduces_each_logs_predictions_and_accuracy(shared_data, task):
-    fmt = get_task(task).answer_format
+    fmt = load_task(task).answer_format
     records = _records(shared_data, task)
     parsed = {r["sample_index"]: parse_prediction(fmt, r["answer_completion"], TEACHER_ANSWER_PREFIX)
               for r in records}
@@ -67,7 +67,7 @@ def test_headline_accuracies_match_the_paper_abstract(shared_data):
     # MultiArith 78.7 and GSM8K 40.7 are the text-davinci-002 zero-shot-CoT figures of Kojima et al.
     for task, expected in (("multiarith", 78.67), ("gsm8k", 40.71)):
         records = _records(shared_data, task)
-        fmt = get_task(task).answer_format
+        fmt = load_task(task).answer_format
         hits = sum(parse_prediction(fmt, r["answer_completion"]) == r["gold"] for r in records)
         assert round(100 * hits / len(records), 2) == expected
 
@@ -94,7 +94,7 @@ def test_numbers_drop_commas_and_floats_compare_within_tolerance():
 def test_letters_yes_no_and_letter_strings():
     assert parse_prediction(LETTER_A_TO_C, " (C) blue ball.") == "C"
     assert parse_prediction(LETTER_A_TO_C, " D or E") is None  # outside A-C
-    assert parse_prediction(get_task("date_understanding").answer_format, " (F)") == "F"
+    assert parse_prediction(load_task("date_understanding").answer_format, " (F)") == "F"
     assert parse_prediction(YES_NO, ' "Yes," it is.') == "yes"
     assert YES_NO.matches("no", "No")
     assert parse_prediction(YES_NO, "Nobody knows; not at all") is None

@@ -65,7 +65,7 @@ def test_adaptive_rounds_sample_until_enough_are_correct_and_a_rerun_pays_nothin
     summary = teach(ctx)
     records = _by_question(tmp_path / "run" / "teacher" / "completions.jsonl")
     train = set(range(40))  # a custom task's test rows come after its train rows
-    ok = lambda r: solved("sums", r["answer_completion"], r["answer"])  # noqa: E731
+    ok = lambda r: solved(ctx.task.answer_format, r["answer_completion"], r["answer"])  # noqa: E731
     grew = 0
     for index, rs in records.items():
         assert [r["completion_index"] for r in rs] == list(range(len(rs)))
@@ -181,18 +181,23 @@ def _questions(n: int) -> list[Sample]:
 
 
 @pytest.fixture
-def tiny(tiny_lm, tmp_path):
-    from ftcot.config import CustomTask
-    from ftcot.tasks.custom import register
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def sums_sc(tmp_path):
+    """The task of _questions: sums, answered by an integer."""
+    from ftcot.tasks import TaskDecl, load_task
 
     path = tmp_path / "sc.jsonl"
     path.write_text("".join(json.dumps({"question": s.question, "answer": s.answer}) + "\n" for s in _questions(12)))
-    register(CustomTask(name="sums_sc", train=str(path), test=str(path), answer_format="integer"))
+    return load_task(TaskDecl(name="sums_sc", train=str(path), test=str(path), answer_format="integer"))
+
+
+@pytest.fixture
+def tiny(tiny_lm):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     return AutoModelForCausalLM.from_pretrained(tiny_lm), AutoTokenizer.from_pretrained(tiny_lm)
 
 
-def test_self_consistency_votes_over_samples_that_share_their_prompts_computation(tiny):
+def test_self_consistency_votes_over_samples_that_share_their_prompts_computation(tiny, sums_sc):
     from ftcot.evaluate import evaluate, self_consistency
 
     model, tokenizer = tiny
@@ -200,35 +205,35 @@ def test_self_consistency_votes_over_samples_that_share_their_prompts_computatio
     prefill_rows = []
     hook = model.register_forward_hook(lambda m, args, kwargs, out: prefill_rows.append(kwargs["input_ids"].shape)
                                        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
-    rows, metrics = self_consistency(model, tokenizer, samples, "ft_cot", "decoder", 20, 64, 4, 1.0, seed=1)
+    rows, metrics = self_consistency(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 64, 4, 1.0, seed=1)
     hook.remove()
     assert [shape[0] for shape in prefill_rows] == [12]  # one prefill of the 12 prompts for 48 samples
     assert all(len(r["outputs"]) == 4 for r in rows) and metrics["k"] == 4 and len(rows) == 12
     assert len({o for r in rows for o in r["outputs"]}) > 12  # sampled: not 4 copies of one text
-    again, _ = self_consistency(model, tokenizer, samples, "ft_cot", "decoder", 20, 64, 4, 1.0, seed=1)
+    again, _ = self_consistency(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 64, 4, 1.0, seed=1)
     assert [r["outputs"] for r in again] == [r["outputs"] for r in rows]  # seeded
     # Near temperature 0 every sample is the greedy output: the vote is greedy's answer, agreed on by all.
-    greedy, greedy_metrics = evaluate(model, tokenizer, samples, "ft_cot", "decoder", 20, 64)
-    cold, cold_metrics = self_consistency(model, tokenizer, samples, "ft_cot", "decoder", 20, 5, 3, 1e-4)
+    greedy, greedy_metrics = evaluate(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 64)
+    cold, cold_metrics = self_consistency(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 5, 3, 1e-4)
     assert [r["outputs"] for r in cold] == [[g["output"]] * 3 for g in greedy]
     assert cold_metrics["accuracy"] == greedy_metrics["accuracy"]
     assert all(r["agreement"] == (1.0 if r["prediction"] is not None else 0.0) for r in cold)
     with pytest.raises(UserError, match="second answer step"):
-        self_consistency(model, tokenizer, samples, "zero_shot_cot", "decoder", 20, 64, 2, 0.7)
+        self_consistency(sums_sc, model, tokenizer, samples, "zero_shot_cot", "decoder", 20, 64, 2, 0.7)
 
 
 def test_the_vote_is_the_most_frequent_answer_as_the_format_compares_them_ties_to_the_first():
     from ftcot.evaluate import vote
-    from ftcot.tasks import get_task
+    from ftcot.tasks import load_task
 
-    numbers = get_task("svamp").answer_format  # numbers compared as floats
+    numbers = load_task("svamp").answer_format  # numbers compared as floats
     assert vote(["7", "5.0", "5"], numbers) == ("5.0", 2)  # 5.0 and 5 are one answer
     assert vote(["8", "9", None], numbers) == ("8", 1)  # a tie goes to the answer sampled first
     assert vote([None, None], numbers) == (None, 0)
-    assert vote(["A", "B", "B"], get_task("date_understanding").answer_format) == ("B", 2)
+    assert vote(["A", "B", "B"], load_task("date_understanding").answer_format) == ("B", 2)
 
 
-def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(tiny):
+def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(tiny, sums_sc):
     from ftcot.students.train import WeightedLossTrainer, tokenize
     from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
@@ -288,7 +293,7 @@ def test_everything_beyond_the_paper_runs_end_to_end(tmp_path, tiny_lm, chance_s
     assert "Distilling step-by-step" in report and "self-consistency" in report.lower()
 
 
-def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, tmp_path):
+def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, tmp_path, sums_sc):
     from transformers import AutoTokenizer, DataCollatorForSeq2Seq, T5Config, T5ForConditionalGeneration, \
         TrainingArguments
 
@@ -320,8 +325,8 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
     summary = train(examples, "dss", student, TrainConfig(epochs=1, batch_size=4), tmp_path / "out")
     assert summary["examples"] == 8
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
-    _, metrics = evaluate(model, tok, _questions(4), "dss", kind, 8, 4)
-    rows, sc = self_consistency(model, tok, _questions(4), "ft_cot", kind, 8, 8, 2, 0.7)
+    _, metrics = evaluate(sums_sc, model, tok, _questions(4), "dss", kind, 8, 4)
+    rows, sc = self_consistency(sums_sc, model, tok, _questions(4), "ft_cot", kind, 8, 8, 2, 0.7)
     assert metrics["n"] == 4 and sc["k"] == 2 and all(len(r["outputs"]) == 2 for r in rows)
 
 

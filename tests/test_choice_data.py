@@ -10,10 +10,8 @@ import yaml
 
 from helpers import run_cli
 from test_custom_tasks import _write
-from ftcot.config import CustomTask
-from ftcot.tasks import load_samples
-from ftcot.tasks.custom import register
-from ftcot.tasks.registry import verbalize
+from ftcot.tasks import TaskDecl, load_task
+from ftcot.tasks.prompts import verbalize
 from ftcot.teachers.records import TeacherCompletion, write_completion_dataset
 
 COLORS = ["red", "green", "blue", "yellow"]
@@ -55,8 +53,8 @@ def test_every_choice_shape_in_every_file_type(tmp_path, shape, suffix):
     rows = [make(*_row(i)) for i in range(6)]
     path = _write(rows, tmp_path / f"data{suffix if suffix != 'folder' else ''}")
     name = f"c{abs(hash((shape, suffix))) % 10**6}"
-    spec = register(CustomTask(name=name, train=str(path), test=str(path), answer_format="choice", **keys))
-    samples = load_samples(spec.key, tmp_path)
+    spec = load_task(TaskDecl(name=name, train=str(path), test=str(path), answer_format="choice", **keys))
+    samples = spec.samples()
     for i in range(6):
         question, choices, right = _row(i)
         assert (samples[i].question, samples[i].answer) == (verbalize(question, choices), "ABCD"[right])
@@ -105,17 +103,17 @@ def test_bad_choice_rows_are_one_line_naming_file_row_and_field(tmp_path, data_d
 def test_integers_and_letters_that_name_a_choice_are_read_as_that_choice(tmp_path, choices, answer, gold):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({"question": "Which?", "choices": choices, "answer": answer}) + "\n")
-    spec = register(CustomTask(name="ints", train=str(path), test=str(path), choices_field="choices",
+    spec = load_task(TaskDecl(name="ints", train=str(path), test=str(path), choices_field="choices",
                                answer_format="choice"))
-    assert load_samples(spec.key, tmp_path)[0].answer == gold
+    assert spec.samples()[0].answer == gold
 
 
 def test_an_integer_answer_of_another_format_stays_itself(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({"question": "How many?", "choices": ["1", "2", "3"], "answer": 2}) + "\n")
-    spec = register(CustomTask(name="count", train=str(path), test=str(path), choices_field="choices",
+    spec = load_task(TaskDecl(name="count", train=str(path), test=str(path), choices_field="choices",
                                answer_format="number"))
-    assert load_samples(spec.key, tmp_path)[0].answer == "2"
+    assert spec.samples()[0].answer == "2"
 
 
 def test_a_missing_choice_column_is_one_line(tmp_path, data_dir):
@@ -141,9 +139,9 @@ def test_an_index_needs_choices(tmp_path):
 
 def _recorded(tmp_path, decl: dict) -> str:
     """Recorded teacher completions for the task's questions (right, and saying so), as a CompletionDataset."""
-    spec = register(CustomTask(**decl))
+    spec = load_task(TaskDecl(**decl))
     records = []
-    for s in load_samples(spec.key, tmp_path).values():
+    for s in spec.samples().values():
         step1 = f"Q: {s.question}\nA: Let's think step by step."
         rationale = f" The ball's color is given. So the answer is ({s.answer})."
         records.append(TeacherCompletion(

@@ -43,14 +43,14 @@ def test_tasks_lists_the_real_counts_and_teacher_coverage(shared_data):
 
 
 def test_show_prints_teacher_and_student_views(data_dir):
-    from ftcot.tasks import load_samples
+    from ftcot.tasks import load_task
 
     result = run_cli("show", "multiarith", "0", "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "A: Let's think step by step." in out
     assert "recorded text-davinci-002 step 2" in out
-    assert " ###" in out and f"--> {load_samples('multiarith', data_dir, [0])[0].answer}<eos>" in out
+    assert " ###" in out and f"--> {load_task('multiarith', data_dir).samples([0])[0].answer}<eos>" in out
 
 
 def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
@@ -58,15 +58,16 @@ def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     pair a trained method learns, and how its answer is read back."""
     from ftcot.curate import training_frame
     from ftcot.methods import METHODS, PromptContext
-    from ftcot.tasks import load_samples
+    from ftcot.tasks import load_task
     from ftcot.tasks.prompts import load_few_shot_prompts
     from ftcot.teachers.records import read_shared_jsonl
 
     out = run_cli("show", "coin_flip", "3", "--data-dir", data_dir).stdout
-    sample = load_samples("coin_flip", data_dir, [3])[3]
+    task = load_task("coin_flip", data_dir)
+    sample = task.samples([3])[3]
     record = next(r for r in read_shared_jsonl(data_dir / "teacher" / "text-davinci-002__zs_cot" /
                                                "coin_flip.jsonl") if r.sample_index == 3)
-    question, rationale, answer, _ = training_frame(sample, record)
+    question, rationale, answer, _ = training_frame(task, sample, record)
     context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(data_dir))
     assert "curate\nparsed " in out
     for name, method in METHODS.items():
@@ -153,7 +154,7 @@ MISTAKES = {  # what the user did -> (config overrides, command, files to break,
                          r"coin_flip__default\.json: a split file must be"),
     "raw record without its question": ({"data_dir": "{tmp}/data"}, ["teach"],
                                         {"data/raw/coin_flip/coin_flip.json": '{"examples": [{"answer": "yes"}]}'},
-                                        r"coin_flip\.json: record 0: no field 'question'"),
+                                        r"coin_flip\.json: row 1: no 'question'"),
     "student is an empty folder": ({"student": {"model": "{tmp}/empty"}}, ["evaluate", "--method", "zero_shot"],
                                    {"empty/.keep": ""}, r"cannot load model .*empty"),
     "unknown method": ({}, ["evaluate", "--method", "bogus"], {}, r"unknown method 'bogus'"),

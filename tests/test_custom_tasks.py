@@ -9,11 +9,9 @@ import yaml
 
 from helpers import run_cli
 from openai_server import OpenAIServer
-from ftcot.config import CustomTask
 from ftcot.errors import UserError
-from ftcot.tasks import load_samples, load_split
+from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.answers import parse_prediction
-from ftcot.tasks.custom import register
 from ftcot.teachers.records import TeacherCompletion, write_completion_dataset
 
 
@@ -54,10 +52,10 @@ def _sum_teacher(prompt: str, index: int) -> str:
 def test_every_reader_gives_the_same_samples(tmp_path, suffix):
     train = _write(_questions(20, 1), tmp_path / f"train{suffix if suffix != 'folder' else ''}")
     test = _write(_questions(5, 2), tmp_path / f"test{suffix if suffix != 'folder' else ''}")
-    spec = register(CustomTask(name=f"sums_{suffix.strip('.')}", train=str(train), test=str(test),
+    spec = load_task(TaskDecl(name=f"sums_{suffix.strip('.')}", train=str(train), test=str(test),
                                answer_format="number", id_field="id"))
-    samples = load_samples(spec.key, tmp_path)
-    assert load_split(spec.key, tmp_path) == {"train": list(range(20)), "test": list(range(20, 25))}
+    samples = spec.samples()
+    assert spec.split() == {"train": list(range(20)), "test": list(range(20, 25))}
     assert [(s.question, s.answer) for s in samples.values()] == [
         (r["question"], r["answer"]) for r in _questions(20, 1) + _questions(5, 2)]
     assert spec.answer_trigger == "Therefore, the answer (arabic numerals) is"
@@ -68,14 +66,14 @@ def test_choices_are_verbalized_and_answers_become_letters(tmp_path):
             {"q": "Which is green?", "options": {"a": "sky", "b": "apple", "c": "grass"}, "gold": "(C)"}]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows * 5))
-    spec = register(CustomTask(name="colours", train=str(path), test_fraction=0.2, question_field="q",
+    spec = load_task(TaskDecl(name="colours", train=str(path), test_fraction=0.2, question_field="q",
                                answer_field="gold", choices_field="options", answer_format="choice"))
-    samples = load_samples(spec.key, tmp_path)
+    samples = spec.samples()
     assert {(s.question, s.answer) for s in samples.values()} == {
         ("Which is red? Answer choices: (A) sky, (B) apple, (C) grass.", "B"),
         ("Which is green? Answer choices: (A) sky, (B) apple, (C) grass.", "C")}
     assert spec.answer_trigger == "Therefore, among A through C, the answer is"
-    assert len(load_split(spec.key, tmp_path)["test"]) == 2
+    assert len(spec.split()["test"]) == 2
 
 
 BAD = {  # the row that breaks it, and the one line that must name file, row and field
@@ -110,7 +108,7 @@ def test_a_choice_letter_out_of_range_is_named(tmp_path):
     path.write_text(json.dumps({"question": "Which?", "choices": ["x", "y"], "answer": "D"}) + "\n")
     with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not a choice's text nor a letter in "
                                         r"range \(A-B\)"):
-        register(CustomTask(name="letters", train=str(path), test=str(path), choices_field="choices",
+        load_task(TaskDecl(name="letters", train=str(path), test=str(path), choices_field="choices",
                             answer_format="choice"))
 
 
@@ -223,23 +221,23 @@ def _register_rows(tmp_path, rows, name="t", suffix=".jsonl", **decl):
         path.write_text(rows)
     else:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return register(CustomTask(name=name, train=str(path), test=str(path), **decl))
+    return load_task(TaskDecl(name=name, train=str(path), test=str(path), **decl))
 
 
 def test_gold_answers_take_the_form_the_parser_compares(tmp_path):
     spec = _register_rows(tmp_path, [{"question": "q?", "answer": 18.0}, {"question": "r?", "answer": 1e-7}],
                           "floats", answer_format="number")
-    assert [s.answer for s in load_samples("floats", tmp_path).values()][:2] == ["18", "0.0000001"]
+    assert [s.answer for s in spec.samples().values()][:2] == ["18", "0.0000001"]
     assert spec.answer_format.matches("18", "18")
     ints = _register_rows(tmp_path, [{"question": "q?", "answer": 18.0}], "ints", answer_format="integer")
-    assert ints.answer_format.matches("18", load_samples("ints", tmp_path)[0].answer)
+    assert ints.answer_format.matches("18", ints.samples()[0].answer)
     with pytest.raises(UserError, match=r"row 1: 'answer' '3.5' is not a valid integer answer"):
         _register_rows(tmp_path, [{"question": "q?", "answer": "3.5"}], "half", answer_format="integer")
     text = _register_rows(tmp_path, "question,answer\nzip?,01234\n", "zips", ".csv", answer_format="text")
-    assert load_samples("zips", tmp_path)[0].answer == "01234" and text.answer_format.name == "text"
+    assert text.samples()[0].answer == "01234" and text.answer_format.name == "text"
     yes = _register_rows(tmp_path, [{"question": "q?", "answer": True}, {"question": "r?", "answer": "No."}], "yn",
                          answer_format="yes_no")
-    assert [s.answer for s in load_samples("yn", tmp_path).values()] == ["yes", "no"] * 2 and yes
+    assert [s.answer for s in yes.samples().values()] == ["yes", "No"] * 2  # as written, without its period
 
 
 def test_regex_formats_read_the_group_and_never_an_empty_match(tmp_path):
@@ -282,14 +280,14 @@ def test_changed_or_reordered_data_reruns_the_stages_and_mismatched_records_are_
 
     rows = _questions(6, 1)
     first = _register_rows(tmp_path, rows, "sums", answer_format="integer").digest
-    again = _register_rows(tmp_path, rows, "sums", answer_format="integer").digest
+    again = _register_rows(tmp_path, rows, "sums", answer_format="integer")
     reordered = _register_rows(tmp_path, rows[::-1], "sums", answer_format="integer").digest
-    assert first == again != reordered
-    samples = list(load_samples("sums", tmp_path).values())
+    assert first == again.digest != reordered
+    samples = list(again.samples().values())
     record = TeacherCompletion(task="sums", sample_index=0, question=samples[1].question, answer=samples[0].answer,
                                reasoning_prompt="", reasoning_completion="it is", answer_prompt="",
                                answer_completion=f" {samples[0].answer}.", model="m")
-    kept, fates = curate([record], samples, CurateConfig(), 1)
+    kept, fates = curate(again, [record], samples, CurateConfig(), 1)
     assert kept == [] and fates == [(record, "question_mismatch")]
 
 
@@ -298,12 +296,12 @@ def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):
 
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({"question": "old?", "answer": "1"}) + "\n")
-    register(CustomTask(name="fresh", train=str(path), test=str(path), answer_format="integer"))
+    load_task(TaskDecl(name="fresh", train=str(path), test=str(path), answer_format="integer"))
     stat = path.stat()
     path.write_text(json.dumps({"question": "new?", "answer": "2"}) + "\n")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p and rsync -a leave it
-    register(CustomTask(name="fresh", train=str(path), test=str(path), answer_format="integer"))
-    assert load_samples("fresh", tmp_path)[0].question == "new?"
+    fresh = load_task(TaskDecl(name="fresh", train=str(path), test=str(path), answer_format="integer"))
+    assert fresh.samples()[0].question == "new?"
 
 
 def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, data_dir):

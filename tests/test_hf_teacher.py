@@ -1,5 +1,5 @@
 from ftcot.config import TeacherConfig
-from ftcot.tasks import split_samples
+from ftcot.tasks import load_task
 from ftcot.teachers.collect import collect
 from ftcot.teachers.cost import Spending
 from ftcot.teachers.hf import HFTeacher
@@ -7,7 +7,7 @@ from ftcot.teachers.store import CompletionStore
 
 
 def test_local_transformers_teacher_samples_d_rationales(tiny_lm, data_dir, tmp_path):
-    samples = split_samples("coin_flip", "train", data_dir)[:3]
+    samples = load_task("coin_flip", data_dir).split_samples("train")[:3]
     cfg = TeacherConfig(backend="hf", model=str(tiny_lm), num_samples=2,
                         rationale={"temperature": 0.7, "max_tokens": 12, "seed": 1}, answer={"max_tokens": 4})
     teacher = HFTeacher(str(tiny_lm))

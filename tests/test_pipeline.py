@@ -5,7 +5,7 @@ import yaml
 
 import minidata
 from helpers import run_cli
-from ftcot.tasks import split_samples
+from ftcot.tasks import load_task
 
 
 def _config(tmp_path, data_dir, tiny_lm, **evaluate):
@@ -40,7 +40,7 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
                   "Vanilla fine-tuning:", "Fine-tune-CoT:"):
         assert label in table
     teacher = json.loads((run / "eval" / "teacher" / "metrics.json").read_text())
-    test_ids = [s.sample_index for s in split_samples("coin_flip", "test", data_dir)[:8]]
+    test_ids = [s.sample_index for s in load_task("coin_flip", data_dir).split_samples("test")[:8]]
     logged = {json.loads(line)["sample_index"]: json.loads(line) for line in
               (data_dir / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()}
     assert teacher["n"] == 8 and teacher["correct"] == sum(logged[i]["gold"] == logged[i]["log_prediction"]

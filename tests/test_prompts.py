@@ -31,8 +31,10 @@ def test_few_shot_cot(data_dir):
     assert text.startswith(few_shot["coin_flip"]["prompt"]) and text.startswith("Q: A coin is heads up.")
     assert text.endswith(".\nQ: Is the coin still heads up?\nA:")
     assert text.count("\nQ: ") == minidata.FEW_SHOT["coin_flip"]  # the exemplars, then the question
-    # The paper has no few-shot prompt for tracking_shuffled_objects.
-    with pytest.raises(UserError, match="no few-shot-CoT prompt for task tracking_shuffled_objects"):
+    # The paper has no few-shot prompt for tracking_shuffled_objects: its declaration names none.
+    with pytest.raises(UserError, match="names no few-shot-CoT prompt"):
+        prompts.few_shot_cot("q", None, few_shot)
+    with pytest.raises(UserError, match="no few-shot-CoT prompt 'tracking_shuffled_objects'"):
         prompts.few_shot_cot("q", "tracking_shuffled_objects", few_shot)
 
 

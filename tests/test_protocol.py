@@ -21,7 +21,7 @@ from ftcot.evaluate import diagnostics
 from ftcot.files import write_jsonl
 from ftcot.pipeline import FALLBACK_MAX_NEW_TOKENS, MAX_NEW_TOKENS_MARGIN, context, generation_budget
 from ftcot.students.train import precision_args, train
-from ftcot.tasks import get_task
+from ftcot.tasks import load_task
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
 
@@ -154,7 +154,7 @@ def test_generation_budget_covers_the_curated_completions(tiny_lm, data_dir, tmp
 
 
 def test_diagnostics_name_cut_offs_unparsed_outputs_and_one_answer_for_all():
-    fmt = get_task("tracking_shuffled_objects").answer_format
+    fmt = load_task("tracking_shuffled_objects").answer_format
     predictions = [
         {"output": "Alice swaps ... --> (B)", "prediction": "B", "answer": "C"},
         {"output": "Bob has the --> B", "prediction": "B", "answer": "C"},

@@ -15,8 +15,8 @@ from helpers import run_cli
 from test_properties import SETTINGS
 from ftcot.config import CurateConfig
 from ftcot.curate import Example, curate, permuted_copies
-from ftcot.tasks import Sample, answers
-from ftcot.tasks.registry import verbalize
+from ftcot.tasks import Sample, answers, load_task
+from ftcot.tasks.prompts import verbalize
 from ftcot.tasks.rationales import (failure_kind, is_loop, letter_mapping, letter_mentions, option_by_content,
                                     parse_choices, remap_letters, supports)
 from ftcot.teachers.records import TeacherCompletion, read_records, write_completion_dataset
@@ -135,9 +135,9 @@ def test_curation_drops_inconsistent_and_cut_rationales_and_counts_each(tmp_path
                # cut mid-sentence at about its limit, without a finish reason
                _record(3, " Tomorrow is May 2, 2021.", " (B).", finish="length"),  # the server said so
                _record(4, " We count one day forward.", " (B).")]  # states nothing: kept
-    kept, fates = curate(records, train, CurateConfig(consistency=True), 1)
+    kept, fates = curate(load_task("date_understanding"), records, train, CurateConfig(consistency=True), 1)
     assert [f for _, f in fates] == ["kept", "inconsistent", "truncated", "truncated", "kept"]
-    kept, fates = curate(records, train, CurateConfig(consistency=False, drop_truncated=False), 1)
+    kept, fates = curate(load_task("date_understanding"), records, train, CurateConfig(consistency=False, drop_truncated=False), 1)
     assert len(kept) == 5
     # The recorded JSONL carries no finish reason (its limit is 128 tokens): a rationale cut there is found, a
     # short one that ends on an equation is complete.
@@ -148,7 +148,7 @@ def test_curation_drops_inconsistent_and_cut_rationales_and_counts_each(tmp_path
     (tmp_path / "r.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     recorded = read_records(tmp_path / "r.jsonl")
     assert recorded[0].reasoning_finish_reason is None
-    assert [f for _, f in curate(recorded, train, CurateConfig(), 1)[1]] == ["truncated", "kept"]
+    assert [f for _, f in curate(load_task("date_understanding"), recorded, train, CurateConfig(), 1)[1]] == ["truncated", "kept"]
 
 
 def test_rationales_move_to_the_tests_option_order_or_keep_the_teachers_when_ambiguous():
@@ -157,11 +157,11 @@ def test_rationales_move_to_the_tests_option_order_or_keep_the_teachers_when_amb
     train = [Sample("date_understanding", i, DATE_Q, "B") for i in range(2)]
     records = [_record(0, " Tomorrow is May 2, 2021, so (C).", " C", question=seen, gold="C"),
                _record(1, " Let C be tomorrow: May 2, 2021, so (C).", " C", question=seen, gold="C")]
-    kept, _ = curate(records, train, CurateConfig(), 1)
+    kept, _ = curate(load_task("date_understanding"), records, train, CurateConfig(), 1)
     assert (kept[0].question, kept[0].rationale, kept[0].answer, kept[0].frame) == (
         DATE_Q, "Tomorrow is May 2, 2021, so (B).", "B", "remapped")
     assert kept[1].frame == "teacher_order" and kept[1].answer == "C" and "(C) 05/02/2021" in kept[1].question
-    kept, _ = curate(records, train, CurateConfig(choice_order="teacher"), 1)
+    kept, _ = curate(load_task("date_understanding"), records, train, CurateConfig(choice_order="teacher"), 1)
     assert [e.frame for e in kept] == ["teacher_order", "teacher_order"]
 
 

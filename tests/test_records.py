@@ -4,7 +4,7 @@ import pytest
 
 import minidata
 from ftcot.errors import UserError
-from ftcot.tasks import get_task
+from ftcot.tasks import load_task
 from ftcot.tasks.answers import parse_prediction
 from ftcot.teachers.records import (read_completion_dataset, read_shared_jsonl, recorded_teacher_path,
                                     write_completion_dataset)
@@ -18,7 +18,7 @@ def test_shared_records_become_teacher_completions(data_dir):
     assert first.model == "text-davinci-002" and first.params["max_tokens_reasoning"] == 128
     assert first.answer_prompt == (first.reasoning_prompt + first.reasoning_completion
                                    + " \nTherefore, the answer (Yes or No) is")
-    fmt = get_task("coin_flip").answer_format
+    fmt = load_task("coin_flip").answer_format
     correct = {r.sample_index for r in records if fmt.matches(parse_prediction(fmt, r.answer_completion), r.answer)}
     assert correct == set(range(n)) - minidata.TEACHER_WRONG["coin_flip"]
 

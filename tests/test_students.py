@@ -16,7 +16,7 @@ from ftcot.evaluate import evaluate, generate
 from ftcot.tasks.answers import wilson_interval
 from ftcot.students.load import load_student
 from ftcot.students.train import tokenize, train
-from ftcot.tasks import split_samples
+from ftcot.tasks import load_task
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
 
@@ -45,7 +45,7 @@ def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, data_d
 def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, data_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_lm)
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
-    questions = [s.question for s in split_samples("coin_flip", "test", data_dir)[:6]]
+    questions = [s.question for s in load_task("coin_flip", data_dir).split_samples("test")[:6]]
     texts = [questions[0][:40], *questions[1:]]  # different lengths: left padding must not change outputs
     batched = generate(model, tokenizer, texts, 12, batch_size=6)
     single = [generate(model, tokenizer, [t], 12, batch_size=1)[0] for t in texts]
@@ -67,7 +67,7 @@ def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
-    questions = [s.question for s in split_samples("coin_flip", "test", data_dir)[:8]]
+    questions = [s.question for s in load_task("coin_flip", data_dir).split_samples("test")[:8]]
     texts = [q[: 20 + 15 * i] for i, q in enumerate(questions)]  # different lengths: left padding
     for done in (None, lambda t: len(t) >= 10 + 7 * (len(t.split()) % 4)):  # rows finish at different steps
         sizes = []
@@ -166,8 +166,8 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_pat
     assert summary["kind"] == "encoder_decoder"
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
     assert isinstance(model, T5ForConditionalGeneration) and kind == "encoder_decoder"
-    predictions, metrics = evaluate(model, tok, split_samples("coin_flip", "test", data_dir)[:4], "ft_cot", kind,
-                                    8, 4)
+    task = load_task("coin_flip", data_dir)
+    predictions, metrics = evaluate(task, model, tok, task.split_samples("test")[:4], "ft_cot", kind, 8, 4)
     assert metrics["n"] == 4 and predictions[0]["prompt"] == predictions[0]["prompt"].strip()
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
 

@@ -17,7 +17,7 @@ from openai_server import OpenAIServer, default_responder
 from ftcot.config import Price, RunConfig, TeacherConfig
 from ftcot.errors import UserError
 from ftcot.pipeline import context, teach
-from ftcot.tasks import split_samples
+from ftcot.tasks import load_task
 from ftcot.teachers.collect import collect
 from ftcot.teachers.cost import Spending, cost_of, worst_case_tokens
 from ftcot.teachers.openai_api import OpenAITeacher
@@ -37,7 +37,7 @@ def server():
 
 @pytest.fixture
 def samples(data_dir):
-    return split_samples("coin_flip", "train", data_dir)[:6]
+    return load_task("coin_flip", data_dir).split_samples("train")[:6]
 
 
 def _collect(server, samples, tmp_path, faults=(), num_samples=3, n_per_request=True, dispatched=None,
@@ -177,7 +177,7 @@ def test_a_question_asked_twice_is_paid_once_and_records_equal_the_store(data_di
 
     server = OpenAIServer(latency_s=0.05, responder=lambda prompt, i: f" {uuid.uuid4().hex} yes.").start()
     try:
-        base = split_samples("coin_flip", "train", data_dir)[:5]
+        base = load_task("coin_flip", data_dir).split_samples("train")[:5]
         twice = base + [s.__class__(s.task, 500 + s.sample_index, s.question, s.answer) for s in base]
         (tmp_path / "a").mkdir()
         outcome, stored = _collect(server, twice, tmp_path / "a", num_samples=2, n_per_request=False)
@@ -313,7 +313,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, data
 
 def test_recorded_teacher_replays_shared_records_and_reports_missing(data_dir, tmp_path):
     records = read_shared_jsonl(recorded_teacher_path("coin_flip", data_dir))
-    samples = split_samples("coin_flip", "train", data_dir)
+    samples = load_task("coin_flip", data_dir).split_samples("train")
     got, missing = RecordedTeacher(records).replay(samples, 1)
     assert [r.sample_index for r in got] == [s.sample_index for s in samples] and missing == []
     partial = RecordedTeacher([r for r in records if r.sample_index != samples[0].sample_index], "skip")
@@ -332,7 +332,7 @@ def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
     records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
     assert len(records) == train and records[0].model == "text-davinci-002"
     # The teacher's own output replays as a recorded teacher too.
-    again = RecordedTeacher(records).replay(split_samples("coin_flip", "train", data_dir), 1)[0]
+    again = RecordedTeacher(records).replay(load_task("coin_flip", data_dir).split_samples("train"), 1)[0]
     assert again == records
 
 

@@ -18,8 +18,7 @@ from ftcot.errors import BudgetStop, UserError
 from ftcot.export import export
 from ftcot.methods import METHODS, TEACHER_ANSWER_PREFIX, PromptContext
 from ftcot.report import report
-from ftcot.tasks import TASKS, get_task, load_samples, load_split
-from ftcot.tasks.registry import CUSTOM_TASKS
+from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.answers import parse_prediction
 from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
 from ftcot.teachers.records import read_shared_jsonl
@@ -43,18 +42,20 @@ ConfigOption = typer.Option(None, "--config", help="A run config whose custom ta
 @app.command("tasks")
 def tasks_command(data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
     """List the tasks with train/test counts and recorded teacher coverage of each split."""
-    if config is not None:
-        _context(config)  # a custom task is read, checked and registered
     root = data_files.data_dir(data_dir)
+    tasks = [load_task(key, root) for key in BUILTIN]
+    if config is not None:
+        tasks.append(_context(config).task)  # a custom task is read and checked
     table = Table("task", "name", "answer", "train", "test", "teacher on train", "teacher on test")
-    for key, spec in {**TASKS, **CUSTOM_TASKS}.items():
-        if spec.custom is None and not (root / "splits" / f"{key}__default.json").is_file():
+    for spec in tasks:
+        key = spec.key
+        if not spec.available():
             table.add_row(key, spec.name, spec.answer_format.name, "not fetched", "", "", "")  # `ftcot data fetch`
             continue
-        split = load_split(key, root)
+        split = spec.split()
         teacher_path = root / data_files.TEACHER_DIR / f"{key}.jsonl"
         covered = {r.sample_index for r in read_shared_jsonl(teacher_path)} if teacher_path.is_file() else set()
-        train_file_missing = any(not (root / s.path).is_file() for s in spec.sources if s.offset == 0)
+        train_file_missing = not (spec.root / spec.decl.train).exists()
         train = f"{len(split['train'])}" + (" (raw file missing)" if train_file_missing else "")
         table.add_row(key, spec.name, spec.answer_format.name, train, str(len(split["test"])),
                       str(len(covered & set(split["train"]))), str(len(covered & set(split["test"]))))
@@ -66,12 +67,12 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
                  data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
     """Walk one sample through every stage: its question and answer, the teacher's prompts and answer,
     curation, each trained method's pair and each method's student prompt and answer parsing."""
-    configured = _context(config).cfg if config is not None else None
+    ctx = _context(config) if config is not None else None
     root = data_files.data_dir(data_dir)
-    spec = get_task(task)
-    curation = (configured or RunConfig(task=task)).curate  # the default curation, where no config is given
-    sample = load_samples(task, root, [index])[index]
-    split = load_split(task, root)
+    spec = ctx.task if ctx is not None and ctx.task.key == task else load_task(task, root)
+    curation = (ctx.cfg if ctx is not None else RunConfig(task=task)).curate  # the default curation without one
+    sample = spec.samples([index])[index]
+    split = spec.split()
     side = "train" if index in set(split["train"]) else "test" if index in set(split["test"]) else "none"
 
     def out(text: str = "", heading: str | None = None) -> None:
@@ -88,14 +89,14 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     if recorded:
         r = recorded[0]
         parsed = parse_prediction(spec.answer_format, r.answer_completion, TEACHER_ANSWER_PREFIX)
-        kept, [(_, fate)] = curate([r], [sample], curation, 1)  # as a train question, under the config's curation
+        kept, [(_, fate)] = curate(spec, [r], [sample], curation, 1)  # as a train question, under the config's curation
         out(r.answer_prompt + r.answer_completion, f"teach: recorded {r.model} step 2")
         out(f"parsed {parsed!r} against gold {r.answer!r}: {'kept' if kept else 'removed: ' + fate}", "curate")
-        question, rationale, answer, frame = training_frame(sample, r, curation)
+        question, rationale, answer, frame = training_frame(spec, sample, r, curation)
         if frame != "task":
             out(f"trained beside the question in frame {frame!r} (see curate.choice_order)")
     few_shot = load_few_shot_prompts(root) if (root / "few_shot_cot_prompts.json").is_file() else {}
-    context = PromptContext("decoder", task, few_shot)
+    context = PromptContext("decoder", spec.decl.few_shot_prompt, few_shot)
     for name, method in METHODS.items():
         if method.pair:
             prompt, completion = method.pair(question, rationale, answer, "decoder")

@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ftcot.errors import UserError
 from ftcot.files import read_text
 from ftcot.methods import BASELINES, DEFAULT_TRAINED, TRAINED
-from ftcot.tasks import TASKS
-from ftcot.tasks.answers import FORMAT_NAMES
+from ftcot.tasks import BUILTIN, TaskDecl
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -226,57 +225,8 @@ class EvalConfig(Strict):
     choice_by_content: bool = False
 
 
-class CustomTask(Strict):
-    """A user's own task: its data files and fields (ftcot.tasks.custom reads and checks them). Relative paths
-    are taken from the current folder, or from the task YAML's folder when the config names one."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names files and folders
-    train: str  # .jsonl, .json, .csv, .parquet, or a datasets save_to_disk folder
-    test: str | None = None  # or test_fraction of train, split with a seeded permutation
-    test_fraction: float | None = Field(None, gt=0, lt=1)
-    question_field: str = "question"
-    answer_field: str = "answer"
-    # The choices, verbalized "Answer choices: (A) ...": a field holding a list of texts, a mapping of label to
-    # text or datasets' {label: [...], text: [...]}; or a list of columns, one per choice (MMLU's A, B, C, D).
-    choices_field: str | list[str] | None = None
-    answer_index: bool = False  # the answer is a 0-based index into the choices (an integer column is read so)
-    id_field: str | None = None  # if set, ids must not repeat
-    answer_format: str = "text"  # number | integer | choice | yes_no | text | regex:<pattern>
-    answer_trigger: str | None = None  # default: the paper's trigger for the format
-
-    @field_validator("answer_format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value.startswith("regex:"):
-            try:
-                re.compile(value.removeprefix("regex:"))
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        elif value not in FORMAT_NAMES:
-            raise ValueError(f"one of {', '.join(FORMAT_NAMES)} or regex:<pattern>, not {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _index_needs_choices(self) -> "CustomTask":
-        if self.answer_index and (self.answer_format != "choice" or not self.choices_field):
-            raise ValueError("answer_index: an index needs choices (answer_format: choice and a choices_field)")
-        return self
-
-    @model_validator(mode="after")
-    def _one_test_side(self) -> "CustomTask":
-        if (self.test is None) == (self.test_fraction is None):
-            raise ValueError("give either test (a file) or test_fraction (a share of train)")
-        return self
-
-    def resolved(self, base: Path) -> "CustomTask":
-        """The same task with its paths made absolute from base."""
-        absolute = {key: str((base / value).resolve()) for key in ("train", "test")
-                    if (value := getattr(self, key)) is not None}
-        return self.model_copy(update=absolute)
-
-
 class RunConfig(Strict):
-    task: str | CustomTask  # a built-in task's key, a custom task, or the path of a YAML file declaring one
+    task: str | TaskDecl  # a built-in task's key, a custom task, or the path of a YAML file declaring one
     split: str = "default"
     data_dir: str | None = None  # default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data
     run_dir: str = Field("runs/default", min_length=1)
@@ -290,12 +240,12 @@ class RunConfig(Strict):
     @classmethod
     def _known_task(cls, value):
         if isinstance(value, dict):
-            return CustomTask.model_validate(value).resolved(Path.cwd())
+            return TaskDecl.model_validate(value).resolved(Path.cwd())
         if isinstance(value, str) and value.endswith((".yaml", ".yml")):
             path = Path(value)
-            return load_config(path, CustomTask).resolved(path.resolve().parent)
-        if isinstance(value, str) and value not in TASKS:
-            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(TASKS)}, or a custom task "
+            return load_config(path, TaskDecl).resolved(path.resolve().parent)
+        if isinstance(value, str) and value not in BUILTIN:
+            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(BUILTIN)}, or a custom task "
                              "(a mapping, or a task YAML file)")
         return value
 
@@ -303,8 +253,7 @@ class RunConfig(Strict):
     def _curation_fits_the_task(self) -> "RunConfig":
         if self.curate.consistency is None:  # the paper's filter under the paper's protocol
             self.curate.consistency = self.train.protocol != "paper"
-        choice = self.task.answer_format == "choice" if isinstance(self.task, CustomTask) \
-            else TASKS[self.task].answer_format.choice
+        choice = self.declaration.answer_format == "choice"
         if not choice and self.curate.permute_choices:
             raise ValueError(f"curate.permute_choices: task {self.task_name} has no answer choices to shuffle")
         if not choice and self.evaluate.choice_by_content:
@@ -313,7 +262,11 @@ class RunConfig(Strict):
 
     @property
     def task_name(self) -> str:
-        return self.task if isinstance(self.task, str) else self.task.name
+        return self.declaration.name
+
+    @property
+    def declaration(self) -> TaskDecl:
+        return BUILTIN[self.task] if isinstance(self.task, str) else self.task
 
 
 def _encode_all(value) -> None:

@@ -21,9 +21,9 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from ftcot.config import CurateConfig
-from ftcot.tasks import Sample, get_task
 from ftcot.methods import TEACHER_ANSWER_PREFIX
-from ftcot.tasks.answers import parse_prediction
+from ftcot.tasks import Sample, Task
+from ftcot.tasks.answers import AnswerFormat, parse_prediction
 from ftcot.tasks.rationales import (letter_mapping, letter_mentions, normalized, parse_choices, remap_letters,
                                     supports)
 from ftcot.teachers.records import TeacherCompletion
@@ -58,9 +58,8 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
     return train, val
 
 
-def solved(task: str, answer_completion: str, gold: str) -> bool:
+def solved(fmt: AnswerFormat, answer_completion: str, gold: str) -> bool:
     """Whether a teacher's step-2 answer is the gold answer, parsed as the task parses the teacher's."""
-    fmt = get_task(task).answer_format
     return fmt.matches(parse_prediction(fmt, answer_completion, TEACHER_ANSWER_PREFIX), gold)
 
 
@@ -92,7 +91,7 @@ def truncated(record: TeacherCompletion) -> bool:
         and _token_estimate(rationale) >= 0.75 * limit
 
 
-def training_frame(sample: Sample, record: TeacherCompletion, cfg: CurateConfig = CurateConfig()
+def training_frame(task: Task, sample: Sample, record: TeacherCompletion, cfg: CurateConfig = CurateConfig()
                    ) -> tuple[str, str, str, str]:
     """The (question, rationale, answer) a rationale is trained on, and its frame: "task" (the task's own
     question and gold answer), "remapped" (the same, the rationale's letters moved from the teacher's option
@@ -113,13 +112,12 @@ def training_frame(sample: Sample, record: TeacherCompletion, cfg: CurateConfig 
             remapped = remap_letters(rationale, mapping, seen.letters)
             if remapped is not None and mapping.get(record.answer) == sample.answer:
                 return sample.question, remapped, sample.answer, "remapped"
-    spec = get_task(sample.task)
-    if spec.from_teacher:
-        return spec.from_teacher(record.question), rationale, record.answer, "teacher_order"
+    if task.teacher_question:
+        return task.teacher_question(record.question), rationale, record.answer, "teacher_order"
     return sample.question, rationale, sample.answer, "task"
 
 
-def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateConfig,
+def curate(task: Task, records: list[TeacherCompletion], train: list[Sample], cfg: CurateConfig,
            num_samples: int) -> tuple[list[Example], list[tuple[TeacherCompletion, str]]]:
     """Fine-tune-CoT examples from the records of the given train questions, and each of those records with
     its fate: "kept", or why it was dropped (incorrect, rationalized, truncated, empty, inconsistent,
@@ -135,9 +133,9 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             continue  # a validation or test question, or another split's
         rationale = r.reasoning_completion.strip()
         fate = "kept"
-        if get_task(r.task).custom is not None and r.question != sample.question:
+        if not task.shipped and r.question != sample.question:
             fate = "question_mismatch"  # a record of other data under the same index: never trained on
-        elif not solved(r.task, r.answer_completion, r.answer):
+        elif not solved(task.answer_format, r.answer_completion, r.answer):
             fate = "incorrect"
         elif r.rationalized and cfg.rationalized == "drop":
             fate = "rationalized"
@@ -145,7 +143,7 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             fate = "truncated"
         elif cfg.drop_empty and not rationale:
             fate = "empty"
-        elif cfg.consistency and supports(rationale, get_task(r.task).answer_format, r.question, r.answer) is False:
+        elif cfg.consistency and supports(rationale, task.answer_format, r.question, r.answer) is False:
             fate = "inconsistent"  # its own conclusion is another answer: it contradicts its label
         elif cfg.dedupe and rationale in seen[(r.task, r.sample_index)]:
             fate = "duplicate"
@@ -153,7 +151,7 @@ def curate(records: list[TeacherCompletion], train: list[Sample], cfg: CurateCon
             fate = "over_cap"
         else:
             seen[(r.task, r.sample_index)].add(rationale)
-            question, trained, answer, frame = training_frame(sample, r, cfg)
+            question, trained, answer, frame = training_frame(task, sample, r, cfg)
             kept.append(Example(task=r.task, sample_index=r.sample_index, completion_index=r.completion_index,
                                 question=question, rationale=trained, answer=answer, rationalized=r.rationalized,
                                 frame=frame))

@@ -18,7 +18,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ftcot.errors import UserError
 from ftcot.methods import PromptContext, get_method, line_done
-from ftcot.tasks import Sample, get_task, prompts
+from ftcot.tasks import Sample, Task, prompts
 from ftcot.tasks.answers import accuracy, parse_prediction
 from ftcot.tasks.rationales import failure_kind, is_loop, option_by_content
 
@@ -183,25 +183,23 @@ def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_siz
     return outputs
 
 
-def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
+def evaluate(task: Task, model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
              batch_size: int, few_shot_prompts: dict | None = None, progress=None,
              choice_by_content: bool = False) -> tuple[list[dict], dict]:
     """Predictions (one dict per sample, with why it is wrong) and metrics of one method on samples of one
     task; with choice_by_content, each output with its rationale inside is also read by the option it names."""
-    task = samples[0].task
-    spec = get_task(task)
     start = time.perf_counter()
     m = get_method(method)
-    context = PromptContext(kind, task, few_shot_prompts)
+    context = PromptContext(kind, task.decl.few_shot_prompt, few_shot_prompts)
     inputs = [m.prompt(s.question, context) for s in samples]
     outputs = generate(model, tokenizer, inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, batch_size,
                        m.done, progress)
     if m.cut:  # the model's next made-up question is not its answer
         outputs = [o.split(m.cut)[0] for o in outputs]
     if m.answer_step:  # the rationale, then the task's answer trigger
-        inputs = [prompts.zero_shot_cot_step2(p, o.rstrip(), spec.answer_trigger) for p, o in zip(inputs, outputs)]
+        inputs = [prompts.zero_shot_cot_step2(p, o.rstrip(), task.answer_trigger) for p, o in zip(inputs, outputs)]
         outputs = generate(model, tokenizer, inputs, ANSWER_TOKENS, batch_size, line_done)
-    prefix, fmt = m.answer_prefix, spec.answer_format
+    prefix, fmt = m.answer_prefix, task.answer_format
     wall = time.perf_counter() - start
     predictions = []
     for s, prompt, output in zip(samples, inputs, outputs):
@@ -214,7 +212,7 @@ def evaluate(model, tokenizer, samples: list[Sample], method: str, kind: str, ma
             by_content = option_by_content(output, s.question, prefix) or parsed
             row |= {"prediction_by_content": by_content, "correct_by_content": fmt.matches(by_content, s.answer)}
         predictions.append(row)
-    metrics = {"task": task, "method": method, **accuracy([p["correct"] for p in predictions]),
+    metrics = {"task": task.key, "method": method, **accuracy([p["correct"] for p in predictions]),
                "max_new_tokens": max_new_tokens, "wall_s": round(wall, 2),
                "questions_per_s": round(len(samples) / wall, 3),
                "diagnostics": diagnostics(predictions, prefix, fmt),
@@ -246,32 +244,30 @@ def vote(parsed: list[str | None], fmt) -> tuple[str | None, int]:
     return first[best], counts[best]
 
 
-def self_consistency(model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
+def self_consistency(task: Task, model, tokenizer, samples: list[Sample], method: str, kind: str, max_new_tokens: int,
                      batch_size: int, k: int, temperature: float, seed: int = 0,
                      few_shot_prompts: dict | None = None) -> tuple[list[dict], dict]:
     """Self-consistency (Wang et al., 2023): k sampled rationales per question, a vote on their parsed answers
     (ties go to the answer sampled first); its accuracy, how much the samples agree with the vote, and how often
     any sample was right."""
-    task = samples[0].task
-    spec = get_task(task)
     m = get_method(method)
     if not m.votes:
         raise UserError(f"self-consistency votes on answers in the output itself; {method} has "
                         f"{'a second answer step' if m.answer_step else 'no rationale to sample'}")
     start = time.perf_counter()
-    context = PromptContext(kind, task, few_shot_prompts)
+    context = PromptContext(kind, task.decl.few_shot_prompt, few_shot_prompts)
     inputs = [m.prompt(s.question, context) for s in samples]
     outputs = sample(model, tokenizer, inputs, k, temperature, seed, max_new_tokens, batch_size, m.done)
     wall = time.perf_counter() - start
     rows = []
     for s, texts in zip(samples, outputs):
-        parsed = [parse_prediction(spec.answer_format, t.split(m.cut)[0] if m.cut else t, m.answer_prefix)
+        parsed = [parse_prediction(task.answer_format, t.split(m.cut)[0] if m.cut else t, m.answer_prefix)
                   for t in texts]
-        voted, count = vote(parsed, spec.answer_format)
+        voted, count = vote(parsed, task.answer_format)
         rows.append({"sample_index": s.sample_index, "outputs": texts, "predictions": parsed, "prediction": voted,
                      "agreement": count / k, "answer": s.answer,
-                     "correct": spec.answer_format.matches(voted, s.answer),
-                     "any_correct": any(spec.answer_format.matches(p, s.answer) for p in parsed)})
+                     "correct": task.answer_format.matches(voted, s.answer),
+                     "any_correct": any(task.answer_format.matches(p, s.answer) for p in parsed)})
     return rows, {"k": k, "temperature": temperature, "seed": seed, **accuracy([r["correct"] for r in rows]),
                   "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
                   "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),

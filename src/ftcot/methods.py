@@ -18,7 +18,7 @@ class PromptContext:
     """What a prompt may need besides the question."""
 
     kind: ModelKind = "decoder"
-    task: str = ""
+    few_shot_key: str | None = None  # the task's prompt in the paper's few-shot-CoT prompt file
     few_shot_prompts: dict | None = None  # the paper's few-shot-CoT prompt file, for few_shot_cot
 
 
@@ -73,7 +73,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # Step 2's completion: the answer follows the trigger directly.
     Method("zero_shot_cot", "Zero-shot-CoT", lambda q, c: prompts.zero_shot_cot_step1(q), _next_question, None,
            True, cut=NEXT_QUESTION, answer_step=True),
-    Method("few_shot_cot", "Few-shot-CoT", lambda q, c: prompts.few_shot_cot(q, c.task, c.few_shot_prompts),
+    Method("few_shot_cot", "Few-shot-CoT", lambda q, c: prompts.few_shot_cot(q, c.few_shot_key, c.few_shot_prompts),
            _next_question, "The answer is", True, cut=NEXT_QUESTION, few_shot=True),
     # Distilling step-by-step (Hsieh et al., 2023): the label and the rationale as two tasks told apart by a
     # prefix; it answers from the label prompt alone, in a few tokens.

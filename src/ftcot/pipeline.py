@@ -30,9 +30,8 @@ from ftcot.export import model_card
 from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
 from ftcot.methods import METHODS, TEACHER, TRAINED
 from ftcot.report import report
-from ftcot.tasks import Sample, TaskSpec, get_task, split_samples
+from ftcot.tasks import Sample, Task, load_task
 from ftcot.tasks.answers import accuracy
-from ftcot.tasks.custom import register as register_custom_task
 from ftcot.tasks.prompts import load_few_shot_prompts
 from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
 from ftcot.teachers.collect import collect, plan, samples_per
@@ -50,13 +49,13 @@ class RunContext:
     cfg: RunConfig
     data: Path
     run: Path
-    task: TaskSpec
+    task: Task
 
 
 def context(cfg: RunConfig) -> RunContext:
-    """Resolve the data folder, the run folder and the task (a custom task is read, checked and registered)."""
-    task = get_task(cfg.task) if isinstance(cfg.task, str) else register_custom_task(cfg.task)
-    return RunContext(cfg, data_dir(cfg.data_dir), Path(cfg.run_dir), task)
+    """Resolve the data folder, the run folder and the task (a user's data is read and checked)."""
+    data = data_dir(cfg.data_dir)
+    return RunContext(cfg, data, Path(cfg.run_dir), load_task(cfg.task, data))
 
 
 # --- stage bookkeeping --------------------------------------------------------------------------------------
@@ -132,7 +131,7 @@ def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict
 def teach_samples(ctx: RunContext) -> list[Sample]:
     samples = []
     for side in ctx.cfg.teacher.teach_on:
-        part = split_samples(ctx.task.key, side, ctx.data, ctx.cfg.split)
+        part = ctx.task.split_samples(side, ctx.cfg.split)
         samples.extend(part[: ctx.cfg.teacher.max_samples] if ctx.cfg.teacher.max_samples else part)
     return samples
 
@@ -141,7 +140,7 @@ def grown_questions(ctx: RunContext) -> frozenset[int]:
     """The questions adaptive rounds and rationalization apply to: the train split's (they need its gold)."""
     if not (ctx.cfg.teacher.adaptive or ctx.cfg.teacher.rationalize):
         return frozenset()
-    return frozenset(s.sample_index for s in split_samples(ctx.task.key, "train", ctx.data, ctx.cfg.split))
+    return frozenset(s.sample_index for s in ctx.task.split_samples("train", ctx.cfg.split))
 
 
 def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None) -> dict:
@@ -186,7 +185,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
             before = cost_of(price, *store.spent())  # what earlier invocations spent in this folder
             if dry_run:
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
-                             samples, price, grown_questions(ctx))
+                             samples, price, grown_questions(ctx), ctx.task.answer_format)
                 cap = f" of the cap ${budget:g} ({max(budget - before, 0.0):.4f} left)" if budget is not None else ""
                 console.print(f"dry run: this run folder has spent ${before:.4f}{cap}", markup=False)
                 note = "" if price else f" (no price known for {tcfg.model}: set teacher.prices)"
@@ -204,7 +203,8 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                         "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
                         "worst_case_requests": plans[0].requests, "worst_case_cost_usd": plans[0].cost}
             spending = Spending(price, budget, before, store)
-            outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx))
+            outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx),
+                              ctx.task.answer_format)
         finally:
             store.close()
         records = outcome.records
@@ -240,10 +240,10 @@ def curate_stage(ctx: RunContext) -> dict:
         raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
                         "with a new or raised --max-cost before curating")
     records = read_records(ctx.run / "teacher" / "completions.jsonl")
-    train, val = split_validation(split_samples(ctx.task.key, "train", ctx.data, ctx.cfg.split),
+    train, val = split_validation(ctx.task.split_samples("train", ctx.cfg.split),
                                   ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
     c = ctx.cfg.curate
-    examples, fates = curate(records, train, c, samples_per(ctx.cfg.teacher))
+    examples, fates = curate(ctx.task, records, train, c, samples_per(ctx.cfg.teacher))
     # Shuffled copies of choice examples (seeded per question, so every method's copies match).
     with_rationales, not_permuted = permuted_copies(examples, c.permute_choices, c.permute_seed)
     with_answers, _ = permuted_copies(vanilla_examples(train), c.permute_choices, c.permute_seed)
@@ -308,7 +308,7 @@ def generation_budget(ctx: RunContext, tokenizer, kind: str, quiet: bool = True)
     records = ctx.run / "teacher" / "completions.jsonl"
     if not rows and records.is_file():  # no method trained on rationales: the teacher's correct ones
         rows = [{"question": r.question, "rationale": r.reasoning_completion.strip(), "answer": r.answer}
-                for r in read_records(records) if solved(r.task, r.answer_completion, r.answer)]
+                for r in read_records(records) if solved(ctx.task.answer_format, r.answer_completion, r.answer)]
     if not rows:
         return FALLBACK_MAX_NEW_TOKENS
     completions = [METHODS["ft_cot"].pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
@@ -361,7 +361,7 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             kept = set(first[: ctx.cfg.train.max_examples])
             examples = [e for e in examples if (e.sample_index, e.completion_index) in kept]
         tokenizer, kind = load_tokenizer(ctx.cfg.student)
-        validate = validation_accuracy(method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
+        validate = validation_accuracy(ctx.task, method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
                                        eval_batch_size(ctx))
         t = ctx.cfg.train
         say(f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
@@ -391,7 +391,7 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
     if not records:
         return None  # the teacher was not run on the test questions
     return {"task": ctx.task.key, "method": TEACHER, "model": records[0].model,
-            **accuracy([solved(r.task, r.answer_completion, r.answer) for r in records])}
+            **accuracy([solved(ctx.task.answer_format, r.answer_completion, r.answer) for r in records])}
 
 
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
@@ -404,7 +404,8 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     prompts_file = ctx.data / "few_shot_cot_prompts.json"
     few_shot = load_few_shot_prompts(ctx.data) if prompts_file.is_file() else {}
     if not methods:  # the configured baselines: one that needs a few-shot prompt the task lacks is left out
-        lacking = [m for m in wanted if m in METHODS and METHODS[m].few_shot and ctx.task.key not in few_shot]
+        lacking = [m for m in wanted if m in METHODS and METHODS[m].few_shot
+                   and ctx.task.decl.few_shot_prompt not in few_shot]
         for method in lacking:
             console.print(f"evaluate {method}: skipped, task {ctx.task.key} has no few-shot-CoT prompt")
         wanted = [m for m in wanted if m not in lacking]
@@ -413,7 +414,7 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
     hold_folder(ctx.run / "eval")
-    test = split_samples(ctx.task.key, "test", ctx.data, ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
+    test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}
     base = None
     budget = None
@@ -436,14 +437,14 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                 base = base or load_student(ctx.cfg.student)
                 model, tokenizer, kind = base
             budget = budget or generation_budget(ctx, tokenizer, kind, quiet=False)
-            predictions, metrics = evaluate(model, tokenizer, test, method, kind, budget, eval_batch_size(ctx),
+            predictions, metrics = evaluate(ctx.task, model, tokenizer, test, method, kind, budget, eval_batch_size(ctx),
                                             few_shot, choice_by_content=ctx.cfg.evaluate.choice_by_content)
             metrics["model"] = ctx.cfg.student.model
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
             sc = ctx.cfg.evaluate.self_consistency
             if sc and METHODS[method].votes:
                 votes, metrics["self_consistency"] = self_consistency(
-                    model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
+                    ctx.task, model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
                     few_shot)
                 write_jsonl(votes, out / "self_consistency.jsonl")
                 v = metrics["self_consistency"]

@@ -15,10 +15,10 @@ from ftcot.errors import UserError
 from ftcot.files import read_json, read_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.report_html import write_html
-from ftcot.tasks import TASKS
+from ftcot.tasks import PAPER_TASKS
 from ftcot.tasks.rationales import FAILURE_KINDS
 
-TASKS_ORDER = {task: i for i, task in enumerate(TASKS)}
+TASKS_ORDER = {task: i for i, task in enumerate(PAPER_TASKS)}
 FAILURES_NOTE = ("Counts of wrong test outputs by kind. A rationale's conclusion is the answer it reaches: for "
                  "numbers the last sentence's numbers; for a choice task the option it names by text (for Date, the "
                  "last date it states), so \"reaches the gold answer, the answer after the marker is wrong\" is the "

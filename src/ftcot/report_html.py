@@ -14,11 +14,14 @@ import json
 import re
 from pathlib import Path
 
+from ftcot.config import load_config
 from ftcot.curate import solved
+from ftcot.data import data_dir
 from ftcot.errors import UserError
 from ftcot.files import read_jsonl, write_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
-from ftcot.tasks import get_task
+from ftcot.tasks import BUILTIN, load_task
+from ftcot.tasks.answers import AnswerFormat
 from ftcot.tasks.prompts import COT_TRIGGER, FT_QUESTION_END
 from ftcot.tasks.rationales import FAILURE_KINDS, failure_kind
 from ftcot.teachers.records import read_records
@@ -32,13 +35,22 @@ def _question(prompt: str) -> str:
     return text.split("\nA:", 1)[0]
 
 
+def _answer_format(run: Path, task: str) -> AnswerFormat | None:
+    """How the run's task reads answers: a built-in task's, or the run config's own task's where its data is
+    still there to read (else None: its outputs are shown as recorded)."""
+    if task in BUILTIN:
+        return load_task(task).answer_format
+    try:
+        cfg = load_config(run / "config.yaml")
+        return load_task(cfg.task, data_dir(cfg.data_dir)).answer_format
+    except UserError:
+        return None
+
+
 def _run_data(run: Path, task: str) -> dict:
     """One run's test questions by method (why each wrong one is wrong: recorded, else read now where the task
     is known), the teacher's rationales (each question once), and its curated training set."""
-    try:
-        fmt = get_task(task).answer_format
-    except UserError:  # a custom task's page is made where it is not registered: its outputs as recorded
-        fmt = None
+    fmt = _answer_format(run, task)
     methods, questions = {}, {}
     for path in sorted((run / "eval").glob("*/predictions.jsonl"), key=lambda p: REPORT_ORDER.index(p.parent.name)
                        if p.parent.name in REPORT_ORDER else 99):
@@ -65,7 +77,7 @@ def _run_data(run: Path, task: str) -> dict:
     records = run / "teacher" / "completions.jsonl"
     teacher: dict[str, dict] = {}
     for r in read_records(records) if records.is_file() else []:
-        right = solved(task, r.answer_completion, r.answer) if fmt is not None else None
+        right = solved(fmt, r.answer_completion, r.answer) if fmt is not None else None
         entry = teacher.setdefault(str(r.sample_index), {"question": r.question, "samples": []})
         entry["samples"].append([r.completion_index, r.reasoning_completion.strip(), r.answer_completion.strip(),
                                  right])

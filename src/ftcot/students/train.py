@@ -25,7 +25,7 @@ from ftcot.evaluate import evaluate
 from ftcot.files import write_json
 from ftcot.students.load import load_student
 from ftcot.methods import METHODS
-from ftcot.tasks import Sample
+from ftcot.tasks import Sample, Task
 
 console = Console(stderr=True)
 
@@ -284,12 +284,12 @@ def _tensorboard(report_to: list[str], folder: Path) -> list:
     return [tensorboard]
 
 
-def validation_accuracy(method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,
+def validation_accuracy(task: Task, method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,
                         batch_size: int):
     """A `validate(model)` for train(): accuracy of method on the validation questions, in percent."""
     def validate(model) -> float | None:
         if not val:
             return None
-        _, metrics = evaluate(model, tokenizer, val, method, kind, max_new_tokens, batch_size)
+        _, metrics = evaluate(task, model, tokenizer, val, method, kind, max_new_tokens, batch_size)
         return metrics["accuracy"]
     return validate

@@ -1,5 +1,5 @@
-"""Task registry, answer parsing and prompt formats."""
+"""Tasks (one declaration form, one loader), answer parsing and prompt formats."""
 
-from ftcot.tasks.registry import TASKS, Sample, TaskSpec, get_task, load_samples, load_split, split_samples
+from ftcot.tasks.task import BUILTIN, PAPER_TASKS, Sample, Task, TaskDecl, load_task
 
-__all__ = ["TASKS", "Sample", "TaskSpec", "get_task", "load_samples", "load_split", "split_samples"]
+__all__ = ["BUILTIN", "PAPER_TASKS", "Sample", "Task", "TaskDecl", "load_task"]

@@ -105,7 +105,7 @@ def regex_format(name: str) -> AnswerFormat:
 # The formats a task declares by name (a custom task's `answer_format`), with their answer triggers; besides
 # these, `choice` (its letters sized by the task's choices) and `regex:<pattern>`. A format is added here alone.
 NAMED = {"number": (FLOAT, NUMERIC_TRIGGER), "integer": (INTEGER, NUMERIC_TRIGGER),
-         "yes_no": (YES_NO, YES_NO_TRIGGER), "text": (TEXT, PLAIN_TRIGGER)}
+         "yes_no": (YES_NO, YES_NO_TRIGGER), "letters": (LETTERS, PLAIN_TRIGGER), "text": (TEXT, PLAIN_TRIGGER)}
 FORMAT_NAMES = (*NAMED, "choice")
 
 

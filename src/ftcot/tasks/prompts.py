@@ -7,7 +7,7 @@ loss covers the completion only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 from ftcot.data import data_path
 from ftcot.errors import UserError
@@ -20,6 +20,12 @@ FT_QUESTION_END = " ###"  # decoder prompts end here; the completion starts with
 ANSWER_MARKER = "-->"  # a Fine-tune-CoT completion's answer follows it
 FT_ANSWER_SEPARATOR = f" {ANSWER_MARKER} "
 NEXT_QUESTION = "\nQ:"  # a prompted model that starts a new question has finished its answer
+
+
+def verbalize(question: str, choices: Iterable[str]) -> str:
+    """The paper's multiple-choice question: `q Answer choices: (A) x, (B) y.`"""
+    options = ", ".join(f"({chr(65 + i)}) {choice.strip()}" for i, choice in enumerate(choices))
+    return f"{question} Answer choices: {options}."
 
 
 def zero_shot(question: str, kind: ModelKind = "decoder") -> str:
@@ -47,11 +53,13 @@ def load_few_shot_prompts(root: Path) -> dict:
     return read_json(data_path("few_shot_cot_prompts.json", root))
 
 
-def few_shot_cot(question: str, task: str, prompts: dict) -> str:
-    """The paper's few-shot-CoT prompt. tracking_shuffled_objects has none in the paper's prompt file."""
-    if task not in prompts:
-        raise UserError(f"no few-shot-CoT prompt for task {task} (the paper's prompt file has none)")
-    return f"{prompts[task]['prompt']}{NEXT_QUESTION} {question.strip()}\nA:"
+def few_shot_cot(question: str, key: str | None, prompts: dict) -> str:
+    """The paper's few-shot-CoT prompt named by the task's `few_shot_prompt` (tracking_shuffled_objects has none in
+    the paper's prompt file)."""
+    if key not in prompts:
+        raise UserError(f"no few-shot-CoT prompt {key!r} in the paper's prompt file" if key else
+                        "the task names no few-shot-CoT prompt (few_shot_prompt)")
+    return f"{prompts[key]['prompt']}{NEXT_QUESTION} {question.strip()}\nA:"
 
 
 def vanilla_pair(question: str, answer: str, kind: ModelKind = "decoder") -> tuple[str, str]:

@@ -23,6 +23,7 @@ from ftcot.config import Sampling, TeacherConfig
 from ftcot.curate import solved
 from ftcot.errors import UserError
 from ftcot.tasks import Sample
+from ftcot.tasks.answers import AnswerFormat
 from ftcot.tasks.prompts import rationalize_step1, zero_shot_cot_step1, zero_shot_cot_step2
 from ftcot.teachers.batch import prefill
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
@@ -48,9 +49,10 @@ class Outcome:
 
 class Collector:
     def __init__(self, teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, spending: Spending,
-                 grown: frozenset[int] = frozenset()):
+                 grown: frozenset[int] = frozenset(), fmt: AnswerFormat | None = None):
         self.teacher = teacher
         self.grown = grown  # sample indices that adaptive rounds and rationalization apply to (train questions)
+        self.fmt = fmt  # the task's answer format, in which their answers are judged
         self.store = store
         self.cfg = cfg
         self.trigger = trigger
@@ -114,7 +116,7 @@ class Collector:
         correct."""
         cfg, records = self.cfg, []
         grows = sample.sample_index in self.grown
-        correct = lambda: sum(solved(sample.task, r.answer_completion, sample.answer) for r in records)  # noqa: E731
+        correct = lambda: sum(solved(self.fmt, r.answer_completion, sample.answer) for r in records)  # noqa: E731
         try:
             # At most `concurrency` questions at once: a started question's step 2 goes before new step-1
             # requests, so money buys finished records, not a pile of rationales without answers.
@@ -198,9 +200,10 @@ def progress_bar(console: Console) -> Progress:
 
 
 def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-            spending: Spending, console: Console | None = None, grown: frozenset[int] = frozenset()) -> Outcome:
+            spending: Spending, console: Console | None = None, grown: frozenset[int] = frozenset(),
+            fmt: AnswerFormat | None = None) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
-    collector = Collector(teacher, store, cfg, trigger, spending, grown)
+    collector = Collector(teacher, store, cfg, trigger, spending, grown, fmt)
     if hasattr(teacher, "spending"):  # each request through the ledger (priced or not: tokens are recorded)
         teacher.spending = spending
     console = console or Console(stderr=True)
@@ -254,7 +257,7 @@ def _rounds(cfg: TeacherConfig, n: int, c: int, p: float | None, memo: dict) -> 
 
 
 def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-         price, grown: frozenset[int] = frozenset()) -> list[Plan]:
+         price, grown: frozenset[int] = frozenset(), fmt: AnswerFormat | None = None) -> list[Plan]:
     """What a run would still request: [the worst case] or, for adaptive runs whose first round is (partly)
     stored, [worst case, expected case at the first round's solve rate]. Token counts are estimates: ~4
     characters a prompt token, and every completion at its max_tokens (an upper bound)."""
@@ -271,7 +274,7 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
                    if g is not None else None for k, g in enumerate(stored)]
         if sample.sample_index in grown:
             n = next((k for k, a in enumerate(answers) if a is None), len(answers))
-            right = [solved(sample.task, a.text, sample.answer) for a in answers[:n]]
+            right = [solved(fmt, a.text, sample.answer) for a in answers[:n]]
             first_round[0] += sum(right[:cfg.num_samples])
             first_round[1] += len(right[:cfg.num_samples])
             hint = rationalize_step1(sample.question, sample.answer)

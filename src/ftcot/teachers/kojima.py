@@ -14,11 +14,9 @@ import numpy as np
 
 from ftcot.errors import UserError
 from ftcot.files import read_text, write_text
-from ftcot.tasks import load_split
+from ftcot.tasks import load_task
 
 COT_TRIGGER = "Let's think step by step."
-# The raw file Kojima read, as an offset into the task's sample_index numbering (train files first).
-LOG_OFFSETS = {"gsm8k": 7473, "commonsense_qa": 9741, "aqua": 97467}
 _BLOCK = re.compile(r"\*{25}\n(\d+)st data\n1_th_sampling\nQ: (.*?)\nA: " + re.escape(COT_TRIGGER)
                     + r"(.*?)\npred_before : (.*?)\npred_after : (.*?)\npred_list : .*?\npred_mode : .*?\nGT : (.*?)\n"
                     r"\*{25}\n", re.DOTALL)
@@ -65,12 +63,14 @@ def parse_log(text: str, task: str, data_root: Path) -> list[dict]:
     if not blocks or [int(b[0]) for b in blocks] != list(range(1, len(blocks) + 1)):
         raise UserError(f"the {task} log's records are not numbered 1..n: is the file complete?")
     order = loader_order(len(blocks))
-    split = load_split(task, data_root)
+    spec = load_task(task, data_root)
+    split = spec.split()
+    offset = spec.decl.test_offset or 0  # Kojima read the test file, numbered after train
     sides = {i: side for side in ("train", "test") for i in split[side]}
     records = []
     for k, (_, question, body, pred_before, pred_after, gold) in enumerate(blocks):
         rationale, completion = _split_answer(body, trigger, pred_before)
-        sample_index = order[k] + LOG_OFFSETS.get(task, 0)
+        sample_index = order[k] + offset
         records.append({"task": task, "sample_index": sample_index, "split": sides.get(sample_index),
                         "question": question, "reasoning_prompt": f"Q: {question}\nA: {COT_TRIGGER}",
                         "reasoning_completion": rationale.rstrip(), "answer_prompt": trigger,
