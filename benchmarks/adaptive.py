@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from openai_server import ChanceAdder, OpenAIServer  # noqa: E402
 from ftcot.config import RunConfig  # noqa: E402
-from ftcot.curate import solved  # noqa: E402
+from ftcot.judge import solved  # noqa: E402
 from ftcot.pipeline import context, teach  # noqa: E402
 
 QUESTIONS = 200  # train questions (--questions)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ftcot.config import load_config
+from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate, self_consistency
 from ftcot.methods import label
 from ftcot.pipeline import context, eval_batch_size, generation_budget, run
@@ -42,17 +43,17 @@ def main() -> None:
              "| questions/s at test (greedy, measured here) |", "|---|---|---|---|---|---|"]
     measured = {}
     for method in ctx.cfg.train.methods:  # each student evaluated again here, one after another, for its speed
-        model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run / "students" / method / "best"))
+        model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run.best(method)))
         budget = generation_budget(ctx, tokenizer, kind)
-        _, measured[method] = evaluate(ctx.task, model, tokenizer, test, method, kind, budget, batch)
-        m, t = measured[method], json.loads((ctx.run / "students" / method / "summary.json").read_text())
+        _, measured[method] = evaluate(ctx.task, HFEngine(model, tokenizer, kind, batch), test, method, budget)
+        m, t = measured[method], json.loads(ctx.run.summary("train", method).read_text())
         lines.append(f"| {label(method)} | {m['accuracy']:.2f} ({m['ci95'][0]}-{m['ci95'][1]}) | {t['examples']} pairs "
                      f"| {t['tokens_per_epoch']:,} | {t['best_epoch']} ({t['best_val_accuracy']}) "
                      f"| {m['questions_per_s']} |")
         print(lines[-1], flush=True)
     methods_table = "\n".join(lines)
 
-    model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run / "students" / "ft_cot" / "best"))
+    model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run.best("ft_cot")))
     budget, greedy = generation_budget(ctx, tokenizer, kind), measured["ft_cot"]
     lines = ["| decoding | test accuracy (95% CI) | samples agree with the vote | any sample right | questions/s "
              "| time vs greedy |", "|---|---|---|---|---|---|",
@@ -60,7 +61,7 @@ def main() -> None:
              f"| {greedy['questions_per_s']} | 1.00 |"]
     print(lines[-1], flush=True)
     for k in KS:
-        _, sc = self_consistency(ctx.task, model, tokenizer, test, "ft_cot", kind, budget, batch, k, TEMPERATURE, seed=0)
+        _, sc = self_consistency(ctx.task, HFEngine(model, tokenizer, kind, batch), test, "ft_cot", budget, k, TEMPERATURE, seed=0)
         lines.append(f"| self-consistency k={k}, T={TEMPERATURE} | {sc['accuracy']:.2f} ({sc['ci95'][0]}-"
                      f"{sc['ci95'][1]}) | {sc['agreement']}% | {sc['any_correct']}% | {sc['questions_per_s']} "
                      f"| {sc['wall_s'] / greedy['wall_s']:.2f} |")

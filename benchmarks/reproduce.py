@@ -211,7 +211,7 @@ def run_side_by_side(todo: list[tuple[str, argparse.Namespace]], args, commands:
     def one_run(task: str, run: argparse.Namespace) -> dict:
         start = time.perf_counter()
         ctx = context(RunConfig.model_validate(config_for(task, run)))
-        cfg, run_dir = ctx.cfg, ctx.run
+        cfg, run_dir = ctx.cfg, ctx.run.root
         start_run(ctx)
         teach(ctx)
         curate_stage(ctx)

@@ -4,14 +4,15 @@ model (SmolLM2-135M, float32, CPU) and data (coin_flip, recorded text-davinci-00
 (a) training: useful (non-padding) tokens per second of ftcot's trainer (length-grouped batches) against a
     plain PyTorch loop that pads every batch to the longest example;
 (b) evaluation: questions per second of ftcot's batched greedy evaluation (length-sorted batches, KV cache,
-    per-row stop, finished rows leave the batch) against a one-question-at-a-time `generate` loop and against
-    CTranslate2 (float32 and int8, same student converted, same batches), with the accuracy of each.
+    per-row stop, finished rows leave the batch) against a one-question-at-a-time `generate` loop, and of each
+    evaluation engine on the same student (hf, ctranslate2 float32 and int8, openai against a loopback
+    server), with the accuracy of each.
 
     FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py [--student runs/quickstart/students/ft_cot/best]
 
 With `--model` a tiny student and small counts it is CI's smoke run (tests/test_benchmarks.py).
 
-CTranslate2 is optional (`pip install ctranslate2`); without it its rows are left out.
+CTranslate2 is optional (`pip install 'ftcot[bench]'`); without it its rows are left out.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from teacher_throughput import write_section  # noqa: E402
 
-from ftcot.config import CurateConfig, StudentConfig, TrainConfig  # noqa: E402
+from ftcot.config import CurateConfig, RunConfig, StudentConfig, TrainConfig  # noqa: E402
 from ftcot.curate import curate  # noqa: E402
 from ftcot.data import data_dir  # noqa: E402
+from ftcot.engines import open_engine  # noqa: E402
+from ftcot.errors import UserError  # noqa: E402
 from ftcot.evaluate import evaluate  # noqa: E402
 from ftcot.students.load import load_student  # noqa: E402
 from ftcot.students.train import tokenize, train  # noqa: E402
@@ -87,36 +90,41 @@ def one_at_a_time(model, tokenizer, samples, max_new_tokens: int) -> tuple[float
     return len(samples) / wall, 100 * correct / len(samples)
 
 
-def ctranslate2_rate(student_dir: str, tokenizer, samples, max_new_tokens: int, batch_size: int,
-                     compute_type: str) -> tuple[float, float, float] | None:
-    """Questions per second, accuracy and conversion seconds of CTranslate2 on the same student and questions:
-    greedy, the same length-sorted batches, stopping at EOS (it has no per-row text condition; the answer
-    parser reads the same text either way)."""
+def engine_rates(student: StudentConfig, student_dir: str, task, samples, max_new_tokens: int,
+                 folder: Path) -> dict[str, tuple[float, float, float]]:
+    """Questions per second, accuracy and set-up seconds (loading, converting) of each engine on the same
+    student and questions, greedy, batches of 64: hf; ctranslate2 float32 and int8 (where installed); openai
+    against a loopback server that runs the student with transformers' generate, one request at a time."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from openai_server import OpenAIServer, TransformersStudent
+
+    model, tokenizer, _ = load_student(student, student_dir)
+    server = OpenAIServer()
+    server.student = TransformersStudent(model, tokenizer)
+    server.start()
+    settings = {"hf": {}, "ctranslate2 float32": {"engine": "ctranslate2"},
+                "ctranslate2 int8": {"engine": "ctranslate2", "compute_type": "int8"},
+                "openai (loopback transformers server)": {"engine": "openai", "base_url": server.base_url,
+                                                          "models": {"ft_cot": "student"}}}
+    rates = {}
     try:
-        import ctranslate2
-    except ImportError:
-        return None
-    spec = load_task(samples[0].task)
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        ctranslate2.converters.TransformersConverter(student_dir).convert(out, force=True)
-        converted = time.perf_counter() - start
-        generator = ctranslate2.Generator(out, device="cpu", compute_type=compute_type)
-        prompts = [tokenizer.convert_ids_to_tokens(tokenizer(s.question + " ###")["input_ids"]) for s in samples]
-        order = sorted(range(len(samples)), key=lambda i: -len(prompts[i]))
-        texts = [""] * len(samples)
-        start = time.perf_counter()
-        for at in range(0, len(order), batch_size):
-            rows = order[at:at + batch_size]
-            results = generator.generate_batch([prompts[i] for i in rows], max_length=max_new_tokens,
-                                               sampling_topk=1, include_prompt_in_result=False,
-                                               end_token=tokenizer.eos_token)
-            for i, result in zip(rows, results):
-                texts[i] = tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True)
-        wall = time.perf_counter() - start
-    correct = sum(spec.answer_format.matches(parse_prediction(spec.answer_format, text, METHODS["ft_cot"].answer_prefix),
-                                             s.answer) for s, text in zip(samples, texts))
-    return len(samples) / wall, 100 * correct / len(samples), converted
+        for name, evaluate_cfg in settings.items():
+            cfg = RunConfig(task="coin_flip", student=student, evaluate=evaluate_cfg)
+            start = time.perf_counter()
+            try:
+                engine = open_engine(cfg, "ft_cot", student_dir, folder / name.split()[0], 64)
+            except UserError as exc:  # ctranslate2 not installed
+                print(f"(b) {name}: left out ({exc})", flush=True)
+                continue
+            set_up = time.perf_counter() - start
+            _, metrics = evaluate(task, engine, samples, "ft_cot", max_new_tokens)
+            engine.close()
+            rates[name] = (metrics["questions_per_s"], metrics["accuracy"], set_up)
+            print(f"(b) engine {name}: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}% "
+                  f"(set-up {set_up:.1f} s)", flush=True)
+    finally:
+        server.stop()
+    return rates
 
 
 def main() -> None:
@@ -137,21 +145,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(examples, "ft_cot", student, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4),
                         Path(tmp) / "ft_cot")
-        ours = summary["tokens_per_s"]
-        print(f"(a) ftcot train: {ours:.1f} useful tokens/s ({ours / plain:.0%} of the plain loop)", flush=True)
+        trained = summary["tokens_per_s"]
+        print(f"(a) ftcot train: {trained:.1f} useful tokens/s ({trained / plain:.0%} of the plain loop)", flush=True)
         student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
-        model, tokenizer, kind = load_student(student, student_dir)
         task = load_task("coin_flip")
         samples = task.split_samples("test")[: args.eval_questions]
-        _, metrics = evaluate(task, model, tokenizer, samples, "ft_cot", kind, args.max_new_tokens, 64)
-        print(f"(b) ftcot evaluate: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}%",
-              flush=True)
-        ct2 = {}
-        for compute_type in ("float32", "int8"):
-            ct2[compute_type] = ctranslate2_rate(student_dir, tokenizer, samples, args.max_new_tokens, 64, compute_type)
-            if ct2[compute_type]:
-                rate, accuracy, _ = ct2[compute_type]
-                print(f"(b) CTranslate2 {compute_type}: {rate:.3f} questions/s, accuracy {accuracy:.2f}%", flush=True)
+        rates = engine_rates(student, student_dir, task, samples, args.max_new_tokens, Path(tmp) / "engines")
+        ours, accuracy, _ = rates["hf"]
+        model, tokenizer, kind = load_student(student, student_dir)
         single_rate, single_accuracy = one_at_a_time(model, tokenizer, samples, args.max_new_tokens)
         print(f"(b) one-at-a-time generate: {single_rate:.3f} questions/s, accuracy {single_accuracy:.2f}%")
     command = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py" + (
@@ -161,17 +162,16 @@ def main() -> None:
         f"`{command}` — SmolLM2-135M-Instruct (float32, CPU, 2 cores), coin_flip, recorded text-davinci-002 "
         f"rationales; measured side by side in one run.\n\n"
         "| measure | ftcot | plain baseline | ratio | target |\n|---|---|---|---|---|\n"
-        f"| (a) training, useful tokens/s ({len(examples)} Fine-tune-CoT examples, batch 8, one epoch) | {ours:.1f} "
-        f"| {plain:.1f} (fixed length {width}) | {ours / plain:.0%} | >= 90% |\n"
+        f"| (a) training, useful tokens/s ({len(examples)} Fine-tune-CoT examples, batch 8, one epoch) | {trained:.1f} "
+        f"| {plain:.1f} (fixed length {width}) | {trained / plain:.0%} | >= 90% |\n"
         f"| (b) evaluation, questions/s ({len(samples)} test questions, greedy, <= {args.max_new_tokens} new tokens) "
-        f"| {metrics['questions_per_s']:.3f} (accuracy {metrics['accuracy']:.2f}%) | {single_rate:.3f} "
-        f"(accuracy {single_accuracy:.2f}%) | {metrics['questions_per_s'] / single_rate:.1f}x | >= 10x |\n"
-        + "".join(
-            f"| (b) evaluation against CTranslate2 {ctype} (same student converted, same batches of 64; "
-            f"conversion {c[2]:.0f} s not counted) | {metrics['questions_per_s']:.3f} (accuracy "
-            f"{metrics['accuracy']:.2f}%) | {c[0]:.3f} (accuracy {c[1]:.2f}%) | {metrics['questions_per_s'] / c[0]:.2f}x "
-            f"| {'>= 1x at equal accuracy' if ctype == 'float32' else 'none (a lossy format)'} |\n"
-            for ctype, c in ct2.items() if c))
+        f"| {ours:.3f} (accuracy {accuracy:.2f}%) | {single_rate:.3f} "
+        f"(accuracy {single_accuracy:.2f}%) | {ours / single_rate:.1f}x | >= 10x |\n\n"
+        "Evaluation engines (`evaluate.engine`), the same Fine-tune-CoT student and questions, greedy, batches of 64; "
+        "set-up (loading, converting once into the run folder) not counted in questions/s:\n\n"
+        "| engine | questions/s | accuracy | set-up | hf's speed over it |\n|---|---|---|---|---|\n"
+        + "".join(f"| {name} | {rate:.3f} | {acc:.2f}% | {set_up:.1f} s | {ours / rate:.2f}x |\n"
+                  for name, (rate, acc, set_up) in rates.items()))
     write_section(args.out, "Training and evaluation throughput", section)
 
 

@@ -46,6 +46,32 @@ class ChanceAdder:
         return f" {a} plus {b} makes {int(hint.group(1)) if hint else a + b if right else a + b + 1}."
 
 
+class TransformersStudent:
+    """Serves a causal LM the way vLLM does, with transformers' own generate (not ftcot's engines): greedy, or
+    sampled at the request's temperature and seed; each of n continuations ends at EOS, at max_tokens, or before
+    the request's first stop string."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer, self.lock = model.eval(), tokenizer, threading.Lock()
+
+    def __call__(self, body: dict) -> list[str]:
+        import torch
+
+        n, temperature = body.get("n") or 1, body.get("temperature") or 0.0
+        batch = self.tokenizer(body["prompt"], return_tensors="pt")
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else \
+            {"do_sample": False}
+        with self.lock, torch.inference_mode():
+            if temperature:
+                torch.manual_seed(body.get("seed") or 0)
+            out = self.model.generate(**batch, max_new_tokens=body.get("max_tokens") or 16, num_return_sequences=n,
+                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)
+        texts = [self.tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True) for row in out]
+        for stop in body.get("stop") or []:
+            texts = [t.split(stop)[0] for t in texts]
+        return texts
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid the 40 ms delayed ACK
@@ -111,6 +137,8 @@ class OpenAIServer:
         self.honour_n = honour_n
         self.responder = responder
         self.edit_answer = None  # (answer, request body) -> answer; e.g. lambda a, body: a | {"usage": None}
+        self.student = None  # a TransformersStudent: (request body) -> its n texts, instead of the responder
+        self.models = None  # the model names it serves (others get vLLM's 404); None: any
         self.reject_max_tokens = False
         self.faults: deque = deque()
         self.requests: list[tuple[str, str, dict | None]] = []
@@ -162,7 +190,7 @@ class OpenAIServer:
         chat = path.endswith("chat/completions")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         n = body.get("n") or 1 if self.honour_n else 1
-        texts = [self.responder(prompt, i) for i in range(n)]
+        texts = self.student(body | {"n": n}) if self.student else [self.responder(prompt, i) for i in range(n)]
         choices = [({"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} if chat
                     else {"index": i, "text": t, "finish_reason": "stop", "logprobs": None})
                    for i, t in enumerate(texts)]
@@ -180,6 +208,10 @@ class OpenAIServer:
             if self.latency_s:
                 time.sleep(self.latency_s)
             body = json.loads(raw)
+            if self.models is not None and body.get("model") not in self.models:
+                handler._json({"error": {"message": f"The model `{body.get('model')}` does not exist.",
+                                         "type": "NotFoundError", "code": 404}}, 404)
+                return
             if self.reject_max_tokens and "max_tokens" in body:  # as OpenAI's reasoning models answer
                 handler._json({"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this "
                                                     "model. Use 'max_completion_tokens' instead.",

@@ -13,7 +13,8 @@ import yaml
 from helpers import run_cli
 from openai_server import ChanceAdder, OpenAIServer
 from ftcot.config import RunConfig
-from ftcot.curate import Example, solved
+from ftcot.curate import Example
+from ftcot.judge import solved
 from ftcot.errors import UserError
 from ftcot.pipeline import context, curate_stage, teach
 from ftcot.tasks import Sample
@@ -198,6 +199,7 @@ def tiny(tiny_lm):
 
 
 def test_self_consistency_votes_over_samples_that_share_their_prompts_computation(tiny, sums_sc):
+    from ftcot.engines.hf import HFEngine
     from ftcot.evaluate import evaluate, self_consistency
 
     model, tokenizer = tiny
@@ -205,25 +207,25 @@ def test_self_consistency_votes_over_samples_that_share_their_prompts_computatio
     prefill_rows = []
     hook = model.register_forward_hook(lambda m, args, kwargs, out: prefill_rows.append(kwargs["input_ids"].shape)
                                        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
-    rows, metrics = self_consistency(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 64, 4, 1.0, seed=1)
+    rows, metrics = self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1)
     hook.remove()
     assert [shape[0] for shape in prefill_rows] == [12]  # one prefill of the 12 prompts for 48 samples
     assert all(len(r["outputs"]) == 4 for r in rows) and metrics["k"] == 4 and len(rows) == 12
     assert len({o for r in rows for o in r["outputs"]}) > 12  # sampled: not 4 copies of one text
-    again, _ = self_consistency(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 64, 4, 1.0, seed=1)
+    again, _ = self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1)
     assert [r["outputs"] for r in again] == [r["outputs"] for r in rows]  # seeded
     # Near temperature 0 every sample is the greedy output: the vote is greedy's answer, agreed on by all.
-    greedy, greedy_metrics = evaluate(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 64)
-    cold, cold_metrics = self_consistency(sums_sc, model, tokenizer, samples, "ft_cot", "decoder", 20, 5, 3, 1e-4)
+    greedy, greedy_metrics = evaluate(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20)
+    cold, cold_metrics = self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 5), samples, "ft_cot", 20, 3, 1e-4)
     assert [r["outputs"] for r in cold] == [[g["output"]] * 3 for g in greedy]
     assert cold_metrics["accuracy"] == greedy_metrics["accuracy"]
     assert all(r["agreement"] == (1.0 if r["prediction"] is not None else 0.0) for r in cold)
     with pytest.raises(UserError, match="second answer step"):
-        self_consistency(sums_sc, model, tokenizer, samples, "zero_shot_cot", "decoder", 20, 64, 2, 0.7)
+        self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "zero_shot_cot", 20, 2, 0.7)
 
 
 def test_the_vote_is_the_most_frequent_answer_as_the_format_compares_them_ties_to_the_first():
-    from ftcot.evaluate import vote
+    from ftcot.judge import vote
     from ftcot.tasks import load_task
 
     numbers = load_task("svamp").answer_format  # numbers compared as floats
@@ -298,6 +300,7 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
         TrainingArguments
 
     from ftcot.config import StudentConfig, TrainConfig
+    from ftcot.engines.hf import HFEngine
     from ftcot.evaluate import evaluate, self_consistency
     from ftcot.students.load import load_student
     from ftcot.students.train import WeightedLossTrainer, tokenize, train
@@ -325,8 +328,8 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
     summary = train(examples, "dss", student, TrainConfig(epochs=1, batch_size=4), tmp_path / "out")
     assert summary["examples"] == 8
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
-    _, metrics = evaluate(sums_sc, model, tok, _questions(4), "dss", kind, 8, 4)
-    rows, sc = self_consistency(sums_sc, model, tok, _questions(4), "ft_cot", kind, 8, 8, 2, 0.7)
+    _, metrics = evaluate(sums_sc, HFEngine(model, tok, kind, 4), _questions(4), "dss", 8)
+    rows, sc = self_consistency(sums_sc, HFEngine(model, tok, kind, 8), _questions(4), "ft_cot", 8, 2, 0.7)
     assert metrics["n"] == 4 and sc["k"] == 2 and all(len(r["outputs"]) == 2 for r in rows)
 
 

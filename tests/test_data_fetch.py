@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from ftcot import data
+from ftcot.fetch import fetch
 from ftcot.errors import UserError
 from helpers import run_cli
 
@@ -63,12 +64,12 @@ def serve():
 
 def test_fetch_from_http_mirror_verifies_and_skips_verified_files(data_dir, small, tmp_path, serve):
     url, server = serve(data_dir)
-    outcomes = data.fetch(tmp_path, url, files=small)
+    outcomes = fetch(tmp_path, url, files=small)
     assert set(outcomes.values()) == {"fetched"} and len(server.requests) == len(small)
     for file in small:
         assert data.sha256_of(tmp_path / file.path) == file.sha256
     # A second run asks for nothing: every file is already there and verified.
-    assert set(data.fetch(tmp_path, url, files=small).values()) == {"verified"}
+    assert set(fetch(tmp_path, url, files=small).values()) == {"verified"}
     assert len(server.requests) == len(small)
     assert not list(tmp_path.rglob("*.part"))
 
@@ -80,21 +81,21 @@ def test_corrupted_file_is_a_clear_error_and_leaves_nothing_behind(data_dir, sma
     target.write_bytes(target.read_bytes().replace(b"heads up", b"tails up", 1))
     url, _ = serve(mirror)
     dest = tmp_path / "data"
-    outcome = data.fetch(dest, url, files=small[:1])["raw/coin_flip/coin_flip.json"]
+    outcome = fetch(dest, url, files=small[:1])["raw/coin_flip/coin_flip.json"]
     assert re.match(r"failed: checksum mismatch for raw/coin_flip/coin_flip\.json", outcome)
     assert [p for p in dest.rglob("*") if p.is_file()] == []
 
 
 def test_dropped_connection_is_retried_then_reported(data_dir, small, tmp_path, serve):
     url, server = serve(data_dir, drop="coin_flip.json")
-    outcome = data.fetch(tmp_path, url, files=small[:1])["raw/coin_flip/coin_flip.json"]
+    outcome = fetch(tmp_path, url, files=small[:1])["raw/coin_flip/coin_flip.json"]
     assert re.match(r"failed: cannot fetch .*coin_flip\.json: .* \(after 3 attempts\)", outcome)
     assert server.requests == ["/raw/coin_flip/coin_flip.json"] * 3
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def test_fetch_from_local_folder_and_missing_files(shared_data, tmp_path):
-    outcomes = data.fetch(tmp_path, str(shared_data))
+    outcomes = fetch(tmp_path, str(shared_data))
     assert outcomes["raw/AQuA/train.json"].startswith("missing at source")
     assert all(o == "fetched" for p, o in outcomes.items() if p != "raw/AQuA/train.json")
     assert all(data.is_verified(f, tmp_path) for f in data.DATA_FILES if f.path != "raw/AQuA/train.json")
@@ -126,7 +127,7 @@ def _mirror_without_the_first(root, files, mirror):
 
 def test_fetch_goes_on_past_missing_files(data_dir, small, tmp_path, serve):
     url, _ = serve(_mirror_without_the_first(data_dir, small, tmp_path / "mirror"))
-    outcomes = data.fetch(tmp_path / "data", url, files=small)
+    outcomes = fetch(tmp_path / "data", url, files=small)
     assert outcomes[small[0].path] == f"missing at source: {url}/{small[0].path}"
     assert [outcomes[f.path] for f in small[1:]] == ["fetched"] * 3
     assert all((tmp_path / "data" / f.path).is_file() for f in small[1:])

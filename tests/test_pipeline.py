@@ -91,19 +91,19 @@ def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, data_dir, ti
     """Every stage's summary is written in one place with its fingerprint, so `ftcot teach` and `ftcot curate`
     followed by `ftcot run` do not redo them; a teacher stopped by its budget is never done."""
     from ftcot.config import load_config
-    from ftcot.pipeline import context, finish, is_done, summary_path
+    from ftcot.pipeline import context, finish, is_done
 
     config = _config(tmp_path, data_dir, tiny_lm)
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     ctx = context(load_config(config))
     assert is_done(ctx, "teach") and is_done(ctx, "curate") and not is_done(ctx, "train", "ft_cot")
-    before = summary_path(ctx, "teach").stat().st_mtime_ns
+    before = ctx.run.summary("teach").stat().st_mtime_ns
     result = run_cli("run", config)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "teach: done already" in result.stderr and "curate: done already" in result.stderr
-    assert summary_path(ctx, "teach").stat().st_mtime_ns == before
-    stopped = json.loads(summary_path(ctx, "teach").read_text()) | {"stopped_by_budget": True}
+    assert ctx.run.summary("teach").stat().st_mtime_ns == before
+    stopped = json.loads(ctx.run.summary("teach").read_text()) | {"stopped_by_budget": True}
     finish(ctx, "teach", stopped)
     assert not is_done(ctx, "teach")
 

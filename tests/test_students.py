@@ -12,12 +12,19 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from ftcot.config import LoraConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
-from ftcot.evaluate import evaluate, generate
+from ftcot.engines.hf import HFEngine
+from ftcot.evaluate import evaluate
 from ftcot.tasks.answers import wilson_interval
 from ftcot.students.load import load_student
 from ftcot.students.train import tokenize, train
 from ftcot.tasks import load_task
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
+
+
+def generate(model, tokenizer, texts, max_new_tokens, batch_size, done=None):
+    """Greedy continuations through the hf engine."""
+    engine = HFEngine(model, tokenizer, "decoder", batch_size)
+    return [o[0] for o in engine.generate(texts, max_new_tokens, done or (lambda text: False))]
 
 
 def _examples(data_dir, n=24):
@@ -58,7 +65,7 @@ def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, data_d
 def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_rows(tiny_lm, data_dir):
     from transformers import LlamaForCausalLM, StoppingCriteriaList
 
-    from ftcot.evaluate import StopWhenDone
+    from ftcot.engines.hf import StopWhenDone
 
     # Larger random weights than the fixture's make every token depend on position and cache: a wrong position
     # id or a row mixed up in the pruned cache changes the text.
@@ -87,7 +94,7 @@ def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_
     assert sizes[-1] < 8 and len(set(len(o) for o in ours)) > 2  # finished rows left the batch
 
     # A cache that cannot drop rows (a hybrid model's) keeps them in the batch, with the same outputs.
-    import ftcot.evaluate as evaluation
+    import ftcot.engines.hf as evaluation
 
     kept = evaluation._prunable
     evaluation._prunable = lambda cache: False
@@ -167,7 +174,7 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_pat
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
     assert isinstance(model, T5ForConditionalGeneration) and kind == "encoder_decoder"
     task = load_task("coin_flip", data_dir)
-    predictions, metrics = evaluate(task, model, tok, task.split_samples("test")[:4], "ft_cot", kind, 8, 4)
+    predictions, metrics = evaluate(task, HFEngine(model, tok, kind, 4), task.split_samples("test")[:4], "ft_cot", 8)
     assert metrics["n"] == 4 and predictions[0]["prompt"] == predictions[0]["prompt"].strip()
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
 

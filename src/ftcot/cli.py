@@ -12,14 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from ftcot import data as data_files
+from ftcot import judge
 from ftcot.config import RunConfig, load_config
 from ftcot.curate import curate, training_frame
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import export
-from ftcot.methods import METHODS, TEACHER_ANSWER_PREFIX, PromptContext
+from ftcot.fetch import fetch
+from ftcot.methods import METHODS, PromptContext
 from ftcot.report import report
 from ftcot.tasks import BUILTIN, load_task
-from ftcot.tasks.answers import parse_prediction
 from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
 from ftcot.teachers.records import read_shared_jsonl
 
@@ -88,7 +89,7 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     rationale, question, answer = "{rationale}", sample.question, sample.answer
     if recorded:
         r = recorded[0]
-        parsed = parse_prediction(spec.answer_format, r.answer_completion, TEACHER_ANSWER_PREFIX)
+        parsed = judge.teacher_answer(spec.answer_format, r.answer_completion)
         kept, [(_, fate)] = curate(spec, [r], [sample], curation, 1)  # as a train question, under the config's curation
         out(r.answer_prompt + r.answer_completion, f"teach: recorded {r.model} step 2")
         out(f"parsed {parsed!r} against gold {r.answer!r}: {'kept' if kept else 'removed: ' + fate}", "curate")
@@ -98,14 +99,11 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     few_shot = load_few_shot_prompts(root) if (root / "few_shot_cot_prompts.json").is_file() else {}
     context = PromptContext("decoder", spec.decl.few_shot_prompt, few_shot)
     for name, method in METHODS.items():
-        if method.pair:
-            prompt, completion = method.pair(question, rationale, answer, "decoder")
-            out(f"{prompt}\n{completion}<eos>", f"train {name}: {method.label} (prompt, then completion; loss on "
-                "the completion)")
-        if method.aux_pair:
-            aux_prompt, aux_completion = method.aux_pair(question, rationale, answer, "decoder")
-            out(f"{aux_prompt}\n{aux_completion}<eos>", f"train {name}: and its second pair (loss weighted by "
-                "train.dss_alpha)")
+        pairs = method.pairs(question, rationale, answer, "decoder")
+        for k, (prompt, completion) in enumerate(pairs):
+            out(f"{prompt}\n{completion}<eos>", f"train {name}: " + (
+                f"{method.label} (prompt, then completion; loss on the completion)" if k == 0 else
+                "and its second pair (loss weighted by train.dss_alpha)"))
         try:
             prompt = method.prompt(question, context)
         except UserError as exc:
@@ -116,8 +114,8 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
         out(f"{shown}\n-> generates {'a rationale' if method.reasoning else 'an answer'}, then reads {reads}"
             + (", after a second step with the task's answer trigger" if method.answer_step else ""),
             f"evaluate {name}: {method.label}")
-        if method.pair:
-            parsed = parse_prediction(spec.answer_format, completion, method.answer_prefix)
+        if pairs:
+            parsed = judge.read(spec.answer_format, pairs[0][1], method)
             out(f"its training completion reads {parsed!r}: "
                 f"{'correct' if spec.answer_format.matches(parsed, answer) else 'wrong'}")
 
@@ -134,7 +132,7 @@ def fetch_command(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot use {root} as the data folder: {exc.strerror or exc}") from None
-    outcomes = data_files.fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
+    outcomes = fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
                                                                                           markup=False))
     done = sum(o in ("fetched", "derived", "verified") for o in outcomes.values())
     console.print(f"{done}/{len(outcomes)} files present and verified in {root}")

@@ -4,23 +4,48 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcot.errors import UserError
 from ftcot.files import read_text
-from ftcot.methods import BASELINES, DEFAULT_TRAINED, TRAINED
+from ftcot.methods import BASELINES, DEFAULT_TRAINED, METHODS, TRAINED
 from ftcot.tasks import BUILTIN, TaskDecl
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
+ENGINES = ("hf", "openai", "ctranslate2")  # ftcot.engines' modules
+
+
 class Strict(BaseModel):
     # No unknown keys; no inf or nan where a number is asked for (a price of .inf makes every cost NaN).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# A server's address and key, for the teacher and for a served student. The messages never repeat the value: it
+# may be a secret.
+def _no_credentials(value: str) -> str:
+    url = urlsplit(value)
+    secret_query = any(re.search(r"key|token|secret|password|auth|sig", name, re.I)
+                       for name, _ in parse_qsl(url.query, keep_blank_values=True))
+    if url.username or url.password or secret_query:
+        raise ValueError("holds credentials: put the key in an environment variable and name it in api_key_env")
+    return value
+
+
+def _variable_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("must name the environment variable that holds the key (e.g. OPENAI_API_KEY), not "
+                         "hold the key itself; null for a server that needs no key")
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(_no_credentials)]
+KeyVariable = Annotated[str, AfterValidator(_variable_name)]
 
 
 class Sampling(Strict):
@@ -58,9 +83,9 @@ class TeacherConfig(Strict):
     adaptive: Adaptive | None = None  # train questions only (test questions are asked num_samples times)
     rationalize: bool = False  # a train question no sample solved is asked once more, its answer as a hint
     # openai backend
-    base_url: str | None = None  # default: https://api.openai.com/v1; never with credentials in it
+    base_url: BaseUrl | None = None  # default: https://api.openai.com/v1; never with credentials in it
     # the variable the key is read from (the key itself is never stored); null: a local server that needs none
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: KeyVariable | None = "OPENAI_API_KEY"
     endpoint: Literal["completions", "chat"] = "completions"
     # Reasoning models on the chat endpoint: the name of the token limit they accept (o-series and newer reject
     # max_tokens), the rationale taken from the answer text or from the reasoning the server returns beside it
@@ -87,15 +112,6 @@ class TeacherConfig(Strict):
     records: str | None = None  # default: the shared text-davinci-002 records of the task
     on_missing: Literal["error", "skip"] = "error"
 
-    # The messages below never repeat the value: it may be a secret.
-    @field_validator("api_key_env")
-    @classmethod
-    def _variable_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must name the environment variable that holds the key (e.g. OPENAI_API_KEY), not "
-                             "hold the key itself; null for a server that needs no key")
-        return value
-
     @model_validator(mode="after")
     def _adaptive_can_work(self) -> "TeacherConfig":
         a = self.adaptive
@@ -108,19 +124,6 @@ class TeacherConfig(Strict):
             raise ValueError("adaptive asks again for rationales: at rationale.temperature 0 each round would "
                              "repeat the same one")
         return self
-
-    @field_validator("base_url")
-    @classmethod
-    def _no_credentials(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        url = urlsplit(value)
-        secret_query = any(re.search(r"key|token|secret|password|auth|sig", name, re.I)
-                           for name, _ in parse_qsl(url.query, keep_blank_values=True))
-        if url.username or url.password or secret_query:
-            raise ValueError("holds credentials: put the key in an environment variable and name it in "
-                             "teacher.api_key_env")
-        return value
 
 
 class CurateConfig(Strict):
@@ -223,6 +226,26 @@ class EvalConfig(Strict):
     # Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
     # object...), as a row of its own beside the paper's parser (which reads the letter after the marker).
     choice_by_content: bool = False
+    # The engine that generates the students' outputs (ftcot.engines): hf in this process; openai, a server
+    # (vLLM, llama.cpp, TGI) at base_url serving each method's student under the name `models` gives it;
+    # ctranslate2, each student converted once into the run folder (the `bench` extra).
+    engine: Literal[ENGINES] = "hf"
+    base_url: BaseUrl | None = None
+    api_key_env: KeyVariable | None = None  # a local server takes any key
+    models: dict[str, str] = {}  # method -> served model name; the methods evaluated on the server
+    concurrency: int = Field(32, ge=1)
+    timeout_s: float = Field(300.0, gt=0)
+    max_attempts: int = Field(6, ge=1)
+    compute_type: Literal["float32", "int8"] = "float32"  # ctranslate2's
+
+    @model_validator(mode="after")
+    def _a_server_is_named(self) -> "EvalConfig":
+        if self.engine == "openai" and not (self.base_url and self.models):
+            raise ValueError("engine openai: give base_url and models (each method's served model name)")
+        unknown = [m for m in self.models if m not in METHODS]
+        if unknown:
+            raise ValueError(f"models: unknown method {unknown[0]!r}; methods: {', '.join(METHODS)}")
+        return self
 
 
 class RunConfig(Strict):

@@ -21,9 +21,8 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from ftcot.config import CurateConfig
-from ftcot.methods import TEACHER_ANSWER_PREFIX
+from ftcot.judge import solved
 from ftcot.tasks import Sample, Task
-from ftcot.tasks.answers import AnswerFormat, parse_prediction
 from ftcot.tasks.rationales import (letter_mapping, letter_mentions, normalized, parse_choices, remap_letters,
                                     supports)
 from ftcot.teachers.records import TeacherCompletion
@@ -56,11 +55,6 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
     train = [s for s in samples if (s.task, s.sample_index) not in val_ids]
     val = [s for s in samples if (s.task, s.sample_index) in val_ids]
     return train, val
-
-
-def solved(fmt: AnswerFormat, answer_completion: str, gold: str) -> bool:
-    """Whether a teacher's step-2 answer is the gold answer, parsed as the task parses the teacher's."""
-    return fmt.matches(parse_prediction(fmt, answer_completion, TEACHER_ANSWER_PREFIX), gold)
 
 
 _SENTENCE_DONE = re.compile(r"[.!?][\"'”’)\]]*$")

@@ -11,45 +11,44 @@ import yaml
 from ftcot.errors import UserError
 from ftcot.files import read_json, read_jsonl, read_text, write_jsonl, write_text
 from ftcot.methods import METHODS, TRAINED
+from ftcot.run_folder import RunFolder
 from ftcot.teachers.records import read_records, write_completion_dataset
 
 FORMATS = ("hf", "messages", "paper")
 
 
-def _examples(run: Path) -> dict[str, list[dict]]:
+def _examples(run: RunFolder) -> dict[str, list[dict]]:
     """Each trained method's curated examples, with the (prompt, completion) pair it trains on."""
     out = {}
     for name in TRAINED:
-        path = run / "curate" / f"train_{name}.jsonl"
+        path = run.curated(name)
         rows = read_jsonl(path) if path.is_file() else []
         if rows:
-            m = METHODS[name]
-            for row in rows:
-                # The encoder-decoder form: the question and the target alone, without the decoder's " ###".
-                row["prompt"], row["completion"] = m.pair(row["question"], row.get("rationale", ""), row["answer"],
-                                                          "encoder_decoder")
-            if m.aux_pair:  # dss: each example's second pair too, told apart by its prefix
-                rows = rows + [row | dict(zip(("prompt", "completion"), m.aux_pair(
-                    row["question"], row.get("rationale", ""), row["answer"], "encoder_decoder"))) for row in rows]
-            out[name] = rows
+            # The encoder-decoder form: the question and the target alone, without the decoder's " ###"; dss's
+            # second pair of each example too, after the first ones, told apart by its prefix.
+            built = [METHODS[name].pairs(row["question"], row.get("rationale", ""), row["answer"], "encoder_decoder")
+                     for row in rows]
+            out[name] = [row | {"prompt": b[k][0], "completion": b[k][1]} for k in (0, 1)
+                         for row, b in zip(rows, built) if len(b) > k]
     if not out:
-        raise UserError(f"no curated examples in {run}/curate: run `ftcot curate` (or keep more of the teacher's)")
+        raise UserError(f"no curated examples in {run.curate}: run `ftcot curate` (or keep more of the teacher's)")
     return out
 
 
 def export(run: Path, to: Path, fmt: str) -> list[Path]:
     """Write the run's data in one format under `to`; returns the paths written."""
+    run = RunFolder(run)
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
-    if not (run / "teacher").is_dir() and not (run / "curate").is_dir():
-        raise UserError(f"{run} is not a run folder (no teacher/ or curate/)")
+    if not run.teacher.is_dir() and not run.curate.is_dir():
+        raise UserError(f"{run.root} is not a run folder (no teacher/ or curate/)")
     if to.exists() and not to.is_dir():
         raise UserError(f"--to {to} is a file, not a folder")
     written = []
     if fmt == "paper":
-        records = read_records(run / "teacher" / "completions.jsonl")
+        records = read_records(run.completions)
         if not records:
-            raise UserError(f"no teacher completions in {run}/teacher")
+            raise UserError(f"no teacher completions in {run.teacher}")
         path = to / f"{records[0].task}_{records[0].model}.json".replace("/", "_")
         write_completion_dataset(records, path)
         return [path]
@@ -72,25 +71,23 @@ def export(run: Path, to: Path, fmt: str) -> list[Path]:
     return written
 
 
-def model_card(run: Path, method: str) -> None:
+def model_card(run: RunFolder, method: str) -> None:
     """students/<method>/best/README.md: base model, task, method, data provenance and counts, validation and
     (once evaluated) test accuracy with its interval, and the command that made it."""
-    best = run / "students" / method / "best"
+    best = run.best(method)
     if not best.is_dir():
         return
-    environment = read_json(run / "environment.json") if (run / "environment.json").is_file() else {}
-    summary = read_json(run / "students" / method / "summary.json")
-    curated = read_json(run / "curate" / "summary.json") if (run / "curate" / "summary.json").is_file() else {}
-    teacher = read_json(run / "teacher" / "summary.json") if (run / "teacher" / "summary.json").is_file() else {}
-    metrics_path = run / "eval" / method / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else None
+    optional = lambda path: read_json(path) if path.is_file() else {}  # noqa: E731
+    environment, summary = optional(run.environment), read_json(run.summary("train", method))
+    curated, teacher = optional(run.summary("curate")), optional(run.summary("teach"))
+    metrics = optional(run.summary("evaluate", method)) or None
     test = (f"{metrics['accuracy']}% on {metrics['n']} test questions (95% CI {metrics['ci95'][0]}-"
             f"{metrics['ci95'][1]})" if metrics else "not evaluated yet (`ftcot evaluate`)")
     rationales = METHODS[method].trains_on == "rationales"
     teacher_line = (f"{teacher.get('teacher', '?')}: {teacher.get('collected', '?')} completions for "
                     f"{teacher.get('questions', '?')} questions" if teacher and rationales
                     else "none: trained on the gold answers")
-    task = yaml.safe_load(read_text(run / "config.yaml")).get("task") if (run / "config.yaml").is_file() else "?"
+    task = yaml.safe_load(read_text(run.config)).get("task") if run.config.is_file() else "?"
     task = task.get("name") if isinstance(task, dict) else task
     label = METHODS[method].label
     text = f"""---

@@ -57,6 +57,12 @@ class Method:
     # rationale task beside the label task); never generated at inference.
     aux_pair: Callable[[str, str, str, ModelKind], tuple[str, str]] | None = None
     default: bool = True  # trained or evaluated when the config does not list methods
+    stop: tuple[str, ...] = ()  # sent to a server as stop strings: where its output surely ends
+
+    def pairs(self, question: str, rationale: str, answer: str, kind: ModelKind) -> list[tuple[str, str]]:
+        """The (prompt, completion) pairs one example trains a student on: its pair, then its second pair where it
+        has one. Training, export, `show` and the generation budget all build them here."""
+        return [make(question, rationale, answer, kind) for make in (self.pair, self.aux_pair) if make]
 
     @property
     def votes(self) -> bool:
@@ -72,9 +78,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("zero_shot", "Zero-shot", lambda q, c: prompts.zero_shot(q, c.kind), line_done, None, False),
     # Step 2's completion: the answer follows the trigger directly.
     Method("zero_shot_cot", "Zero-shot-CoT", lambda q, c: prompts.zero_shot_cot_step1(q), _next_question, None,
-           True, cut=NEXT_QUESTION, answer_step=True),
+           True, cut=NEXT_QUESTION, answer_step=True, stop=(NEXT_QUESTION,)),
     Method("few_shot_cot", "Few-shot-CoT", lambda q, c: prompts.few_shot_cot(q, c.few_shot_key, c.few_shot_prompts),
-           _next_question, "The answer is", True, cut=NEXT_QUESTION, few_shot=True),
+           _next_question, "The answer is", True, cut=NEXT_QUESTION, few_shot=True, stop=(NEXT_QUESTION,)),
     # Distilling step-by-step (Hsieh et al., 2023): the label and the rationale as two tasks told apart by a
     # prefix; it answers from the label prompt alone, in a few tokens.
     Method("dss", "Distilling step-by-step", lambda q, c: prompts.dss_label_pair(q, "", c.kind)[0], line_done,

@@ -1,6 +1,6 @@
 """The stages of a run (teach → curate → train → evaluate → report) and the run folder they share (the
-README's "The run folder" lists its files). Each stage is one record in STAGES: its name, the config sections
-its outputs depend on, its summary file and its function. `finish` alone writes a stage's summary, stamped
+README's "The run folder" lists its files; ftcot.run_folder names them). Each stage is one record in STAGES: its
+name, the config sections its outputs depend on and its function. `finish` alone writes a stage's summary, stamped
 with the fingerprint of those sections, so a rerun skips what is complete and redoes what a config change
 touched, whichever command ran the stage."""
 
@@ -23,18 +23,20 @@ import yaml
 from rich.console import Console
 
 from ftcot.config import RunConfig
-from ftcot.curate import Example, curate, permuted_copies, solved, split_validation, vanilla_examples
+from ftcot.curate import Example, curate, permuted_copies, split_validation, vanilla_examples
+from ftcot.judge import solved
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
 from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
 from ftcot.methods import METHODS, TEACHER, TRAINED
 from ftcot.report import report
+from ftcot.run_folder import RunFolder
 from ftcot.tasks import Sample, Task, load_task
 from ftcot.tasks.answers import accuracy
 from ftcot.tasks.prompts import load_few_shot_prompts
-from ftcot.teachers import make_live_teacher, make_recorded_teacher, teacher_identity
-from ftcot.teachers.collect import collect, plan, samples_per
+from ftcot.teachers import check_teacher, make_live_teacher, make_recorded_teacher, teacher_identity
+from ftcot.teachers.collect import collect, plan, samples_per, show_plans
 from ftcot.teachers.cost import Spending, cost_of, price_of
 from ftcot.teachers.records import read_records, write_records
 from ftcot.teachers.store import CompletionStore
@@ -48,14 +50,14 @@ class RunContext:
 
     cfg: RunConfig
     data: Path
-    run: Path
+    run: RunFolder
     task: Task
 
 
 def context(cfg: RunConfig) -> RunContext:
     """Resolve the data folder, the run folder and the task (a user's data is read and checked)."""
     data = data_dir(cfg.data_dir)
-    return RunContext(cfg, data, Path(cfg.run_dir), load_task(cfg.task, data))
+    return RunContext(cfg, data, RunFolder(Path(cfg.run_dir)), load_task(cfg.task, data))
 
 
 # --- stage bookkeeping --------------------------------------------------------------------------------------
@@ -64,7 +66,10 @@ def context(cfg: RunConfig) -> RunContext:
 # baselines run is not part of any one method's output either: adding one runs only it.)
 OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_attempts",
                            "batch_poll_s", "prices", "max_cost"},
-               "train": {"checkpoint", "report_to", "methods"}, "evaluate": {"batch_size", "baselines"}}
+               "train": {"checkpoint", "report_to", "methods"},
+               # a served student's address and names, and the client's manners
+               "evaluate": {"batch_size", "baselines", "base_url", "api_key_env", "models", "concurrency", "timeout_s",
+                            "max_attempts"}}
 
 
 # Keys added after run folders were made: out of the hash at the value that does what those folders did, so
@@ -72,7 +77,8 @@ OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_min
 ADDED_KEYS = {"teacher": {"adaptive": None, "rationalize": False},
               "curate": {"rationalized": "keep", "consistency": False, "choice_order": "teacher", "permute_choices": 0,
                          "permute_seed": 0},
-              "evaluate": {"self_consistency": None, "choice_by_content": False}}
+              "evaluate": {"self_consistency": None, "choice_by_content": False, "engine": "hf",
+                           "compute_type": "float32"}}
 
 
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
@@ -95,6 +101,8 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     m = METHODS.get(method)
     if "train" in data and not (m and m.aux_pair):
         del data["train"]["dss_alpha"]
+    if "evaluate" in data and data["evaluate"].get("engine") != "ctranslate2":
+        data["evaluate"].pop("compute_type", None)
     if "evaluate" in data and not (m and m.votes):  # what only outputs with their rationale inside are read for
         data["evaluate"].pop("self_consistency", None)
         data["evaluate"].pop("choice_by_content", None)
@@ -103,13 +111,9 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def summary_path(ctx: RunContext, stage: str, method: str = "") -> Path:
-    return ctx.run / STAGES[stage].summary.format(method=method)
-
-
 def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
     """Whether the stage's summary is there, made under the same config sections, and complete."""
-    path = summary_path(ctx, stage, method)
+    path = ctx.run.summary(stage, method)
     if not path.is_file():
         return False
     summary = read_json(path)
@@ -121,8 +125,8 @@ def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict
     """The one place a stage's summary is written, with its fingerprint; the run's config.yaml beside it, so a
     folder made stage by stage is a run folder too (for the report and export)."""
     summary["fingerprint"] = fingerprint(ctx, stage, method)
-    write_json(summary, summary_path(ctx, stage, method))
-    write_text(ctx.run / "config.yaml", yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
+    write_json(summary, ctx.run.summary(stage, method))
+    write_text(ctx.run.config, yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
     return summary
 
 
@@ -146,17 +150,13 @@ def grown_questions(ctx: RunContext) -> frozenset[int]:
 def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None) -> dict:
     """Collect zero-shot-CoT teacher completions for the configured questions into the run folder."""
     tcfg = ctx.cfg.teacher
-    out = ctx.run / "teacher"
+    out = ctx.run.teacher
     samples = teach_samples(ctx)
     trigger = tcfg.answer_trigger or ctx.task.answer_trigger
     start = time.perf_counter()
     budget = max_cost if max_cost is not None else tcfg.max_cost
-    if (tcfg.adaptive or tcfg.rationalize) and tcfg.backend == "recorded":
-        raise UserError("teacher.adaptive and teacher.rationalize ask the teacher again; the recorded backend can "
-                        "only replay: use the openai or hf backend")
-    if budget is not None and tcfg.backend != "openai" and not dry_run:
-        raise UserError(f"a budget is for a paid API (backend: openai); the {tcfg.backend} backend costs nothing "
-                        "per request: remove max_cost")
+    price = price_of(tcfg.model, tcfg.prices) if tcfg.backend != "recorded" else None
+    check_teacher(tcfg, budget, price, dry_run)
     if tcfg.backend == "recorded":
         teacher = make_recorded_teacher(tcfg, ctx.task.key, ctx.data)
         if dry_run:
@@ -168,40 +168,18 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                    "collected": len(records), "questions_without_record": len(missing), "requests": 0,
                    "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False}
     else:
-        price = price_of(tcfg.model, tcfg.prices)
-        if budget is not None and tcfg.batch and not dry_run:
-            raise UserError("a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
-                            "after the fact); collect without batch, or without a budget")
-        if budget is not None and price is None and not dry_run:
-            raise UserError(f"a budget is set but the price of {tcfg.model} is unknown: add it under teacher.prices "
-                            f"({tcfg.model}: {{input: USD per million prompt tokens, output: ...}})")
         if dry_run:  # reads the store if there is one, creates nothing
-            store = CompletionStore(out / "store.sqlite", read_only=True)
+            store = CompletionStore(ctx.run.store, read_only=True)
         else:
             live = make_live_teacher(tcfg)  # a missing key stops here, before the store exists
             hold_folder(out)
-            store = CompletionStore(out / "store.sqlite")
+            store = CompletionStore(ctx.run.store)
         try:
             before = cost_of(price, *store.spent())  # what earlier invocations spent in this folder
             if dry_run:
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
                              samples, price, grown_questions(ctx), ctx.task.answer_format)
-                cap = f" of the cap ${budget:g} ({max(budget - before, 0.0):.4f} left)" if budget is not None else ""
-                console.print(f"dry run: this run folder has spent ${before:.4f}{cap}", markup=False)
-                note = "" if price else f" (no price known for {tcfg.model}: set teacher.prices)"
-                for p, case in zip(plans, ("worst case" if tcfg.adaptive or tcfg.rationalize else "", "expected")):
-                    rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" \
-                        if case == "expected" else ""
-                    console.print(f"dry run{f' ({case})' if case else ''}: {len(samples)} questions x D="
-                                  f"{tcfg.num_samples}{rate}: {p.requests:,.0f} requests, ~{p.prompt_tokens:,.0f} "
-                                  f"prompt tokens, <= {p.completion_tokens:,.0f} completion tokens, <= ${p.cost:.4f}"
-                                  f"{note}", markup=False)
-                if tcfg.adaptive and len(plans) == 1:
-                    console.print("dry run (expected): known once the first round is stored (its solve rate)")
-                p = plans[-1]
-                return {"requests": p.requests, "prompt_tokens": p.prompt_tokens,
-                        "completion_tokens": p.completion_tokens, "cost_usd": p.cost,
-                        "worst_case_requests": plans[0].requests, "worst_case_cost_usd": plans[0].cost}
+                return show_plans(plans, tcfg, len(samples), price, before, budget, console)
             spending = Spending(price, budget, before, store)
             outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx),
                               ctx.task.answer_format)
@@ -216,7 +194,7 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                    "stopped_by_budget": outcome.stopped_by_budget,
                    "rounds": bool(tcfg.adaptive or tcfg.rationalize)}
     summary["wall_s"] = round(time.perf_counter() - start, 3)
-    write_records(records, out / "completions.jsonl")
+    write_records(records, ctx.run.completions)
     return finish(ctx, "teach", summary)
 
 
@@ -233,13 +211,13 @@ def budget_stop(summary: dict) -> BudgetStop:
 
 def curate_stage(ctx: RunContext) -> dict:
     """Teacher records → curate/train_<method>.jsonl for each trained method, and curate/val.jsonl."""
-    out = ctx.run / "curate"
+    out = ctx.run.curate
     hold_folder(out)
-    teacher_summary = summary_path(ctx, "teach")
+    teacher_summary = ctx.run.summary("teach")
     if teacher_summary.is_file() and read_json(teacher_summary).get("stopped_by_budget"):
         raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
                         "with a new or raised --max-cost before curating")
-    records = read_records(ctx.run / "teacher" / "completions.jsonl")
+    records = read_records(ctx.run.completions)
     train, val = split_validation(ctx.task.split_samples("train", ctx.cfg.split),
                                   ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
     c = ctx.cfg.curate
@@ -250,11 +228,11 @@ def curate_stage(ctx: RunContext) -> dict:
     for name in TRAINED:  # files for the methods trained (an earlier config's others would be stale)
         chosen = with_rationales if METHODS[name].trains_on == "rationales" else with_answers
         if name in ctx.cfg.train.methods:
-            write_jsonl([e.model_dump() for e in chosen], out / f"train_{name}.jsonl")
+            write_jsonl([e.model_dump() for e in chosen], ctx.run.curated(name))
         else:
-            (out / f"train_{name}.jsonl").unlink(missing_ok=True)
+            (ctx.run.curated(name)).unlink(missing_ok=True)
     write_jsonl([{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer}
-                 for s in val], out / "val.jsonl")
+                 for s in val], ctx.run.validation)
     # Per train question: what the teacher drew, how many were correct, kept, and why the others were dropped.
     per_question = {s.sample_index: {"sample_index": s.sample_index, "drawn": 0, "correct": 0, "rationalized": False,
                                      "kept": 0, "dropped": Counter(), "fates": {}} for s in train}
@@ -269,7 +247,7 @@ def curate_stage(ctx: RunContext) -> dict:
         else:
             row["dropped"][fate] += 1
     write_jsonl([{**row, "dropped": dict(row["dropped"])} for row in per_question.values()],
-                out / "per_question.jsonl")
+                ctx.run.per_question)
     removed = Counter(fate for _, fate in fates if fate != "kept")
     summary = {"train_questions": len(train), "val_questions": len(val), "kept": len(examples),
                "removed": dict(removed), "questions_with_examples": sum(bool(r["kept"]) for r in per_question.values()),
@@ -301,17 +279,17 @@ def generation_budget(ctx: RunContext, tokenizer, kind: str, quiet: bool = True)
         return ctx.cfg.evaluate.max_new_tokens
     rows = []
     for name in TRAINED:
-        path = ctx.run / "curate" / f"train_{name}.jsonl"
+        path = ctx.run.curated(name)
         if METHODS[name].trains_on == "rationales" and path.is_file():
             rows = read_jsonl(path)
             break
-    records = ctx.run / "teacher" / "completions.jsonl"
+    records = ctx.run.completions
     if not rows and records.is_file():  # no method trained on rationales: the teacher's correct ones
         rows = [{"question": r.question, "rationale": r.reasoning_completion.strip(), "answer": r.answer}
                 for r in read_records(records) if solved(ctx.task.answer_format, r.answer_completion, r.answer)]
     if not rows:
         return FALLBACK_MAX_NEW_TOKENS
-    completions = [METHODS["ft_cot"].pair(r["question"], r["rationale"], r["answer"], kind)[1] for r in rows]
+    completions = [METHODS["ft_cot"].pairs(r["question"], r["rationale"], r["answer"], kind)[0][1] for r in rows]
     lengths = [len(ids) + 1 for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     p99 = int(np.percentile(lengths, 99, method="higher"))
     if not quiet:
@@ -341,17 +319,17 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
         raise UserError(f"unknown method to train {unknown[0]!r}; trained methods: {', '.join(TRAINED)}")
     main = is_main_process()
     say = console.print if main else (lambda *a, **k: None)
-    val = _samples(read_jsonl(ctx.run / "curate" / "val.jsonl"))
+    val = _samples(read_jsonl(ctx.run.validation))
     summaries = {}
     for method in methods or ctx.cfg.train.methods:
-        out = ctx.run / "students" / method
+        out = ctx.run.student(method)
         if main:  # under torchrun, the other ranks train beside rank 0
             hold_folder(out)
         if is_done(ctx, "train", method):
-            summaries[method] = read_json(summary_path(ctx, "train", method))
+            summaries[method] = read_json(ctx.run.summary("train", method))
             say(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
             continue
-        curated = ctx.run / "curate" / f"train_{method}.jsonl"
+        curated = ctx.run.curated(method)
         if not curated.is_file():
             raise UserError(f"no curated examples for {method} ({curated}): list it in train.methods and run "
                             "`ftcot curate` again")
@@ -386,7 +364,7 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
 def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
     """The teacher's own accuracy on the test questions it was run on (its first completion of each)."""
     ids = {s.sample_index for s in test}
-    records = [r for r in read_records(ctx.run / "teacher" / "completions.jsonl")
+    records = [r for r in read_records(ctx.run.completions)
                if r.sample_index in ids and r.completion_index == 0]
     if not records:
         return None  # the teacher was not run on the test questions
@@ -397,10 +375,13 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
-    from ftcot.evaluate import evaluate, self_consistency  # deferred, like the students
-    from ftcot.students.load import load_student
+    from ftcot.engines import open_engine  # deferred, like the students
+    from ftcot.evaluate import evaluate, self_consistency
+    from ftcot.students.load import load_tokenizer
 
-    wanted = methods or [TEACHER, *ctx.cfg.evaluate.baselines, *ctx.cfg.train.methods]
+    e = ctx.cfg.evaluate
+    served = list(e.models) if e.engine == "openai" else None  # a server serves the methods it names
+    wanted = methods or [TEACHER, *(m for m in [*e.baselines, *ctx.cfg.train.methods] if served is None or m in served)]
     prompts_file = ctx.data / "few_shot_cot_prompts.json"
     few_shot = load_few_shot_prompts(ctx.data) if prompts_file.is_file() else {}
     if not methods:  # the configured baselines: one that needs a few-shot prompt the task lacks is left out
@@ -413,47 +394,52 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     unknown = [m for m in wanted if m not in known]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
-    hold_folder(ctx.run / "eval")
+    hold_folder(ctx.run.eval)
     test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}
-    base = None
+    base = None  # the base student's engine, shared by the baselines
     budget = None
     for method in wanted:
-        out = ctx.run / "eval" / method
         if is_done(ctx, "evaluate", method):
-            results[method] = read_json(out / "metrics.json")
+            results[method] = read_json(ctx.run.summary("evaluate", method))
             continue
         if method == TEACHER:
             metrics, predictions = _teacher_metrics(ctx, test), []
             if metrics is None:
                 continue
         else:
+            if budget is None:
+                tokenizer, kind = load_tokenizer(ctx.cfg.student)
+                budget = generation_budget(ctx, tokenizer, kind, quiet=False)
+            weights = None
             if method in TRAINED:
-                best = ctx.run / "students" / method / "best"
-                if not best.is_dir():
-                    raise UserError(f"no trained {method} student in {best}: run `ftcot train` first")
-                model, tokenizer, kind = load_student(ctx.cfg.student, str(best))
-            else:
-                base = base or load_student(ctx.cfg.student)
-                model, tokenizer, kind = base
-            budget = budget or generation_budget(ctx, tokenizer, kind, quiet=False)
-            predictions, metrics = evaluate(ctx.task, model, tokenizer, test, method, kind, budget, eval_batch_size(ctx),
-                                            few_shot, choice_by_content=ctx.cfg.evaluate.choice_by_content)
-            metrics["model"] = ctx.cfg.student.model
-            metrics["parameters"] = sum(p.numel() for p in model.parameters())
-            sc = ctx.cfg.evaluate.self_consistency
+                weights = str(ctx.run.best(method))
+                if not Path(weights).is_dir() and e.engine != "openai":  # a server may serve it from elsewhere
+                    raise UserError(f"no trained {method} student in {weights}: run `ftcot train` first")
+            shared = method not in TRAINED and e.engine != "openai"  # the baselines share the base student
+            engine = base if shared and base is not None else \
+                open_engine(ctx.cfg, method, weights, ctx.run.eval, eval_batch_size(ctx))
+            base = engine if shared else base
+            try:
+                predictions, metrics = evaluate(ctx.task, engine, test, method, budget, few_shot,
+                                                choice_by_content=e.choice_by_content)
+                metrics |= {"model": ctx.cfg.student.model, "parameters": engine.parameters, "engine": e.engine}
+                sc = e.self_consistency
+                if sc and METHODS[method].votes:
+                    votes, metrics["self_consistency"] = self_consistency(
+                        ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot)
+            finally:
+                if engine is not base:
+                    engine.close()
             if sc and METHODS[method].votes:
-                votes, metrics["self_consistency"] = self_consistency(
-                    ctx.task, model, tokenizer, test, method, kind, budget, eval_batch_size(ctx), sc.k, sc.temperature, sc.seed,
-                    few_shot)
-                write_jsonl(votes, out / "self_consistency.jsonl")
+                write_jsonl(votes, ctx.run.votes(method))
                 v = metrics["self_consistency"]
                 console.print(f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
                               f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
                               f"{v['questions_per_s']} questions/s", markup=False)
             else:
-                (out / "self_consistency.jsonl").unlink(missing_ok=True)  # of an earlier config
-        write_jsonl(predictions, out / "predictions.jsonl")
+                ctx.run.votes(method).unlink(missing_ok=True)  # of an earlier config
+        write_jsonl(predictions, ctx.run.predictions(method))
         finish(ctx, "evaluate", metrics, method)
         if method in TRAINED:
             model_card(ctx.run, method)  # now with its test accuracy
@@ -468,6 +454,8 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
         console.print(f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
                       f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}", markup=False)
         results[method] = metrics
+    if base is not None:
+        base.close()
     return results
 
 
@@ -477,16 +465,14 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
 class Stage:
     name: str
     sections: tuple[str, ...]  # the config sections its outputs depend on (with task and split)
-    summary: str  # its summary file in the run folder; {method} for the per-method stages
     run: Callable[[RunContext], object]
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("teach", ("teacher",), "teacher/summary.json", teach),
-    Stage("curate", ("teacher", "curate"), "curate/summary.json", curate_stage),
-    Stage("train", ("teacher", "curate", "student", "train"), "students/{method}/summary.json", train_stage),
-    Stage("evaluate", ("teacher", "curate", "student", "train", "evaluate"), "eval/{method}/metrics.json",
-          evaluate_stage),
+    Stage("teach", ("teacher",), teach),
+    Stage("curate", ("teacher", "curate"), curate_stage),
+    Stage("train", ("teacher", "curate", "student", "train"), train_stage),
+    Stage("evaluate", ("teacher", "curate", "student", "train", "evaluate"), evaluate_stage),
 )}
 
 
@@ -507,22 +493,22 @@ def environment() -> dict:
 def start_run(ctx: RunContext) -> None:
     """The run folder's config.yaml and environment.json, written by whoever starts a whole run (every stage
     writes config.yaml again when it finishes)."""
-    ctx.run.mkdir(parents=True, exist_ok=True)
-    write_text(ctx.run / "config.yaml", yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
-    write_json(environment(), ctx.run / "environment.json")
+    ctx.run.root.mkdir(parents=True, exist_ok=True)
+    write_text(ctx.run.config, yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
+    write_json(environment(), ctx.run.environment)
 
 
 def run(ctx: RunContext) -> dict:
     """teach → curate → train → evaluate → report, skipping each stage whose outputs are complete."""
     # Every stage's folder is held before anything is written: a second run on this folder changes nothing.
-    for folder in ("teacher", "curate", "eval", *(f"students/{m}" for m in ctx.cfg.train.methods)):
-        hold_folder(ctx.run / folder)
+    for folder in (ctx.run.teacher, ctx.run.curate, ctx.run.eval, *map(ctx.run.student, ctx.cfg.train.methods)):
+        hold_folder(folder)
     start_run(ctx)
-    timings_path = ctx.run / "timings.json"
+    timings_path = ctx.run.timings
     timings = read_json(timings_path) if timings_path.exists() else {}
     for stage in STAGES.values():
         if stage.name in ("teach", "curate") and is_done(ctx, stage.name) and (stage.name == "teach" or all(
-                (ctx.run / "curate" / f"train_{m}.jsonl").is_file() for m in ctx.cfg.train.methods)):
+                ctx.run.curated(m).is_file() for m in ctx.cfg.train.methods)):
             console.print(f"{stage.name}: done already")
             continue
         start = time.perf_counter()
@@ -531,4 +517,4 @@ def run(ctx: RunContext) -> dict:
             raise budget_stop(summary)
         timings[stage.name] = round(time.perf_counter() - start, 2)
         write_json(timings, timings_path)
-    return report(ctx.run)
+    return report(ctx.run.root)

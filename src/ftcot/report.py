@@ -15,6 +15,7 @@ from ftcot.errors import UserError
 from ftcot.files import read_json, read_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.report_html import write_html
+from ftcot.run_folder import RunFolder
 from ftcot.tasks import PAPER_TASKS
 from ftcot.tasks.rationales import FAILURE_KINDS
 
@@ -26,7 +27,7 @@ FAILURES_NOTE = ("Counts of wrong test outputs by kind. A rationale's conclusion
 
 
 def find_runs(root: Path) -> list[Path]:
-    runs = sorted({p.parent for p in root.rglob("config.yaml") if (p.parent / "eval").is_dir()})
+    runs = sorted({p.parent for p in root.rglob("config.yaml") if RunFolder(p.parent).eval.is_dir()})
     if not runs:
         raise UserError(f"no evaluated runs under {root} (a run folder has config.yaml and eval/)")
     return runs
@@ -78,25 +79,27 @@ def _row_label(method: str, metrics: dict, num_samples: int, collection: str = "
 def collect(runs: list[Path]) -> list[dict]:
     rows = []
     for run in runs:
-        cfg = _read(run / "config.yaml")
+        folder = RunFolder(run)
+        cfg = _read(folder.config)
         try:
             num_samples, task = int(cfg["teacher"]["num_samples"]), _task_name(cfg)
         except (KeyError, TypeError, ValueError):
-            raise UserError(f"{run / 'config.yaml'}: not an ftcot run config (no task or teacher.num_samples)"
-                            ) from None
+            raise UserError(f"{folder.config}: not an ftcot run config (no task or teacher.num_samples)") from None
         teacher = cfg["teacher"] if isinstance(cfg["teacher"], dict) else {}
         adaptive = bool(teacher.get("adaptive"))
         collection = (", adaptive" if adaptive else "") + (", rationalized" if teacher.get("rationalize") else "")
         spent = _teacher_spending(run)
-        for path in sorted((run / "eval").glob("*/metrics.json")):
+        for method in REPORT_ORDER:
+            path = folder.summary("evaluate", method)
+            if not path.is_file():
+                continue
             metrics = _read(path)
-            method = path.parent.name
             ci = metrics.get("ci95")
-            if method not in REPORT_ORDER or not all(_number(metrics.get(k)) for k in ("accuracy", "n")) \
+            if not all(_number(metrics.get(k)) for k in ("accuracy", "n")) \
                     or not (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci))) \
                     or not isinstance(metrics.get("diagnostics") or {}, dict):
-                raise UserError(f"{path}: not an ftcot metrics file of a known method")
-            summary_path = run / "students" / method / "summary.json"
+                raise UserError(f"{path}: not an ftcot metrics file")
+            summary_path = folder.summary("train", method)
             summary = _read(summary_path) if summary_path.exists() else {}
             summary["history"] = _history(summary_path, summary)
             d = metrics.get("diagnostics") or {}
@@ -151,8 +154,7 @@ def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
 
 def _teacher_spending(run: Path) -> dict:
     """What the run's teacher cost (dollars, tokens) and how many samples it drew per train question."""
-    teach = run / "teacher" / "summary.json"
-    curate = run / "curate" / "summary.json"
+    teach, curate = RunFolder(run).summary("teach"), RunFolder(run).summary("curate")
     t = _read(teach) if teach.exists() else {}
     c = _read(curate) if curate.exists() else {}
     drawn, questions = c.get("samples_drawn"), c.get("train_questions")
@@ -252,9 +254,9 @@ def _save(fig, ax, path: Path, **labels) -> None:
 def plot_epochs(runs: list[Path], path: Path) -> bool:
     series = []
     for run in runs:
-        task = _task_name(_read(run / "config.yaml"))
-        for summary in sorted((run / "students").glob("*/summary.json")):
-            if summary.parent.name not in METHODS:
+        task = _task_name(_read(RunFolder(run).config))
+        for summary in (RunFolder(run).summary("train", m) for m in METHODS):
+            if not summary.is_file():
                 continue
             history = [h for h in _history(summary, _read(summary)) if h.get("val_accuracy") is not None]
             if history:
@@ -342,6 +344,6 @@ def report(root: Path) -> dict:
             + "\n" + "".join(f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{markdown(f)}\n" for f in failures)
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
-    page = write_html(root, [(run, _task_name(_read(run / "config.yaml"))) for run in runs], rows, plots,
+    page = write_html(root, [(run, _task_name(_read(RunFolder(run).config))) for run in runs], rows, plots,
                       [notes, *failures])
     return {"table": results, "rows": rows, "plots": plots, "html": page}

@@ -15,11 +15,12 @@ import re
 from pathlib import Path
 
 from ftcot.config import load_config
-from ftcot.curate import solved
+from ftcot.judge import solved
 from ftcot.data import data_dir
 from ftcot.errors import UserError
 from ftcot.files import read_jsonl, write_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
+from ftcot.run_folder import RunFolder
 from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.answers import AnswerFormat
 from ftcot.tasks.prompts import COT_TRIGGER, FT_QUESTION_END
@@ -41,7 +42,7 @@ def _answer_format(run: Path, task: str) -> AnswerFormat | None:
     if task in BUILTIN:
         return load_task(task).answer_format
     try:
-        cfg = load_config(run / "config.yaml")
+        cfg = load_config(RunFolder(run).config)
         return load_task(cfg.task, data_dir(cfg.data_dir)).answer_format
     except UserError:
         return None
@@ -50,12 +51,11 @@ def _answer_format(run: Path, task: str) -> AnswerFormat | None:
 def _run_data(run: Path, task: str) -> dict:
     """One run's test questions by method (why each wrong one is wrong: recorded, else read now where the task
     is known), the teacher's rationales (each question once), and its curated training set."""
-    fmt = _answer_format(run, task)
+    fmt, folder = _answer_format(run, task), RunFolder(run)
     methods, questions = {}, {}
-    for path in sorted((run / "eval").glob("*/predictions.jsonl"), key=lambda p: REPORT_ORDER.index(p.parent.name)
-                       if p.parent.name in REPORT_ORDER else 99):
-        name = path.parent.name
-        if name not in METHODS:  # the teacher's are its records (below); other folders are not a method's
+    for name in (m for m in REPORT_ORDER if m in METHODS):  # the teacher's are its records (below)
+        path = folder.predictions(name)
+        if not path.is_file():
             continue
         m, rows = METHODS[name], {}
         for p in read_jsonl(path):
@@ -74,14 +74,14 @@ def _run_data(run: Path, task: str) -> dict:
             questions.setdefault(str(p["sample_index"]), [question, gold])
         if rows:
             methods[name] = rows
-    records = run / "teacher" / "completions.jsonl"
+    records = folder.completions
     teacher: dict[str, dict] = {}
     for r in read_records(records) if records.is_file() else []:
         right = solved(fmt, r.answer_completion, r.answer) if fmt is not None else None
         entry = teacher.setdefault(str(r.sample_index), {"question": r.question, "samples": []})
         entry["samples"].append([r.completion_index, r.reasoning_completion.strip(), r.answer_completion.strip(),
                                  right])
-    per_question = run / "curate" / "per_question.jsonl"
+    per_question = folder.per_question
     curated = {}
     for q in read_jsonl(per_question) if per_question.is_file() else []:
         if isinstance(q, dict) and "sample_index" in q:

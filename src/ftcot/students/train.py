@@ -21,6 +21,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
+from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
 from ftcot.students.load import load_student
@@ -36,9 +37,8 @@ def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_len
     tokenizer's pad token may equal its EOS (SmolLM2's does). A method with a second pair per example (dss)
     gets both, each with the weight of its loss."""
     m = METHODS[method]
-    pairs = [(m.pair(e.question, e.rationale, e.answer, kind), 1.0) for e in examples]
-    if m.aux_pair:
-        pairs += [(m.aux_pair(e.question, e.rationale, e.answer, kind), aux_weight) for e in examples]
+    built = [m.pairs(e.question, e.rationale, e.answer, kind) for e in examples]
+    pairs = [(b[0], 1.0) for b in built] + [(b[1], aux_weight) for b in built if len(b) > 1]
     features = []
     for (prompt, completion), weight in pairs:
         if kind == "encoder_decoder":
@@ -290,6 +290,6 @@ def validation_accuracy(task: Task, method: str, kind: str, tokenizer, val: list
     def validate(model) -> float | None:
         if not val:
             return None
-        _, metrics = evaluate(task, model, tokenizer, val, method, kind, max_new_tokens, batch_size)
+        _, metrics = evaluate(task, HFEngine(model, tokenizer, kind, batch_size), val, method, max_new_tokens)
         return metrics["accuracy"]
     return validate

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftcot.config import TeacherConfig
+from ftcot.errors import UserError
 from ftcot.teachers.recorded import RecordedTeacher
 from ftcot.teachers.records import read_records, recorded_teacher_path
 
@@ -12,6 +13,24 @@ from ftcot.teachers.records import read_records, recorded_teacher_path
 def teacher_identity(backend: str, model: str, endpoint: str = "completions") -> str:
     """Part of every store key: completions of another model or endpoint are never mixed up."""
     return f"openai:{endpoint}:{model}" if backend == "openai" else f"{backend}:{model}"
+
+
+def check_teacher(cfg: TeacherConfig, budget: float | None, price, dry_run: bool) -> None:
+    """Teacher settings that cannot work together, one line each, before anything is asked or written."""
+    if (cfg.adaptive or cfg.rationalize) and cfg.backend == "recorded":
+        raise UserError("teacher.adaptive and teacher.rationalize ask the teacher again; the recorded backend can "
+                        "only replay: use the openai or hf backend")
+    if budget is None or dry_run:
+        return
+    if cfg.backend != "openai":
+        raise UserError(f"a budget is for a paid API (backend: openai); the {cfg.backend} backend costs nothing "
+                        "per request: remove max_cost")
+    if cfg.batch:
+        raise UserError("a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
+                        "after the fact); collect without batch, or without a budget")
+    if price is None:
+        raise UserError(f"a budget is set but the price of {cfg.model} is unknown: add it under teacher.prices "
+                        f"({cfg.model}: {{input: USD per million prompt tokens, output: ...}})")
 
 
 def make_live_teacher(cfg: TeacherConfig):

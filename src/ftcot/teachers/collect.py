@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ftcot.config import Sampling, TeacherConfig
-from ftcot.curate import solved
+from ftcot.judge import solved
 from ftcot.errors import UserError
 from ftcot.tasks import Sample
 from ftcot.tasks.answers import AnswerFormat
@@ -312,6 +312,25 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
         plans.append(Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens),
                           p))
     return plans if cfg.adaptive else plans[:1]
+
+
+def show_plans(plans: list[Plan], cfg: TeacherConfig, questions: int, price, before: float, budget: float | None,
+               console: Console) -> dict:
+    """`teach --dry-run`: what the folder has spent, its cap, and what is left to ask in the worst (and, for
+    adaptive runs, the expected) case; the last case's numbers, with the worst case's beside."""
+    cap = f" of the cap ${budget:g} ({max(budget - before, 0.0):.4f} left)" if budget is not None else ""
+    console.print(f"dry run: this run folder has spent ${before:.4f}{cap}", markup=False)
+    note = "" if price else f" (no price known for {cfg.model}: set teacher.prices)"
+    for p, case in zip(plans, ("worst case" if cfg.adaptive or cfg.rationalize else "", "expected")):
+        rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" if case == "expected" else ""
+        console.print(f"dry run{f' ({case})' if case else ''}: {questions} questions x D={cfg.num_samples}{rate}: "
+                      f"{p.requests:,.0f} requests, ~{p.prompt_tokens:,.0f} prompt tokens, <= "
+                      f"{p.completion_tokens:,.0f} completion tokens, <= ${p.cost:.4f}{note}", markup=False)
+    if cfg.adaptive and len(plans) == 1:
+        console.print("dry run (expected): known once the first round is stored (its solve rate)")
+    p = plans[-1]
+    return {"requests": p.requests, "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
+            "cost_usd": p.cost, "worst_case_requests": plans[0].requests, "worst_case_cost_usd": plans[0].cost}
 
 
 def samples_per(cfg: TeacherConfig) -> int:

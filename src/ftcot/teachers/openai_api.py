@@ -84,8 +84,9 @@ class OpenAITeacher:
                  endpoint: str = "completions", concurrency: int = 32, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, timeout_s: float = 60.0, max_attempts: int = 6,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, honour_n: bool = True,
-                 rate_period_s: float = 60.0, max_tokens_param: str = "max_tokens", strip_think: bool = False):
-        self.model = model
+                 rate_period_s: float = 60.0, max_tokens_param: str = "max_tokens", strip_think: bool = False,
+                 role: str = "teacher"):
+        self.model, self.role = model, role  # role: the config section named in messages (teacher, evaluate)
         self.endpoint = endpoint
         self.identity = teacher_identity("openai", model, endpoint)
         self.honour_n = honour_n
@@ -94,8 +95,8 @@ class OpenAITeacher:
         # api_key_env None: a local server (vLLM, llama.cpp) that takes any key.
         key = os.environ.get(api_key_env) if api_key_env else "no-key"
         if not key:
-            raise UserError(f"the environment variable {api_key_env} (teacher.api_key_env) is not set; for a server "
-                            "that needs no key, set teacher.api_key_env: null")
+            raise UserError(f"the environment variable {api_key_env} ({role}.api_key_env) is not set; for a server "
+                            f"that needs no key, set {role}.api_key_env: null")
         # aiohttp transport: about a third less CPU per request than the default httpx one.
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url,
                                          timeout=timeout_s, max_retries=0, http_client=openai.DefaultAioHttpClient())
@@ -126,7 +127,7 @@ class OpenAITeacher:
                 except openai.APIStatusError as exc:
                     if _retryable(exc):
                         raise
-                    raise UserError(f"teacher request rejected by {self.client.base_url}: HTTP {exc.status_code}: "
+                    raise UserError(f"{self.role} request rejected by {self.client.base_url}: HTTP {exc.status_code}: "
                                     f"{exc.message}") from None
         raise AssertionError("unreachable")
 

@@ -1,0 +1,65 @@
+"""Engines: how a student's continuations are generated, kept apart from what is asked of it (the task and the
+method), as lm-evaluation-harness keeps its models apart from its tasks. Every engine answers one question:
+continuations of these prompts, greedy or sampled (k, temperature, seed), each ending at the model's EOS, at a
+method's stop rule or after a token budget. Evaluation and self-consistency go through it; validation during
+training uses the `hf` engine in-process.
+
+`evaluate.engine` names the module here that builds one (`open_engine`): an engine is added as one module and
+one literal in ftcot.config.ENGINES.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ftcot.config import RunConfig
+from ftcot.tasks.prompts import ModelKind
+
+
+class Engine(Protocol):
+    kind: ModelKind  # the student's prompt format
+    parameters: int | None  # the student's size, where the engine knows it
+    tokens: int  # new tokens generated so far
+
+    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
+                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
+        """k continuations of each prompt (greedy at temperature 0, where k is 1): each ends at EOS, once its
+        text is `done`, at a `stop` string, or after max_new_tokens."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> Engine:
+    """The configured engine over a student: `weights` is a trained student's folder, None the base model;
+    `folder` is where the engine may keep what it makes (a converted model, received completions)."""
+    module = importlib.import_module(f"ftcot.engines.{cfg.evaluate.engine}")
+    return module.open_engine(cfg, method, weights, folder, batch_size)
+
+
+def weights_stamp(folder: str | None) -> str:
+    """Which weights a student folder holds (its files' names, sizes and times): what an engine keeps for a
+    student (a conversion, received completions) is remade when the student is retrained."""
+    if not folder or not Path(folder).is_dir():
+        return "base"
+    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in Path(folder).rglob("*") if p.is_file())
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+
+
+def until_done(text: str, done: Callable[[str], bool]) -> str:
+    """The text up to where its method's stop rule first holds, as the hf engine stops there (a stop rule, once
+    it holds, holds for every longer text: the shortest such prefix is found by bisection)."""
+    if not done(text):
+        return text
+    low, high = 0, len(text)  # done(text[:low]) is false, done(text[:high]) true
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if done(text[:mid]) else (mid, high)
+    return text[:high]

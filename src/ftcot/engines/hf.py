@@ -1,0 +1,184 @@
+"""The `hf` engine: the student in this process with transformers, batched by prompt length (longest first)
+with left padding and the KV cache; each row stops at EOS or at its method's end and leaves the batch there,
+so outputs that loop to the token limit cost no more than they must and hold no other row back. k samples of
+a prompt share its computation."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from ftcot.config import RunConfig
+from ftcot.students.load import load_student
+from ftcot.tasks.prompts import ModelKind
+
+
+class HFEngine:
+    def __init__(self, model, tokenizer, kind: ModelKind, batch_size: int):
+        self.model, self.tokenizer, self.kind, self.batch_size = model, tokenizer, kind, batch_size
+        self.parameters = sum(p.numel() for p in model.parameters())
+        self.tokens = 0
+
+    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
+                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
+        finished = (lambda text: done(text) or any(s in text for s in stop)) if stop else done
+        outputs, self.tokens = _generate(self.model, self.tokenizer, prompts, max_new_tokens,
+                                         max(1, self.batch_size // k), finished, progress, k, temperature, seed,
+                                         self.tokens)
+        return outputs
+
+    def close(self) -> None:
+        pass
+
+
+def open_engine(cfg: RunConfig, method: str, weights: str | None, folder, batch_size: int) -> HFEngine:
+    model, tokenizer, kind = load_student(cfg.student, weights)
+    return HFEngine(model, tokenizer, kind, batch_size)
+
+
+class StopWhenDone(StoppingCriteria):
+    """Per-row stop for transformers' generate (encoder-decoder students, and models `decode` leaves to
+    it): a row is finished once its new text satisfies `done` (EOS is handled by generate)."""
+
+    def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
+        self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([self.done(t) for t in texts], device=input_ids.device)
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    """EOS as the model's generation config names it (one id or several) and as the tokenizer does."""
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+# Generation-config settings that change which token greedy decoding picks; a model that sets any of them is
+# left to transformers' generate, which applies them.
+_LOGITS_SETTINGS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None, "min_length": 0,
+                    "min_new_tokens": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None}
+
+
+def _forward_parameters(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes them on
+    return inspect.signature(base.forward).parameters
+
+
+def _plain_greedy(model) -> bool:
+    """Whether `decode` gives what generate would: a decoder whose forward takes position ids and whose
+    generation config asks for nothing but the most likely token."""
+    config = model.generation_config
+    unset = all(getattr(config, key, None) in (None, default) for key, default in _LOGITS_SETTINGS.items())
+    return unset and not model.config.is_encoder_decoder and "position_ids" in _forward_parameters(model)
+
+
+def _prunable(cache) -> bool:
+    """A cache whose every layer holds only keys and values per row (not the recurrent state of a hybrid
+    model), so rows can be dropped from it."""
+    try:
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+    except ImportError:
+        return False
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
+
+
+@torch.inference_mode()
+def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repeat: int = 1,
+           temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Greedy (or, with a temperature, sampled) decoding with the KV cache for a left-padded decoder batch,
+    which drops each row from the batch the step it finishes (a stop id, or `finished(its new tokens)`): one
+    long answer does not keep every other row generating to the limit, and no row is ever computed past its
+    end. With repeat > 1, each prompt is computed once and its cache copied for `repeat` continuations (rows
+    i*repeat .. i*repeat+repeat-1 are prompt i's). Returns each row's new tokens, without the stop id."""
+    parameters = _forward_parameters(model)
+    cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    mask = batch["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
+                **keep_last)
+    cache, positions, logits = getattr(out, cache_arg), positions[:, -1:], out.logits[:, -1]
+    prune = _prunable(cache)
+    if repeat > 1 and not prune:  # a cache that cannot be copied row by row: each row computed alone
+        rows = {key: value.repeat_interleave(repeat, dim=0) for key, value in batch.items()}
+        del out, cache
+        return decode(model, rows, max_new_tokens, stop_ids, finished, 1, temperature, generator)
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)
+        mask, positions, logits = (t.repeat_interleave(repeat, dim=0) for t in (mask, positions, logits))
+    rows = list(range(len(mask)))  # the output row of each row in the batch
+    tokens: list[list[int]] = [[] for _ in rows]
+    done: set[int] = set()  # finished rows still in the batch (a cache that cannot drop them)
+    for _ in range(max_new_tokens):
+        if temperature > 0:
+            probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+            next_ids = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
+        else:
+            next_ids = logits.argmax(-1)
+        going = []
+        for j, (row, token) in enumerate(zip(rows, next_ids.tolist())):
+            if row in done or token in stop_ids:
+                continue
+            tokens[row].append(token)
+            if not finished(tokens[row]):
+                going.append(j)
+        if not going:
+            break
+        if not prune:
+            done.update(rows[j] for j in set(range(len(rows))) - set(going))
+        elif len(going) < len(rows):
+            index = torch.tensor(going, device=mask.device)
+            cache.batch_select_indices(index)
+            mask, positions, next_ids = mask[index], positions[index], next_ids[index]
+            rows = [rows[j] for j in going]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
+        positions = positions + 1
+        out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{cache_arg: cache})
+        logits = out.logits[:, -1]
+    return tokens
+
+
+def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int, done, progress,
+              k: int = 1, temperature: float = 0.0, seed: int = 0, tokens: int = 0) -> tuple[list[list[str]], int]:
+    """k continuations of each text, batched by length, and the running count of new tokens."""
+    encoder_decoder = model.config.is_encoder_decoder
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    outputs: list[list[str]] = [[] for _ in texts]
+    stop_ids, plain = _stop_ids(model, tokenizer), _plain_greedy(model)
+    finished = (lambda ids: done(tokenizer.decode(ids, skip_special_tokens=True))) if done else (lambda ids: False)
+    generator = torch.Generator(model.device).manual_seed(seed) if temperature > 0 else None
+    if temperature > 0 and not plain:
+        torch.manual_seed(seed)  # transformers' generate samples from the global generator
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
+        if not plain:  # transformers' generate; rows stay in the batch until all are done
+            prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
+            criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} \
+                if temperature > 0 else {"do_sample": False}
+            with torch.inference_mode():
+                new = model.generate(**batch, max_new_tokens=max_new_tokens, use_cache=True, num_return_sequences=k,
+                                     pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria, **sampling)
+            new = new[:, prompt_length:]
+        else:
+            new = decode(model, batch, max_new_tokens, stop_ids, finished, k, temperature, generator)
+        for j, ids in enumerate(new):
+            outputs[rows[j // k]].append(tokenizer.decode(ids, skip_special_tokens=True))
+            tokens += sum(1 for i in ids if i != tokenizer.pad_token_id) if not plain else len(ids)
+        if progress is not None:
+            progress(len(rows))
+    tokenizer.padding_side = side  # training right after validation pads on the right
+    return outputs, tokens

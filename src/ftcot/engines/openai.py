@@ -1,0 +1,89 @@
+"""The `openai` engine: each method's student served by an OpenAI-compatible server (`vllm serve
+<run>/students/ft_cot/best --served-model-name ft_cot`, llama.cpp's server, TGI) under the name
+`evaluate.models` gives it, asked on the completions endpoint through the teacher's client (its retries with
+backoff, bounded concurrency and one-line errors), with the method's stop strings. Every completion is stored
+the moment it arrives (<run>/eval/store.sqlite, as the teacher's are), so a rerun after a fault asks only for
+the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import openai
+
+from ftcot.config import RunConfig
+from ftcot.engines import until_done, weights_stamp
+from ftcot.errors import UserError
+from ftcot.students.load import load_tokenizer
+from ftcot.teachers.openai_api import MalformedResponse, OpenAITeacher
+from ftcot.teachers.store import CompletionStore
+
+
+class OpenAIEngine:
+    def __init__(self, cfg: RunConfig, served: str, kind, store: Path, weights: str):
+        self.cfg, self.served, self.kind, self.store_path = cfg.evaluate, served, kind, store
+        # Completions of another served model, or of this one before it was retrained, are never mixed up.
+        self.identity = f"student:{served}:{weights}"
+        self.parameters = None  # the server's to know
+        self.tokens = 0
+
+    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
+                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
+        params = {"max_tokens": max_new_tokens, "temperature": temperature, **({"stop": list(stop)} if stop else {}),
+                  **({"seed": seed} if temperature > 0 else {})}
+        store = CompletionStore(self.store_path)
+        try:
+            return asyncio.run(self._all(store, prompts, params, k, done, progress))
+        except (openai.APIError, MalformedResponse, json.JSONDecodeError) as exc:  # retries exhausted
+            why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
+            raise UserError(f"the student server at {self.cfg.base_url} ({self.served}) failed after "
+                            f"{self.cfg.max_attempts} attempts: {type(why).__name__}: {why}") from None
+        finally:
+            store.close()
+
+    async def _all(self, store: CompletionStore, prompts: list[str], params: dict, k: int, done, progress):
+        c = self.cfg
+        client = OpenAITeacher(self.served, c.base_url, c.api_key_env, "completions", c.concurrency,
+                               timeout_s=c.timeout_s, max_attempts=c.max_attempts, role="evaluate")
+        client.identity = self.identity
+
+        async def one(prompt: str) -> list[str]:
+            got = [store.get(self.identity, prompt, params, j) for j in range(k)]
+            missing = [j for j, g in enumerate(got) if g is None]
+            while missing:  # a server may return fewer than asked (llama.cpp returns one)
+                generations = await client.sample(prompt, len(missing), params)
+                for j, generation in zip(missing, generations):
+                    store.put(self.identity, prompt, params, j, generation)
+                    got[j] = generation
+                    self.tokens += generation.completion_tokens or 0
+                missing = missing[len(generations):]
+            if progress is not None:
+                progress(1)
+            return [until_done(g.text, done) for g in got]
+
+        try:
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+        finally:
+            await client.aclose()  # inside the loop that owns its connections
+
+    def close(self) -> None:
+        pass
+
+
+def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> OpenAIEngine:
+    served = cfg.evaluate.models.get(method)
+    if served is None:
+        raise UserError(f"evaluate.models names no served model for {method} (engine openai): add "
+                        f"'{method}: <the name the server gives it>'")
+    if cfg.evaluate.api_key_env and not os.environ.get(cfg.evaluate.api_key_env):
+        raise UserError(f"the environment variable {cfg.evaluate.api_key_env} (evaluate.api_key_env) is not set; "
+                        "for a server that needs no key, set evaluate.api_key_env: null")
+    # The prompt format is the student's: its config, from the trained folder where there is one.
+    _, kind = load_tokenizer(cfg.student, weights if weights and Path(weights).is_dir() else None)
+    folder.mkdir(parents=True, exist_ok=True)
+    return OpenAIEngine(cfg, served, kind, folder / "store.sqlite", weights_stamp(weights))
