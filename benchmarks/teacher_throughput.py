@@ -105,7 +105,8 @@ def write_section(path: Path, title: str, section: str) -> None:
     """Replace (or append) one `## title` section of the benchmarks document."""
     text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured on the 2-core CPU machine.\n"
     pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    text = pattern.sub(section.rstrip("\n") + "\n", text) if pattern.search(text) else \
+        text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text.rstrip("\n") + "\n")
 

@@ -54,3 +54,12 @@ def test_beyond_student_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     _smoke("beyond_student.py", "--config", tmp_path / "beyond.yaml", "--max-test", 4, "--out", out)
     text = out.read_text()
     assert "| Distilling step-by-step |" in text and "| self-consistency k=8, T=0.7 |" in text
+
+
+def test_local_teacher_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
+    out = tmp_path / "benchmarks.md"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "local_teacher.py"), "--model", str(tiny_lm),
+                             "--questions", "3", "--max-tokens", "8", "--out", str(out)], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| batched through the hf engine | 12 |" in out.read_text()

@@ -316,3 +316,20 @@ def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_
     (tmp_path / "empty" / "curate").mkdir(parents=True)
     empty = run_cli("export", tmp_path / "empty", "--to", tmp_path / "out2", "--format", "hf")
     assert empty.returncode == 2 and "no curated examples" in empty.stderr and not (tmp_path / "out2").exists()
+
+
+def test_a_declaration_with_split_files_offsets_and_no_default_split(tmp_path):
+    rows = [{"question": f"q{i}?", "answer": str(i)} for i in range(4)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    (tmp_path / "mine.json").write_text(json.dumps({"train": [0, 1, 2], "test": [10, 11]}))
+    decl = {"name": "offset", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
+            "answer_format": "integer"}
+    task = load_task(TaskDecl(**decl, test_offset=10, splits={"mine": str(tmp_path / "mine.json")}))
+    assert task.splits == ("mine",) and [s.question for s in task.split_samples("test", "mine")] == ["q0?", "q1?"]
+    assert load_task(TaskDecl(**decl, test_offset=10)).split() == {"train": [0, 1, 2, 3], "test": [10, 11]}
+    with pytest.raises(UserError, match="test_offset 2 is less than train's 4 rows"):
+        load_task(TaskDecl(**decl, test_offset=2))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(UserError, match=r"empty.jsonl: (no rows|cannot read it as a table)"):
+        load_task(TaskDecl(**decl | {"train": str(tmp_path / "empty.jsonl")}))

@@ -161,3 +161,31 @@ def test_an_openai_engine_needs_a_server_and_names(tmp_path):
         "engine": "openai", "base_url": "http://u:secret@127.0.0.1:1/v1", "models": {"ft_cot": "x"}}}))
     result = run_cli("config", config)
     assert result.returncode == 2 and "holds credentials" in result.stderr and "secret" not in result.stderr
+
+
+def test_a_server_that_returns_one_choice_is_asked_again_with_the_seed_moved_on(student, served, data_dir, tmp_path):
+    """llama.cpp answers one choice whatever n asks: each further sample of a question gets the next seed, not
+    the same one (which would give the same text k times)."""
+    served.honour_n = False
+    task = load_task("coin_flip", data_dir)
+    cfg = _config(tmp_path, data_dir, student, engine="openai", base_url=served.base_url, models={"ft_cot": "tiny"})
+    engine = open_engine(cfg, "ft_cot", None, tmp_path / "eval", 4)
+    rows, _ = self_consistency(task, engine, task.split_samples("test")[:2], "ft_cot", 8, 3, 0.9, seed=5)
+    seeds = sorted(r["seed"] for r in served.completion_requests())
+    assert seeds == [5, 5, 6, 6, 7, 7] and all(len(r["outputs"]) == 3 for r in rows)
+
+
+def test_what_an_engine_keeps_is_remade_when_the_student_is_retrained_and_only_then(student, tmp_path):
+    import shutil
+
+    from ftcot.engines import weights_stamp
+
+    copy = tmp_path / "best"
+    shutil.copytree(student, copy)
+    stamp = weights_stamp(str(copy))
+    (copy / "README.md").write_text("the model card, rewritten after each evaluation")
+    assert weights_stamp(str(copy)) == stamp
+    weights = next(copy.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # retrained: new weights (a new time)
+    os.utime(weights, ns=(1, 1))
+    assert weights_stamp(str(copy)) != stamp and weights_stamp(None) == "base"

@@ -14,8 +14,9 @@ def test_local_transformers_teacher_samples_d_rationales(tiny_lm, data_dir, tmp_
     store = CompletionStore(tmp_path / "store.sqlite")
     outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None))
     assert len(outcome.records) == 6 and store.count() == 12
-    # One generate call per question for step 1 (num_return_sequences=2), one per rationale for step 2.
-    assert teacher.requests == 3 + 6
+    # Batched: one generate call for the 3 questions' step 1 (2 samples each, sharing their prompt's computation),
+    # one for the 6 rationales' step 2 (it was one call per prompt: 3 + 6).
+    assert teacher.requests == 2
     for r in outcome.records:
         assert r.reasoning_finish_reason in ("stop", "length") and r.usage["completion_tokens"] > 0
         assert r.model == str(tiny_lm)

@@ -101,6 +101,8 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     m = METHODS.get(method)
     if "train" in data and not (m and m.aux_pair):
         del data["train"]["dss_alpha"]
+    if "evaluate" in data and method and ctx.cfg.evaluate.engine == "openai":  # which served model answered
+        data["evaluate"]["served"] = ctx.cfg.evaluate.models.get(method)
     if "evaluate" in data and data["evaluate"].get("engine") != "ctranslate2":
         data["evaluate"].pop("compute_type", None)
     if "evaluate" in data and not (m and m.votes):  # what only outputs with their rationale inside are read for
@@ -380,8 +382,11 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     from ftcot.students.load import load_tokenizer
 
     e = ctx.cfg.evaluate
-    served = list(e.models) if e.engine == "openai" else None  # a server serves the methods it names
-    wanted = methods or [TEACHER, *(m for m in [*e.baselines, *ctx.cfg.train.methods] if served is None or m in served)]
+    wanted = methods or [TEACHER, *e.baselines, *ctx.cfg.train.methods]
+    if not methods and e.engine == "openai":  # a server serves the methods evaluate.models names
+        for method in (m for m in wanted if m != TEACHER and m not in e.models):
+            console.print(f"evaluate {method}: skipped, evaluate.models names no served model for it")
+        wanted = [m for m in wanted if m == TEACHER or m in e.models]
     prompts_file = ctx.data / "few_shot_cot_prompts.json"
     few_shot = load_few_shot_prompts(ctx.data) if prompts_file.is_file() else {}
     if not methods:  # the configured baselines: one that needs a few-shot prompt the task lacks is left out

@@ -44,12 +44,13 @@ def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, 
 
 
 def weights_stamp(folder: str | None) -> str:
-    """Which weights a student folder holds (its files' names, sizes and times): what an engine keeps for a
-    student (a conversion, received completions) is remade when the student is retrained."""
+    """Which weights a student folder holds (its files' names, sizes and times, the model card aside: evaluation
+    rewrites it): what an engine keeps for a student (a conversion, received completions) is remade when the
+    student is retrained, and only then."""
     if not folder or not Path(folder).is_dir():
         return "base"
     files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in Path(folder).rglob("*") if p.is_file())
+                   for p in Path(folder).rglob("*") if p.is_file() and p.suffix != ".md")
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
 
 

@@ -80,7 +80,14 @@ def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, 
             settings[name] = settings.get(name) or tokenizer.eos_token
         (part / "config.json").write_text(json.dumps(settings, indent=2))
         (part / "stamp").write_text(stamp)
-        shutil.rmtree(converted, ignore_errors=True)
+        old = converted.with_name(converted.name + ".old")  # swapped, never half deleted: a kill leaves one whole
+        shutil.rmtree(old, ignore_errors=True)
+        if converted.exists():
+            converted.rename(old)
         part.rename(converted)
-    generator = ctranslate2.Generator(str(converted), device="cpu", compute_type=cfg.evaluate.compute_type)
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        generator = ctranslate2.Generator(str(converted), device="cpu", compute_type=cfg.evaluate.compute_type)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"ctranslate2 cannot load {converted} ({exc}): delete it to convert again") from None
     return CTranslate2Engine(generator, tokenizer, batch_size)

@@ -6,7 +6,7 @@ a prompt share its computation."""
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -16,19 +16,35 @@ from ftcot.students.load import load_student
 from ftcot.tasks.prompts import ModelKind
 
 
+class Continuation(NamedTuple):
+    text: str
+    tokens: int  # new tokens generated
+    ended: bool  # at EOS or the stop rule, not at the token budget
+
+
 class HFEngine:
-    def __init__(self, model, tokenizer, kind: ModelKind, batch_size: int):
+    def __init__(self, model, tokenizer, kind: ModelKind, batch_size: int, add_special_tokens: bool = True):
         self.model, self.tokenizer, self.kind, self.batch_size = model, tokenizer, kind, batch_size
+        self.add_special_tokens = add_special_tokens  # False for prompts a chat template has already framed
         self.parameters = sum(p.numel() for p in model.parameters())
         self.tokens = 0
 
     def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
                  stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> list[list[str]]:
-        finished = (lambda text: done(text) or any(s in text for s in stop)) if stop else done
-        outputs, self.tokens = _generate(self.model, self.tokenizer, prompts, max_new_tokens,
-                                         max(1, self.batch_size // k), finished, progress, k, temperature, seed,
-                                         self.tokens)
+        return [[c.text for c in row] for row in self.continuations(prompts, max_new_tokens, done, stop, k,
+                                                                    temperature, seed, progress)]
+
+    def continuations(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
+                      stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
+                      progress: Callable[[int], None] | None = None) -> list[list[Continuation]]:
+        """generate's continuations with how many tokens each took and whether it ended before the budget (the
+        local teacher's finish reasons and usage)."""
+        rules = [rule for rule in (done, (lambda text: any(s in text for s in stop)) if stop else None) if rule]
+        finished = (lambda text: any(rule(text) for rule in rules)) if rules else None
+        outputs = _generate(self.model, self.tokenizer, prompts, max_new_tokens, max(1, self.batch_size // k),
+                            finished, progress, k, temperature, seed, self.add_special_tokens)
+        self.tokens += sum(c.tokens for row in outputs for c in row)
         return outputs
 
     def close(self) -> None:
@@ -148,13 +164,13 @@ def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repe
 
 
 def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int, done, progress,
-              k: int = 1, temperature: float = 0.0, seed: int = 0, tokens: int = 0) -> tuple[list[list[str]], int]:
-    """k continuations of each text, batched by length, and the running count of new tokens."""
+              k: int = 1, temperature: float = 0.0, seed: int = 0, special: bool = True) -> list[list[Continuation]]:
+    """k continuations of each text, batched by length (longest first)."""
     encoder_decoder = model.config.is_encoder_decoder
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=special)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    outputs: list[list[str]] = [[] for _ in texts]
+    outputs: list[list[Continuation]] = [[] for _ in texts]
     stop_ids, plain = _stop_ids(model, tokenizer), _plain_greedy(model)
     finished = (lambda ids: done(tokenizer.decode(ids, skip_special_tokens=True))) if done else (lambda ids: False)
     generator = torch.Generator(model.device).manual_seed(seed) if temperature > 0 else None
@@ -163,7 +179,8 @@ def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_siz
     model.eval()
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
+        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
+                          add_special_tokens=special).to(model.device)
         if not plain:  # transformers' generate; rows stay in the batch until all are done
             prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
             criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
@@ -176,9 +193,15 @@ def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_siz
         else:
             new = decode(model, batch, max_new_tokens, stop_ids, finished, k, temperature, generator)
         for j, ids in enumerate(new):
-            outputs[rows[j // k]].append(tokenizer.decode(ids, skip_special_tokens=True))
-            tokens += sum(1 for i in ids if i != tokenizer.pad_token_id) if not plain else len(ids)
+            ids = [int(i) for i in ids]
+            if not plain:  # generate's rows: after an encoder-decoder's start token, the new tokens up to EOS
+                ids = ids[1:] if encoder_decoder else ids  # (BART's start token is its EOS)
+                ids = ids[:next((n for n, i in enumerate(ids) if i in stop_ids), len(ids))]
+                while ids and ids[-1] == tokenizer.pad_token_id:  # a row the stop rule ended, padded after
+                    ids.pop()
+            outputs[rows[j // k]].append(Continuation(tokenizer.decode(ids, skip_special_tokens=True), len(ids),
+                                                      len(ids) < max_new_tokens))
         if progress is not None:
             progress(len(rows))
     tokenizer.padding_side = side  # training right after validation pads on the right
-    return outputs, tokens
+    return outputs

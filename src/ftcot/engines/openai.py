@@ -26,8 +26,9 @@ from ftcot.teachers.store import CompletionStore
 class OpenAIEngine:
     def __init__(self, cfg: RunConfig, served: str, kind, store: Path, weights: str):
         self.cfg, self.served, self.kind, self.store_path = cfg.evaluate, served, kind, store
-        # Completions of another served model, or of this one before it was retrained, are never mixed up.
-        self.identity = f"student:{served}:{weights}"
+        # Completions of another served model, of another base student, or of this one before it was retrained,
+        # are never mixed up.
+        self.identity = f"student:{served}:{cfg.student.model}:{weights}"
         self.parameters = None  # the server's to know
         self.tokens = 0
 
@@ -56,7 +57,9 @@ class OpenAIEngine:
             got = [store.get(self.identity, prompt, params, j) for j in range(k)]
             missing = [j for j, g in enumerate(got) if g is None]
             while missing:  # a server may return fewer than asked (llama.cpp returns one)
-                generations = await client.sample(prompt, len(missing), params)
+                # Sampled again with the seed moved on, as the teacher's collector does: not the same k samples.
+                again = params | {"seed": params["seed"] + missing[0]} if "seed" in params else params
+                generations = await client.sample(prompt, len(missing), again)
                 for j, generation in zip(missing, generations):
                     store.put(self.identity, prompt, params, j, generation)
                     got[j] = generation

@@ -192,8 +192,8 @@ class Task:
         if self.shipped:
             return ""
         samples = self.samples()
-        split = self.split()
-        return hashlib.sha256(json.dumps([[s.question, s.answer] for s in samples.values()] + [split]).encode(
+        splits = [self.split(name) for name in self.splits]
+        return hashlib.sha256(json.dumps([[s.question, s.answer] for s in samples.values()] + splits).encode(
             "utf-8", "surrogatepass")).hexdigest()[:16]
 
     def available(self) -> bool:
@@ -211,6 +211,8 @@ class Task:
             else:
                 path = self.root / relpath
                 rows = _table(path)
+            if not rows:
+                raise UserError(f"{path}: no rows")
             self._rows[side] = _checked(self.decl, rows, path, self._ids)
         return self._rows[side]
 
@@ -230,6 +232,9 @@ class Task:
         out: dict[int, Row] = {}
         if n is None or wanted is None or any(i < n for i in wanted):
             out = dict(enumerate(self._read("train")))
+            if n is not None and n < len(out):
+                raise UserError(f"task {self.key}: test_offset {n} is less than train's {len(out)} rows: test's "
+                                "sample indices would repeat train's")
             n = len(out) if n is None else n
         if self.decl.test and (wanted is None or any(i >= n for i in wanted)):
             out.update({n + k: row for k, row in enumerate(self._read("test"))})
@@ -254,9 +259,10 @@ class Task:
         if name not in self.splits:
             raise UserError(f"task {self.key} has no split {name!r}; it has: {', '.join(self.splits)}")
         if self.decl.splits is None:
-            n = len(self._numbered(None))
-            train = len(self._read("train")) if self.decl.test else n - round(self.decl.test_fraction * n)
-            return {"train": list(range(train)), "test": list(range(train, n))}
+            indices = sorted(self._numbered(None))
+            train = len(self._read("train")) if self.decl.test else \
+                len(indices) - round(self.decl.test_fraction * len(indices))
+            return {"train": indices[:train], "test": indices[train:]}
         path = data_path(self.decl.splits[name], self.root)
         split = read_json(path)
         if not isinstance(split, dict) or not all(
@@ -285,7 +291,8 @@ def load_task(task: str | TaskDecl, root: Path | None = None) -> Task:
     loaded = Task(task, data_dir() if root is None else Path(root), shipped)
     if not shipped:
         loaded.samples()
-        loaded.split()
+        for name in loaded.splits:
+            loaded.split(name)
     return loaded
 
 

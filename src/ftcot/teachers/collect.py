@@ -190,8 +190,11 @@ class Collector:
 
 
 class RateColumn(ProgressColumn):
+    """Completions a second since the start (rich's own speed divides by the last moments' spread, which a batch
+    that lands at once makes ~0)."""
+
     def render(self, task) -> Text:
-        return Text(f"{task.speed or 0:.1f}/s")
+        return Text(f"{task.completed / task.elapsed if task.elapsed else 0:.1f}/s")
 
 
 def progress_bar(console: Console) -> Progress:

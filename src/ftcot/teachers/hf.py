@@ -1,68 +1,101 @@
-"""Teacher backend for a local transformers causal LM: sampling with num_return_sequences, the model's chat
-template when it has one."""
+"""Teacher backend for a local transformers causal LM, through the hf engine (ftcot.engines.hf): the requests
+that the collector's questions make at one moment with the same parameters go in one batched generate (k
+samples of a prompt sharing its computation), not one prompt at a time. The model's chat template frames each
+prompt when it has one."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from ftcot.config import StudentConfig
+from ftcot.engines.hf import HFEngine
+from ftcot.errors import UserError
 from ftcot.students.load import load_student
 from ftcot.teachers import teacher_identity
 from ftcot.teachers.store import Generation
 
 
 class HFTeacher:
-    def __init__(self, model_name: str, device: str = "auto", trust_remote_code: bool = False):
+    def __init__(self, model_name: str, device: str = "auto", trust_remote_code: bool = False,
+                 batch_size: int = 64):
         model, tokenizer, _ = load_student(StudentConfig(model=model_name, kind="decoder",
                                                          trust_remote_code=trust_remote_code))
         self.model = model_name
         self.identity = teacher_identity("hf", model_name)
-        self.lm = (model if device == "auto" else model.to(device)).eval()
         self.tokenizer = tokenizer
-        self.device = self.lm.device
-        self.lock = asyncio.Lock()  # one generate call at a time; it uses every core already
-        self.requests = 0
+        lm = (model if device == "auto" else model.to(device)).eval()
+        self.engine = HFEngine(lm, tokenizer, "decoder", batch_size)
+        self.waiting: list[tuple[str, int, dict, asyncio.Future]] = []
+        self.worker: asyncio.Task | None = None
+        self.requests = 0  # batched generate calls
+
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def _text(self, prompt: str) -> str:
+        if self.chat:
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return prompt
 
     def _encode(self, prompt: str):
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
-            return self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        return self.tokenizer(prompt, return_tensors="pt")
+        return self.tokenizer(self._text(prompt), return_tensors="pt", add_special_tokens=not self.chat)
 
-    def _generate(self, prompt: str, n: int, params: dict) -> list[Generation]:
-        import torch
-
-        inputs = self._encode(prompt).to(self.device)
+    def _generate(self, prompts: list[str], n: int, params: dict) -> list[list[Generation]]:
+        """n continuations of each prompt (greedy decoding gives one, repeated so that each k has its own)."""
+        if params.get("top_p", 1.0) != 1.0:
+            raise UserError("the hf teacher samples from the whole distribution: set top_p to 1 (or leave it out)")
         sample = params.get("temperature", 0) > 0
-        kwargs = dict(max_new_tokens=params.get("max_tokens", 128), num_return_sequences=n if sample else 1,
-                      do_sample=sample, pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if sample:
-            kwargs.update(temperature=params["temperature"], top_p=params.get("top_p", 1.0))
-        if params.get("stop"):
-            kwargs.update(stop_strings=params["stop"], tokenizer=self.tokenizer)
-        if "seed" in params:
-            torch.manual_seed(params["seed"])
+        stop = tuple(params.get("stop") or ())
+        texts = [self._text(p) for p in prompts]
+        self.engine.add_special_tokens = not self.chat  # a chat template frames the prompt with its own tokens
         start = time.perf_counter()
-        with torch.inference_mode():
-            output = self.lm.generate(**inputs, **kwargs)
-        latency = time.perf_counter() - start
-        prompt_len = inputs["input_ids"].shape[1]
+        outputs = self.engine.continuations(texts, params.get("max_tokens", 128), None, stop,
+                                            n if sample else 1, params["temperature"] if sample else 0.0,
+                                            params.get("seed", 0))
+        latency = (time.perf_counter() - start) / len(prompts)
+        prompt_tokens = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]]
         out = []
-        for i, row in enumerate(output):
-            new = row[prompt_len:]
-            ended = (new == self.tokenizer.eos_token_id).any().item()
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            for stop in params.get("stop") or []:
-                if stop in text:
-                    text, ended = text[: text.index(stop)], True
-            out.append(Generation(text, "stop" if ended else "length", prompt_len if i == 0 else 0,
-                                  int((new != self.tokenizer.pad_token_id).sum()), latency))
-        # Greedy decoding gives one answer; repeat it so each k has its completion.
-        return out if sample else out * n
+        for length, row in zip(prompt_tokens, outputs):
+            generations = []
+            for i, c in enumerate(row):
+                cut = min((c.text.index(s) for s in stop if s in c.text), default=None)
+                generations.append(Generation(c.text if cut is None else c.text[:cut],
+                                              "stop" if c.ended or cut is not None else "length",
+                                              length if i == 0 else 0, c.tokens, latency))
+            out.append(generations if sample else generations * n)
+        return out
 
     async def sample(self, prompt: str, n: int, params: dict) -> list[Generation]:
-        async with self.lock:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((prompt, n, params, future))
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self._work())
+        return await future
+
+    async def _work(self) -> None:
+        """Batches of the waiting requests that share n and parameters, one batch at a time (it uses every core)."""
+        while self.waiting:
+            await asyncio.sleep(0)  # the requests the other questions make at this moment join the batch
+            self.waiting = [w for w in self.waiting if not w[3].done()]  # cancelled: the budget, another's error
+            if not self.waiting:
+                break
+            same = lambda w: (w[1], json.dumps(w[2], sort_keys=True))  # noqa: E731
+            first = same(self.waiting[0])
+            batch = [w for w in self.waiting if same(w) == first]
+            self.waiting = [w for w in self.waiting if same(w) != first]
             self.requests += 1
-            return await asyncio.to_thread(self._generate, prompt, n, params)
+            try:
+                results = await asyncio.to_thread(self._generate, [w[0] for w in batch], batch[0][1], batch[0][2])
+            except Exception as exc:  # each waiting question learns why
+                results = [exc] * len(batch)
+            for (_, _, _, future), result in zip(batch, results):
+                if future.done():  # its question was cancelled (the budget, another's error)
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
