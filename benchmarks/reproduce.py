@@ -87,7 +87,14 @@ def setting(args) -> str:
     else:
         name = (f"{'lora' if args.lora else 'full'}-e{args.epochs}-lr{args.lr:g}-n{args.max_examples or 'all'}"
                 f"-{tokens}")
-    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + (f"-s{args.seed}" if args.seed else "")
+    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + student_tag(args) + (
+        f"-s{args.seed}" if args.seed else "")
+
+
+def student_tag(args) -> str:
+    """The student in a setting's name, where it is not SmolLM2-135M (whose results keep their names): an alias
+    such as -gemma3-270m. A path (a smoke test's tiny model) adds nothing."""
+    return "" if args.student == "smollm2-135m" or "/" in args.student else f"-{args.student}"
 
 
 def curation_tag(args) -> str:
@@ -475,7 +482,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-truncated", action="store_true",
                         help="curate.drop_truncated: false (with --choice-order teacher: the curation before #18)")
     parser.add_argument("--jobs", type=int, default=1, help="stages run side by side as separate processes")
-    parser.add_argument("--student", default="smollm2-135m", help="for smoke tests: results are named by setting")
+    parser.add_argument("--student", default="smollm2-135m",
+                        help="the student: smollm2-135m, gemma3-270m (the setting's name says which), or a path")
     parser.add_argument("--force", action="store_true", help="rerun settings that have results")
     return parser.parse_args(argv)
 
@@ -504,7 +512,8 @@ def main() -> None:
             [f"--permute-choices {args.permute_choices}"] if args.permute_choices else []) + (
             [f"--choice-order {args.choice_order}"] if args.choice_order != "test" else []) + (
             ["--choice-by-content"] if args.choice_by_content else []) + (
-            ["--keep-truncated"] if args.keep_truncated else [])
+            ["--keep-truncated"] if args.keep_truncated else []) + (
+            [f"--student {args.student}"] if student_tag(args) else [])
         commands[task] = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce.py " + " ".join(flags)
     name = setting(argparse.Namespace(**vars(args), seed=0))  # the batch's, for all its seeds
     if args.jobs > 1 and todo:

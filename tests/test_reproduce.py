@@ -50,6 +50,9 @@ def test_settings_tell_before_after_and_seeds_apart_and_the_old_curation_keeps_i
     names = {reproduce.setting(r) for r in [*before.values(), *after.values()]}
     assert len(names) == 6
     assert {reproduce.seeds_of(n) for n in names} == {"paper-full-nall-tauto-m8", "paper-full-nall-tauto-m8-q-c1-k3"}
+    gemma = runs(PAPER + NEW + ["--student", "gemma3-270m", "--seeds", "2"])  # the second student names itself
+    assert reproduce.setting(gemma["coin_flip", 1]) == "paper-full-nall-tauto-m8-q-c1-k3-gemma3-270m-s1"
+    assert reproduce.config_for("coin_flip", gemma["coin_flip", 0])["student"]["model"] == "gemma3-270m"
 
 
 def result(setting: str, ft_cot: float, vanilla: float, val: float, **extra) -> dict:

