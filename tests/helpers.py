@@ -24,3 +24,10 @@ def train_tokenizer(texts):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def run_torchrun(config, data_dir, processes: int = 2):
+    """`ftcot train CONFIG` under torchrun with CPU processes (gloo), as a user launches it."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(processes), "-m", "ftcot.cli", "train", str(config)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})

@@ -6,15 +6,12 @@ it."""
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 import minidata
-from helpers import run_cli
+from helpers import run_cli, run_torchrun
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +106,7 @@ def test_a_gemma_student_trains_under_torchrun(tiny_gemma, data_dir, tmp_path):
         "evaluate": {"max_new_tokens": 8, "batch_size": 8}}))
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "ftcot.cli", "train", str(config)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    result = run_torchrun(config, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "students" / "ft_cot" / "summary.json").read_text())
     assert summary["processes"] == 2 and (tmp_path / "run" / "students" / "ft_cot" / "best").is_dir()

@@ -2,9 +2,6 @@
 failure diagnostics, and rank 0 alone validating and writing under torchrun."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,7 +11,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from helpers import run_cli
+from helpers import run_cli, run_torchrun
 from ftcot.config import TRACKERS, RunConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import diagnostics
@@ -178,9 +175,7 @@ def test_torchrun_two_processes_validate_and_write_once(tiny_lm, data_dir, tmp_p
         "evaluate": {"max_new_tokens": 8, "batch_size": 16}}))
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "ftcot.cli", "train", str(config)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    result = run_torchrun(config, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "run" / "students" / "ft_cot"
     log = result.stdout + result.stderr
