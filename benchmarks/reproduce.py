@@ -298,24 +298,30 @@ def _trained(student: dict) -> str:
     return f"{student['best_epoch']} of {done} ({student.get('stop_reason') or 'completed'})"
 
 
+def student_of(result: dict) -> str:
+    """The student a result's run trained (its config's; SmolLM2-135M for results written before it was named)."""
+    return result.get("config", {}).get("student", {}).get("model", "smollm2-135m")
+
+
 def protocol_markdown(by_task: dict[str, list[dict]]) -> str:
     """One row per task and paper-protocol run (the lent GPU's, then any CPU ones), with both targets."""
     lines = [
-        "| task | setting | FT-CoT | vanilla | FT-CoT > vanilla | target D=1 (paper, <=0.3B) | FT-CoT vs D=1 target "
-        "| moonshot (diverse) | zero-shot | zero-shot-CoT | FT-CoT epoch: best of trained (stop) "
+        "| task | setting | student | FT-CoT | vanilla | FT-CoT > vanilla | target D=1 (paper, <=0.3B) "
+        "| FT-CoT vs D=1 target | moonshot (diverse) | zero-shot | zero-shot-CoT | FT-CoT epoch: best of trained (stop) "
         "| vanilla epoch: best of trained (stop) | max new tokens | machine |",
-        "|---|" + "---|" * 13]
+        "|---|" + "---|" * 14]
     for task in TASKS:
         runs = sorted((x for x in by_task[task] if x["setting"].startswith("paper-")),
                       key=lambda x: (x["setting"] not in PAPER_PROTOCOL_RUNS, x["setting"]))
         if not runs:
-            lines.append(f"| {task} | not run | | | | | | | | | | | | |")
+            lines.append(f"| {task} | not run | | | | | | | | | | | | | |")
         for r in runs:
             _, gpt2, t5, ada, best = PAPER[task]
             a, target = r["accuracy"], max(gpt2, t5, ada)
             verdict = "yes" if a["ft_cot"] > a["vanilla"] else "tie" if a["ft_cot"] == a["vanilla"] else "**no**"
             lines.append(
-                f"| {task} | {r['setting']} | {a['ft_cot']:.2f} | {a['vanilla']:.2f} | {verdict} | {target:.2f} "
+                f"| {task} | {r['setting']} | {student_of(r)} | {a['ft_cot']:.2f} | {a['vanilla']:.2f} | {verdict} "
+                f"| {target:.2f} "
                 f"| {a['ft_cot'] - target:+.2f} | {best:.2f} | {a['zero_shot']:.2f} | {a['zero_shot_cot']:.2f} "
                 f"| {_trained(r['train']['ft_cot'])} | {_trained(r['train']['vanilla'])} | {r.get('max_new_tokens')} "
                 f"| {r['machine'].split(', torch')[0]} |")
