@@ -54,6 +54,14 @@ def weights_stamp(folder: str | None) -> str:
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
 
 
+def stop_rule(done: Callable[[str], bool] | None, stop: tuple[str, ...]) -> Callable[[str], bool] | None:
+    """When a text is finished: its method's rule holds, or it holds one of the stop strings (None: neither is
+    given, it runs to EOS or the token budget)."""
+    if not stop:
+        return done
+    return lambda text: (done is not None and done(text)) or any(s in text for s in stop)
+
+
 def until_done(text: str, done: Callable[[str], bool]) -> str:
     """The text up to where its method's stop rule first holds, as the hf engine stops there (a stop rule, once
     it holds, holds for every longer text: the shortest such prefix is found by bisection)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ftcot.config import RunConfig
-from ftcot.engines import until_done, weights_stamp
+from ftcot.engines import stop_rule, until_done, weights_stamp
 from ftcot.errors import UserError
 from ftcot.students.load import load_tokenizer, resolve
 
@@ -34,7 +34,7 @@ class CTranslate2Engine:
         tokens = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(p)["input_ids"]) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(tokens[i]))
         outputs: list[list[str]] = [[] for _ in prompts]
-        per_batch = max(1, self.batch_size // k)
+        per_batch, finished = max(1, self.batch_size // k), stop_rule(done, stop)
         for at in range(0, len(order), per_batch):
             rows = [i for i in order[at:at + per_batch] for _ in range(k)]
             results = self.generator.generate_batch(
@@ -45,8 +45,7 @@ class CTranslate2Engine:
                 ids = result.sequences_ids[0]
                 self.tokens += len(ids)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                finished = (lambda t: done(t) or any(s in t for s in stop)) if stop else done
-                outputs[i].append(until_done(text, finished))
+                outputs[i].append(until_done(text, finished) if finished else text)
             if progress is not None:
                 progress(len(rows) // k)
         return outputs

@@ -12,6 +12,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ftcot.config import RunConfig
+from ftcot.engines import stop_rule
 from ftcot.students.load import load_student
 from ftcot.tasks.prompts import ModelKind
 
@@ -40,10 +41,8 @@ class HFEngine:
                       progress: Callable[[int], None] | None = None) -> list[list[Continuation]]:
         """generate's continuations with how many tokens each took and whether it ended before the budget (the
         local teacher's finish reasons and usage)."""
-        rules = [rule for rule in (done, (lambda text: any(s in text for s in stop)) if stop else None) if rule]
-        finished = (lambda text: any(rule(text) for rule in rules)) if rules else None
         outputs = _generate(self.model, self.tokenizer, prompts, max_new_tokens, max(1, self.batch_size // k),
-                            finished, progress, k, temperature, seed, self.add_special_tokens)
+                            stop_rule(done, stop), progress, k, temperature, seed, self.add_special_tokens)
         self.tokens += sum(c.tokens for row in outputs for c in row)
         return outputs
 

@@ -51,7 +51,6 @@ class OpenAIEngine:
         c = self.cfg
         client = OpenAITeacher(self.served, c.base_url, c.api_key_env, "completions", c.concurrency,
                                timeout_s=c.timeout_s, max_attempts=c.max_attempts, role="evaluate")
-        client.identity = self.identity
 
         async def one(prompt: str) -> list[str]:
             got = [store.get(self.identity, prompt, params, j) for j in range(k)]

@@ -57,7 +57,7 @@ class HFTeacher:
                                             n if sample else 1, params["temperature"] if sample else 0.0,
                                             params.get("seed", 0))
         latency = (time.perf_counter() - start) / len(prompts)
-        prompt_tokens = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]]
+        prompt_tokens = [self._encode(p)["input_ids"].shape[1] for p in prompts]
         out = []
         for length, row in zip(prompt_tokens, outputs):
             generations = []
