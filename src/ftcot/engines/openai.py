@@ -20,7 +20,7 @@ from ftcot.engines import until_done, weights_stamp
 from ftcot.errors import UserError
 from ftcot.students.load import load_tokenizer
 from ftcot.teachers.openai_api import MalformedResponse, OpenAITeacher
-from ftcot.teachers.store import CompletionStore
+from ftcot.teachers.store import CompletionStore, sent_from
 
 
 class OpenAIEngine:
@@ -56,9 +56,7 @@ class OpenAIEngine:
             got = [store.get(self.identity, prompt, params, j) for j in range(k)]
             missing = [j for j, g in enumerate(got) if g is None]
             while missing:  # a server may return fewer than asked (llama.cpp returns one)
-                # Sampled again with the seed moved on, as the teacher's collector does: not the same k samples.
-                again = params | {"seed": params["seed"] + missing[0]} if "seed" in params else params
-                generations = await client.sample(prompt, len(missing), again)
+                generations = await client.sample(prompt, len(missing), sent_from(params, missing[0]))
                 for j, generation in zip(missing, generations):
                     store.put(self.identity, prompt, params, j, generation)
                     got[j] = generation

@@ -29,7 +29,7 @@ from ftcot.teachers.batch import prefill
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.openai_api import MalformedResponse
 from ftcot.teachers.records import TeacherCompletion
-from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of
+from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of, sent_from
 
 
 def request_params(sampling: Sampling) -> dict:
@@ -85,11 +85,8 @@ class Collector:
                 if self.spending.exhausted:
                     self.spending.stopped = True
                     raise BudgetReached
-                sent = dict(params)
-                if "seed" in sent and missing[0] > 0:
-                    sent["seed"] += missing[0]  # a server that ignores n must not repeat sample 0 for sample k
                 n = len(missing) if self.cfg.n_per_request else 1
-                generations = await self.teacher.sample(prompt, n, sent)
+                generations = await self.teacher.sample(prompt, n, sent_from(params, missing[0]))
                 for k, generation in zip(missing, generations):
                     if getattr(self.teacher, "spending", None) is None:  # else charged as each request returned
                         self.spending.add(generation.prompt_tokens, generation.completion_tokens)

@@ -68,6 +68,12 @@ def completion_key(teacher: str, prompt: str, params: dict, k: int) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def sent_from(params: dict, first: int) -> dict:
+    """The parameters of a request for samples first, first+1, ...: the seed moved on by first, so that a server
+    that returns fewer samples than asked (or ignores n) is not asked for the samples it already gave."""
+    return params | {"seed": params["seed"] + first} if "seed" in params and first else dict(params)
+
+
 class CompletionStore:
     def __init__(self, path: Path, read_only: bool = False):
         self.path = path
