@@ -40,12 +40,32 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _default_data_dir(data_dir):
+def _default_data_dir(data_dir, tmp_path_factory):
     """Whatever runs without a data folder of its own (a config without data_dir, an `ftcot` subprocess) reads the
-    synthetic one: never the real data `make` names in $FTCOT_DATA_DIR, nor ~/.cache/ftcot/data."""
+    synthetic one: never the real data `make` names in $FTCOT_DATA_DIR, nor ~/.cache/ftcot/data. The model cache
+    starts empty on every run, as on a machine that never converted a model: a test that passes only on a warm
+    cache fails here, not on the next new machine."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FTCOT_DATA_DIR", str(data_dir))
+        patch.setenv("FTCOT_CACHE_DIR", str(tmp_path_factory.mktemp("model_cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def bundled_student(tmp_path_factory, data_dir):
+    """The bundled student converted once per test run in a cold cache, by a real `ftcot evaluate` (the zero-shot
+    baseline on 2 synthetic Coin Flip questions): (the cache folder, the command's result). Tests of the real
+    model reuse the folder, so the conversion is paid once."""
+    import yaml
+
+    from helpers import run_cli
+
+    cache = tmp_path_factory.mktemp("cold_cache")
+    work = tmp_path_factory.mktemp("bundled_student")
+    config = work / "c.yaml"
+    config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(work / "run"), "data_dir": str(data_dir),
+                                      "evaluate": {"max_samples": 2, "max_new_tokens": 8}}))
+    return cache, run_cli("evaluate", config, "--method", "zero_shot", env={"FTCOT_CACHE_DIR": str(cache)})
 
 
 def pytest_terminal_summary(terminalreporter):

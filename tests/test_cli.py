@@ -178,7 +178,11 @@ def test_every_mistake_is_one_line_and_exit_2(mistake, data_dir, tmp_path):
         value = yaml.safe_load(yaml.safe_dump(value).replace("{tmp}", str(tmp_path)))
         cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    _one_line_error(run_cli(command[0], tmp_path / "c.yaml", *command[1:]), pattern)
+    # A cold model cache, as on a new machine: a check that needs no model comes before any model is converted.
+    cache = tmp_path / "cache"
+    _one_line_error(run_cli(command[0], tmp_path / "c.yaml", *command[1:], env={"FTCOT_CACHE_DIR": str(cache)}),
+                    pattern)
+    assert not (cache / "models").exists()
 
 
 def test_a_dry_run_writes_nothing(data_dir, tmp_path):

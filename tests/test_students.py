@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -211,8 +212,23 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     assert AutoModelForCausalLM.from_pretrained(out / "best") is not None
 
 
+def test_the_bundled_student_converts_on_a_cold_cache_saying_one_line(bundled_student):
+    """On a machine that never converted it, the first command that needs the student converts it and says so in
+    one line (what, where to, about how long): none of the libraries' progress bars or logging reach a log."""
+    cache, result = bundled_student
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert re.fullmatch(r"converting smollm2-135m \(SmolLM2-135M-Instruct\.Q4_1\.gguf\) to float32 safetensors in "
+                        rf"{re.escape(str(cache / 'models' / 'smollm2-135m'))}, once \(about \d+ s\)", lines[0])
+    assert lines[1].startswith("evaluate zero_shot: ")  # max_new_tokens is set: no generation line
+    assert not re.search(r"it/s\]|%\||Converting|Loading weights|Writing model", result.stderr), result.stderr
+    assert (cache / "models" / "smollm2-135m" / "model.safetensors").is_file()
+    assert not [p for p in (cache / "models").iterdir() if p.name.endswith(".part")]  # nothing half-written
+
+
 @pytest.mark.slow
-def test_real_smollm2_loads_and_generates():
+def test_real_smollm2_loads_and_generates(bundled_student, monkeypatch):
+    monkeypatch.setenv("FTCOT_CACHE_DIR", str(bundled_student[0]))
     model, tokenizer, kind = load_student(StudentConfig(model="smollm2-135m"))
     assert kind == "decoder"
     assert model.num_parameters() > 100e6 and model.dtype == torch.float32

@@ -399,6 +399,11 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     unknown = [m for m in wanted if m not in known]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
+    # Checks that need no model come before any model is loaded (or, on a new machine, converted).
+    if e.engine != "openai":  # a server may serve a student from elsewhere
+        for method in (m for m in wanted if m in TRAINED and not is_done(ctx, "evaluate", m)):
+            if not ctx.run.best(method).is_dir():
+                raise UserError(f"no trained {method} student in {ctx.run.best(method)}: run `ftcot train` first")
     hold_folder(ctx.run.eval)
     test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}
@@ -416,11 +421,7 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
             if budget is None:
                 tokenizer, kind = load_tokenizer(ctx.cfg.student)
                 budget = generation_budget(ctx, tokenizer, kind, quiet=False)
-            weights = None
-            if method in TRAINED:
-                weights = str(ctx.run.best(method))
-                if not Path(weights).is_dir() and e.engine != "openai":  # a server may serve it from elsewhere
-                    raise UserError(f"no trained {method} student in {weights}: run `ftcot train` first")
+            weights = str(ctx.run.best(method)) if method in TRAINED else None
             shared = method not in TRAINED and e.engine != "openai"  # the baselines share the base student
             engine = base if shared and base is not None else \
                 open_engine(ctx.cfg, method, weights, ctx.run.eval, eval_batch_size(ctx))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import shutil
+import sys
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 from ftcot.errors import UserError
-
 
 
 def cache_dir() -> Path:
@@ -58,35 +60,68 @@ def resolve(name: str) -> str:
     target = cache_dir() / "models" / name
     if (target / "model.safetensors").is_file():
         return str(target)
+    gguf = ALIASES[name]()
     import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = ALIASES[name]()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # A GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights, then save.
-    config = loaded.config
-    config.__dict__.pop("quantization_config", None)  # the weights are plain float32 from here on
-    config.tie_word_embeddings = True
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict(), strict=False)
-    model.tie_weights()
-    model.generation_config = loaded.generation_config
-    # A folder of this process's own, renamed into place: processes converting at once (torchrun ranks,
-    # parallel jobs) never read a half-written model, and the first to finish wins.
-    import shutil
-
+    console = Console(file=sys.stderr)  # this stream, not whatever sys.stderr is while the libraries are quiet
+    # About 0.35 s a MB of GGUF on the 2-core development machine (SmolLM2's 91 MB: 31 s).
+    seconds = max(10, round(gguf.stat().st_size / 1e6 * 0.35, -1))
+    console.print(f"converting {name} ({gguf.name}) to float32 safetensors in {target}, once (about {seconds:.0f} s)",
+                  markup=False, highlight=False, soft_wrap=True)
+    steps = ("reading and de-quantizing the GGUF", "rebuilding the model", "writing safetensors")
+    # One bar of our own, on a terminal only; a log gets the line above and nothing else.
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                        transient=True, disable=not console.is_terminal)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(target)
+        with progress, _libraries_quiet(close_stderr=True):
+            step = progress.add_task(steps[0], total=len(steps))
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            progress.update(step, advance=1, description=steps[1])
+            # A GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights, then save.
+            config = loaded.config
+            config.__dict__.pop("quantization_config", None)  # the weights are plain float32 from here on
+            config.tie_word_embeddings = True
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            model.load_state_dict(loaded.state_dict(), strict=False)
+            model.tie_weights()
+            model.generation_config = loaded.generation_config
+            progress.update(step, advance=1, description=steps[2])
+            # A folder of this process's own, renamed into place: processes converting at once (torchrun ranks,
+            # parallel jobs) never read a half-written model, and the first to finish wins.
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            tmp.rename(target)
     except OSError as exc:
         if not (target / "model.safetensors").is_file():
             raise UserError(f"cannot write the converted {name} to {target}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind, on any failure
     return str(target)
+
+
+@contextmanager
+def _libraries_quiet(close_stderr: bool = False):
+    """transformers' progress bars (per weight, per shard) and its info logging off while a model loads: a log
+    gets ftcot's lines, not a library's bars. Its GGUF de-quantization loop calls tqdm directly (transformers 5.x,
+    modeling_gguf_pytorch_utils), past that switch, so the conversion also closes the stream (close_stderr:
+    sys.stderr to devnull for those seconds; what fails is raised, not printed)."""
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with open(os.devnull, "w") as devnull, redirect_stderr(devnull if close_stderr else sys.stderr):
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(cfg, path: str | None = None):
@@ -118,8 +153,9 @@ def load_student(cfg, path: str | None = None):
     auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
     adapter = _adapter(name)
     try:
-        model = auto.from_pretrained(resolve(cfg.model) if adapter else name, dtype=torch.float32,
-                                     trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+        with _libraries_quiet():
+            model = auto.from_pretrained(resolve(cfg.model) if adapter else name, dtype=torch.float32,
+                                         trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
         if adapter:  # the base model with the adapter merged in, as a merged save would be
             from peft import PeftModel
 
