@@ -45,6 +45,7 @@ RESULTS = ROOT / "docs" / "results"
 TASKS = ["single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
          "last_letter_concatenation", "coin_flip", "strategy_qa"]
 CHOICE_TASKS = ("date_understanding", "tracking_shuffled_objects")  # answered by an option letter
+RECORDED = "text-davinci-002"  # the recorded teacher of every task (Kojima et al.'s logs)
 
 # The paper's Table (official results; best of 20 epochs chosen on the test split there):
 # teacher (175B zero-shot-CoT), GPT-2 124M FT-CoT, Flan-T5 220M FT-CoT, ada 0.3B FT-CoT, best <=0.3B with diverse
@@ -85,10 +86,19 @@ def setting(args) -> str:
         stops = (f"-p{args.patience}" if args.patience else "") + (f"-m{args.max_minutes:g}" if args.max_minutes else "")
         name = f"paper-{'lora' if args.lora else 'full'}-n{args.max_examples or 'all'}-{tokens}{stops}"
     else:
-        name = (f"{'lora' if args.lora else 'full'}-e{args.epochs}-lr{args.lr:g}-n{args.max_examples or 'all'}"
+        name = (f"{'lora' if args.lora else 'full'}-e{args.epochs or 2}-lr{args.lr:g}-n{args.max_examples or 'all'}"
                 f"-{tokens}")
-    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + student_tag(args) + (
-        f"-s{args.seed}" if args.seed else "")
+    if args.protocol == "paper" and args.epochs:
+        name += f"-e{args.epochs}"
+    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + teacher_tag(args) + \
+        student_tag(args) + (f"-s{args.seed}" if args.seed else "")
+
+
+def teacher_tag(args) -> str:
+    """The teacher and D in a setting's name, where they are not the recorded text-davinci-002 at D=1 (whose results
+    keep their names): e.g. -gpt-3.5-turbo-instruct-d6, -text-davinci-002+gpt-3.5-turbo-instruct-d7."""
+    return "" if args.teacher == RECORDED and args.num_samples == 1 else f"-{args.teacher}-d{args.num_samples}"
+
 
 
 def student_tag(args) -> str:
@@ -124,11 +134,12 @@ def config_for(task: str, args) -> dict:
     train = {"protocol": args.protocol, "methods": ["ft_cot", "vanilla"], "batch_size": 8, "max_length": 384,
              "max_examples": args.max_examples or None, "patience": args.patience, "max_minutes": args.max_minutes,
              "checkpoint": not args.no_checkpoint, "seed": args.seed,
-             **({"epochs": args.epochs, "learning_rate": args.lr} if args.protocol == "custom" else {}),
+             **({"epochs": args.epochs or 2, "learning_rate": args.lr} if args.protocol == "custom" else {}),
+             **({"epochs": args.epochs} if args.protocol == "paper" and args.epochs else {}),
              **({"lora": {"r": 32, "alpha": 64, "save": "merged"}} if args.lora else {})}
     return {
         "task": task, "run_dir": str(ROOT / "runs" / "reproduce" / task / setting(args)),
-        "teacher": {"backend": "recorded", "num_samples": 1, "teach_on": ["train", "test"]},
+        "teacher": teacher_config(args),
         "curate": {"val_fraction": 0.1, "seed": 0, "permute_seed": args.seed, "choice_order": args.choice_order,
                    "permute_choices": args.permute_choices if choice else 0,
                    "drop_truncated": not args.keep_truncated,
@@ -139,6 +150,17 @@ def config_for(task: str, args) -> dict:
                      "max_new_tokens": args.max_new_tokens, "max_samples": args.max_test,
                      "choice_by_content": args.choice_by_content and choice},
     }
+
+
+def teacher_config(args) -> dict:
+    """The recorded teacher: text-davinci-002 (train and test: its test accuracy is the teacher row), or another
+    named source or several ("a+b": their completions of a question in that order), on the train split only when
+    a source lacks test questions; a question a source has no rationale for is left out."""
+    names = args.teacher.split("+")
+    if names == [RECORDED]:
+        return {"backend": "recorded", "num_samples": args.num_samples, "teach_on": ["train", "test"]}
+    return {"backend": "recorded", "model": names[0], "records": names if len(names) > 1 else None,
+            "num_samples": args.num_samples, "teach_on": ["train"], "on_missing": "skip"}
 
 
 def machine(env: dict, precision: str = "float32") -> str:
@@ -467,7 +489,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
     parser.add_argument("--protocol", choices=["custom", "paper"], default="custom",
                         help="paper: AdamW, constant lr 3e-4, batch 8, 20 epochs (--epochs and --lr are ignored)")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default 2; under --protocol paper its 20, unless given (the name then says -eN)")
+    parser.add_argument("--teacher", default=RECORDED,
+                        help="a named recorded source (text-davinci-002, gpt-3.5-turbo-instruct) or several joined "
+                             "by '+', their completions of a question in that order")
+    parser.add_argument("--num-samples", type=int, default=1, help="teacher.num_samples: D, rationales a question")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--patience", type=int, default=None, help="stop after N epochs without a validation gain")
     parser.add_argument("--max-minutes", type=float, default=None, help="training time budget per student")
@@ -505,7 +532,9 @@ def main() -> None:
     commands = {}  # one per task: its seeds share it
     for task in dict.fromkeys(task for task, _ in todo):
         flags = [f"--tasks {task}", f"--protocol {args.protocol}"] + (
-            [f"--epochs {args.epochs}", f"--lr {args.lr:g}"] if args.protocol == "custom" else []) + [
+            [f"--epochs {args.epochs or 2}", f"--lr {args.lr:g}"] if args.protocol == "custom" else []) + (
+            [f"--epochs {args.epochs}"] if args.protocol == "paper" and args.epochs else []) + (
+            [f"--teacher {args.teacher}", f"--num-samples {args.num_samples}"] if teacher_tag(args) else []) + [
             f"--max-examples {args.max_examples}"] + (
             [f"--patience {args.patience}"] if args.patience else []) + (
             [f"--max-minutes {args.max_minutes:g}"] if args.max_minutes else []) + (

@@ -71,6 +71,22 @@ class Adaptive(Strict):
     want_correct: int = Field(2, ge=1)
 
 
+class RationaleSource(Strict):
+    """Rationales someone already has (a previous project's, a released distillation set, another tool's output):
+    a table (.json, .jsonl, .parquet, .csv or a `datasets` folder) of questions with one rationale or a list of
+    them a row, matched to the task's questions by text (exactly, else with whitespace normalised). Each rationale
+    becomes a recorded completion k = 0, 1, ... of its question; rows of one question add up in file order."""
+
+    path: str  # relative to the directory ftcot runs in
+    teacher: str | None = None  # the teacher's name each record keeps; default: teacher.model
+    question: str = "question"  # field names in the file
+    rationale: str = "rationale"  # a text, or a list of texts
+    # the answer each rationale reached (a text, or a list beside a list of rationales); without it the answer is
+    # read from the rationale's conclusion, as curation's consistency check reads it
+    answer: str | None = None
+    correct: str | None = None  # a flag (or a list of flags): the rationale is known to reach the gold answer
+
+
 class TeacherConfig(Strict):
     backend: Literal["openai", "hf", "recorded"] = "recorded"
     model: str = "text-davinci-002"
@@ -108,8 +124,11 @@ class TeacherConfig(Strict):
     # hf backend
     device: str = "auto"  # auto: the GPU when there is one, else the CPU
     trust_remote_code: bool = False
-    # recorded backend
-    records: str | None = None  # default: the shared text-davinci-002 records of the task
+    # recorded backend: a named source (text-davinci-002: Kojima et al.'s logs, every task; gpt-3.5-turbo-instruct:
+    # Mentor-KD's release, 4 tasks), a file of teacher records (what `ftcot teach` writes, the paper's
+    # CompletionDataset JSON), a RationaleSource, or a list of them, whose completions add up per question in
+    # order (num_samples takes the first D). Default: the named source teacher.model.
+    records: str | RationaleSource | list[str | RationaleSource] | None = None
     on_missing: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")

@@ -41,7 +41,7 @@ from ftcot.teachers.cost import Spending, cost_of, price_of
 from ftcot.teachers.records import read_records, write_records
 from ftcot.teachers.store import CompletionStore
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,16 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
     price = price_of(tcfg.model, tcfg.prices) if tcfg.backend != "recorded" else None
     check_teacher(tcfg, budget, price, dry_run)
     if tcfg.backend == "recorded":
-        teacher = make_recorded_teacher(tcfg, ctx.task.key, ctx.data)
+        teacher, sources = make_recorded_teacher(tcfg, ctx.task, ctx.cfg.split, ctx.data)
+        for source in (s for s in sources if "rows" in s):  # a rationale table: what matched, what was left out
+            console.print(f"teach: {source['teacher']} from {source['source']}: {source['rationales']} rationales "
+                          f"for {source['questions']} train questions from {source['rows']} rows ("
+                          f"{source['matched_exact']} matched exactly, {source['matched_whitespace']} with whitespace "
+                          f"normalised; left out: {source['unmatched_rows']} unmatched, {source['ambiguous_rows']} "
+                          f"ambiguous, {source['test_rows_refused']} test questions); answers: "
+                          f"{source['answers_from_source']} given, {source['answers_from_flag']} flagged, "
+                          f"{source['answers_from_rationale']} read from the rationale ({source['answers_none']} "
+                          "without one)", markup=False, highlight=False)
         if dry_run:
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
@@ -168,7 +177,8 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
         records, missing = teacher.replay(samples, tcfg.num_samples)
         summary = {"teacher": teacher.identity, "questions": len(samples), "expected": len(samples) * tcfg.num_samples,
                    "collected": len(records), "questions_without_record": len(missing), "requests": 0,
-                   "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False}
+                   "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
+                   "sources": sources}
     else:
         if dry_run:  # reads the store if there is one, creates nothing
             store = CompletionStore(ctx.run.store, read_only=True)
@@ -237,7 +247,8 @@ def curate_stage(ctx: RunContext) -> dict:
                  for s in val], ctx.run.validation)
     # Per train question: what the teacher drew, how many were correct, kept, and why the others were dropped.
     per_question = {s.sample_index: {"sample_index": s.sample_index, "drawn": 0, "correct": 0, "rationalized": False,
-                                     "kept": 0, "dropped": Counter(), "fates": {}} for s in train}
+                                     "kept": 0, "kept_by_teacher": Counter(), "dropped": Counter(), "fates": {}}
+                    for s in train}
     for r, fate in fates:
         row = per_question[r.sample_index]
         row["fates"][r.completion_index] = fate  # each sample's, by completion_index
@@ -246,14 +257,19 @@ def curate_stage(ctx: RunContext) -> dict:
         row["rationalized"] |= r.rationalized
         if fate == "kept":
             row["kept"] += 1
+            row["kept_by_teacher"][r.model] += 1
         else:
             row["dropped"][fate] += 1
-    write_jsonl([{**row, "dropped": dict(row["dropped"])} for row in per_question.values()],
-                ctx.run.per_question)
+    write_jsonl([{**row, "dropped": dict(row["dropped"]), "kept_by_teacher": dict(row["kept_by_teacher"])}
+                 for row in per_question.values()], ctx.run.per_question)
     removed = Counter(fate for _, fate in fates if fate != "kept")
     summary = {"train_questions": len(train), "val_questions": len(val), "kept": len(examples),
                "removed": dict(removed), "questions_with_examples": sum(bool(r["kept"]) for r in per_question.values()),
                "samples_drawn": len(fates), "rationalized_kept": sum(e.rationalized for e in examples),
+               # each teacher's samples and kept rationales (several sources: teacher.records as a list)
+               "by_teacher": {model: {"samples": sum(r.model == model for r, _ in fates),
+                                      "kept": sum(r.model == model and f == "kept" for r, f in fates)}
+                              for model in dict.fromkeys(r.model for r, _ in fates)},
                # how the kept ones are framed: the task's question, moved to its option order, the teacher's
                "frames": dict(Counter(e.frame for e in examples)),
                "permuted_copies": {"per_example": c.permute_choices, "examples_without_copies": not_permuted}}

@@ -28,7 +28,7 @@ from ftcot.students.load import load_student
 from ftcot.methods import METHODS
 from ftcot.tasks import Sample, Task
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
 
 def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_length: int,

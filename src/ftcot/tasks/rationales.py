@@ -283,6 +283,31 @@ def supports(text: str, fmt: AnswerFormat, question: str, gold: str) -> bool | N
     return any(_agrees(answer, gold, fmt) for answer in concluded) if concluded else None
 
 
+def concluded_answer(text: str, fmt: AnswerFormat, question: str) -> str | None:
+    """The one answer a rationale concludes on, in the format's form, or None where it states none (or several
+    options last): a choice rationale's letter in its last sentence naming one, else the option it names by
+    content; another's last answer in the last sentence that states any."""
+    if fmt.choice:
+        parsed = parse_choices(question)
+        if parsed is None:
+            return None
+        concluded = letter_conclusion(text, parsed) or content_conclusion(text, parsed)
+        return None if concluded == NOT_AN_OPTION else concluded
+    if fmt.name == "text":
+        return None
+    concluded = conclusion(text, fmt)
+    if not concluded and fmt.name == "letter string":  # unquoted: 'yajo' in single quotes, or a final word alone
+        last = next((s.strip() for s in reversed(_SENTENCE_END.split(text)) if s.strip()), "")
+        quoted = _SINGLE_QUOTED.findall(last)
+        word = _FINAL_WORD.search(last)
+        concluded = fmt.candidates(quoted[-1]) if quoted else fmt.candidates(word.group(1)) if word else []
+    return concluded[-1] if concluded else None
+
+
+_SINGLE_QUOTED = re.compile(r"(?<![A-Za-z])['‘]([A-Za-z]+)['’](?![A-Za-z])")
+_FINAL_WORD = re.compile(r"(?:^|[\s:])([A-Za-z]+)\W*$")
+
+
 def option_by_content(output: str, question: str, marker: str | None = ANSWER_MARKER) -> str | None:
     """The letter of the option a choice output's rationale (before its answer marker) concludes on by its
     content, or None."""

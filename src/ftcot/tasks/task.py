@@ -210,7 +210,7 @@ class Task:
                 rows = READERS[self.decl.reader].read(path)
             else:
                 path = self.root / relpath
-                rows = _table(path)
+                rows = read_table(path)
             if not rows:
                 raise UserError(f"{path}: no rows")
             self._rows[side] = _checked(self.decl, rows, path, self._ids)
@@ -301,7 +301,7 @@ def load_task(task: str | TaskDecl, root: Path | None = None) -> Task:
 TABLES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-def _table(path: Path) -> list[dict]:
+def read_table(path: Path) -> list[dict]:
     """Every row of a data file or a `datasets` save_to_disk folder, as dicts."""
     import datasets  # deferred: pyarrow takes a second to import, and only users' files need it
 
@@ -323,7 +323,7 @@ def _table(path: Path) -> list[dict]:
                                              keep_in_memory=True, cache_dir=cache, download_mode="force_redownload",
                                              **text_columns)
         elif path.exists():
-            raise UserError(f"{path}: a task's data is .jsonl, .json, .csv, .parquet or a datasets folder")
+            raise UserError(f"{path}: a table is .jsonl, .json, .csv, .parquet or a datasets folder")
         else:
             raise UserError(f"{path} does not exist")
         return data.to_list()

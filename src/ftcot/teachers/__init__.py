@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ftcot.config import TeacherConfig
 from ftcot.errors import UserError
+from ftcot.tasks import Task
 from ftcot.teachers.recorded import RecordedTeacher
-from ftcot.teachers.records import read_records, recorded_teacher_path
+from ftcot.teachers.sources import recorded_completions
 
 
 def teacher_identity(backend: str, model: str, endpoint: str = "completions") -> str:
@@ -50,6 +51,8 @@ def make_live_teacher(cfg: TeacherConfig):
     raise ValueError(cfg.backend)
 
 
-def make_recorded_teacher(cfg: TeacherConfig, task: str, data_root: Path):
-    path = Path(cfg.records) if cfg.records else recorded_teacher_path(task, data_root)
-    return RecordedTeacher(read_records(path), cfg.on_missing)
+def make_recorded_teacher(cfg: TeacherConfig, task: Task, split: str, data_root: Path
+                          ) -> tuple[RecordedTeacher, list[dict]]:
+    """The recorded teacher over every configured source, and each source's report."""
+    records, reports = recorded_completions(cfg, task, split, data_root)
+    return RecordedTeacher(records, cfg.on_missing), reports

@@ -17,7 +17,8 @@ class RecordedTeacher:
             self.by_sample[(r.task, r.sample_index)].append(r)
         for completions in self.by_sample.values():
             completions.sort(key=lambda r: r.completion_index)
-        self.model = records[0].model if records else "recorded"
+        models = list(dict.fromkeys(r.model for r in records))  # each teacher once, in the order listed
+        self.model = "+".join(models) or "recorded"
         self.identity = f"recorded:{self.model}"
         self.on_missing = on_missing
 

@@ -10,6 +10,7 @@ Formats:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -39,6 +40,9 @@ class TeacherCompletion(BaseModel):
     usage: dict = {}
     latency_s: float | None = None
     rationalized: bool = False  # asked with the gold answer as a hint (STaR), after no sample was correct
+    # where the answer came from: the teacher's step 2, or for imported rationales (no step 2) the source's own
+    # answer field, its "already correct" flag, or the rationale's conclusion as read by ftcot
+    answer_from: Literal["step2", "source", "flag", "rationale"] = "step2"
 
 
 RECORDED_MODEL = "text-davinci-002"

@@ -1,0 +1,191 @@
+"""The recorded teacher's sources: completions someone already has, read into teacher records.
+
+`teacher.records` lists one source or several: a named one (text-davinci-002, every task: Kojima et al.'s
+zero-shot-CoT logs; gpt-3.5-turbo-instruct, four tasks: the rationales released with Mentor-KD), a file of
+teacher records (what `ftcot teach` writes, the paper's CompletionDataset JSON), or a user's own table of
+rationales (a RationaleSource). A rationale table's rows are matched to the task's questions by text, exactly
+and then with whitespace normalised; a row that matches none, several, or a test question is counted and left
+out. A rationale without an answer of its own gets the one its conclusion states (`concluded_answer`, the reader
+curation's consistency check uses), and its record says where its answer came from. A question's completions
+from a later source follow the earlier ones' (k = n, n + 1, ...), so `num_samples: D` takes the first D in the
+order the sources are listed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from ftcot.config import RationaleSource, TeacherConfig
+from ftcot.data import data_path
+from ftcot.errors import UserError
+from ftcot.tasks import Sample, Task
+from ftcot.tasks.prompts import zero_shot_cot_step1
+from ftcot.tasks.rationales import concluded_answer
+from ftcot.tasks.task import read_table
+from ftcot.teachers.records import RECORDED_MODEL, TeacherCompletion, read_records, recorded_teacher_path
+
+# Mentor-KD's release (Lee, Kim, Lee, EMNLP 2024; Apache-2.0), at its paths in the data folder: gpt-3.5-turbo-instruct
+# prompted on the paper's train splits. Six unfiltered samples a question for three tasks; for StrategyQA three
+# rationales a question that its authors kept because they reach the gold answer.
+MENTOR_KD_MODEL = "gpt-3.5-turbo-instruct"
+MENTOR_KD = {
+    "date_understanding": RationaleSource(path="mentor_kd/data/prompt/date_understanding_6.json",
+                                          question="instruction", rationale="output"),
+    "last_letter_concatenation": RationaleSource(path="mentor_kd/data/prompt/last_letter_concatenation_6.json",
+                                                 question="instruction", rationale="output"),
+    "tracking_shuffled_objects": RationaleSource(path="mentor_kd/data/prompt/tracking_shuffled_objects_6.json",
+                                                 question="instruction", rationale="output"),
+    "strategy_qa": RationaleSource(path="mentor_kd/data/main/strategy_qa_3_train.json", question="input",
+                                   rationale="chain", correct="initial_correct"),
+}
+NAMED = (RECORDED_MODEL, MENTOR_KD_MODEL)
+
+
+def recorded_completions(cfg: TeacherConfig, task: Task, split: str, root: Path
+                         ) -> tuple[list[TeacherCompletion], list[dict]]:
+    """Every configured source's records, a later source's completions of a question numbered after the earlier
+    ones', and one report a source (what it held, what matched, what was left out and why)."""
+    entries = cfg.records if isinstance(cfg.records, list) else [cfg.model if cfg.records is None else cfg.records]
+    out: list[TeacherCompletion] = []
+    reports = []
+    taken: dict[tuple[str, int], int] = defaultdict(int)  # completions per question so far
+    for entry in entries:
+        records, report = _read(entry, cfg, task, split, root)
+        for r in sorted(records, key=lambda r: (r.task, r.sample_index, r.completion_index)):
+            key = (r.task, r.sample_index)
+            if reports:  # the first source keeps its own numbering
+                r = r.model_copy(update={"completion_index": taken[key]})
+            taken[key] = max(taken[key], r.completion_index + 1)
+            out.append(r)
+        reports.append(report)
+    return out, reports
+
+
+def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: str, root: Path
+          ) -> tuple[list[TeacherCompletion], dict]:
+    if isinstance(entry, RationaleSource):
+        return read_rationales(entry, entry.teacher or cfg.model, task, split, Path(entry.path))
+    if entry == RECORDED_MODEL:
+        records = read_records(recorded_teacher_path(task.key, root))
+        return records, {"source": entry, "teacher": entry, "records": len(records)}
+    if entry == MENTOR_KD_MODEL:
+        source = MENTOR_KD.get(task.key)
+        if source is None:
+            raise UserError(f"the named source {MENTOR_KD_MODEL} has rationales for {', '.join(MENTOR_KD)}, not "
+                            f"{task.key}")
+        return read_rationales(source, MENTOR_KD_MODEL, task, split, data_path(source.path, root))
+    path = Path(entry)
+    if not path.exists():
+        raise UserError(f"teacher.records: {entry!r} is neither a named source ({', '.join(NAMED)}) nor a file")
+    records = read_records(path)
+    return records, {"source": str(path), "teacher": ", ".join(sorted({r.model for r in records})),
+                     "records": len(records)}
+
+
+def _ws(text: str) -> str:
+    return " ".join(text.split())
+
+
+def read_rationales(source: RationaleSource, teacher: str, task: Task, split: str, path: Path
+                    ) -> tuple[list[TeacherCompletion], dict]:
+    """A rationale table's records for the train questions of a split, and its report."""
+    train, test = task.split_samples("train", split), task.split_samples("test", split)
+    on_test = {s.sample_index for s in test}
+    exact: dict[str, list[Sample]] = defaultdict(list)
+    loose: dict[str, list[Sample]] = defaultdict(list)
+    for s in train + test:
+        exact[s.question].append(s)
+        loose[_ws(s.question)].append(s)
+    counts: Counter = Counter()
+    taken: dict[int, int] = defaultdict(int)
+    records = []
+    rows = read_table(path)
+    for number, row in enumerate(rows, 1):
+        where = f"{path}: row {number}"
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: not an object with fields")
+        question = row.get(source.question)
+        if not isinstance(question, str) or not question.strip():
+            raise UserError(f"{where}: no {source.question!r} (the question's text)")
+        rationales = _texts(row, source.rationale, where)
+        answers = _beside(row, source.answer, len(rationales), where, "answer")
+        flags = _beside(row, source.correct, len(rationales), where, "flag")
+        found, how = exact.get(question), "exact"
+        if not found:
+            found, how = loose.get(_ws(question)), "whitespace"
+        if not found:
+            counts["unmatched_rows"] += 1
+            continue
+        if len({s.sample_index for s in found}) > 1:
+            counts["ambiguous_rows"] += 1  # the same text under several questions: which one is unknown
+            continue
+        sample = found[0]
+        if sample.sample_index in on_test:
+            counts["test_rows_refused"] += 1  # never trained on, never shown as the teacher's test answer
+            continue
+        counts[f"matched_{how}"] += 1
+        for text, answer, flag in zip(rationales, answers, flags):
+            if answer is not None:
+                given, origin = answer, "source"
+            elif flag is not None:
+                given, origin = (sample.answer if flag else None), "flag"
+            else:
+                given, origin = concluded_answer(text, task.answer_format, sample.question), "rationale"
+            counts[f"answers_from_{origin}"] += 1
+            counts["answers_none"] += given is None
+            k = taken[sample.sample_index]
+            taken[sample.sample_index] += 1
+            prompt = zero_shot_cot_step1(sample.question)
+            records.append(TeacherCompletion(
+                task=task.key, sample_index=sample.sample_index, completion_index=k, question=sample.question,
+                answer=sample.answer, reasoning_prompt=prompt, reasoning_completion=f" {text.strip()}",
+                answer_prompt="", answer_completion="" if given is None else f" {given}.", model=teacher,
+                params={"source": str(path), "matched": how}, answer_from=origin))
+    report = {"source": str(path), "teacher": teacher, "rows": len(rows), "rationales": len(records),
+              "questions": len(taken), **{k: counts[k] for k in (
+                  "matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows", "test_rows_refused",
+                  "answers_from_source", "answers_from_flag", "answers_from_rationale", "answers_none")}}
+    return records, report
+
+
+def _texts(row: dict, field: str, where: str) -> list[str]:
+    value = row.get(field)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    if value is None and field not in row:
+        raise UserError(f"{where}: no {field!r} (the rationale, or a list of rationales)")
+    raise UserError(f"{where}: {field!r} is neither a text nor a list of texts")
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _one(value, where: str, kind: str):
+    if value is None:
+        return None
+    if kind == "flag":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (str, int)) and str(value).strip().lower() in _FLAGS:  # a CSV cell is text
+            return _FLAGS[str(value).strip().lower()]
+        raise UserError(f"{where}: {value!r} is not a true/false flag")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UserError(f"{where}: {value!r} is not an answer (a text or a number)")
+    return str(value).strip()
+
+
+def _beside(row: dict, field: str | None, n: int, where: str, kind: str) -> list:
+    """A field's value for each of a row's n rationales: one for all, or a list of n."""
+    if field is None:
+        return [None] * n
+    if field not in row:
+        raise UserError(f"{where}: no {field!r}")
+    value = row[field]
+    if isinstance(value, list):
+        if len(value) != n:
+            raise UserError(f"{where}: {field!r} has {len(value)} values for {n} rationales")
+        return [_one(v, f"{where}: {field}", kind) for v in value]
+    return [_one(value, f"{where}: {field}", kind)] * n
