@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue #28's CPU campaign: Fine-tune-CoT from gpt-3.5-turbo-instruct's rationales (Mentor-KD's release) at
+# D = 1 and D = 6, the paper's protocol with 3 epochs for every D (the epoch kept on validation), the curation
+# of #18 (consistency on), vanilla beside each; cheapest first, so that what lands first is a whole D pair.
+# Run it from a git worktree at a fixed commit, in the background; it is resumable (finished settings are cached
+# in docs/results/<task>/<setting>.json and skipped, a killed student resumes from its last epoch):
+#
+#   git worktree add ../campaign HEAD && cd ../campaign && PYTHONPATH=src nohup bash benchmarks/diverse_cpu.sh &
+#
+# Each finished setting's result file carries its command; copy it (and its predictions) into the main checkout
+# and commit it as it lands.
+set -uo pipefail
+export FTCOT_DATA_DIR=${FTCOT_DATA_DIR:-../shared/data} PYTHONUNBUFFERED=1
+PY=${PY:-.venv/bin/python}
+COMMON="--protocol paper --epochs 3 --max-examples 0 --consistency on --teacher gpt-3.5-turbo-instruct"
+for run in "last_letter_concatenation 1" "last_letter_concatenation 6" "date_understanding 1" \
+           "date_understanding 6" "last_letter_concatenation 1 --seeds 2" "last_letter_concatenation 6 --seeds 2"; do
+  set -- $run
+  task=$1 d=$2; shift 2
+  extra=""; [ "$task" = date_understanding ] && extra="--choice-by-content"
+  echo "== $(date -u +%FT%TZ) $task D=$d $*"
+  $PY benchmarks/reproduce.py --tasks "$task" $COMMON --num-samples "$d" $extra "$@" || echo "FAILED: $task D=$d"
+done
+echo "== $(date -u +%FT%TZ) done"
