@@ -129,7 +129,7 @@ def test_config_errors(tmp_path):
 def test_data_fetch_and_verify_from_local_folder(shared_data, tmp_path):
     dest = tmp_path / "data"
     result = run_cli("data", "fetch", "--to", dest, "--source", shared_data)
-    assert "53/54 files present and verified" in result.stdout
+    assert "58/59 files present and verified" in result.stdout
     _one_line_error(result, r"^error: 1 file\(s\) could not be fetched .* raw/AQuA/train\.json: missing at source")
     assert run_cli("data", "verify", "--data-dir", dest).returncode == 0
     corrupt = dest / "splits" / "coin_flip__default.json"

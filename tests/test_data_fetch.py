@@ -211,7 +211,7 @@ def test_fetch_derives_the_teacher_files_from_the_logs_with_the_published_checks
     for part in ("raw", "splits", "kojima_logs", "few_shot_cot_prompts.json"):
         (mirror / part).symlink_to(shared_data / part)
     result = run_cli("data", "fetch", "--to", tmp_path / "data", "--source", mirror)
-    assert result.stdout.count("derived") == 12 and "53/54 files present and verified" in result.stdout
+    assert result.stdout.count("derived") == 12 and "58/59 files present and verified" in result.stdout
     assert result.returncode == 2 and "raw/AQuA/train.json: missing at source" in result.stderr  # never shared
     verify = run_cli("data", "verify", "--data-dir", tmp_path / "data")
     assert verify.returncode == 0 and "BAD" not in verify.stdout

@@ -6,6 +6,7 @@ The data folder mirrors the layout of the project's shared copy:
   few_shot_cot_prompts.json                the paper's few-shot-CoT prompts
   kojima_logs/<name>_zero_shot_cot.log     Kojima et al.'s zero-shot-CoT logs (text-davinci-002)
   teacher/text-davinci-002__zs_cot/*.jsonl recorded teacher outputs, parsed from those logs
+  mentor_kd/data/...                       gpt-3.5-turbo-instruct rationales released with Mentor-KD, at its paths
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ REASONING_TEACHER = ("https://raw.githubusercontent.com/itsnamgyu/reasoning-teac
                      "a2ca4d28d3bbabbd77106b76d06885d1a5eac0d9")
 GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c"
 AQUA = "https://raw.githubusercontent.com/google-deepmind/AQuA/26b64ed1f22208c6742f47df547dfd65088ec30d"
+# Mentor-KD's code and data (Apache-2.0): gpt-3.5-turbo-instruct rationales on the paper's train splits.
+MENTOR_KD = "https://raw.githubusercontent.com/2hojae/mentor-kd/ec9ea1118ef1ef71152b61c0768220011ac58e52"
 
 TEACHER_DIR = "teacher/text-davinci-002__zs_cot"
 # Kojima et al.'s log file name for each task; our teacher JSONL files are parsed from these logs.
@@ -55,6 +58,10 @@ def _split(name: str, sha256: str) -> DataFile:
 def _log(task: str, sha256: str) -> DataFile:
     name = f"{KOJIMA_LOG_NAMES[task]}_zero_shot_cot.log"
     return DataFile(f"kojima_logs/{name}", sha256, f"{KOJIMA}/log/{name}")
+
+
+def _mentor_kd(path: str, sha256: str) -> DataFile:
+    return DataFile(f"mentor_kd/{path}", sha256, f"{MENTOR_KD}/{path}")
 
 
 def _teacher(task: str, sha256: str) -> DataFile:
@@ -121,6 +128,14 @@ DATA_FILES: tuple[DataFile, ...] = (
     _teacher("strategy_qa", "218e8f37bfd3d9dc47eda67848aea5adfa644424f721d8f3598839018a51e49e"),
     _teacher("svamp", "baadaf7610a7fb2b97c7ecb2b21776578203dafa0282d7251eafd4ad9d31b843"),
     _teacher("tracking_shuffled_objects", "956f0b8e6a15c0bae5a57575fb796f41230e33f5a08f708b1b35aab1bc2802e7"),
+    _mentor_kd("LICENSE", "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"),
+    _mentor_kd("data/prompt/date_understanding_6.json",
+               "b79e3ab40268effff99e6c59f08757290c7176f8fc684a5d1a3e42a4e280b43d"),
+    _mentor_kd("data/prompt/last_letter_concatenation_6.json",
+               "eaa301af3cf00a9e28a2e42f69242abc374b44ec48ddf78e6f743b7c37581059"),
+    _mentor_kd("data/prompt/tracking_shuffled_objects_6.json",
+               "df3f4d353b87bb269f8313276169c08818f576c8a728dd644b363ce47c449621"),
+    _mentor_kd("data/main/strategy_qa_3_train.json", "2e07267e6dd9c52c4b36908e7470f2e9b77fdb3e6177b9fbf0b37a7b1a46a5cf"),
 )
 DATA_FILES_BY_PATH = {f.path: f for f in DATA_FILES}
 

@@ -208,6 +208,27 @@ def failures_table(rows: list[dict]) -> Table:
     return header, cells
 
 
+def curation_table(runs: list[Path]) -> Table:
+    """Each run's curation: the teacher's samples, how many were kept (per teacher, where several taught) and
+    why the others were dropped."""
+    header = ["run", "task", "D", "train questions", "samples", "kept", "kept by teacher", "dropped (why)"]
+    cells = []
+    for run in runs:
+        path = RunFolder(run).summary("curate")
+        c = _read(path) if path.exists() else {}
+        if not c:
+            continue
+        cfg = _read(RunFolder(run).config) if RunFolder(run).config.exists() else {}
+        by_teacher = c.get("by_teacher") if isinstance(c.get("by_teacher"), dict) else {}
+        removed = c.get("removed") if isinstance(c.get("removed"), dict) else {}
+        cells.append([run.name, _task_name(cfg), str((cfg.get("teacher") or {}).get("num_samples", "")),
+                      str(c.get("train_questions", "")), str(c.get("samples_drawn", "")), str(c.get("kept", "")),
+                      ", ".join(f"{t} {v.get('kept')} of {v.get('samples')}" for t, v in by_teacher.items()
+                                if isinstance(v, dict)),
+                      ", ".join(f"{why} {n}" for why, n in sorted(removed.items(), key=lambda kv: -kv[1]))])
+    return header, cells
+
+
 def markdown(table: Table) -> str:
     header, cells = table
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -329,6 +350,7 @@ def report(root: Path) -> dict:
     if not rows:
         raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
     results, notes, failures = table(rows), diagnostics_table(rows), failures_table(rows)
+    curation = curation_table(runs)
     root = Path(root)
     with open(root / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -342,8 +364,10 @@ def report(root: Path) -> dict:
     text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + results + "\n"
             + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + markdown(notes)
             + "\n" + "".join(f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{markdown(f)}\n" for f in failures)
+            + (f"\n## Curation\n\nThe teacher's samples of the train questions, kept or dropped.\n\n{markdown(curation)}\n"
+               if curation[1] else "")
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
     page = write_html(root, [(run, _task_name(_read(RunFolder(run).config))) for run in runs], rows, plots,
-                      [notes, *failures])
+                      [notes, *failures, *([curation] if curation[1] else [])])
     return {"table": results, "rows": rows, "plots": plots, "html": page}

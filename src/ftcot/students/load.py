@@ -77,7 +77,7 @@ def resolve(name: str) -> str:
                         transient=True, disable=not console.is_terminal)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
-        with progress, _libraries_quiet(close_stderr=True):
+        with progress, libraries_quiet(close_stderr=True):
             step = progress.add_task(steps[0], total=len(steps))
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -105,7 +105,7 @@ def resolve(name: str) -> str:
 
 
 @contextmanager
-def _libraries_quiet(close_stderr: bool = False):
+def libraries_quiet(close_stderr: bool = False):
     """transformers' progress bars (per weight, per shard) and its info logging off while a model loads: a log
     gets ftcot's lines, not a library's bars. Its GGUF de-quantization loop calls tqdm directly (transformers 5.x,
     modeling_gguf_pytorch_utils), past that switch, so the conversion also closes the stream (close_stderr:
@@ -153,7 +153,7 @@ def load_student(cfg, path: str | None = None):
     auto = AutoModelForSeq2SeqLM if kind == "encoder_decoder" else AutoModelForCausalLM
     adapter = _adapter(name)
     try:
-        with _libraries_quiet():
+        with libraries_quiet():
             model = auto.from_pretrained(resolve(cfg.model) if adapter else name, dtype=torch.float32,
                                          trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
         if adapter:  # the base model with the adapter merged in, as a merged save would be

@@ -24,7 +24,7 @@ from ftcot.errors import UserError
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
-from ftcot.students.load import load_student
+from ftcot.students.load import libraries_quiet, load_student
 from ftcot.methods import METHODS
 from ftcot.tasks import Sample, Task
 
@@ -253,7 +253,8 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
         callback.history = []
     _wait_for_main()
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    with libraries_quiet():  # ftcot's epoch lines and the Trainer's own bar, not a bar per checkpoint shard
+        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     wall = time.perf_counter() - start
     history = _wait_for_main(callback.history)
     scored = [h for h in history if h["val_accuracy"] is not None]

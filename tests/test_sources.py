@@ -1,0 +1,305 @@
+"""Bring your own rationales: rationale tables of every shape as a recorded teacher, matched to the task's questions,
+answers read from the rationales, D taken in order, several sources at once, Mentor-KD's release as a named
+source, one-line errors for bad files, and a whole run from such a file on a tiny student."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from helpers import run_cli
+from ftcot.config import RationaleSource, TeacherConfig
+from ftcot.judge import solved
+from ftcot.tasks import TaskDecl, load_task
+from ftcot.tasks.answers import INTEGER, LETTER_A_TO_C, LETTERS, TEXT, YES_NO
+from ftcot.tasks.rationales import concluded_answer
+from ftcot.teachers import make_recorded_teacher
+
+
+def _write(rows: list[dict], path):
+    """Rows as the file path's suffix names (or a datasets folder): JSON as a list, the others through datasets."""
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+        return path
+    import datasets
+
+    data = datasets.Dataset.from_list(rows)
+    if path.suffix == ".jsonl":
+        data.to_json(str(path), lines=True)
+    elif path.suffix == ".csv":
+        data.to_csv(str(path), index=False)
+    elif path.suffix == ".parquet":
+        data.to_parquet(str(path))
+    else:
+        data.save_to_disk(str(path))
+    return path
+
+
+def _teacher(task, source, **cfg):
+    teacher, reports = make_recorded_teacher(TeacherConfig(backend="recorded", model="my-teacher", records=source,
+                                                           **cfg), task, "default", task.root)
+    return [r for rs in teacher.by_sample.values() for r in rs], reports
+
+
+def _coin_flip(data_dir):
+    task = load_task("coin_flip", data_dir)
+    return task, task.split_samples("train"), task.split_samples("test")
+
+
+@pytest.mark.parametrize("shape", ["json list", "jsonl one", "csv flag", "parquet list", "folder flags"])
+def test_every_shape_of_a_rationale_file_is_read(shape, data_dir, tmp_path):
+    task, train, _ = _coin_flip(data_dir)
+    q = [s for s in train[:4]]
+    right = {s.sample_index: s.answer for s in q}
+    wrong = {s.sample_index: "no" if s.answer == "yes" else "yes" for s in q}
+    if shape == "json list":  # a list of rationales with a list of their answers
+        rows = [{"q": s.question, "r": ["First.", "Second."], "a": [right[s.sample_index], wrong[s.sample_index]]}
+                for s in q]
+        source = RationaleSource(path=str(_write(rows, tmp_path / "r.json")), question="q", rationale="r",
+                                 answer="a")
+        expected = [("source", True), ("source", False)]
+    elif shape == "jsonl one":  # one rationale, no answer: read from its conclusion
+        rows = [{"question": s.question, "rationale": f"It is heads. So the answer is {right[s.sample_index]}."}
+                for s in q]
+        source = RationaleSource(path=str(_write(rows, tmp_path / "r.jsonl")))
+        expected = [("rationale", True)]
+    elif shape == "csv flag":  # a CSV cell is text: "true"/"false"
+        rows = [{"question": s.question, "rationale": "Thinking.", "ok": "true" if i % 2 == 0 else "false"}
+                for i, s in enumerate(q)]
+        source = RationaleSource(path=str(_write(rows, tmp_path / "r.csv")), correct="ok")
+        expected = None
+    elif shape == "parquet list":
+        rows = [{"question": s.question, "rationale": [f"Yes. The answer is {right[s.sample_index]}.",
+                                                        f"The answer is {wrong[s.sample_index]}.", "Hard to say."]}
+                for s in q]
+        source = RationaleSource(path=str(_write(rows, tmp_path / "r.parquet")))
+        expected = [("rationale", True), ("rationale", False), ("rationale", False)]
+    else:  # a datasets folder, one flag a rationale
+        rows = [{"question": s.question, "rationale": ["a", "b"], "ok": [True, False]} for s in q]
+        source = RationaleSource(path=str(_write(rows, tmp_path / "r")), correct="ok")
+        expected = [("flag", True), ("flag", False)]
+    records, (report,) = _teacher(task, source)
+    assert report["rows"] == 4 and report["matched_exact"] == 4 and report["questions"] == 4
+    assert {r.sample_index for r in records} == set(right) and all(r.model == "my-teacher" for r in records)
+    for s in q:
+        mine = sorted((r for r in records if r.sample_index == s.sample_index), key=lambda r: r.completion_index)
+        assert [r.completion_index for r in mine] == list(range(len(mine)))
+        assert all(r.question == s.question and r.answer == s.answer for r in mine)
+        got = [(r.answer_from, solved(task.answer_format, r.answer_completion, r.answer)) for r in mine]
+        if expected is None:  # the flag alternates by row
+            i = q.index(s)
+            assert got == [("flag", i % 2 == 0)]
+        else:
+            assert got == expected
+    assert records[0].reasoning_completion.startswith(" ") and records[0].answer_prompt == ""
+
+
+def test_questions_match_exactly_then_by_whitespace_and_the_rest_is_counted(tmp_path):
+    """Unmatched rows, rows whose text two questions share and test questions are left out and counted."""
+    rows = [{"question": q, "answer": a} for q, a in [
+        ("What is 1 plus 1?", "2"), ("What is 2 plus 2?", "4"), ("Same words here?", "5"),
+        ("Same words here?", "5"), ("What is 3 plus 3?", "6")]]
+    train = _write(rows[:4], tmp_path / "train.jsonl")
+    test = _write(rows[4:], tmp_path / "test.jsonl")
+    task = load_task(TaskDecl(name="sums", train=str(train), test=str(test), answer_format="number"))
+    given = [{"question": "What is 1 plus 1?", "rationale": "1 + 1 = 2."},  # exact
+             {"question": "  What is 2\n plus   2? ", "rationale": "2 + 2 = 4."},  # whitespace
+             {"question": "What is 9 plus 9?", "rationale": "18."},  # no such question
+             {"question": "Same words here?", "rationale": "5."},  # two questions have this text
+             {"question": "What is 3 plus 3?", "rationale": "6."},  # a test question
+             {"question": "What is 1 plus 1?", "rationale": "It is 3."}]  # a second row of the first question
+    records, (report,) = _teacher(task, RationaleSource(path=str(_write(given, tmp_path / "r.json"))))
+    assert {k: report[k] for k in ("matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows",
+                                   "test_rows_refused", "rationales", "questions")} == {
+        "matched_exact": 2, "matched_whitespace": 1, "unmatched_rows": 1, "ambiguous_rows": 1,
+        "test_rows_refused": 1, "rationales": 3, "questions": 2}
+    by_k = {(r.sample_index, r.completion_index): r for r in records}
+    assert set(by_k) == {(0, 0), (0, 1), (1, 0)}  # rows of one question add up in file order
+    assert by_k[(0, 1)].reasoning_completion == " It is 3." and by_k[(0, 1)].answer_completion == " 3."
+    assert by_k[(1, 0)].params["matched"] == "whitespace" and by_k[(1, 0)].question == "What is 2 plus 2?"
+    assert [solved(task.answer_format, by_k[k].answer_completion, by_k[k].answer) for k in sorted(by_k)] == [
+        True, False, True]
+
+
+@pytest.mark.parametrize("fmt,question,text,answer", [
+    (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
+     "Alice has the blue ball. So the correct answer is (B) blue ball.", "B"),
+    (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
+     "In the end Alice holds the pink ball.", "C"),  # by content where no letter is named
+    (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.", "Hard to say.", None),
+    (INTEGER, "How many?", "She has 3 + 4 = 7 apples. The answer is 7.", "7"),
+    (INTEGER, "How many?", "We need 13 rooms for all 390 students.", "390"),  # the last number stated
+    (YES_NO, "Is it?", "Paris is in France. So the answer is yes.", "yes"),
+    (YES_NO, "Is it?", "The statement is false.", None),  # no explicit yes or no
+    (LETTERS, "Take the last letters.", 'Concatenating them gives "yajo".', "yajo"),
+    (LETTERS, "Take the last letters.", "Now concatenate them: 'ann' + 't' = 'annt'", "annt"),
+    (LETTERS, "Take the last letters.", "Concatenating the last letters, we get: tsla", "tsla"),
+    (TEXT, "Why?", "Because it is.", None),  # free text: nothing to read safely
+])
+def test_the_answer_is_read_from_the_rationale_in_every_format(fmt, question, text, answer):
+    assert concluded_answer(text, fmt, question) == answer
+
+
+def test_num_samples_takes_the_first_D_and_sources_add_up_in_order(data_dir, tmp_path):
+    """D = 2 of a file with three rationales a question takes its first two; listed after text-davinci-002's
+    records, a table's completions of a question come after that teacher's one, and curation counts each
+    teacher's kept rationales."""
+    task, train, _ = _coin_flip(data_dir)
+    first = train[:6]
+    rows = [{"question": s.question, "rationale": [f"One: the answer is {s.answer}.",
+                                                    f"Two: the answer is {s.answer}.",
+                                                    f"Three: the answer is {s.answer}."]} for s in first]
+    table = RationaleSource(path=str(_write(rows, tmp_path / "r.json")), teacher="other-teacher")
+    config = {"task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+              "teacher": {"backend": "recorded", "records": [table.model_dump(exclude_defaults=True)],
+                          "num_samples": 2, "max_samples": 6, "on_missing": "skip"},
+              "curate": {"val_fraction": 0.0}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("teach", tmp_path / "c.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "teach: other-teacher from " in result.stderr and "6 matched exactly" in result.stderr
+    completions = [json.loads(line) for line in (tmp_path / "run" / "teacher" / "completions.jsonl").open()]
+    assert [(c["completion_index"], c["reasoning_completion"].split(":")[0]) for c in completions] == [
+        (0, " One"), (1, " Two")] * 6
+
+    config["run_dir"] = str(tmp_path / "run2")
+    config["teacher"] |= {"records": ["text-davinci-002", table.model_dump(exclude_defaults=True)], "num_samples": 3}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    for stage in ("teach", "curate"):
+        result = run_cli(stage, tmp_path / "c.yaml")
+        assert result.returncode == 0, result.stderr
+    run = tmp_path / "run2"
+    completions = [json.loads(line) for line in (run / "teacher" / "completions.jsonl").open()]
+    assert [(c["completion_index"], c["model"]) for c in completions] == [
+        (0, "text-davinci-002"), (1, "other-teacher"), (2, "other-teacher")] * 6
+    assert json.loads((run / "teacher" / "summary.json").read_text())["teacher"] == \
+        "recorded:text-davinci-002+other-teacher"
+    summary = json.loads((run / "curate" / "summary.json").read_text())
+    assert summary["by_teacher"]["other-teacher"] == {"samples": 12, "kept": 12}
+    assert summary["by_teacher"]["text-davinci-002"]["samples"] == 6
+    per_question = [json.loads(line) for line in (run / "curate" / "per_question.jsonl").open()]
+    kept = [q for q in per_question if q["drawn"]]
+    assert len(kept) == 6 and all(q["kept_by_teacher"]["other-teacher"] == 2 for q in kept)
+    assert sum(q["kept_by_teacher"].get("text-davinci-002", 0) for q in kept) == \
+        summary["by_teacher"]["text-davinci-002"]["kept"]
+
+
+BAD = {  # what the file holds -> the line expected (the file and the row named)
+    "no question field": ([{"text": "Q?", "rationale": "r"}], {}, r"r\.json: row 1: no 'question'"),
+    "rationale a number": ([{"question": "Q?", "rationale": 3}], {}, r"row 1: 'rationale' is neither a text"),
+    "rationale missing": ([{"question": "Q?"}], {}, r"row 1: no 'rationale'"),
+    "answers not beside": ([{"question": "Q?", "rationale": ["a", "b"], "a": ["x"]}], {"answer": "a"},
+                           r"row 1: 'a' has 1 values for 2 rationales"),
+    "answer an object": ([{"question": "Q?", "rationale": "r", "a": {"x": 1}}], {"answer": "a"},
+                         r"row 1: a: \{'x': 1\} is not an answer"),
+    "flag not a flag": ([{"question": "Q?", "rationale": "r", "ok": "maybe"}], {"correct": "ok"},
+                        r"row 1: ok: 'maybe' is not a true/false flag"),
+    "answer field missing": ([{"question": "Q?", "rationale": "r"}], {"answer": "a"}, r"row 1: no 'a'"),
+    "not a table": ("{\"a\": ", {}, r"r\.json: cannot read it as a table"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_a_bad_rationale_file_is_one_line_naming_file_row_and_field(case, data_dir, tmp_path):
+    content, fields, pattern = BAD[case]
+    path = tmp_path / "r.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    config = {"task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+              "teacher": {"backend": "recorded", "records": {"path": str(path), **fields}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("teach", tmp_path / "c.yaml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not (tmp_path / "run" / "teacher" / "completions.jsonl").exists()
+
+
+@pytest.mark.parametrize("records,pattern", [
+    ("no-such-teacher", r"'no-such-teacher' is neither a named source \(text-davinci-002, gpt-3.5-turbo-instruct\)"),
+    ("gpt-3.5-turbo-instruct", r"gpt-3.5-turbo-instruct has rationales for date_understanding, .*not coin_flip"),
+])
+def test_an_unknown_or_uncovered_named_source_is_one_line(records, pattern, data_dir, tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+        "teacher": {"backend": "recorded", "records": records}}))
+    result = run_cli("teach", tmp_path / "c.yaml")
+    import re
+
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert re.search(pattern, result.stderr), result.stderr
+
+
+def test_a_whole_run_from_a_rationale_file_on_a_tiny_student(data_dir, tiny_lm, tmp_path):
+    """Without the shared data: a user's JSONL of two rationales a question (one of them wrong) trains a tiny
+    student end to end; the report and the export read the run."""
+    task, train, _ = _coin_flip(data_dir)
+    rows = []
+    for s in train[:40]:
+        other = "no" if s.answer == "yes" else "yes"
+        rows.append({"question": s.question, "rationale": [f"The coin ends {s.answer}. So the answer is {s.answer}.",
+                                                           f"I think so. So the answer is {other}."]})
+    path = _write(rows, tmp_path / "mine.jsonl")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "runs" / "mine"),
+        "teacher": {"backend": "recorded", "model": "my-teacher", "records": {"path": str(path)},
+                    "num_samples": 2, "max_samples": 40},
+        "student": {"model": str(tiny_lm)}, "train": {"epochs": 1, "learning_rate": 0.001},
+        "evaluate": {"baselines": [], "max_samples": 4, "max_new_tokens": 8}}))
+    result = run_cli("run", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "mine"
+    curated = json.loads((run / "curate" / "summary.json").read_text())
+    assert curated["removed"]["incorrect"] == curated["samples_drawn"] // 2  # every second rationale is wrong
+    assert curated["by_teacher"] == {"my-teacher": {"samples": curated["samples_drawn"], "kept": curated["kept"]}}
+    assert (run / "eval" / "ft_cot" / "metrics.json").is_file()
+    report = run_cli("report", tmp_path / "runs")
+    assert report.returncode == 0, report.stderr
+    assert f"| my-teacher {curated['kept']} of {curated['samples_drawn']} |" in (tmp_path / "runs" / "report.md").read_text()
+    exported = run_cli("export", run, "--to", tmp_path / "out", "--format", "messages")
+    assert exported.returncode == 0, exported.stderr
+    assert len((tmp_path / "out" / "ft_cot.messages.jsonl").read_text().splitlines()) == curated["kept"]
+
+
+def test_mentor_kd_matches_the_paper_train_splits(shared_data):
+    """The named source on the real release: every row matched to a train question (Tracking's after whitespace),
+    none a test question; StrategyQA's one question that is also a test question's text is left out."""
+    expected = {"date_understanding": (258, 258, 0, 0), "last_letter_concatenation": (350, 350, 0, 0),
+                "tracking_shuffled_objects": (525, 0, 525, 0), "strategy_qa": (4488, 4485, 0, 3)}
+    for key, (rows, exact, loose, ambiguous) in expected.items():
+        task = load_task(key, shared_data)
+        teacher, (report,) = make_recorded_teacher(TeacherConfig(backend="recorded", model="gpt-3.5-turbo-instruct",
+                                                                 on_missing="skip"), task, "default", shared_data)
+        assert (report["rows"], report["matched_exact"], report["matched_whitespace"], report["ambiguous_rows"]) == (
+            rows, exact, loose, ambiguous), key
+        assert report["unmatched_rows"] == report["test_rows_refused"] == 0
+        train = {s.sample_index for s in task.split_samples("train")}
+        assert {i for _, i in teacher.by_sample} <= train
+        records = [r for rs in teacher.by_sample.values() for r in rs]
+        right = sum(solved(task.answer_format, r.answer_completion, r.answer) for r in records)
+        assert right > 0.8 * len(records) if key != "last_letter_concatenation" else right > 0.75 * len(records)
+
+
+def test_the_named_source_fetches_from_a_mirror_and_a_corrupted_file_is_refused(shared_data, tmp_path):
+    from ftcot import data
+    from ftcot.fetch import fetch
+
+    mine = tuple(f for f in data.DATA_FILES if f.path.startswith("mentor_kd/"))
+    assert len(mine) == 5  # the four rationale files and the licence
+    mirror = tmp_path / "mirror"
+    for f in mine:
+        (mirror / f.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared_data / f.path, mirror / f.path)
+    broken = mirror / "mentor_kd/data/prompt/date_understanding_6.json"
+    broken.write_bytes(broken.read_bytes()[:-10] + b"0000000000")
+    dest = tmp_path / "data"
+    outcomes = fetch(dest, str(mirror), mine)
+    assert outcomes.pop("mentor_kd/data/prompt/date_understanding_6.json").startswith("failed: ")
+    assert set(outcomes.values()) == {"fetched"}
+    assert not (dest / "mentor_kd/data/prompt/date_understanding_6.json").exists()
+    assert not list(dest.rglob("*.part"))
+    assert all(data.is_verified(f, dest) for f in mine if "date_understanding" not in f.path)
