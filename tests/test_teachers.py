@@ -466,6 +466,34 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
         server.stop()
 
 
+def test_a_request_waiting_for_its_rate_window_holds_nothing_in_the_ledger(server, tmp_path):
+    """The ledger holds a request only as it is sent: one killed while it waited would leave no hold."""
+    teacher = OpenAITeacher("test-model", server.base_url, None, requests_per_minute=1, rate_period_s=600.0,
+                            max_attempts=1)
+    store = CompletionStore(tmp_path / "store.sqlite")
+    teacher.spending = Spending(None, ledger=store)
+    rows = "SELECT COUNT(*), COUNT(prompt_tokens) FROM spending"
+
+    async def main():
+        try:
+            await teacher.sample("q0", 1, {"max_tokens": 8})
+            waiting = asyncio.ensure_future(teacher.sample("q1", 1, {"max_tokens": 8}))
+            while not teacher.rpm.turn.locked():  # q1 is in its rate window's wait
+                await asyncio.sleep(0)
+            during = store.db.execute(rows).fetchone()
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+            return during
+        finally:
+            await teacher.aclose()
+    try:
+        assert asyncio.run(main()) == (1, 1)  # q0's, settled; none for q1
+        assert store.db.execute(rows).fetchone() == (1, 1) and len(server.completion_requests()) == 1
+        assert teacher.spending.outstanding == 0 and teacher.spending.reserved == 0
+    finally:
+        store.close()
+
+
 def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server, data_dir, tmp_path):
     cfg = _priced_config(server, data_dir, tmp_path)
     done = teach(context(cfg))
