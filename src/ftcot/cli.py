@@ -167,6 +167,9 @@ def teach_command(
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="A hard budget in USD for the run folder's spending in "
                                              "all (earlier runs count): no request is sent whose worst case would "
                                              "not fit; a budget stop exits with code 3."),
+    settle_holds: bool = typer.Option(False, "--settle-holds", help="Count the requests a killed run left in flight "
+                                      "(held at their worst case) at the mean cost of those answered, and say by "
+                                      "how much the cap could then be exceeded at most."),
 ) -> None:
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math
@@ -175,7 +178,7 @@ def teach_command(
 
     if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
         raise UserError(f"--max-cost must be a number of USD >= 0, not {max_cost}")
-    summary = teach(_context(config), dry_run=dry_run, max_cost=max_cost)
+    summary = teach(_context(config), dry_run=dry_run, max_cost=max_cost, settle_holds=settle_holds)
     if dry_run:
         return
     console.print(f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "

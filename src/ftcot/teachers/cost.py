@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from ftcot.config import Price
@@ -124,3 +125,34 @@ class Spending:
                                                else held.worst))
             self._changed.notify_all()
 
+
+@dataclass(frozen=True)
+class Holds:
+    """Requests held at their worst case that no process will settle: their process was killed (or crashed)
+    while they were in flight, and nobody knows what the provider billed for them."""
+
+    requests: int
+    held_usd: float  # at their worst case, as the ledger counts them
+    since: float  # when the first of them was held (epoch seconds)
+    arrived: int  # requests whose completions arrived in this folder
+    settle_usd: float | None  # all of them at the mean cost of those (None: none arrived)
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        what = (f"{self.requests} request(s) in flight when their run was killed hold ${self.held_usd:.4f} at their "
+                f"worst case since {when}")
+        if self.settle_usd is None:
+            return f"{what} (no completion has arrived yet to take a mean cost from)"
+        return (f"{what}; `ftcot teach --settle-holds` counts them at the mean cost of the {self.arrived} requests "
+                f"that were answered (${self.settle_usd:.4f} in all), after which the cap could be exceeded by at "
+                f"most ${self.held_usd - self.settle_usd:.4f}")
+
+
+def dead_holds(store, price: Price | None) -> Holds | None:
+    """The store's unsettled holds, for a caller that knows their process is gone (none holds the folder)."""
+    requests, prompt_tokens, completion_tokens, since = store.unsettled()
+    if not requests:
+        return None
+    arrived, mean = store.mean_request()
+    return Holds(requests, cost_of(price, prompt_tokens, completion_tokens), since, arrived,
+                 requests * cost_of(price, *mean) if mean else None)
