@@ -126,14 +126,15 @@ def fetch_command(
                                       help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data)."),
     source: Optional[str] = typer.Option(None, "--source", help="A local folder or mirror base URL (default: upstream)."),
 ) -> None:
-    """Download every data file not already present and verified (sha256), atomically."""
+    """Download every data file not already present and verified (sha256 or git blob id), atomically."""
     root = data_files.data_dir(to)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot use {root} as the data folder: {exc.strerror or exc}") from None
+    # One line a file, however long its outcome (soft_wrap: never wrapped)
     outcomes = fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
-                                                                                          markup=False))
+                                                                                          markup=False, soft_wrap=True))
     done = sum(o in ("fetched", "derived", "verified") for o in outcomes.values())
     console.print(f"{done}/{len(outcomes)} files present and verified in {root}")
     missing = [p for p, o in outcomes.items() if o.startswith(("missing", "failed"))]
@@ -144,7 +145,7 @@ def fetch_command(
 
 @data_app.command("verify")
 def verify_command(data_dir: Optional[Path] = DataDir) -> None:
-    """Check the sha256 of every data file present; list missing ones."""
+    """Check the sha256 (or git blob id) of every data file present; list missing ones."""
     root = data_files.data_dir(data_dir)
     if not root.is_dir():
         raise UserError(f"no data folder at {root}: run `ftcot data fetch` first")
