@@ -110,6 +110,77 @@ def test_every_file_has_a_public_source_or_names_its_origin():
         assert file.sha256 is not None or file.path == "raw/AQuA/train.json"
 
 
+AQUA_TRAIN = data.DATA_FILES_BY_PATH["raw/AQuA/train.json"]
+
+
+def test_a_git_blob_id_is_gits_own(data_dir):
+    import subprocess
+
+    path = data_dir / "raw" / "coin_flip" / "coin_flip.json"
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    assert data.digests(path) == (data.sha256_of(path), git.stdout.strip())
+
+
+def test_aqua_train_is_verified_by_its_git_blob_id_and_a_corrupted_one_leaves_nothing(tmp_path, serve):
+    mirror = tmp_path / "mirror" / "raw" / "AQuA"
+    mirror.mkdir(parents=True)
+    (mirror / "train.json").write_text('{"question": "not the real AQuA train", "correct": "A"}\n')
+    url, _ = serve(tmp_path / "mirror")
+    outcome = fetch(tmp_path / "data", url, files=(AQUA_TRAIN,))["raw/AQuA/train.json"]
+    assert outcome.startswith(f"failed: checksum mismatch for raw/AQuA/train.json from {url}/raw/AQuA/train.json: "
+                              f"expected git blob {AQUA_TRAIN.git_blob}, got ")
+    assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+    # The same bytes under their own blob id are fetched: the blob id is what is checked.
+    theirs = dataclasses.replace(AQUA_TRAIN, git_blob=data.digests(mirror / "train.json")[1])
+    assert fetch(tmp_path / "data", url, files=(theirs,)) == {"raw/AQuA/train.json": "fetched"}
+    assert (tmp_path / "data" / "raw" / "AQuA" / "train.json").read_bytes() == (mirror / "train.json").read_bytes()
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "outside/train.json"])
+def test_a_local_sources_link_out_of_it_is_refused_and_leaves_nothing(tmp_path, target):
+    outside = tmp_path / "outside" / "train.json"
+    outside.parent.mkdir()
+    outside.write_text('{"question": "q", "correct": "A"}\n')
+    target = tmp_path / target  # an absolute one stays itself
+    link = tmp_path / "mirror" / "raw" / "AQuA" / "train.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    theirs = dataclasses.replace(AQUA_TRAIN, git_blob=data.digests(target)[1])  # the content would pass
+    result = fetch(tmp_path / "data", str(tmp_path / "mirror"), files=(theirs,))
+    assert result == {"raw/AQuA/train.json": f"failed: {link} is a link to {target.resolve()}, outside the source "
+                                             f"folder {tmp_path / 'mirror'}: not copied"}
+    assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+    # A link that stays inside the source folder is followed.
+    inside = tmp_path / "mirror" / "elsewhere.json"
+    inside.write_bytes(target.read_bytes())
+    link.unlink()
+    link.symlink_to("../../elsewhere.json")
+    assert fetch(tmp_path / "data", str(tmp_path / "mirror"), files=(theirs,)) == {"raw/AQuA/train.json": "fetched"}
+
+
+def test_fetch_command_names_a_refused_aqua_train_in_one_line(tmp_path):
+    link = tmp_path / "mirror" / "raw" / "AQuA" / "train.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/etc/passwd")
+    result = run_cli("data", "fetch", "--to", tmp_path / "data", "--source", tmp_path / "mirror")
+    assert result.returncode == 2 and re.fullmatch(r"error: [^\n]+\n", result.stderr), result.stderr
+    named = [line for line in result.stdout.splitlines() if "raw/AQuA/train.json" in line]
+    assert len(named) == 1 and "is a link to /etc/passwd, outside the source folder" in named[0], result.stdout
+    assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+
+
+def test_data_verify_checks_aqua_train_where_present(tmp_path):
+    root = tmp_path / "data"
+    (root / "raw" / "AQuA").mkdir(parents=True)
+    absent = run_cli("data", "verify", "--data-dir", root)
+    assert absent.returncode == 0 and "missing  raw/AQuA/train.json" in absent.stdout
+    (root / "raw" / "AQuA" / "train.json").write_text('{"question": "q", "correct": "A"}\n')
+    present = run_cli("data", "verify", "--data-dir", root)
+    assert present.returncode == 2 and "BAD  raw/AQuA/train.json" in present.stdout
+    assert re.fullmatch(r"error: 1 data file\(s\) in .* fail their checksum, e.g. raw/AQuA/train\.json\n",
+                        present.stderr)
+
+
 def test_data_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("FTCOT_DATA_DIR", str(tmp_path / "env"))
     assert data.data_dir() == tmp_path / "env"
@@ -206,10 +277,10 @@ def test_parsing_kojimas_logs_reproduces_every_field_of_every_shared_teacher_rec
 
 
 def test_fetch_derives_the_teacher_files_from_the_logs_with_the_published_checksums(shared_data, tmp_path):
-    mirror = tmp_path / "mirror"  # the shared folder without teacher/
-    mirror.mkdir()
-    for part in ("raw", "splits", "kojima_logs", "few_shot_cot_prompts.json"):
-        (mirror / part).symlink_to(shared_data / part)
+    mirror = tmp_path / "mirror"  # the shared folder without teacher/ (copied: a link out of it is refused)
+    for part in ("raw", "splits", "kojima_logs"):
+        shutil.copytree(shared_data / part, mirror / part)
+    shutil.copy(shared_data / "few_shot_cot_prompts.json", mirror)
     result = run_cli("data", "fetch", "--to", tmp_path / "data", "--source", mirror)
     assert result.stdout.count("derived") == 12 and "58/59 files present and verified" in result.stdout
     assert result.returncode == 2 and "raw/AQuA/train.json: missing at source" in result.stderr  # never shared

@@ -14,7 +14,7 @@ import yaml
 import minidata
 from helpers import run_cli
 from openai_server import OpenAIServer, default_responder
-from ftcot.config import Price, RunConfig, TeacherConfig
+from ftcot.config import Price, RunConfig, TeacherConfig, load_config
 from ftcot.errors import UserError
 from ftcot.pipeline import context, teach
 from ftcot.tasks import load_task
@@ -464,6 +464,132 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
         assert stored == 60 * 2 * 2 and len(prompts) - asked <= stored  # nothing stored was asked for again
     finally:
         server.stop()
+
+
+def _ledger(db):
+    """The ledger's settled tokens, and its unsettled holds: how many, and their worst-case tokens."""
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), COUNT(*) - COUNT(prompt_tokens),"
+                           " COALESCE(SUM(CASE WHEN prompt_tokens IS NULL THEN held_prompt + held_completion END), 0)"
+                           " FROM spending").fetchone()
+
+
+def test_holds_a_kill_left_are_shown_kept_by_default_and_settled_on_request(tmp_path, data_dir):
+    """32 requests in flight when the run is SIGKILLed: their holds stay at their worst case. The dry run and the
+    budget stop say how many, how much, since when and what to do; by default the cap holds (nothing is sent);
+    --settle-holds counts them at the mean cost of the answered requests and goes on, the ledger then counts
+    what was billed for the answered requests plus the settled holds, and what the server billed in all stays
+    within the cap plus the bound it states."""
+    price = 10_000 / 1e6
+    server = OpenAIServer(latency_s=0.2).start()
+    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear",
+                           num_samples=2, max_samples=60, concurrency=32, n_per_request=False,
+                           rationale={"temperature": 0.7, "max_tokens": 64},
+                           prices={"dear": {"input": 10_000, "output": 10_000}})
+    db = tmp_path / "run" / "teacher" / "store.sqlite"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                billed, in_flight, _ = _ledger(db)
+            except sqlite3.OperationalError:  # the store or its ledger not made yet
+                billed, in_flight = 0, 0
+            if billed and in_flight >= 16:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        billed, held, held_tokens = _ledger(db)
+        assert billed and held, (billed, held)  # answered requests, and requests the kill left in flight
+        spent, held_usd = billed * price, held_tokens * price
+        cap = spent + held_usd + 0.01  # less than any request's worst case is left
+        asked = len(server.completion_requests())
+        shown = f"{held} request(s) in flight when their run was killed hold ${held_usd:.4f} at their worst case since"
+
+        dry = run_cli("teach", config, "--dry-run", "--max-cost", cap)
+        assert dry.returncode == 0 and shown in " ".join(dry.stderr.split()), dry.stderr
+        assert "`ftcot teach --settle-holds` counts them at the mean cost" in " ".join(dry.stderr.split())
+        default = run_cli("teach", config, "--max-cost", cap)  # the hard guarantee: it stops at once
+        assert default.returncode == 3 and "stopped at the budget" in default.stderr and shown in default.stderr
+        assert len(server.completion_requests()) == asked and _ledger(db) == (billed, held, held_tokens)
+
+        with sqlite3.connect(db) as con:  # the mean of the answered requests, by the server's own count
+            answered = con.execute("SELECT prompt, text FROM completions").fetchall()
+        mean = [-(-sum(len(t.split()) for t in texts) // len(answered)) for texts in zip(*answered)]
+        settled = run_cli("teach", config, "--max-cost", cap, "--settle-holds")
+        assert settled.returncode in (0, 3), settled.stderr
+        assert "settled (--settle-holds)" in settled.stderr
+        summary = json.loads((tmp_path / "run" / "teacher" / "summary.json").read_text())
+        new = server.completion_requests()[asked:]
+    finally:
+        server.stop()
+    assert new and summary["requests"] == len(new)  # it went on
+    s = summary["settled_holds"]
+    assert s["requests"] == held and [s["prompt_tokens_each"], s["completion_tokens_each"]] == mean
+    assert s["settled_usd"] == pytest.approx(held * sum(mean) * price)
+    assert s["may_exceed_usd"] == pytest.approx(held_usd - s["settled_usd"])
+    new_billed = sum(len(b["prompt"].split()) + len(default_responder(b["prompt"], 0).split()) for b in new)
+    total, unsettled, _ = _ledger(db)
+    assert unsettled == 0 and total == billed + held * sum(mean) + new_billed
+    assert total * price <= cap  # as the ledger counts, the cap held
+    assert _server_cost(server, price) <= cap + s["may_exceed_usd"]  # and within the stated bound as billed
+
+
+def test_a_dry_run_tells_a_running_teachs_holds_from_a_killed_ones(server, data_dir, tmp_path, capsys):
+    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear",
+                           prices={"dear": {"input": 1000, "output": 1000}})
+    assert run_cli("teach", config).returncode == 0
+    store = CompletionStore(tmp_path / "run" / "teacher" / "store.sqlite")
+    store.hold(100, 50)  # as a killed run leaves a request it had sent
+    store.close()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from ftcot.files import hold_folder; hold_folder(Path(sys.argv[1])); print(flush=True); "
+                               "sys.stdin.read()", str(tmp_path / "run" / "teacher")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()  # it holds the teacher folder
+        cfg = load_config(config)
+        running = teach(context(cfg), dry_run=True)
+        assert running["dead_holds"] is None
+        assert f"the requests in flight of pid {holder.pid} " in " ".join(capsys.readouterr().err.split())
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    gone = teach(context(cfg), dry_run=True)
+    assert gone["dead_holds"]["requests"] == 1
+    assert gone["dead_holds"]["held_usd"] == pytest.approx(cost_of(Price(input=1000, output=1000), 100, 50))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 request(s) in flight when their run was killed hold $0.1500" in err and "--settle-holds" in err
+
+
+def test_a_request_waiting_for_its_rate_window_holds_nothing_in_the_ledger(server, tmp_path):
+    """The ledger holds a request only as it is sent: one killed while it waited would leave no hold."""
+    teacher = OpenAITeacher("test-model", server.base_url, None, requests_per_minute=1, rate_period_s=600.0,
+                            max_attempts=1)
+    store = CompletionStore(tmp_path / "store.sqlite")
+    teacher.spending = Spending(None, ledger=store)
+    rows = "SELECT COUNT(*), COUNT(prompt_tokens) FROM spending"
+
+    async def main():
+        try:
+            await teacher.sample("q0", 1, {"max_tokens": 8})
+            waiting = asyncio.ensure_future(teacher.sample("q1", 1, {"max_tokens": 8}))
+            while not teacher.rpm.turn.locked():  # q1 is in its rate window's wait
+                await asyncio.sleep(0)
+            during = store.db.execute(rows).fetchone()
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+            return during
+        finally:
+            await teacher.aclose()
+    try:
+        assert asyncio.run(main()) == (1, 1)  # q0's, settled; none for q1
+        assert store.db.execute(rows).fetchone() == (1, 1) and len(server.completion_requests()) == 1
+        assert teacher.spending.outstanding == 0 and teacher.spending.reserved == 0
+    finally:
+        store.close()
 
 
 def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server, data_dir, tmp_path):

@@ -126,14 +126,15 @@ def fetch_command(
                                       help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data)."),
     source: Optional[str] = typer.Option(None, "--source", help="A local folder or mirror base URL (default: upstream)."),
 ) -> None:
-    """Download every data file not already present and verified (sha256), atomically."""
+    """Download every data file not already present and verified (sha256 or git blob id), atomically."""
     root = data_files.data_dir(to)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot use {root} as the data folder: {exc.strerror or exc}") from None
+    # One line a file, however long its outcome (soft_wrap: never wrapped)
     outcomes = fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
-                                                                                          markup=False))
+                                                                                          markup=False, soft_wrap=True))
     done = sum(o in ("fetched", "derived", "verified") for o in outcomes.values())
     console.print(f"{done}/{len(outcomes)} files present and verified in {root}")
     missing = [p for p, o in outcomes.items() if o.startswith(("missing", "failed"))]
@@ -144,7 +145,7 @@ def fetch_command(
 
 @data_app.command("verify")
 def verify_command(data_dir: Optional[Path] = DataDir) -> None:
-    """Check the sha256 of every data file present; list missing ones."""
+    """Check the sha256 (or git blob id) of every data file present; list missing ones."""
     root = data_files.data_dir(data_dir)
     if not root.is_dir():
         raise UserError(f"no data folder at {root}: run `ftcot data fetch` first")
@@ -167,6 +168,9 @@ def teach_command(
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="A hard budget in USD for the run folder's spending in "
                                              "all (earlier runs count): no request is sent whose worst case would "
                                              "not fit; a budget stop exits with code 3."),
+    settle_holds: bool = typer.Option(False, "--settle-holds", help="Count the requests a killed run left in flight "
+                                      "(held at their worst case) at the mean cost of those answered, and say by "
+                                      "how much the cap could then be exceeded at most."),
 ) -> None:
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math
@@ -175,7 +179,7 @@ def teach_command(
 
     if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
         raise UserError(f"--max-cost must be a number of USD >= 0, not {max_cost}")
-    summary = teach(_context(config), dry_run=dry_run, max_cost=max_cost)
+    summary = teach(_context(config), dry_run=dry_run, max_cost=max_cost, settle_holds=settle_holds)
     if dry_run:
         return
     console.print(f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "

@@ -109,7 +109,9 @@ class TeacherConfig(Strict):
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     rationale_from: Literal["content", "reasoning"] = "content"
     strip_think: bool = False
-    concurrency: int = Field(32, ge=1)
+    # At most the SDK's connection pool (1000): a request that holds its worst case in the ledger is on the
+    # wire at once, never queued in the client for a connection.
+    concurrency: int = Field(32, ge=1, le=1000)
     requests_per_minute: float | None = Field(None, ge=1)
     tokens_per_minute: float | None = Field(None, ge=1)
     timeout_s: float = Field(60.0, gt=0)

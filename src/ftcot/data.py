@@ -41,10 +41,15 @@ KOJIMA_LOG_NAMES = {
 @dataclass(frozen=True)
 class DataFile:
     path: str  # relative to the data folder
-    sha256: str | None  # None: not known here (the file was never available to us)
+    sha256: str | None  # None: not known here (the file was never available to us), only its git blob id
     url: str | None  # public upstream URL; None for derived files that only a mirror serves
     origin: str = ""  # what a derived file was made from
     derived_from: str | None = None  # the data file it is parsed from, when the source does not have it
+    git_blob: str | None = None  # its git blob id upstream (`git hash-object`), checked beside a sha256 or alone
+
+    def __post_init__(self):
+        if not (self.sha256 or self.git_blob):  # nothing may land in the data folder unverified
+            raise ValueError(f"data file {self.path} has neither a sha256 nor a git blob id")
 
 
 def _raw(path: str, sha256: str, url: str | None = None) -> DataFile:
@@ -74,8 +79,8 @@ DATA_FILES: tuple[DataFile, ...] = (
     DataFile("few_shot_cot_prompts.json", "72bb973daf1ab1217ec5bc1cc95a8be8ab78d05ff42356a3176341d848956d19",
              f"{REASONING_TEACHER}/data/few_shot_cot_prompts.json"),
     _raw("AQuA/test.json", "de41581881ef95c5588c44ddc701c77fd480839241dd422a0d181262af24520c"),
-    # AQuA train (97,467 records) was never part of our copy, so its checksum is unknown: fetch trusts it.
-    DataFile("raw/AQuA/train.json", None, f"{AQUA}/train.json"),
+    # AQuA train (97,467 records) was never part of our copy: its git blob id upstream is what is known.
+    DataFile("raw/AQuA/train.json", None, f"{AQUA}/train.json", git_blob="a805bddefde8d70fdb66ff7ab85a1999bdc3eece"),
     _raw("AddSub/AddSub.json", "21930fa90385c72b5a15f4b9a4dda27276b889ae9ff44285505cdd9fa0a20df8"),
     _raw("Bigbench_Date/task.json", "ff716f0e399109146db3a998281c39954907b78268a9b633a95582d63847822f"),
     _raw("Bigbench_object_tracking/task.json", "74b74d3c8827c0387a3f24ee9efa7edd90b2d53af3daacb9961341af66f750a0"),
@@ -164,14 +169,30 @@ def data_path(relpath: str, root: Path) -> Path:
     raise UserError(f"missing data file {path}: {where}")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def digests(path: Path) -> tuple[str, str]:
+    """A file's sha256 and its git blob id (the sha1 of b"blob <size>\\0" + its content), in one read."""
     with open(path, "rb") as f:
+        sha256, blob = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % os.fstat(f.fileno()).st_size)
         for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            sha256.update(block)
+            blob.update(block)
+    return sha256.hexdigest(), blob.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return digests(path)[0]
+
+
+def mismatch(file: DataFile, path: Path) -> str | None:
+    """How the content at path fails the file's published digests, or None when it matches every one it has."""
+    sha256, blob = digests(path)
+    if file.sha256 and sha256 != file.sha256:
+        return f"expected sha256 {file.sha256}, got {sha256}"
+    if file.git_blob and blob != file.git_blob:
+        return f"expected git blob {file.git_blob}, got {blob}"
+    return None
 
 
 def is_verified(file: DataFile, root: Path) -> bool:
     path = root / file.path
-    return path.is_file() and (file.sha256 is None or sha256_of(path) == file.sha256)
+    return path.is_file() and mismatch(file, path) is None

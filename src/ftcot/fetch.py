@@ -1,8 +1,10 @@
-"""`ftcot data fetch`: every data file of ftcot.data.DATA_FILES downloaded (or copied from a mirror) and verified
-(sha256), atomically; the recorded teacher's files parsed from Kojima et al.'s logs where no source has them."""
+"""`ftcot data fetch`: every data file of ftcot.data.DATA_FILES downloaded (or copied from a mirror), verified
+(sha256, or git blob id) before it is moved into place; the recorded teacher's files parsed from Kojima et al.'s
+logs where no source has them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -11,7 +13,7 @@ from pathlib import Path
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ftcot.data import DATA_FILES, DATA_FILES_BY_PATH, KOJIMA_LOG_NAMES, DataFile, is_verified, sha256_of
+from ftcot.data import DATA_FILES, DATA_FILES_BY_PATH, KOJIMA_LOG_NAMES, DataFile, is_verified, mismatch
 from ftcot.errors import UserError
 from ftcot.teachers.kojima import derive_teacher_file
 
@@ -79,10 +81,8 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
     if origin is None:
         return f"skipped: no public source ({file.origin}); pass --source"
     target = root / file.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w+b") as tmp:
+    with _beside(target) as staged:
+        with open(staged, "w+b") as tmp:
             if origin.startswith(("http://", "https://")):
                 try:
                     _download(origin, tmp, client)
@@ -93,16 +93,38 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
             else:
                 if not Path(origin).is_file():
                     return f"missing at source: {origin}"
-                with open(origin, "rb") as src:
+                # O_NOFOLLOW: what is read is the path checked, even if a link is swapped in meanwhile
+                with os.fdopen(os.open(_inside(origin, source), os.O_RDONLY | os.O_NOFOLLOW), "rb") as src:
                     shutil.copyfileobj(src, tmp)
-        got = sha256_of(Path(tmp_name))
-        if file.sha256 is not None and got != file.sha256:
-            raise UserError(f"checksum mismatch for {file.path} from {origin}: expected {file.sha256}, got {got}")
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        _place(file, staged, target, f"from {origin}")
     return "fetched"
+
+
+def _inside(origin: str, source: str) -> Path:
+    """A local source's file, refused when it is a link that leads out of the source folder."""
+    real, folder = Path(origin).resolve(), Path(source).expanduser().resolve()
+    if not real.is_relative_to(folder):
+        raise UserError(f"{origin} is a link to {real}, outside the source folder {folder}: not copied")
+    return real
+
+
+@contextlib.contextmanager
+def _beside(target: Path):
+    """A temp file beside target, for a rename to move into place; gone whatever happens."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _place(file: DataFile, staged: Path, target: Path, whence: str) -> None:
+    """Move a staged file into place, only once it matches the digests published for it."""
+    if why := mismatch(file, staged):
+        raise UserError(f"checksum mismatch for {file.path} {whence}: {why}")
+    os.replace(staged, target)
 
 
 def _derive(file: DataFile, root: Path) -> str:
@@ -110,10 +132,9 @@ def _derive(file: DataFile, root: Path) -> str:
     published one, or nothing is left behind."""
     task = next(t for t, name in KOJIMA_LOG_NAMES.items() if file.derived_from.endswith(f"/{name}_zero_shot_cot.log"))
     target = root / file.path
-    derive_teacher_file(root / file.derived_from, task, root, target)
-    if file.sha256 is not None and sha256_of(target) != file.sha256:
-        target.unlink()
-        raise UserError(f"{file.path} parsed from {file.derived_from} does not match its published checksum")
+    with _beside(target) as staged:
+        derive_teacher_file(root / file.derived_from, task, root, staged)
+        _place(file, staged, target, f"parsed from {file.derived_from}")
     return "derived"
 
 

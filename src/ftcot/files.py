@@ -105,3 +105,23 @@ def hold_folder(folder: Path) -> None:
     command = " ".join(["ftcot", *sys.argv[1:]])
     os.pwrite(fd, f"pid {os.getpid()} (`{command}`, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
     _held[folder] = fd
+
+
+def folder_holder(folder: Path) -> str | None:
+    """Who holds `folder` (hold_folder's lock) now, or None when no other process does; reads, creates nothing."""
+    folder = folder.resolve()
+    if folder in _held:
+        return None
+    try:
+        fd = os.open(folder / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):  # never held
+        return None
+    except OSError as exc:
+        raise UserError(f"cannot use {folder}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released at once, as the descriptor closes
+    except BlockingIOError:
+        return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+    finally:
+        os.close(fd)
+    return None

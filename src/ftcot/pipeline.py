@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
@@ -28,7 +28,7 @@ from ftcot.judge import solved
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
-from ftcot.files import hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
+from ftcot.files import folder_holder, hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
 from ftcot.methods import METHODS, TEACHER, TRAINED
 from ftcot.report import report
 from ftcot.run_folder import RunFolder
@@ -37,7 +37,7 @@ from ftcot.tasks.answers import accuracy
 from ftcot.tasks.prompts import load_few_shot_prompts
 from ftcot.teachers import check_teacher, make_live_teacher, make_recorded_teacher, teacher_identity
 from ftcot.teachers.collect import collect, plan, samples_per, show_plans
-from ftcot.teachers.cost import Spending, cost_of, price_of
+from ftcot.teachers.cost import Holds, Spending, cost_of, dead_holds, price_of
 from ftcot.teachers.records import read_records, write_records
 from ftcot.teachers.store import CompletionStore
 
@@ -149,8 +149,9 @@ def grown_questions(ctx: RunContext) -> frozenset[int]:
     return frozenset(s.sample_index for s in ctx.task.split_samples("train", ctx.cfg.split))
 
 
-def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None) -> dict:
-    """Collect zero-shot-CoT teacher completions for the configured questions into the run folder."""
+def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None, settle_holds: bool = False) -> dict:
+    """Collect zero-shot-CoT teacher completions for the configured questions into the run folder; with
+    settle_holds, the holds a killed run left count at the mean cost of the requests that were answered."""
     tcfg = ctx.cfg.teacher
     out = ctx.run.teacher
     samples = teach_samples(ctx)
@@ -187,11 +188,21 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
             hold_folder(out)
             store = CompletionStore(ctx.run.store)
         try:
+            # Only the process holding the teacher folder writes holds: while another holds it, its holds are in
+            # flight; else (this one holds it now) every hold left is of a process killed with it in flight.
+            holder = folder_holder(out) if dry_run else None
+            holds = None if holder else dead_holds(store, price)
+            settled = _settle(store, holds, dry_run) if settle_holds and not holder else None
             before = cost_of(price, *store.spent())  # what earlier invocations spent in this folder
             if dry_run:
+                if settled:  # as it would be: the ledger is not written
+                    before -= settled["may_exceed_usd"]
+                note = f"the requests in flight of {holder} (it holds {out}) count at their worst case" if holder \
+                    else holds.describe() if holds and not settled else None
                 plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
                              samples, price, grown_questions(ctx), ctx.task.answer_format)
-                return show_plans(plans, tcfg, len(samples), price, before, budget, console)
+                return show_plans(plans, tcfg, len(samples), price, before, budget, console, note) \
+                    | {"dead_holds": asdict(holds) if holds else None}
             spending = Spending(price, budget, before, store)
             outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx),
                               ctx.task.answer_format)
@@ -204,19 +215,45 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None)
                    "cost_usd": round(spending.cost, 6), "unconfirmed_usd": round(spending.unconfirmed, 6),
                    "folder_spent_usd": round(before + spending.cost, 6), "budget_usd": budget,
                    "stopped_by_budget": outcome.stopped_by_budget,
-                   "rounds": bool(tcfg.adaptive or tcfg.rationalize)}
+                   "rounds": bool(tcfg.adaptive or tcfg.rationalize),
+                   # holds a killed run left, at their worst case (unless settled by this run)
+                   "dead_holds": asdict(holds) if holds and not settled else None, "settled_holds": settled}
     summary["wall_s"] = round(time.perf_counter() - start, 3)
     write_records(records, ctx.run.completions)
     return finish(ctx, "teach", summary)
 
 
+def _settle(store: CompletionStore, holds: Holds | None, dry_run: bool) -> dict | None:
+    """teach --settle-holds: a killed run's holds counted at the mean cost of the requests that were answered,
+    said in one line (the ledger is written unless this is a dry run)."""
+    if holds is None:
+        console.print("--settle-holds: no holds of a killed run to settle", markup=False)
+        return None
+    if holds.settle_usd is None:
+        raise UserError(f"--settle-holds: {holds.describe()}: raise teacher.max_cost (or --max-cost) to go on")
+    arrived, mean = store.mean_request()
+    if not dry_run:
+        store.settle_holds(*mean)
+    exceed = holds.held_usd - holds.settle_usd
+    console.print(f"{'dry run: --settle-holds would count' if dry_run else 'settled (--settle-holds):'} "
+                  f"{holds.requests} request(s) a killed run left in flight (held since "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holds.since))}) at the mean of the {arrived} "
+                  f"answered, {mean[0]} prompt + {mean[1]} completion tokens each: ${holds.settle_usd:.4f} instead of "
+                  f"${holds.held_usd:.4f}; what the provider billed for them is unknown, so the cap could be exceeded "
+                  f"by at most ${exceed:.4f}", markup=False)
+    return {"requests": holds.requests, "since": holds.since, "prompt_tokens_each": mean[0],
+            "completion_tokens_each": mean[1], "held_usd": holds.held_usd, "settled_usd": holds.settle_usd,
+            "may_exceed_usd": exceed}
+
+
 def budget_stop(summary: dict) -> BudgetStop:
     more = " (and the rounds that questions short of correct rationales will ask for)" if summary.get("rounds") else ""
+    holds = f"; of what it has spent, {Holds(**summary['dead_holds']).describe()}" if summary.get("dead_holds") else ""
     return BudgetStop(f"stopped at the budget: this run folder has spent ${summary['folder_spent_usd']:.4f} of its "
                       f"cap ${summary['budget_usd']:g} (${summary['cost_usd']:.4f} in this run), "
                       f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
                       f"get{more}; everything collected is stored: raise teacher.max_cost (or --max-cost), which "
-                      "bounds the folder's spending in all, to go on")
+                      f"bounds the folder's spending in all, to go on{holds}")
 
 
 # --- curate -------------------------------------------------------------------------------------------------

@@ -315,11 +315,14 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
 
 
 def show_plans(plans: list[Plan], cfg: TeacherConfig, questions: int, price, before: float, budget: float | None,
-               console: Console) -> dict:
-    """`teach --dry-run`: what the folder has spent, its cap, and what is left to ask in the worst (and, for
-    adaptive runs, the expected) case; the last case's numbers, with the worst case's beside."""
+               console: Console, holds: str | None = None) -> dict:
+    """`teach --dry-run`: what the folder has spent, its cap, what of it is held by requests whose answers have
+    not come (`holds`), and what is left to ask in the worst (and, for adaptive runs, the expected) case; the last
+    case's numbers, with the worst case's beside."""
     cap = f" of the cap ${budget:g} ({max(budget - before, 0.0):.4f} left)" if budget is not None else ""
     console.print(f"dry run: this run folder has spent ${before:.4f}{cap}", markup=False)
+    if holds:
+        console.print(f"dry run: of what it has spent, {holds}", markup=False)
     note = "" if price else f" (no price known for {cfg.model}: set teacher.prices)"
     for p, case in zip(plans, ("worst case" if cfg.adaptive or cfg.rationalize else "", "expected")):
         rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" if case == "expected" else ""

@@ -107,7 +107,7 @@ class OpenAITeacher:
         self.backoff = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
         self.max_backoff_s = max_backoff_s
         self.requests = 0  # HTTP requests sent, retries included
-        self.spending = None  # a Spending with a budget: every attempt holds its worst case before it is sent
+        self.spending = None  # a Spending with a budget: every attempt holds its worst case as it is sent
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -149,6 +149,8 @@ class OpenAITeacher:
                     await self.tpm.acquire(sum(worst))
                 if self.rpm:
                     await self.rpm.acquire()
+                if held is not None:
+                    self.spending.sent(held)  # held in the ledger only now, with nothing left to wait for
                 self.requests += 1
                 sent = True
                 start = time.perf_counter()

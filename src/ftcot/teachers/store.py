@@ -156,6 +156,31 @@ class CompletionStore:
                               "COALESCE(SUM(COALESCE(completion_tokens, held_completion)), 0) FROM spending").fetchone()
         return int(row[0]), int(row[1])
 
+    def unsettled(self) -> tuple[int, int, int, float | None]:
+        """The requests held and not settled: how many, their worst-case (prompt, completion) tokens, and when
+        the first was held. Only the process holding the teacher folder writes holds, so once none does (it was
+        killed), these are requests it had sent and whose answers never came."""
+        if self.unledgered:
+            return 0, 0, 0, None
+        row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(held_prompt), 0), COALESCE(SUM(held_completion), 0), "
+                              "MIN(created) FROM spending WHERE prompt_tokens IS NULL").fetchone()
+        return row[0], row[1], row[2], row[3]
+
+    def mean_request(self) -> tuple[int, tuple[int, int] | None]:
+        """How many requests' completions arrived (with their usage) in this folder, and their mean (prompt,
+        completion) tokens, rounded up. The first completion of a request carries its prompt's tokens."""
+        requests, prompt_tokens, completion_tokens = self.db.execute(
+            "SELECT COALESCE(SUM(prompt_tokens > 0), 0), SUM(prompt_tokens), SUM(completion_tokens) FROM completions "
+            "WHERE prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL").fetchone()
+        if not requests:
+            return 0, None
+        return requests, (-(-prompt_tokens // requests), -(-completion_tokens // requests))
+
+    def settle_holds(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count every unsettled hold at these tokens (teach --settle-holds, for holds of a process that is gone)."""
+        self._write("UPDATE spending SET prompt_tokens=?, completion_tokens=? WHERE prompt_tokens IS NULL",
+                    (prompt_tokens, completion_tokens))
+
     def _write(self, sql: str, args: tuple) -> sqlite3.Cursor:
         try:
             return self.db.execute(sql, args)
