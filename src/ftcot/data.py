@@ -65,8 +65,8 @@ def _log(task: str, sha256: str) -> DataFile:
     return DataFile(f"kojima_logs/{name}", sha256, f"{KOJIMA}/log/{name}")
 
 
-def _mentor_kd(path: str, sha256: str) -> DataFile:
-    return DataFile(f"mentor_kd/{path}", sha256, f"{MENTOR_KD}/{path}")
+def _mentor_kd(path: str, sha256: str, git_blob: str) -> DataFile:
+    return DataFile(f"mentor_kd/{path}", sha256, f"{MENTOR_KD}/{path}", git_blob=git_blob)
 
 
 def _teacher(task: str, sha256: str) -> DataFile:
@@ -133,14 +133,19 @@ DATA_FILES: tuple[DataFile, ...] = (
     _teacher("strategy_qa", "218e8f37bfd3d9dc47eda67848aea5adfa644424f721d8f3598839018a51e49e"),
     _teacher("svamp", "baadaf7610a7fb2b97c7ecb2b21776578203dafa0282d7251eafd4ad9d31b843"),
     _teacher("tracking_shuffled_objects", "956f0b8e6a15c0bae5a57575fb796f41230e33f5a08f708b1b35aab1bc2802e7"),
-    _mentor_kd("LICENSE", "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"),
+    _mentor_kd("LICENSE", "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4",
+               "261eeb9e9f8b2b4b0d119366dda99c6fd7d35c64"),
     _mentor_kd("data/prompt/date_understanding_6.json",
-               "b79e3ab40268effff99e6c59f08757290c7176f8fc684a5d1a3e42a4e280b43d"),
+               "b79e3ab40268effff99e6c59f08757290c7176f8fc684a5d1a3e42a4e280b43d",
+               "e1775c3782aec320070419fb84da6b8b33accf45"),
     _mentor_kd("data/prompt/last_letter_concatenation_6.json",
-               "eaa301af3cf00a9e28a2e42f69242abc374b44ec48ddf78e6f743b7c37581059"),
+               "eaa301af3cf00a9e28a2e42f69242abc374b44ec48ddf78e6f743b7c37581059",
+               "d56f62af196b6de1dabfb231ab2df841294260b5"),
     _mentor_kd("data/prompt/tracking_shuffled_objects_6.json",
-               "df3f4d353b87bb269f8313276169c08818f576c8a728dd644b363ce47c449621"),
-    _mentor_kd("data/main/strategy_qa_3_train.json", "2e07267e6dd9c52c4b36908e7470f2e9b77fdb3e6177b9fbf0b37a7b1a46a5cf"),
+               "df3f4d353b87bb269f8313276169c08818f576c8a728dd644b363ce47c449621",
+               "8da26d59e5973b76ebb9877c9ce2f23d25aefeb8"),
+    _mentor_kd("data/main/strategy_qa_3_train.json", "2e07267e6dd9c52c4b36908e7470f2e9b77fdb3e6177b9fbf0b37a7b1a46a5cf",
+               "efdeac5a5549d894368e30f00b7c396a37f8bfce"),
 )
 DATA_FILES_BY_PATH = {f.path: f for f in DATA_FILES}
 
