@@ -305,13 +305,81 @@ class GPUMonitor:
                 "max_memory_mib": max(m for _, m in self.samples)}
 
 
-def attempts() -> dict[str, list[dict]]:
-    """Every cached result by task, the chosen one (best Fine-tune-CoT validation accuracy) first."""
+def teacher_of(result: dict) -> tuple[str, int]:
+    """(the teacher, D) a result's run learned from: its config's recorded source(s) and num_samples."""
+    t = result.get("config", {}).get("teacher", {})
+    records = t.get("records")
+    name = "+".join(records) if isinstance(records, list) else t.get("model", RECORDED)
+    return name, t.get("num_samples", 1)
+
+
+def attempts(diverse: bool = False) -> dict[str, list[dict]]:
+    """Every cached result by task, the chosen one (best Fine-tune-CoT validation accuracy) first: those of the
+    recorded text-davinci-002 at D=1, or (diverse) those of any other teacher or D."""
     by_task = {}
     for task in TASKS:
-        runs = [json.loads(p.read_text()) for p in sorted((RESULTS / task).glob("*.json"))]
+        runs = [r for p in sorted((RESULTS / task).glob("*.json"))
+                if (teacher_of(r := json.loads(p.read_text())) != (RECORDED, 1)) == diverse]
         by_task[task] = sorted(runs, key=lambda r: -(r["train"]["ft_cot"]["best_val_accuracy"] or 0.0))
     return by_task
+
+
+def diverse_markdown(by_task: dict[str, list[dict]]) -> str:
+    """One row per run of another teacher or D: its teacher and D in cells of their own, both students, the
+    curation, and the paper's best <=0.3B diverse-reasoning student beside it."""
+    lines = ["| task | teacher | D | seed | FT-CoT | vanilla | FT-CoT > vanilla | FT-CoT read by content "
+             "| paper: best <=0.3B, diverse | FT-CoT epoch: best of trained | samples | kept | dropped (why) "
+             "| student | machine |", "|---|" + "---|" * 14]
+    for task in TASKS:
+        for r in sorted(by_task[task], key=lambda r: (teacher_of(r), r["seed"])):
+            teacher, d = teacher_of(r)
+            a, c = r["accuracy"], r["curate"]
+            verdict = "yes" if a["ft_cot"] > a["vanilla"] else "tie" if a["ft_cot"] == a["vanilla"] else "**no**"
+            content = (r.get("choice_by_content") or {}).get("ft_cot")
+            by_content = f"{content['accuracy']:.2f}" if content else ""
+            dropped = ", ".join(f"{why} {n}" for why, n in sorted(c["removed"].items(), key=lambda kv: -kv[1]))
+            lines.append(
+                f"| {task} | `{teacher}` | D={d} | {r['seed']} | {a['ft_cot']:.2f} | {a['vanilla']:.2f} | {verdict} "
+                f"| {by_content} | {PAPER[task][4]:.2f} "
+                f"| {_trained(r['train']['ft_cot'])} | {c['samples_drawn']} | {c['kept']} | {dropped or 'none'} "
+                f"| {student_of(r)} | {r['machine'].split(', torch')[0]} |")
+    return "\n".join(lines)
+
+
+def plot_diverse(by_task: dict[str, list[dict]], path: Path) -> bool:
+    """Fine-tune-CoT's test accuracy against D per task and teacher (mean over seeds, each seed a dot), vanilla
+    dashed and the paper's best <=0.3B diverse-reasoning student dotted, in the task's colour."""
+    tasks = [t for t in TASKS if by_task[t]]
+    if not tasks:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, task in enumerate(tasks):
+        colour = f"C{i}"
+        by_line: dict[str, dict[int, list[float]]] = {}
+        for r in by_task[task]:
+            teacher, d = teacher_of(r)
+            by_line.setdefault(teacher, {}).setdefault(d, []).append(r["accuracy"]["ft_cot"])
+            ax.scatter([d], [r["accuracy"]["ft_cot"]], color=colour, s=12, alpha=0.6)
+        for teacher, points in by_line.items():
+            ds = sorted(points)
+            ax.plot(ds, [statistics.mean(points[d]) for d in ds], marker="o", color=colour,
+                    label=f"{task}: Fine-tune-CoT ({teacher})")
+        vanilla = statistics.mean(r["accuracy"]["vanilla"] for r in by_task[task])
+        ax.axhline(vanilla, color=colour, linestyle="--", linewidth=1, label=f"{task}: vanilla (mean)")
+        ax.axhline(PAPER[task][4], color=colour, linestyle=":", linewidth=1,
+                   label=f"{task}: paper, best <=0.3B diverse ({PAPER[task][4]:.2f})")
+    ax.set(xlabel="D (teacher rationales per train question)", ylabel="test accuracy (%)",
+           title="SmolLM2-135M: accuracy against D")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def _trained(student: dict) -> str:
@@ -474,7 +542,19 @@ def write_results_doc() -> None:
         ("Distilling step-by-step and self-consistency on a real student", "beyond_student.md"))]
     failures = failures_markdown(by_task)
     beyond_text = "".join(f"\n### {title}\n\n{path.read_text()}" for title, path in beyond if path.exists())
-    text = (HEAD + protocol
+    diverse = attempts(diverse=True)
+    diverse_text = ""
+    if any(diverse.values()):
+        plotted = plot_diverse(diverse, RESULTS / "accuracy_vs_D.png")
+        diverse_text = (
+            "\n## Diverse reasoning: another teacher and D rationales a question\n\nFine-tune-CoT from several "
+            "teacher rationales a train question (the first D of each, then curated), under the paper's protocol "
+            "with the epoch count of the setting's name (`-eN`) for every D, the epoch kept on validation; vanilla "
+            "trains on the gold answers alone, so it does not depend on D. `gpt-3.5-turbo-instruct` is the named "
+            "source of Mentor-KD's released rationales (README, Data). Each row is one run (its seed), on the machine "
+            "it names.\n\n" + diverse_markdown(diverse) + "\n"
+            + ("\n![accuracy against D](results/accuracy_vs_D.png)\n" if plotted else ""))
+    text = (HEAD + protocol + diverse_text
             + (f"\nWrong answers by kind (test split, counts), and choice answers read by the option their rationale "
                f"names rather than by the letter after `-->`:\n\n{failures}\n" if failures else "")
             + "\n## Every setting, the one chosen on validation per task\n\n"

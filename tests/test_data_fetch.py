@@ -278,7 +278,7 @@ def test_parsing_kojimas_logs_reproduces_every_field_of_every_shared_teacher_rec
 
 def test_fetch_derives_the_teacher_files_from_the_logs_with_the_published_checksums(shared_data, tmp_path):
     mirror = tmp_path / "mirror"  # the shared folder without teacher/ (copied: a link out of it is refused)
-    for part in ("raw", "splits", "kojima_logs"):
+    for part in ("raw", "splits", "kojima_logs", "mentor_kd"):
         shutil.copytree(shared_data / part, mirror / part)
     shutil.copy(shared_data / "few_shot_cot_prompts.json", mirror)
     result = run_cli("data", "fetch", "--to", tmp_path / "data", "--source", mirror)
