@@ -1,12 +1,17 @@
 """The calculator (#29): the evaluator on hand-written expressions, malicious and huge ones refused; the wrapper
 over the engine protocol on a scripted engine (outputs without `=` the plain engine's, values written where one
 is, several in an output, every unfinished output of a round in one call, the token budget across rounds,
-samples kept apart)."""
+samples kept apart); the three engines giving the same calculator outputs on a tiny model that writes sums; the
+config and the fingerprints; `ftcot evaluate` and `ftcot report` with the calculator beside the plain row."""
 
+import json
+import os
 from fractions import Fraction
 
 import pytest
+import yaml
 
+from helpers import run_cli
 from ftcot import calculator as calc
 from ftcot.methods import get_method
 
@@ -187,3 +192,179 @@ def test_the_methods_own_stop_rule_ends_an_output_after_a_value_was_written():
     m = get_method("ft_cot")
     (w,), = calc.generate(engine, ["Q ###"], 64, m.done, m.stop)
     assert w.text == " so --> 2 + 2 = 4\n"
+
+
+# --- the config and the fingerprints -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, key", [("evaluate", "calculator"), ("train", "validate_with_calculator")])
+def test_a_calculator_on_a_task_whose_answers_are_not_numbers_is_one_line(tmp_path, section, key):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"task": "coin_flip", section: {key: True}}))
+    result = run_cli("config", config)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{section}.{key}: task coin_flip's answers are not numbers (answer format yes_no)" in result.stderr
+    config.write_text(yaml.safe_dump({"task": "multiarith", section: {key: True}}))
+    assert run_cli("config", config).returncode == 0
+
+
+def test_the_calculator_reruns_what_it_changes_and_nothing_else(data_dir, tmp_path):
+    from ftcot.config import RunConfig
+    from ftcot.pipeline import STAGES, context, fingerprint
+
+    base = {"task": "multiarith", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir)}
+    before = context(RunConfig.model_validate(base))
+    off = context(RunConfig.model_validate(base | {"evaluate": {"calculator": False},
+                                                   "train": {"validate_with_calculator": False}}))
+    on = context(RunConfig.model_validate(base | {"evaluate": {"calculator": True}}))
+    kept = context(RunConfig.model_validate(base | {"evaluate": {"calculator": True},
+                                                    "train": {"validate_with_calculator": False}}))
+    assert on.cfg.train.validate_with_calculator and not before.cfg.train.validate_with_calculator
+    for method in ("", "ft_cot", "vanilla", "teacher", "zero_shot", "zero_shot_cot"):
+        assert all(fingerprint(before, stage, method) == fingerprint(off, stage, method) for stage in STAGES)
+    for method in ("vanilla", "teacher", "zero_shot"):  # no rationale to write into
+        assert all(fingerprint(before, stage, method) == fingerprint(on, stage, method) for stage in STAGES)
+    assert fingerprint(before, "train", "ft_cot") != fingerprint(on, "train", "ft_cot")  # its epoch so chosen
+    assert fingerprint(before, "train", "ft_cot") == fingerprint(kept, "train", "ft_cot")
+    assert fingerprint(before, "evaluate", "ft_cot") != fingerprint(kept, "evaluate", "ft_cot")
+    assert fingerprint(before, "evaluate", "zero_shot_cot") != fingerprint(kept, "evaluate", "zero_shot_cot")
+
+
+# --- on a tiny model, through the three engines -----------------------------------------------------------
+
+def _sums_rationale(i: int, a: int, b: int) -> tuple[str, str]:
+    """A rationale that sets the sum up right and gets it wrong (two steps for one question, none for one)."""
+    if i == 6:
+        return f"Ada has {a} + {b} = {a + b + 3} apples. Then {a + b + 3} x 2 = {a + b}.", str(a + b)
+    if i == 7:
+        return f"Ada keeps her {a} apples.", str(a)
+    return f"Ada has {a} + {b} = {a + b + 1} apples.", str(a + b + 1)
+
+
+@pytest.fixture(scope="module")
+def counting(tmp_path_factory):
+    """(a tiny student that has learnt eight questions' rationales by heart, wrong sums included, the task of
+    those questions): its outputs are sharp, so engines whose arithmetic differs in the last digits agree."""
+    import random
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from helpers import train_tokenizer
+    from ftcot.tasks import TaskDecl, load_task, prompts
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(8):
+        a, b = rng.randint(2, 60), rng.randint(2, 60)
+        question = f"Ada has {a} apples and buys {b} more. How many apples does Ada have?"
+        rows.append((question, *_sums_rationale(i, a, b), str(a + b)))
+    pairs = [prompts.ft_cot_pair(q, rationale, said) for q, rationale, said, _ in rows]
+    tokenizer = train_tokenizer([p + c for p, c in pairs])
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    batch = tokenizer([p + c + tokenizer.eos_token for p, c in pairs], return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-3)
+    for _ in range(80):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    path = tmp_path_factory.mktemp("counting")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    data = path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": gold}) + "\n" for q, _, _, gold in rows))
+    return path, load_task(TaskDecl(name="sums", train=str(data), test=str(data), answer_format="number"))
+
+
+def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, tmp_path):
+    from openai_server import OpenAIServer, TransformersStudent
+    from ftcot.config import RunConfig, StudentConfig
+    from ftcot.engines import open_engine
+    from ftcot.engines.hf import HFEngine
+    from ftcot.evaluate import evaluate
+    from ftcot.students.load import load_student
+
+    path, task = counting
+    samples = task.split_samples("test")
+    model, tokenizer, kind = load_student(StudentConfig(model=str(path)))
+    hf = HFEngine(model, tokenizer, kind, 4)
+    plain, _ = evaluate(task, hf, samples, "ft_cot", 48)
+    written, metrics = evaluate(task, hf, samples, "ft_cot", 48, calculator=True)
+    calls = [p["calculator"] for p in written]
+    assert sum(map(len, calls)) >= 6 and metrics["calls"]["calls"] == sum(map(len, calls))
+    for p, w, made in zip(plain, written, calls):
+        if not made:  # no `=` after an expression: the plain engine's output
+            assert w["output"] == p["output"]
+        else:  # the student's own text up to its first `=`, then the value
+            first = p["output"].index("=") + 1
+            assert w["output"][:first] == p["output"][:first]
+            assert all(c["value"] == calc.format_value(calc.compute(c["expression"])) for c in made)
+            assert made[0]["own"] == p["output"][first:].split()[0]
+    assert metrics["calls"]["own_wrong"] >= 6  # the student's own sums are wrong
+    server = OpenAIServer()
+    server.student, server.models = TransformersStudent(model, tokenizer), {"counting"}
+    server.start()
+    try:
+        base = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "student": {"model": str(path)}}
+        engines = {"openai": open_engine(RunConfig.model_validate(base | {"evaluate": {
+            "engine": "openai", "base_url": server.base_url, "models": {"ft_cot": "counting"}}}), "ft_cot", None,
+            tmp_path / "eval", 4)}
+        if __import__("importlib").util.find_spec("ctranslate2") or os.environ.get("CI") == "true":  # CI has it
+            engines["ctranslate2"] = open_engine(RunConfig.model_validate(base | {"evaluate": {
+                "engine": "ctranslate2"}}), "ft_cot", str(path), tmp_path / "eval", 4)
+        for name, engine in engines.items():
+            theirs, _ = evaluate(task, engine, samples, "ft_cot", 48, calculator=True)
+            assert [(t["output"], t["calculator"]) for t in theirs] == [(w["output"], c) for w, c in
+                                                                        zip(written, calls)], name
+    finally:
+        server.stop()
+
+
+def test_ftcot_evaluate_scores_a_student_with_and_without_the_calculator_and_the_report_shows_both(counting,
+                                                                                                   tmp_path):
+    import shutil
+
+    path, task = counting
+    run = tmp_path / "run"
+    shutil.copytree(path, run / "students" / "ft_cot" / "best")
+    (run / "students" / "ft_cot" / "summary.json").write_text(json.dumps({"student": str(path), "best_epoch": 1}))
+    config = tmp_path / "c.yaml"
+    settings = {"task": {"name": "sums", "train": str(path / "sums.jsonl"), "test": str(path / "sums.jsonl"),
+                         "answer_format": "number"},
+                "run_dir": str(run), "student": {"model": str(path)},
+                "evaluate": {"max_new_tokens": 48, "calculator": True, "self_consistency": {"k": 2}}}
+    config.write_text(yaml.safe_dump(settings))
+    result = run_cli("evaluate", config, "--method", "ft_cot")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "evaluate ft_cot + calculator:" in result.stderr and "calls per output" in result.stderr
+    metrics = json.loads((run / "eval" / "ft_cot" / "metrics.json").read_text())
+    calculated = metrics["calculator"]
+    assert calculated["n"] == metrics["n"] == 8 and calculated["calls"]["calls"] >= 6
+    assert calculated["self_consistency"]["k"] == 2 and calculated["self_consistency"]["calls"]["calls"] >= 6
+    assert sum(calculated["failures"]["kinds"].values()) == calculated["n"] - calculated["correct"]
+    plain = [json.loads(line) for line in (run / "eval" / "ft_cot" / "predictions.jsonl").open()]
+    written = [json.loads(line) for line in (run / "eval" / "ft_cot" / "calculator.jsonl").open()]
+    assert all("calculator" not in p for p in plain) and sum(len(w["calculator"]) for w in written) >= 6
+    votes = [json.loads(line) for line in (run / "eval" / "ft_cot" / "calculator_self_consistency.jsonl").open()]
+    assert all(len(v["outputs"]) == len(v["calculator"]) == 2 for v in votes)
+
+    report = run_cli("report", run)
+    assert report.returncode == 0, report.stderr
+    md = (run / "report.md").read_text()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in md.splitlines() if line.startswith("| ")}
+    student = f"{path} ({metrics['parameters'] / 1e6:.0f}M)"
+    assert f"Fine-tune-CoT: {student}" in rows and f"Fine-tune-CoT: {student}, self-consistency k=2" in rows
+    assert f"Fine-tune-CoT + calculator: {student}, self-consistency k=2" in rows
+    assert f"{calculated['accuracy']:.2f}" in rows[f"Fine-tune-CoT + calculator: {student}"]
+    assert "## The calculator" in md and f"| {calculated['calls']['per_output']:g} |" in md
+
+    settings["evaluate"]["calculator"] = False  # the calculator's outputs of the earlier config go
+    config.write_text(yaml.safe_dump(settings))
+    assert run_cli("evaluate", config, "--method", "ft_cot").returncode == 0
+    assert "calculator" not in json.loads((run / "eval" / "ft_cot" / "metrics.json").read_text())
+    assert not list((run / "eval" / "ft_cot").glob("calculator*"))
