@@ -325,6 +325,28 @@ def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, 
         server.stop()
 
 
+def test_validation_chooses_the_epoch_with_the_calculator_where_asked(counting, tmp_path):
+    from ftcot.config import StudentConfig
+    from ftcot.engines.hf import HFEngine
+    from ftcot.evaluate import evaluate
+    from ftcot.students.load import load_student
+    from ftcot.students.train import validation_accuracy
+    from ftcot.tasks import TaskDecl, load_task
+
+    path, task = counting
+    model, tokenizer, kind = load_student(StudentConfig(model=str(path)))
+    written, _ = evaluate(task, HFEngine(model, tokenizer, kind, 4), task.split_samples("test"), "ft_cot", 48,
+                          calculator=True)
+    data = tmp_path / "as_written.jsonl"  # a task whose gold answers are what the student says with the calculator
+    data.write_text("".join(json.dumps({"question": s.question, "answer": w["prediction"] or "-1"}) + "\n"
+                            for s, w in zip(task.split_samples("test"), written)))
+    as_written = load_task(TaskDecl(name="w", train=str(data), test=str(data), answer_format="number"))
+    val = as_written.split_samples("test")
+    right = 100 * sum(w["prediction"] is not None for w in written) / len(written)
+    assert validation_accuracy(as_written, "ft_cot", kind, tokenizer, val, 48, 4, True)(model) == right
+    assert validation_accuracy(as_written, "ft_cot", kind, tokenizer, val, 48, 4)(model) < right
+
+
 def test_ftcot_evaluate_scores_a_student_with_and_without_the_calculator_and_the_report_shows_both(counting,
                                                                                                    tmp_path):
     import shutil
