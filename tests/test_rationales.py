@@ -194,7 +194,9 @@ def test_shuffled_copies_remap_question_rationale_and_answer():
     (" Tomorrow is May 2, 2021, which", None, answers.LETTER_A_TO_F, DATE_Q, "B", "cut_off"),
     (" Tomorrow is May 2, 2021. -->", None, answers.LETTER_A_TO_F, DATE_Q, "B", "unparsed"),
     (" 3 + 4 = 7. --> 8", "8", answers.FLOAT, "q", "7", "right_conclusion"),
-    (" 3 + 4 = 8. --> 8", "8", answers.FLOAT, "q", "7", "wrong_conclusion"),
+    (" 3 + 4 = 8. --> 8", "8", answers.FLOAT, "q", "7", "wrong_arithmetic"),
+    (" 3 + 4 = 7. 7 x 2 = 14. --> 14", "14", answers.FLOAT, "q", "10", "wrong_setup"),
+    (" He has 8 now. --> 8", "8", answers.FLOAT, "q", "7", "wrong_conclusion"),
     (" We add. --> 8", "8", answers.FLOAT, "q", "7", "no_conclusion"),
     (" Tomorrow is May 2, 2021. --> B", "B", answers.LETTER_A_TO_F, DATE_Q, "B", None),
 ])

@@ -14,6 +14,7 @@ from ftcot.errors import UserError
 from ftcot.files import read_text
 from ftcot.methods import BASELINES, DEFAULT_TRAINED, METHODS, TRAINED
 from ftcot.tasks import BUILTIN, TaskDecl
+from ftcot.tasks.answers import NAMED
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -219,6 +220,9 @@ class TrainConfig(Strict):
     # needs its package installed); TensorBoard's event files go to students/<method>/logs.
     report_to: list[Literal[TRACKERS]] = []
     dss_alpha: float = Field(1.0, ge=0)  # dss: weight of the rationale task's loss beside the label task's
+    # Reasoning methods: validation writes with the calculator (evaluate.calculator), so the epoch is chosen as
+    # the student is scored; default: as evaluate.calculator.
+    validate_with_calculator: bool | None = None
     seed: int = 0
 
     @model_validator(mode="after")
@@ -247,6 +251,9 @@ class EvalConfig(Strict):
     # Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
     # object...), as a row of its own beside the paper's parser (which reads the letter after the marker).
     choice_by_content: bool = False
+    # Number tasks: each reasoning method is also scored with a calculator in decoding (ftcot.calculator: the
+    # value of every arithmetic expression before an `=` written for the student), as a row of its own.
+    calculator: bool = False
     # The engine that generates the students' outputs (ftcot.engines): hf in this process; openai, a server
     # (vLLM, llama.cpp, TGI) at base_url serving each method's student under the name `models` gives it;
     # ctranslate2, each student converted once into the run folder (the `bench` extra).
@@ -302,6 +309,14 @@ class RunConfig(Strict):
             raise ValueError(f"curate.permute_choices: task {self.task_name} has no answer choices to shuffle")
         if not choice and self.evaluate.choice_by_content:
             raise ValueError(f"evaluate.choice_by_content: task {self.task_name} has no answer choices to read")
+        if self.train.validate_with_calculator is None:
+            self.train.validate_with_calculator = self.evaluate.calculator
+        fmt = self.declaration.answer_format
+        numeric = fmt in NAMED and NAMED[fmt][0].numeric
+        for key, on in (("evaluate.calculator", self.evaluate.calculator),
+                        ("train.validate_with_calculator", self.train.validate_with_calculator)):
+            if on and not numeric:
+                raise ValueError(f"{key}: task {self.task_name}'s answers are not numbers (answer format {fmt})")
         return self
 
     @property

@@ -77,8 +77,9 @@ OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_min
 ADDED_KEYS = {"teacher": {"adaptive": None, "rationalize": False},
               "curate": {"rationalized": "keep", "consistency": False, "choice_order": "teacher", "permute_choices": 0,
                          "permute_seed": 0},
+              "train": {"validate_with_calculator": False},
               "evaluate": {"self_consistency": None, "choice_by_content": False, "engine": "hf",
-                           "compute_type": "float32"}}
+                           "compute_type": "float32", "calculator": False}}
 
 
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
@@ -101,6 +102,9 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
     m = METHODS.get(method)
     if "train" in data and not (m and m.aux_pair):
         del data["train"]["dss_alpha"]
+    if not (m and m.reasoning):  # the calculator writes into rationales only
+        data.get("train", {}).pop("validate_with_calculator", None)
+        data.get("evaluate", {}).pop("calculator", None)
     if "evaluate" in data and method and ctx.cfg.evaluate.engine == "openai":  # which served model answered
         data["evaluate"]["served"] = ctx.cfg.evaluate.models.get(method)
     if "evaluate" in data and data["evaluate"].get("engine") != "ctranslate2":
@@ -394,15 +398,17 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             kept = set(first[: ctx.cfg.train.max_examples])
             examples = [e for e in examples if (e.sample_index, e.completion_index) in kept]
         tokenizer, kind = load_tokenizer(ctx.cfg.student)
+        calculator = ctx.cfg.train.validate_with_calculator and METHODS[method].reasoning
         validate = validation_accuracy(ctx.task, method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
-                                       eval_batch_size(ctx))
+                                       eval_batch_size(ctx), calculator)
         t = ctx.cfg.train
         say(f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
             f"{t.learning_rate:g} {t.lr_schedule}, batch {t.batch_size}x{t.grad_accum}, weight decay {t.weight_decay:g}"
             f"{f', patience {t.patience}' if t.patience else ''}{f', {t.max_minutes:g} min' if t.max_minutes else ''})"
-            f", {len(val)} validation questions", markup=False)
+            f", {len(val)} validation questions{' (with the calculator)' if calculator else ''}", markup=False)
         summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
         summary["command"] = " ".join(["ftcot", *sys.argv[1:]])  # for the model card
+        summary["validated_with_calculator"] = bool(calculator)
         if main:
             finish(ctx, "train", summary, method)
             model_card(ctx.run, method)
@@ -479,25 +485,44 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
             engine = base if shared and base is not None else \
                 open_engine(ctx.cfg, method, weights, ctx.run.eval, eval_batch_size(ctx))
             base = engine if shared else base
+            sc = e.self_consistency if METHODS[method].votes else None
+            calculator = e.calculator and METHODS[method].reasoning  # the plain row, and one with the calculator
             try:
                 predictions, metrics = evaluate(ctx.task, engine, test, method, budget, few_shot,
                                                 choice_by_content=e.choice_by_content)
                 metrics |= {"model": ctx.cfg.student.model, "parameters": engine.parameters, "engine": e.engine}
-                sc = e.self_consistency
-                if sc and METHODS[method].votes:
+                if sc:
                     votes, metrics["self_consistency"] = self_consistency(
                         ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot)
+                if calculator:
+                    counted, metrics["calculator"] = evaluate(ctx.task, engine, test, method, budget, few_shot,
+                                                              calculator=True)
+                if calculator and sc:
+                    counted_votes, metrics["calculator"]["self_consistency"] = self_consistency(
+                        ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot, True)
             finally:
                 if engine is not base:
                     engine.close()
-            if sc and METHODS[method].votes:
-                write_jsonl(votes, ctx.run.votes(method))
+            written = {ctx.run.votes(method): sc and votes, ctx.run.calculated(method): calculator and counted,
+                       ctx.run.calculated_votes(method): calculator and sc and counted_votes}
+            for path, rows in written.items():
+                if rows:
+                    write_jsonl(rows, path)
+                else:
+                    path.unlink(missing_ok=True)  # of an earlier config
+            if sc:
                 v = metrics["self_consistency"]
                 console.print(f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
                               f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
                               f"{v['questions_per_s']} questions/s", markup=False)
-            else:
-                ctx.run.votes(method).unlink(missing_ok=True)  # of an earlier config
+            if calculator:
+                c = metrics["calculator"]
+                own = c["calls"]["own_wrong_pct"]
+                own = f", the student's own number wrong at {own}% of them" if own is not None else ""
+                voted = f"; self-consistency k={sc.k}: {c['self_consistency']['accuracy']}%" if sc else ""
+                console.print(f"evaluate {method} + calculator: {c['accuracy']}% ({c['correct']}/{c['n']}, 95% CI "
+                              f"{c['ci95'][0]}-{c['ci95'][1]}; without it {metrics['accuracy']}%), "
+                              f"{c['calls']['per_output']} calls per output{own}{voted}", markup=False)
         write_jsonl(predictions, ctx.run.predictions(method))
         finish(ctx, "evaluate", metrics, method)
         if method in TRAINED:

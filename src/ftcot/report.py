@@ -25,6 +25,10 @@ FAILURES_NOTE = ("Counts of wrong test outputs by kind. A rationale's conclusion
                  "last date it states), so \"reaches the gold answer, the answer after the marker is wrong\" is the "
                  "right option's text under a wrong letter. A loop is a repeated word sequence at the output's end.")
 
+CALCULATOR_NOTE = ("The same students scored with a calculator in decoding (evaluate.calculator): the value of each "
+                   "arithmetic expression before an `=` written for them. A call's own number is what the student "
+                   "wrote after that `=` itself.")
+
 
 def find_runs(root: Path) -> list[Path]:
     runs = sorted({p.parent for p in root.rglob("config.yaml") if RunFolder(p.parent).eval.is_dir()})
@@ -67,13 +71,44 @@ def _history(path: Path, summary: dict) -> list[dict]:
     return history
 
 
-def _row_label(method: str, metrics: dict, num_samples: int, collection: str = "") -> str:
+def _row_label(method: str, metrics: dict, num_samples: int, collection: str = "", calculator: bool = False) -> str:
     if method == "teacher":
         return f"{label(method)}: {metrics.get('model', '?')}"
     size = f" ({metrics['parameters'] / 1e6:.0f}M)" if metrics.get("parameters") else ""
     rationales = METHODS[method].trains_on == "rationales"
     diverse = (f", D={num_samples}" if num_samples > 1 else "") + collection if rationales else ""
-    return f"{label(method)}{diverse}: {metrics.get('model', '?')}{size}"
+    return f"{label(method)}{' + calculator' if calculator else ''}{diverse}: {metrics.get('model', '?')}{size}"
+
+
+def _accuracy(result) -> bool:
+    ci = result.get("ci95") if isinstance(result, dict) else None
+    return isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and all(
+        _number(result.get(k)) for k in ("accuracy", "n"))
+
+
+def _outputs(path: Path, metrics: dict) -> dict:
+    """The columns read from greedy outputs: why answers are wrong (diagnostics, failure kinds, loops) and, for
+    outputs written with the calculator, its calls."""
+    d = metrics.get("diagnostics") or {}
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: not an ftcot metrics file")
+    failures = metrics.get("failures") or {}
+    kinds = failures.get("kinds") if isinstance(failures, dict) else None
+    if failures and not (isinstance(kinds, dict) and all(map(_number, kinds.values()))
+                         and _number(failures.get("loops"))):
+        raise UserError(f"{path}: failures is not an ftcot failure taxonomy")
+    calls = metrics.get("calls") or {}
+    if not isinstance(calls, dict) or not all(_number(calls.get(k)) or calls.get(k) is None
+                                              for k in ("per_output", "own_wrong_pct")):
+        raise UserError(f"{path}: calls is not an ftcot calculator summary")
+    return {"no_answer_marker_pct": d.get("no_answer_marker"), "unparsed_pct": d.get("unparsed"),
+            "most_frequent_prediction": d.get("most_frequent_prediction"),
+            "most_frequent_share_pct": d.get("most_frequent_share"),
+            "majority_answer_share_pct": d.get("majority_answer_share"),
+            **{f"failed_{kind}": (kinds or {}).get(kind, 0) if failures else None for kind in FAILURE_KINDS},
+            "loops": failures.get("loops") if failures else None,
+            "calculator_calls_per_output": calls.get("per_output"),
+            "calculator_own_wrong_pct": calls.get("own_wrong_pct")}
 
 
 def collect(runs: list[Path]) -> list[dict]:
@@ -94,20 +129,11 @@ def collect(runs: list[Path]) -> list[dict]:
             if not path.is_file():
                 continue
             metrics = _read(path)
-            ci = metrics.get("ci95")
-            if not all(_number(metrics.get(k)) for k in ("accuracy", "n")) \
-                    or not (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci))) \
-                    or not isinstance(metrics.get("diagnostics") or {}, dict):
+            if not _accuracy(metrics):
                 raise UserError(f"{path}: not an ftcot metrics file")
             summary_path = folder.summary("train", method)
             summary = _read(summary_path) if summary_path.exists() else {}
             summary["history"] = _history(summary_path, summary)
-            d = metrics.get("diagnostics") or {}
-            failures = metrics.get("failures") or {}
-            kinds = failures.get("kinds") if isinstance(failures, dict) else None
-            if failures and not (isinstance(kinds, dict) and all(map(_number, kinds.values()))
-                                 and _number(failures.get("loops"))):
-                raise UserError(f"{path}: failures is not an ftcot failure taxonomy")
             rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
                          "samples_per_question": spent["samples_per_question"], "adaptive": adaptive,
                          "collection": collection,
@@ -117,37 +143,39 @@ def collect(runs: list[Path]) -> list[dict]:
                          "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1], "n": metrics["n"],
                          "best_epoch": summary.get("best_epoch", ""),
                          "epochs_trained": summary.get("epochs_trained", len(summary.get("history", [])) or ""),
-                         "stop_reason": summary.get("stop_reason", ""),
-                         "no_answer_marker_pct": d.get("no_answer_marker"), "unparsed_pct": d.get("unparsed"),
-                         "most_frequent_prediction": d.get("most_frequent_prediction"),
-                         "most_frequent_share_pct": d.get("most_frequent_share"),
-                         "majority_answer_share_pct": d.get("majority_answer_share"),
-                         **{f"failed_{kind}": (kinds or {}).get(kind, 0) if failures else None
-                            for kind in FAILURE_KINDS},
-                         "loops": failures.get("loops") if failures else None})
+                         "stop_reason": summary.get("stop_reason", ""), **_outputs(path, metrics)})
+            greedy = rows[-1]
             by_content = metrics.get("choice_by_content")
             if by_content is not None:
-                ci = by_content.get("ci95") if isinstance(by_content, dict) else None
-                if not (isinstance(by_content, dict) and _number(by_content.get("accuracy")) and isinstance(ci, list)
-                        and len(ci) == 2 and all(map(_number, ci))):
+                if not _accuracy(by_content):
                     raise UserError(f"{path}: choice_by_content is not an ftcot accuracy")
-                rows.append(_variant(rows[-1], "by_content", f"{rows[-1]['label']}, answer read by content",
-                                     by_content))
-            sc = metrics.get("self_consistency")
-            if sc is not None:
-                if not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
-                        and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
-                    raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
-                greedy = next(r for r in reversed(rows) if r["variant"] == "greedy")
-                rows.append(_variant(greedy, "self_consistency", f"{greedy['label']}, self-consistency k={sc['k']}",
-                                     sc) | {"agreement_pct": sc["agreement"]})
+                rows.append(_variant(greedy, "by_content", f"{greedy['label']}, answer read by content", by_content))
+            rows += _self_consistency(path, greedy, metrics.get("self_consistency"))
+            calculated = metrics.get("calculator")  # the same student written with the calculator: its own outputs
+            if calculated is not None:
+                if not _accuracy(calculated):
+                    raise UserError(f"{path}: calculator is not an ftcot evaluation")
+                rows.append(_variant(greedy, "calculator", _row_label(method, metrics, num_samples, collection, True),
+                                     calculated) | _outputs(path, calculated))
+                rows += _self_consistency(path, rows[-1], calculated.get("self_consistency"))
     return rows
+
+
+def _self_consistency(path: Path, greedy: dict, sc) -> list[dict]:
+    """The self-consistency row beside a greedy one, where it was run."""
+    if sc is None:
+        return []
+    if not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
+            and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
+        raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
+    return [_variant(greedy, f"{greedy['variant']}_self_consistency".removeprefix("greedy_"),
+                     f"{greedy['label']}, self-consistency k={sc['k']}", sc) | {"agreement_pct": sc["agreement"]}]
 
 
 def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
     """A row beside a greedy one for another reading of the same method (its own accuracy), without the greedy
     outputs' diagnostics."""
-    return row | {key: None for key in row if key.endswith("_pct") or key.startswith("failed_")} | {
+    return row | {key: None for key in row if key.endswith("_pct") or key.startswith(("failed_", "calculator_"))} | {
         "variant": variant, "label": name, "accuracy": result["accuracy"], "ci95_low": result["ci95"][0],
         "ci95_high": result["ci95"][1], "most_frequent_prediction": None, "loops": None}
 
@@ -229,6 +257,20 @@ def curation_table(runs: list[Path]) -> Table:
     return header, cells
 
 
+def calculator_table(rows: list[dict]) -> Table:
+    """What the calculator did for each student scored with it: accuracy without and with it, its calls per
+    output, and how often the student's own number at those `=` was wrong."""
+    plain = {(r["run"], r["method"]): r for r in rows if r["variant"] == "greedy"}
+    header = ["task", "method: student", "accuracy without", "with the calculator", "calls per output",
+              "own number wrong at a call %"]
+    cells = [[r["task"], r["label"], f"{plain[r['run'], r['method']]['accuracy']:.2f}", f"{r['accuracy']:.2f}",
+              f"{r['calculator_calls_per_output']:g}",
+              "" if r["calculator_own_wrong_pct"] is None else f"{r['calculator_own_wrong_pct']:g}"]
+             for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]))
+             if r["variant"] == "calculator" and r["calculator_calls_per_output"] is not None]
+    return header, cells
+
+
 def markdown(table: Table) -> str:
     header, cells = table
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -238,11 +280,12 @@ def markdown(table: Table) -> str:
 def table(rows: list[dict]) -> str:
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASKS_ORDER.get(t, len(TASKS_ORDER)), t))
     order = list(REPORT_ORDER)
-    labels = sorted({(order.index(r["method"]), r["num_samples"], r["label"]) for r in rows})
+    labels = sorted({(order.index(r["method"]), r["num_samples"], r["variant"].startswith("calculator"), r["label"])
+                     for r in rows})  # a student with the calculator under the same student without it
     cells = {(r["label"], r["task"]): r for r in rows}
     notes = {id(r): n for n, r in enumerate(_noted(rows), 1)}
     lines = ["| method: student | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for _, _, row in labels:
+    for *_, row in labels:
         values = []
         for task in tasks:
             r = cells.get((row, task))
@@ -349,7 +392,8 @@ def report(root: Path) -> dict:
     rows = collect(runs)
     if not rows:
         raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
-    results, notes, failures = table(rows), diagnostics_table(rows), failures_table(rows)
+    results, notes, failures, calculator = table(rows), diagnostics_table(rows), failures_table(rows), \
+        calculator_table(rows)
     curation = curation_table(runs)
     root = Path(root)
     with open(root / "report.csv", "w", newline="") as f:
@@ -361,13 +405,15 @@ def report(root: Path) -> dict:
                                       ("cost_vs_accuracy.png", plot_cost(rows, root / "cost_vs_accuracy.png")))
              if drawn]
     failures = [failures] if failures[1] else []  # only where evaluation sorted the wrong answers
+    calculator = [calculator] if calculator[1] else []
     text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + results + "\n"
             + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + markdown(notes)
             + "\n" + "".join(f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{markdown(f)}\n" for f in failures)
+            + "".join(f"\n## The calculator\n\n{CALCULATOR_NOTE}\n\n{markdown(c)}\n" for c in calculator)
             + (f"\n## Curation\n\nThe teacher's samples of the train questions, kept or dropped.\n\n{markdown(curation)}\n"
                if curation[1] else "")
             + "".join(f"\n![{p}]({p})\n" for p in plots))
     (root / "report.md").write_text(text)
     page = write_html(root, [(run, _task_name(_read(RunFolder(run).config))) for run in runs], rows, plots,
-                      [notes, *failures, *([curation] if curation[1] else [])])
+                      [notes, *failures, *calculator, *([curation] if curation[1] else [])])
     return {"table": results, "rows": rows, "plots": plots, "html": page}

@@ -98,12 +98,12 @@ def _table(rows: list[dict]) -> str:
     95% interval."""
     runs = list(dict.fromkeys((r["run"], r["task"]) for r in rows))
     order = list(REPORT_ORDER)
-    labels = sorted({(order.index(r["method"]), r["label"]) for r in rows})
+    labels = sorted({(order.index(r["method"]), r["variant"].startswith("calculator"), r["label"]) for r in rows})
     cells = {(r["label"], r["run"]): r for r in rows}
     head = "".join(f"<th>{html.escape(task)}<br><small>{html.escape(Path(run).name)}</small></th>"
                    for run, task in runs)
     body = []
-    for _, name in labels:
+    for *_, name in labels:
         values = "".join(
             f"<td>{r['accuracy']:.2f} <small>[{r['ci95_low']:.1f}, {r['ci95_high']:.1f}]</small></td>"
             if (r := cells.get((name, run))) else "<td></td>" for run, _ in runs)

@@ -74,6 +74,12 @@ class RunFolder:
     def votes(self, method: str) -> Path:
         return self.evaluated(method) / "self_consistency.jsonl"
 
+    def calculated(self, method: str) -> Path:
+        return self.evaluated(method) / "calculator.jsonl"
+
+    def calculated_votes(self, method: str) -> Path:
+        return self.evaluated(method) / "calculator_self_consistency.jsonl"
+
     # each stage's summary, stamped with its fingerprint (a trained student's and an evaluated method's are theirs)
     def summary(self, stage: str, method: str = "") -> Path:
         return {"teach": self.teacher / "summary.json", "curate": self.curate / "summary.json",

@@ -24,6 +24,7 @@ class Engine(Protocol):
     kind: ModelKind  # the student's prompt format
     parameters: int | None  # the student's size, where the engine knows it
     tokens: int  # new tokens generated so far
+    tokenizer: object  # the student's (the calculator counts the tokens of its rounds with it)
 
     def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
                  stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,

@@ -24,8 +24,8 @@ from ftcot.teachers.store import CompletionStore, sent_from
 
 
 class OpenAIEngine:
-    def __init__(self, cfg: RunConfig, served: str, kind, store: Path, weights: str):
-        self.cfg, self.served, self.kind, self.store_path = cfg.evaluate, served, kind, store
+    def __init__(self, cfg: RunConfig, served: str, tokenizer, kind, store: Path, weights: str):
+        self.cfg, self.served, self.tokenizer, self.kind, self.store_path = cfg.evaluate, served, tokenizer, kind, store
         # Completions of another served model, of another base student, or of this one before it was retrained,
         # are never mixed up.
         self.identity = f"student:{served}:{cfg.student.model}:{weights}"
@@ -83,7 +83,7 @@ def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, 
     if cfg.evaluate.api_key_env and not os.environ.get(cfg.evaluate.api_key_env):
         raise UserError(f"the environment variable {cfg.evaluate.api_key_env} (evaluate.api_key_env) is not set; "
                         "for a server that needs no key, set evaluate.api_key_env: null")
-    # The prompt format is the student's: its config, from the trained folder where there is one.
-    _, kind = load_tokenizer(cfg.student, weights if weights and Path(weights).is_dir() else None)
+    # The prompt format and the tokenizer are the student's: from the trained folder where there is one.
+    tokenizer, kind = load_tokenizer(cfg.student, weights if weights and Path(weights).is_dir() else None)
     folder.mkdir(parents=True, exist_ok=True)
-    return OpenAIEngine(cfg, served, kind, folder / "store.sqlite", weights_stamp(weights))
+    return OpenAIEngine(cfg, served, tokenizer, kind, folder / "store.sqlite", weights_stamp(weights))

@@ -286,11 +286,13 @@ def _tensorboard(report_to: list[str], folder: Path) -> list:
 
 
 def validation_accuracy(task: Task, method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,
-                        batch_size: int):
-    """A `validate(model)` for train(): accuracy of method on the validation questions, in percent."""
+                        batch_size: int, calculator: bool = False):
+    """A `validate(model)` for train(): accuracy of method on the validation questions (written with the
+    calculator, where asked), in percent."""
     def validate(model) -> float | None:
         if not val:
             return None
-        _, metrics = evaluate(task, HFEngine(model, tokenizer, kind, batch_size), val, method, max_new_tokens)
+        _, metrics = evaluate(task, HFEngine(model, tokenizer, kind, batch_size), val, method, max_new_tokens,
+                              calculator=calculator)
         return metrics["accuracy"]
     return validate

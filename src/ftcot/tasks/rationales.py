@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ftcot.calculator import equations
 from ftcot.tasks.answers import ALPHABET, YES_NO, AnswerFormat
 from ftcot.tasks.prompts import ANSWER_MARKER
-
 
 
 # --- a multiple-choice question --------------------------------------------------------------------------
@@ -330,11 +330,15 @@ def is_loop(text: str, min_repeats: int = 3, min_words: int = 8) -> bool:
     return False
 
 
+# A number task's wrong conclusion is told apart by the equations its rationale states (ftcot.calculator reads
+# them): one of them wrong, or all of them right, as with the calculator on.
 FAILURE_KINDS = {
     "loop": "no answer: a repetition loop",
     "cut_off": "no answer: cut off or stopped before the marker",
     "unparsed": "no answer could be read from it",
     "right_conclusion": "the rationale reaches the gold answer, the answer after the marker is wrong",
+    "wrong_arithmetic": "the rationale reaches a wrong answer, an equation in it wrong",
+    "wrong_setup": "the rationale reaches a wrong answer, its equations right (a wrong set-up)",
     "wrong_conclusion": "the rationale reaches a wrong answer",
     "no_conclusion": "the rationale names no answer",
     "wrong_answer": "a wrong answer (no rationale in the output read)",
@@ -359,4 +363,8 @@ def failure_kind(output: str, prediction: str | None, correct: bool, fmt: Answer
         right = None if concluded is None else concluded == gold
     else:
         right = supports(rationale, fmt, question, gold)
+    if right is False and fmt.numeric:  # its arithmetic wrong, or (every `a op b = c` right) its set-up
+        stated = equations(rationale)
+        if stated:
+            return "wrong_setup" if all(ok for *_, ok in stated) else "wrong_arithmetic"
     return {True: "right_conclusion", False: "wrong_conclusion", None: "no_conclusion"}[right]
