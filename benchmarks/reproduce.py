@@ -45,6 +45,7 @@ RESULTS = ROOT / "docs" / "results"
 TASKS = ["single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
          "last_letter_concatenation", "coin_flip", "strategy_qa"]
 CHOICE_TASKS = ("date_understanding", "tracking_shuffled_objects")  # answered by an option letter
+NUMBER_TASKS = ("single_eq", "addsub", "multiarith", "svamp")  # where --calculator applies
 RECORDED = "text-davinci-002"  # the recorded teacher of every task (Kojima et al.'s logs)
 
 # The paper's Table (official results; best of 20 epochs chosen on the test split there):
@@ -90,7 +91,8 @@ def setting(args) -> str:
                 f"-{tokens}")
     if args.protocol == "paper" and args.epochs:
         name += f"-e{args.epochs}"
-    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + teacher_tag(args) + \
+    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + (
+        "-calc" if args.calculator else "") + teacher_tag(args) + \
         student_tag(args) + (f"-s{args.seed}" if args.seed else "")
 
 
@@ -148,7 +150,8 @@ def config_for(task: str, args) -> dict:
         "train": train,
         "evaluate": {"baselines": ["zero_shot", "zero_shot_cot"], "batch_size": args.eval_batch_size,
                      "max_new_tokens": args.max_new_tokens, "max_samples": args.max_test,
-                     "choice_by_content": args.choice_by_content and choice},
+                     "choice_by_content": args.choice_by_content and choice,
+                     "calculator": args.calculator and task in NUMBER_TASKS},
     }
 
 
@@ -185,7 +188,7 @@ def collect_result(task: str, args, command: str, wall: float) -> dict:
         "accuracy": {m: metrics[m]["accuracy"] for m in metrics}, "n_test": metrics["ft_cot"]["n"],
         "ci95": {m: metrics[m]["ci95"] for m in metrics},
         "diagnostics": recorded("diagnostics"), "failures": recorded("failures"),
-        "choice_by_content": recorded("choice_by_content"),
+        "choice_by_content": recorded("choice_by_content"), "calculator": recorded("calculator"),
         "max_new_tokens": metrics["ft_cot"].get("max_new_tokens"),
         "curate": json.loads((run_dir / "curate" / "summary.json").read_text()),
         "train": {m: {k: s.get(k) for k in keys} for m, s in students.items()},
@@ -344,6 +347,27 @@ def diverse_markdown(by_task: dict[str, list[dict]]) -> str:
                 f"| {_trained(r['train']['ft_cot'])} | {c['samples_drawn']} | {c['kept']} | {dropped or 'none'} "
                 f"| {student_of(r)} | {r['machine'].split(', torch')[0]} |")
     return "\n".join(lines)
+
+
+def calculator_markdown(by_task: dict[str, list[dict]]) -> str:
+    """Each run scored with the calculator too: the same student without and with it, vanilla beside them, the
+    calculator's calls and how often the student's own number at them was wrong, the paper's targets."""
+    lines = ["| task | setting | FT-CoT | FT-CoT + calculator | vanilla | FT-CoT + calculator > vanilla "
+             "| calls per output | own number wrong at a call % | paper: best <=0.3B D=1 | paper: best <=0.3B diverse "
+             "(target) | FT-CoT epoch: best of trained (chosen with the calculator) | machine |",
+             "|---|" + "---|" * 11]
+    for task in TASKS:
+        for r in sorted(by_task[task], key=lambda r: r["setting"]):
+            c = (r.get("calculator") or {}).get("ft_cot")
+            if not c:
+                continue
+            a, _, gpt2, t5, ada, best = r["accuracy"], *PAPER[task]
+            lines.append(
+                f"| {task} | {r['setting']} | {a['ft_cot']:.2f} | {c['accuracy']:.2f} | {a['vanilla']:.2f} "
+                f"| {'yes' if c['accuracy'] > a['vanilla'] else '**no**'} | {c['calls']['per_output']:g} "
+                f"| {c['calls']['own_wrong_pct']} | {max(gpt2, t5, ada):.2f} | {best:.2f} "
+                f"| {_trained(r['train']['ft_cot'])} | {r['machine'].split(', torch')[0]} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def plot_diverse(by_task: dict[str, list[dict]], path: Path) -> bool:
@@ -554,6 +578,12 @@ def write_results_doc() -> None:
             "source of Mentor-KD's released rationales (README, Data). Each row is one run (its seed), on the machine "
             "it names.\n\n" + diverse_markdown(diverse) + "\n"
             + ("\n![accuracy against D](results/accuracy_vs_D.png)\n" if plotted else ""))
+    calculator = calculator_markdown(by_task)
+    if calculator:
+        diverse_text += ("\n## The calculator (issue #29)\n\nThe same Fine-tune-CoT student scored without and with "
+                         "a calculator in decoding (at each `=` after an arithmetic expression its value is written "
+                         "and the student goes on; `evaluate.calculator`), its epoch chosen on validation with the "
+                         "calculator.\n\n" + calculator + "\n")
     text = (HEAD + protocol + diverse_text
             + (f"\nWrong answers by kind (test split, counts), and choice answers read by the option their rationale "
                f"names rather than by the letter after `-->`:\n\n{failures}\n" if failures else "")
@@ -592,6 +622,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--permute-choices", type=int, default=0, help="curate.permute_choices on the choice tasks")
     parser.add_argument("--choice-order", choices=["test", "teacher"], default="test", help="curate.choice_order")
     parser.add_argument("--choice-by-content", action="store_true", help="evaluate.choice_by_content on choice tasks")
+    parser.add_argument("--calculator", action="store_true",
+                        help="evaluate.calculator on the number tasks (validation with it too): a second row")
     parser.add_argument("--keep-truncated", action="store_true",
                         help="curate.drop_truncated: false (with --choice-order teacher: the curation before #18)")
     parser.add_argument("--jobs", type=int, default=1, help="stages run side by side as separate processes")
@@ -627,6 +659,7 @@ def main() -> None:
             [f"--permute-choices {args.permute_choices}"] if args.permute_choices else []) + (
             [f"--choice-order {args.choice_order}"] if args.choice_order != "test" else []) + (
             ["--choice-by-content"] if args.choice_by_content else []) + (
+            ["--calculator"] if args.calculator else []) + (
             ["--keep-truncated"] if args.keep_truncated else []) + (
             [f"--student {args.student}"] if student_tag(args) else [])
         commands[task] = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce.py " + " ".join(flags)

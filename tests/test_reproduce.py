@@ -87,3 +87,25 @@ def test_results_doc_shows_the_mean_and_sd_over_seeds_and_the_failures(tmp_path,
     assert ("| date_understanding | paper-c1-k3-s1 | ft_cot | 50.00 | 55.00 | 35 | 4 | wrong option 30, no answer 5 |"
             in text)
     assert "| paper-c1-k3-s2 | ft_cot |" not in text
+
+
+def test_a_teacher_d_and_the_calculator_name_their_settings_and_reach_the_config():
+    """Another recorded teacher and D name themselves (text-davinci-002 at D=1 keeps its names); several sources
+    become teacher.records; --calculator applies to the number tasks only; --epochs bounds the paper protocol."""
+    flags = PAPER + ["--epochs", "3", "--consistency", "on"]
+    diverse = runs(flags + ["--teacher", "gpt-3.5-turbo-instruct", "--num-samples", "6",
+                            "--tasks", "date_understanding"])["date_understanding", 0]
+    assert reproduce.setting(diverse) == "paper-full-nall-tauto-m8-e3-q-c1-gpt-3.5-turbo-instruct-d6"
+    cfg = RunConfig.model_validate(reproduce.config_for("date_understanding", diverse))
+    assert (cfg.teacher.model, cfg.teacher.num_samples, cfg.teacher.records, cfg.train.epochs) == (
+        "gpt-3.5-turbo-instruct", 6, None, 3)
+    both = runs(flags + ["--teacher", "text-davinci-002+gpt-3.5-turbo-instruct", "--num-samples", "7",
+                         "--tasks", "date_understanding"])["date_understanding", 0]
+    assert RunConfig.model_validate(reproduce.config_for("date_understanding", both)).teacher.records == [
+        "text-davinci-002", "gpt-3.5-turbo-instruct"]
+    calc = runs(flags + ["--calculator", "--tasks", "single_eq", "coin_flip"])
+    assert reproduce.setting(calc["single_eq", 0]) == "paper-full-nall-tauto-m8-e3-q-c1-calc"
+    assert RunConfig.model_validate(reproduce.config_for("single_eq", calc["single_eq", 0])).evaluate.calculator
+    assert not RunConfig.model_validate(reproduce.config_for("coin_flip", calc["coin_flip", 0])).evaluate.calculator
+    assert reproduce.teacher_of({"config": reproduce.config_for("date_understanding", both)}) == (
+        "text-davinci-002+gpt-3.5-turbo-instruct", 7)
