@@ -397,8 +397,9 @@ def plot_diverse(by_task: dict[str, list[dict]], path: Path) -> bool:
         ax.axhline(vanilla, color=colour, linestyle="--", linewidth=1, label=f"{task}: vanilla (mean)")
         ax.axhline(PAPER[task][4], color=colour, linestyle=":", linewidth=1,
                    label=f"{task}: paper, best <=0.3B diverse ({PAPER[task][4]:.2f})")
-    ax.set(xlabel="D (teacher rationales per train question)", ylabel="test accuracy (%)",
-           title="SmolLM2-135M: accuracy against D")
+    ds = sorted({teacher_of(r)[1] for task in tasks for r in by_task[task]} | {1, 6})
+    ax.set(xlabel="D (teacher rationales per train question)", ylabel="test accuracy (%)", xticks=ds,
+           xlim=(ds[0] - 0.5, ds[-1] + 0.5), ylim=(0, 100), title="SmolLM2-135M: accuracy against D")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
