@@ -31,3 +31,25 @@ def run_torchrun(config, data_dir, processes: int = 2):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                            str(processes), "-m", "ftcot.cli", "train", str(config)], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+
+
+def write_table(rows: list[dict], path):
+    """Rows in the format path's suffix names (.json: a JSON list; .jsonl, .csv, .parquet; else a datasets
+    save_to_disk folder), written with `datasets` as a user's own files would be."""
+    import json
+
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+        return path
+    import datasets
+
+    data = datasets.Dataset.from_list(rows)
+    if path.suffix == ".jsonl":
+        data.to_json(str(path), lines=True)
+    elif path.suffix == ".csv":
+        data.to_csv(str(path), index=False)
+    elif path.suffix == ".parquet":
+        data.to_parquet(str(path))
+    else:
+        data.save_to_disk(str(path))
+    return path

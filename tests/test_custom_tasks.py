@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from helpers import run_cli
+from helpers import run_cli, write_table
 from openai_server import OpenAIServer
 from ftcot.errors import UserError
 from ftcot.tasks import TaskDecl, load_task
@@ -24,22 +24,6 @@ def _questions(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def _write(rows: list[dict], path):
-    """The rows in the format path's suffix names (or a datasets folder), written with `datasets`."""
-    import datasets
-
-    data = datasets.Dataset.from_list(rows)
-    if path.suffix == ".jsonl":
-        data.to_json(str(path), lines=True)
-    elif path.suffix == ".csv":
-        data.to_csv(str(path), index=False)
-    elif path.suffix == ".parquet":
-        data.to_parquet(str(path))
-    else:
-        data.save_to_disk(str(path))
-    return path
-
-
 def _sum_teacher(prompt: str, index: int) -> str:
     """A teacher that adds: step 1 reasons, step 2 answers."""
     a, b = map(int, re.search(r"What is (\d+) plus (\d+)\?", prompt).groups())
@@ -50,8 +34,8 @@ def _sum_teacher(prompt: str, index: int) -> str:
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", "folder"])
 def test_every_reader_gives_the_same_samples(tmp_path, suffix):
-    train = _write(_questions(20, 1), tmp_path / f"train{suffix if suffix != 'folder' else ''}")
-    test = _write(_questions(5, 2), tmp_path / f"test{suffix if suffix != 'folder' else ''}")
+    train = write_table(_questions(20, 1), tmp_path / f"train{suffix if suffix != 'folder' else ''}")
+    test = write_table(_questions(5, 2), tmp_path / f"test{suffix if suffix != 'folder' else ''}")
     spec = load_task(TaskDecl(name=f"sums_{suffix.strip('.')}", train=str(train), test=str(test),
                                answer_format="number", id_field="id"))
     samples = spec.samples()
@@ -91,7 +75,7 @@ def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, data_di
     row, pattern = BAD[case]
     rows = _questions(2, 1) + [row]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _write(_questions(5, 2), tmp_path / "test.jsonl")
+    write_table(_questions(5, 2), tmp_path / "test.jsonl")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "task": {"name": "sums", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
@@ -113,8 +97,8 @@ def test_a_choice_letter_out_of_range_is_named(tmp_path):
 
 
 def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict) -> str:
-    train = _write(_questions(200, 1), tmp_path / "train.jsonl")
-    test = _write(_questions(50, 2), tmp_path / "test.jsonl")
+    train = write_table(_questions(200, 1), tmp_path / "train.jsonl")
+    test = write_table(_questions(50, 2), tmp_path / "test.jsonl")
     (tmp_path / "sums.yaml").write_text(yaml.safe_dump({"name": "sums", "train": train.name, "test": test.name,
                                                         "answer_format": "integer", "id_field": "id"}))
     config = tmp_path / "run.yaml"

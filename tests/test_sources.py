@@ -8,32 +8,13 @@ import shutil
 import pytest
 import yaml
 
-from helpers import run_cli
+from helpers import run_cli, write_table
 from ftcot.config import RationaleSource, TeacherConfig
 from ftcot.judge import solved
 from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.answers import INTEGER, LETTER_A_TO_C, LETTERS, TEXT, YES_NO
 from ftcot.tasks.rationales import concluded_answer
 from ftcot.teachers import make_recorded_teacher
-
-
-def _write(rows: list[dict], path):
-    """Rows as the file path's suffix names (or a datasets folder): JSON as a list, the others through datasets."""
-    if path.suffix == ".json":
-        path.write_text(json.dumps(rows))
-        return path
-    import datasets
-
-    data = datasets.Dataset.from_list(rows)
-    if path.suffix == ".jsonl":
-        data.to_json(str(path), lines=True)
-    elif path.suffix == ".csv":
-        data.to_csv(str(path), index=False)
-    elif path.suffix == ".parquet":
-        data.to_parquet(str(path))
-    else:
-        data.save_to_disk(str(path))
-    return path
 
 
 def _teacher(task, source, **cfg):
@@ -56,28 +37,28 @@ def test_every_shape_of_a_rationale_file_is_read(shape, data_dir, tmp_path):
     if shape == "json list":  # a list of rationales with a list of their answers
         rows = [{"q": s.question, "r": ["First.", "Second."], "a": [right[s.sample_index], wrong[s.sample_index]]}
                 for s in q]
-        source = RationaleSource(path=str(_write(rows, tmp_path / "r.json")), question="q", rationale="r",
+        source = RationaleSource(path=str(write_table(rows, tmp_path / "r.json")), question="q", rationale="r",
                                  answer="a")
         expected = [("source", True), ("source", False)]
     elif shape == "jsonl one":  # one rationale, no answer: read from its conclusion
         rows = [{"question": s.question, "rationale": f"It is heads. So the answer is {right[s.sample_index]}."}
                 for s in q]
-        source = RationaleSource(path=str(_write(rows, tmp_path / "r.jsonl")))
+        source = RationaleSource(path=str(write_table(rows, tmp_path / "r.jsonl")))
         expected = [("rationale", True)]
     elif shape == "csv flag":  # a CSV cell is text: "true"/"false"
         rows = [{"question": s.question, "rationale": "Thinking.", "ok": "true" if i % 2 == 0 else "false"}
                 for i, s in enumerate(q)]
-        source = RationaleSource(path=str(_write(rows, tmp_path / "r.csv")), correct="ok")
+        source = RationaleSource(path=str(write_table(rows, tmp_path / "r.csv")), correct="ok")
         expected = None
     elif shape == "parquet list":
         rows = [{"question": s.question, "rationale": [f"Yes. The answer is {right[s.sample_index]}.",
                                                         f"The answer is {wrong[s.sample_index]}.", "Hard to say."]}
                 for s in q]
-        source = RationaleSource(path=str(_write(rows, tmp_path / "r.parquet")))
+        source = RationaleSource(path=str(write_table(rows, tmp_path / "r.parquet")))
         expected = [("rationale", True), ("rationale", False), ("rationale", False)]
     else:  # a datasets folder, one flag a rationale
         rows = [{"question": s.question, "rationale": ["a", "b"], "ok": [True, False]} for s in q]
-        source = RationaleSource(path=str(_write(rows, tmp_path / "r")), correct="ok")
+        source = RationaleSource(path=str(write_table(rows, tmp_path / "r")), correct="ok")
         expected = [("flag", True), ("flag", False)]
     records, (report,) = _teacher(task, source)
     assert report["rows"] == 4 and report["matched_exact"] == 4 and report["questions"] == 4
@@ -100,8 +81,8 @@ def test_questions_match_exactly_then_by_whitespace_and_the_rest_is_counted(tmp_
     rows = [{"question": q, "answer": a} for q, a in [
         ("What is 1 plus 1?", "2"), ("What is 2 plus 2?", "4"), ("Same words here?", "5"),
         ("Same words here?", "5"), ("What is 3 plus 3?", "6")]]
-    train = _write(rows[:4], tmp_path / "train.jsonl")
-    test = _write(rows[4:], tmp_path / "test.jsonl")
+    train = write_table(rows[:4], tmp_path / "train.jsonl")
+    test = write_table(rows[4:], tmp_path / "test.jsonl")
     task = load_task(TaskDecl(name="sums", train=str(train), test=str(test), answer_format="number"))
     given = [{"question": "What is 1 plus 1?", "rationale": "1 + 1 = 2."},  # exact
              {"question": "  What is 2\n plus   2? ", "rationale": "2 + 2 = 4."},  # whitespace
@@ -109,7 +90,7 @@ def test_questions_match_exactly_then_by_whitespace_and_the_rest_is_counted(tmp_
              {"question": "Same words here?", "rationale": "5."},  # two questions have this text
              {"question": "What is 3 plus 3?", "rationale": "6."},  # a test question
              {"question": "What is 1 plus 1?", "rationale": "It is 3."}]  # a second row of the first question
-    records, (report,) = _teacher(task, RationaleSource(path=str(_write(given, tmp_path / "r.json"))))
+    records, (report,) = _teacher(task, RationaleSource(path=str(write_table(given, tmp_path / "r.json"))))
     assert {k: report[k] for k in ("matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows",
                                    "test_rows_refused", "rationales", "questions")} == {
         "matched_exact": 2, "matched_whitespace": 1, "unmatched_rows": 1, "ambiguous_rows": 1,
@@ -150,7 +131,7 @@ def test_num_samples_takes_the_first_D_and_sources_add_up_in_order(data_dir, tmp
     rows = [{"question": s.question, "rationale": [f"One: the answer is {s.answer}.",
                                                     f"Two: the answer is {s.answer}.",
                                                     f"Three: the answer is {s.answer}."]} for s in first]
-    table = RationaleSource(path=str(_write(rows, tmp_path / "r.json")), teacher="other-teacher")
+    table = RationaleSource(path=str(write_table(rows, tmp_path / "r.json")), teacher="other-teacher")
     config = {"task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
               "teacher": {"backend": "recorded", "records": [table.model_dump(exclude_defaults=True)],
                           "num_samples": 2, "max_samples": 6, "on_missing": "skip"},
@@ -242,7 +223,7 @@ def test_a_whole_run_from_a_rationale_file_on_a_tiny_student(data_dir, tiny_lm, 
         other = "no" if s.answer == "yes" else "yes"
         rows.append({"question": s.question, "rationale": [f"The coin ends {s.answer}. So the answer is {s.answer}.",
                                                            f"I think so. So the answer is {other}."]})
-    path = _write(rows, tmp_path / "mine.jsonl")
+    path = write_table(rows, tmp_path / "mine.jsonl")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "runs" / "mine"),
