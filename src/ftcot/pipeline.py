@@ -413,6 +413,9 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             first = [(e.sample_index, e.completion_index) for e in examples if e.variant == 0]
             kept = set(first[: ctx.cfg.train.max_examples])
             examples = [e for e in examples if (e.sample_index, e.completion_index) in kept]
+        if not examples:  # known before any model is loaded (or, on a new machine, converted)
+            raise UserError(f"no training examples for {method} in {curated}: check the teacher records and "
+                            "curation filters")
         tokenizer, kind = load_tokenizer(ctx.cfg.student)
         calculator = ctx.cfg.train.validate_with_calculator and METHODS[method].reasoning
         validate = validation_accuracy(ctx.task, method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
@@ -452,7 +455,7 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
-    from ftcot.engines import open_engine  # deferred, like the students
+    from ftcot.engines import check_engine, open_engine  # deferred, like the students
     from ftcot.evaluate import evaluate, self_consistency
     from ftcot.students.load import load_tokenizer
 
@@ -475,10 +478,18 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
     # Checks that need no model come before any model is loaded (or, on a new machine, converted).
+    todo = [m for m in wanted if m != TEACHER and not is_done(ctx, "evaluate", m)]
     if e.engine != "openai":  # a server may serve a student from elsewhere
-        for method in (m for m in wanted if m in TRAINED and not is_done(ctx, "evaluate", m)):
+        for method in (m for m in todo if m in TRAINED):
             if not ctx.run.best(method).is_dir():
                 raise UserError(f"no trained {method} student in {ctx.run.best(method)}: run `ftcot train` first")
+    for method in todo:
+        if METHODS[method].few_shot:  # asked for by name (the configured ones were left out above)
+            try:
+                few_shot_cot("", ctx.task.decl.few_shot_prompt, few_shot)
+            except UserError as exc:
+                raise UserError(f"evaluate {method} on task {ctx.task.key}: {exc}") from None
+        check_engine(ctx.cfg, method)
     hold_folder(ctx.run.eval)
     test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}
