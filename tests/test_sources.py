@@ -411,3 +411,19 @@ def test_an_empty_list_of_sources_is_a_config_error(tmp_path):
     (tmp_path / "c.yaml").write_text("task: coin_flip\nteacher: {backend: recorded, records: []}\n")
     result = run_cli("config", tmp_path / "c.yaml")
     assert result.returncode == 2 and "records: an empty list names no source" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name,content,pattern", [
+    ("r.json", "", r"r\.json: no rows \(the file is empty\)$"), ("r.jsonl", "\n", r"r\.jsonl: no rows"),
+    ("r.json", "[]", r"r\.json: no rows$"), ("r.csv", "question,rationale\n", r"r\.csv: no rows$")])
+def test_an_empty_rationale_file_is_one_line(name, content, pattern, data_dir, tmp_path):
+    (tmp_path / name).write_text(content)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+        "teacher": {"backend": "recorded", "records": {"path": str(tmp_path / name)}}}))
+    result = run_cli("teach", tmp_path / "c.yaml")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
