@@ -123,7 +123,8 @@ def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: s
     if not path.exists():
         raise UserError(f"teacher.records: {entry!r} is neither a named source ({', '.join(NAMED)}) nor a file")
     records = read_records(path)
-    return records, {"source": str(path), "sha256": _digest(path), "teacher": ", ".join(sorted({r.model for r in records})),
+    return records, {"source": str(path), "sha256": _digest(path),
+                     "teacher": ", ".join(sorted({r.model for r in records})),
                      "records": len(records)}
 
 
@@ -186,7 +187,8 @@ def read_rationales(source: RationaleSource, teacher: str, task: Task, split: st
                 answer=sample.answer, reasoning_prompt=prompt, reasoning_completion=f" {text.strip()}",
                 answer_prompt="", answer_completion="" if given is None else f" {given}.", model=teacher,
                 params={"source": str(path), "matched": how}, answer_from=origin))
-    report = {"source": str(path), "sha256": _digest(path), "teacher": teacher, "rows": len(rows), "rationales": len(records),
+    report = {"source": str(path), "sha256": _digest(path), "teacher": teacher, "rows": len(rows),
+              "rationales": len(records),
               "questions": len(taken), **{k: counts[k] for k in (
                   "matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows", "test_rows_refused",
                   "answers_from_source", "answers_from_flag", "answers_from_rationale", "answers_none")}}
