@@ -161,6 +161,21 @@ MISTAKES = {  # what the user did -> (config overrides, command, files to break,
     "budget on a local teacher": ({"teacher": {"backend": "hf", "model": "x", "max_cost": 1.0}}, ["teach"], {},
                                   r"a budget is for a paid API"),
     "untrained student": ({}, ["evaluate", "--method", "ft_cot"], {}, r"no trained ft_cot student"),
+    "nothing curated to train on": ({}, ["train", "--method", "ft_cot"],
+                                    {"run/curate/train_ft_cot.jsonl": "", "run/curate/val.jsonl": ""},
+                                    r"no training examples for ft_cot in .*train_ft_cot\.jsonl"),
+    "few-shot-CoT on a task without its prompt": ({"task": "tracking_shuffled_objects"},
+                                                  ["evaluate", "--method", "few_shot_cot"], {},
+                                                  r"evaluate few_shot_cot on task tracking_shuffled_objects: the "
+                                                  r"task names no few-shot-CoT prompt"),
+    "a method the server does not serve": ({"evaluate": {"engine": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                                         "models": {"vanilla": "v"}}},
+                                           ["evaluate", "--method", "zero_shot"], {},
+                                           r"evaluate\.models names no served model for zero_shot"),
+    "the served student's key unset": ({"evaluate": {"engine": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                                     "models": {"zero_shot": "z"}, "api_key_env": "FTCOT_NO_SUCH_KEY"}},
+                                       ["evaluate", "--method", "zero_shot"], {},
+                                       r"FTCOT_NO_SUCH_KEY \(evaluate\.api_key_env\) is not set"),
 }
 
 

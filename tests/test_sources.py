@@ -284,3 +284,127 @@ def test_the_named_source_fetches_from_a_mirror_and_a_corrupted_file_is_refused(
     assert not (dest / "mentor_kd/data/prompt/date_understanding_6.json").exists()
     assert not list(dest.rglob("*.part"))
     assert all(data.is_verified(f, dest) for f in mine if "date_understanding" not in f.path)
+
+
+@pytest.mark.parametrize("kind", ["table", "datasets folder", "records file"])
+def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_dir, tmp_path):
+    """The stages' fingerprints hold what a user's source files hold, not only their paths: a file edited in
+    place between two runs is read again (and so is everything made from it); an untouched one is not."""
+    from ftcot.config import load_config
+    from ftcot.pipeline import context, fingerprint, is_done, teach
+
+    task, train, _ = _coin_flip(data_dir)
+    rows = [{"question": s.question, "rationale": f"So the answer is {s.answer}."} for s in train[:3]]
+    if kind == "records file":  # what a previous `ftcot teach` wrote, given by its path
+        source = tmp_path / "given.jsonl"
+        records, _ = _teacher(task, RationaleSource(path=str(_write(rows, tmp_path / "r.json"))))
+        from ftcot.teachers.records import write_records
+
+        write_records(records, source)
+        records_cfg = str(source)
+    else:
+        source = _write(rows, tmp_path / ("r.json" if kind == "table" else "folder"))
+        records_cfg = {"path": str(source)}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+        "teacher": {"backend": "recorded", "model": "mine", "records": records_cfg, "max_samples": 3}}))
+    ctx = context(load_config(tmp_path / "c.yaml"))
+    summary = teach(ctx)
+    assert is_done(ctx, "teach") and summary["sources"][0]["sha256"]
+    curate_before = fingerprint(ctx, "curate")
+    # The same rows again, one rationale changed.
+    if kind == "records file":
+        text = source.read_text().replace("So the answer is", "Hence the answer is", 1)
+        source.write_text(text)
+    else:
+        rows[0]["rationale"] = "Changed. " + rows[0]["rationale"]
+        if kind == "datasets folder":
+            shutil.rmtree(source)
+        _write(rows, source)
+    ctx = context(load_config(tmp_path / "c.yaml"))
+    assert not is_done(ctx, "teach")
+    assert fingerprint(ctx, "curate") != curate_before
+    teach(ctx)
+    assert is_done(ctx, "teach")
+    completions = (tmp_path / "run" / "teacher" / "completions.jsonl").read_text()
+    assert ("Hence" if kind == "records file" else "Changed.") in completions
+    if kind == "table":  # gone: the teacher is not done, and teaching again says the file is missing
+        source.unlink()
+        ctx = context(load_config(tmp_path / "c.yaml"))
+        assert not is_done(ctx, "teach")
+        from ftcot.errors import UserError
+
+        with pytest.raises(UserError, match=r"r\.json"):
+            teach(ctx)
+
+
+def test_a_question_a_table_does_not_cover_is_one_line_saying_what_it_matched(data_dir, tmp_path):
+    """on_missing: error with a rationale table: the one line names the question, and what the table matched
+    (no report line before it); with teach_on test, that a table's test questions are never taken."""
+    task, train, test = _coin_flip(data_dir)
+    rows = [{"question": s.question, "rationale": "So the answer is yes."} for s in train[:2] + test[:1]]
+    path = _write(rows, tmp_path / "r.json")
+    for teach_on, pattern in ((["train"], r"^error: no recorded teacher completion for coin_flip sample \d+ .*"
+                                          r"r\.json has rationales for 2 train questions \(0 rows unmatched, 0 "
+                                          r"ambiguous, 1 test questions refused\)$"),
+                              (["train", "test"], r"a rationale table's test questions are never taken")):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+            "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+            "teacher": {"backend": "recorded", "records": {"path": str(path)}, "teach_on": teach_on}}))
+        result = run_cli("teach", tmp_path / "c.yaml")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        import re
+
+        assert re.search(pattern, lines[0]), lines[0]
+        assert not (tmp_path / "run" / "teacher" / "completions.jsonl").exists()
+
+
+def test_an_unnamed_table_is_not_the_default_teacher(data_dir, tmp_path):
+    """A table without `teacher:` under a config that names no teacher.model keeps its file's name, not
+    text-davinci-002's (beside whose records it would be counted); a named teacher.model is kept."""
+    task, train, _ = _coin_flip(data_dir)
+    path = _write([{"question": train[0].question, "rationale": "So the answer is yes."}], tmp_path / "mine.jsonl")
+    source = RationaleSource(path=str(path))
+    teacher, _ = make_recorded_teacher(TeacherConfig(backend="recorded", records=["text-davinci-002", source],
+                                                     on_missing="skip"), task, "default", task.root)
+    models = [r.model for r in teacher.by_sample[(task.key, train[0].sample_index)]]
+    assert models == ["text-davinci-002", "mine.jsonl"]
+    records, _ = _teacher(task, source, on_missing="skip")  # teacher.model: my-teacher
+    assert {r.model for r in records} == {"my-teacher"}
+
+
+def test_answers_given_as_numbers_or_empty_cells(tmp_path):
+    """An answer 18.0 (a JSON float) is the task's 18; an empty answer is no answer: read from the rationale."""
+    train = _write([{"question": "What is 9 plus 9?", "answer": "18"}, {"question": "What is 2 plus 2?",
+                                                                      "answer": "4"}], tmp_path / "train.jsonl")
+    test = _write([{"question": "What is 3 plus 3?", "answer": "6"}], tmp_path / "test.jsonl")
+    task = load_task(TaskDecl(name="sums", train=str(train), test=str(test), answer_format="number"))
+    given = [{"question": "What is 9 plus 9?", "rationale": "9 + 9 = 18.", "a": 18.0},
+             {"question": "What is 2 plus 2?", "rationale": "2 + 2 = 4. The answer is 4.", "a": ""}]
+    records, (report,) = _teacher(task, RationaleSource(path=str(_write(given, tmp_path / "r.json")), answer="a"))
+    assert [r.answer_completion for r in sorted(records, key=lambda r: r.sample_index)] == [" 18.", " 4."]
+    assert all(solved(task.answer_format, r.answer_completion, r.answer) for r in records)
+    assert (report["answers_from_source"], report["answers_from_rationale"]) == (1, 1)
+
+
+def test_an_empty_list_of_sources_is_a_config_error(tmp_path):
+    (tmp_path / "c.yaml").write_text("task: coin_flip\nteacher: {backend: recorded, records: []}\n")
+    result = run_cli("config", tmp_path / "c.yaml")
+    assert result.returncode == 2 and "records: an empty list names no source" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name,content,pattern", [
+    ("r.json", "", r"r\.json: no rows \(the file is empty\)$"), ("r.jsonl", "\n", r"r\.jsonl: no rows"),
+    ("r.json", "[]", r"r\.json: no rows$"), ("r.csv", "question,rationale\n", r"r\.csv: no rows$")])
+def test_an_empty_rationale_file_is_one_line(name, content, pattern, data_dir, tmp_path):
+    (tmp_path / name).write_text(content)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
+        "teacher": {"backend": "recorded", "records": {"path": str(tmp_path / name)}}}))
+    result = run_cli("teach", tmp_path / "c.yaml")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]

@@ -79,7 +79,8 @@ class RationaleSource(Strict):
     becomes a recorded completion k = 0, 1, ... of its question; rows of one question add up in file order."""
 
     path: str  # relative to the directory ftcot runs in
-    teacher: str | None = None  # the teacher's name each record keeps; default: teacher.model
+    # the teacher's name each record keeps; default: teacher.model where the config sets it, else the file's name
+    teacher: str | None = None
     question: str = "question"  # field names in the file
     rationale: str = "rationale"  # a text, or a list of texts
     # the answer each rationale reached (a text, or a list beside a list of rationales); without it the answer is
@@ -136,6 +137,9 @@ class TeacherConfig(Strict):
 
     @model_validator(mode="after")
     def _adaptive_can_work(self) -> "TeacherConfig":
+        if self.records == []:
+            raise ValueError("records: an empty list names no source (leave it out for the named source "
+                             "teacher.model)")
         a = self.adaptive
         if a and a.want_correct > a.max_samples:
             raise ValueError(f"adaptive: want_correct ({a.want_correct}) is more than max_samples ({a.max_samples})")

@@ -34,11 +34,12 @@ from ftcot.report import report
 from ftcot.run_folder import RunFolder
 from ftcot.tasks import Sample, Task, load_task
 from ftcot.tasks.answers import accuracy
-from ftcot.tasks.prompts import load_few_shot_prompts
+from ftcot.tasks.prompts import few_shot_cot, load_few_shot_prompts
 from ftcot.teachers import check_teacher, make_live_teacher, make_recorded_teacher, teacher_identity
 from ftcot.teachers.collect import collect, plan, samples_per, show_plans
 from ftcot.teachers.cost import Holds, Spending, cost_of, dead_holds, price_of
 from ftcot.teachers.records import read_records, write_records
+from ftcot.teachers.sources import source_digests
 from ftcot.teachers.store import CompletionStore
 
 console = Console(stderr=True, soft_wrap=True)  # a log line stays one line
@@ -114,6 +115,10 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
         data["evaluate"].pop("choice_by_content", None)
     if ctx.task.digest:
         data["data"] = ctx.task.digest
+    if "teacher" in data and ctx.cfg.teacher.backend == "recorded":  # what a user's source files hold
+        digests = source_digests(ctx.cfg.teacher)
+        if digests:
+            data["teacher"]["source_files"] = digests
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,7 +171,19 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None,
     check_teacher(tcfg, budget, price, dry_run)
     if tcfg.backend == "recorded":
         teacher, sources = make_recorded_teacher(tcfg, ctx.task, ctx.cfg.split, ctx.data)
-        for source in (s for s in sources if "rows" in s):  # a rationale table: what matched, what was left out
+        tables = [s for s in sources if "rows" in s]  # rationale tables: what matched, what was left out
+        try:  # a question without a record is one line (that says what the tables matched), before any other
+            records, missing = teacher.replay(samples, tcfg.num_samples)
+        except UserError as exc:
+            if not tables:
+                raise
+            refused = any(s["test_rows_refused"] for s in tables) and "test" in tcfg.teach_on
+            raise UserError(f"{exc}; " + "; ".join(
+                f"{s['source']} has rationales for {s['questions']} train questions ({s['unmatched_rows']} rows "
+                f"unmatched, {s['ambiguous_rows']} ambiguous, {s['test_rows_refused']} test questions refused)"
+                for s in tables) + ("; a rationale table's test questions are never taken (teach_on: [train])"
+                                    if refused else "")) from None
+        for source in tables:
             console.print(f"teach: {source['teacher']} from {source['source']}: {source['rationales']} rationales "
                           f"for {source['questions']} train questions from {source['rows']} rows ("
                           f"{source['matched_exact']} matched exactly, {source['matched_whitespace']} with whitespace "
@@ -179,7 +196,6 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None,
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
         hold_folder(out)
-        records, missing = teacher.replay(samples, tcfg.num_samples)
         summary = {"teacher": teacher.identity, "questions": len(samples), "expected": len(samples) * tcfg.num_samples,
                    "collected": len(records), "questions_without_record": len(missing), "requests": 0,
                    "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
@@ -397,6 +413,9 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             first = [(e.sample_index, e.completion_index) for e in examples if e.variant == 0]
             kept = set(first[: ctx.cfg.train.max_examples])
             examples = [e for e in examples if (e.sample_index, e.completion_index) in kept]
+        if not examples:  # known before any model is loaded (or, on a new machine, converted)
+            raise UserError(f"no training examples for {method} in {curated}: check the teacher records and "
+                            "curation filters")
         tokenizer, kind = load_tokenizer(ctx.cfg.student)
         calculator = ctx.cfg.train.validate_with_calculator and METHODS[method].reasoning
         validate = validation_accuracy(ctx.task, method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
@@ -436,7 +455,7 @@ def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
-    from ftcot.engines import open_engine  # deferred, like the students
+    from ftcot.engines import check_engine, open_engine  # deferred, like the students
     from ftcot.evaluate import evaluate, self_consistency
     from ftcot.students.load import load_tokenizer
 
@@ -459,10 +478,18 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
     # Checks that need no model come before any model is loaded (or, on a new machine, converted).
+    todo = [m for m in wanted if m != TEACHER and not is_done(ctx, "evaluate", m)]
     if e.engine != "openai":  # a server may serve a student from elsewhere
-        for method in (m for m in wanted if m in TRAINED and not is_done(ctx, "evaluate", m)):
+        for method in (m for m in todo if m in TRAINED):
             if not ctx.run.best(method).is_dir():
                 raise UserError(f"no trained {method} student in {ctx.run.best(method)}: run `ftcot train` first")
+    for method in todo:
+        if METHODS[method].few_shot:  # asked for by name (the configured ones were left out above)
+            try:
+                few_shot_cot("", ctx.task.decl.few_shot_prompt, few_shot)
+            except UserError as exc:
+                raise UserError(f"evaluate {method} on task {ctx.task.key}: {exc}") from None
+        check_engine(ctx.cfg, method)
     hold_folder(ctx.run.eval)
     test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
     results = {}

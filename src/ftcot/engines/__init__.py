@@ -44,6 +44,15 @@ def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, 
     return module.open_engine(cfg, method, weights, folder, batch_size)
 
 
+def check_engine(cfg: RunConfig, method: str) -> None:
+    """What the configured engine needs for a method that can be checked without a model (a package, a served
+    model's name, a key): a one-line error before any model is loaded or, on a new machine, converted."""
+    module = importlib.import_module(f"ftcot.engines.{cfg.evaluate.engine}")
+    check = getattr(module, "check", None)
+    if check is not None:
+        check(cfg, method)
+
+
 def weights_stamp(folder: str | None) -> str:
     """Which weights a student folder holds (its files' names, sizes and times, the model card aside: evaluation
     rewrites it): what an engine keeps for a student (a conversion, received completions) is remade when the

@@ -6,6 +6,7 @@ holds."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -52,6 +53,12 @@ class CTranslate2Engine:
 
     def close(self) -> None:
         del self.generator
+
+
+def check(cfg: RunConfig, method: str) -> None:
+    """The package, which needs no model."""
+    if importlib.util.find_spec("ctranslate2") is None:
+        raise UserError("evaluate.engine ctranslate2 needs the ctranslate2 package: pip install 'ftcot[bench]'")
 
 
 def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> CTranslate2Engine:

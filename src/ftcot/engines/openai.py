@@ -75,14 +75,19 @@ class OpenAIEngine:
         pass
 
 
-def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> OpenAIEngine:
-    served = cfg.evaluate.models.get(method)
-    if served is None:
+def check(cfg: RunConfig, method: str) -> None:
+    """The served model's name and the key, which need no model."""
+    if cfg.evaluate.models.get(method) is None:
         raise UserError(f"evaluate.models names no served model for {method} (engine openai): add "
                         f"'{method}: <the name the server gives it>'")
     if cfg.evaluate.api_key_env and not os.environ.get(cfg.evaluate.api_key_env):
         raise UserError(f"the environment variable {cfg.evaluate.api_key_env} (evaluate.api_key_env) is not set; "
                         "for a server that needs no key, set evaluate.api_key_env: null")
+
+
+def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> OpenAIEngine:
+    check(cfg, method)
+    served = cfg.evaluate.models[method]
     # The prompt format and the tokenizer are the student's: from the trained folder where there is one.
     tokenizer, kind = load_tokenizer(cfg.student, weights if weights and Path(weights).is_dir() else None)
     folder.mkdir(parents=True, exist_ok=True)

@@ -313,6 +313,8 @@ def read_table(path: Path) -> list[dict]:
             if isinstance(data, datasets.DatasetDict):
                 raise UserError(f"{path} holds several splits ({', '.join(data)}): name one of them, e.g. "
                                 f"{path / next(iter(data))}")
+        elif path.suffix in TABLES and path.is_file() and path.stat().st_size < 4096 and not path.read_bytes().strip():
+            raise UserError(f"{path}: no rows (the file is empty)")
         elif path.suffix in TABLES:
             # Read afresh into memory each time (a cache keyed by path and mtime can return a file's old rows
             # after `cp -p`), and CSV cells as text: "01234" stays "01234".
@@ -331,6 +333,8 @@ def read_table(path: Path) -> list[dict]:
         raise
     except Exception as exc:  # datasets and pyarrow raise many types for a file they cannot read
         cause = exc.__cause__ or exc.__context__ or exc  # datasets wraps the reader's own error
+        if "corresponds to no data" in str(exc):  # a JSON list or CSV of no rows
+            raise UserError(f"{path}: no rows") from None
         raise UserError(f"{path}: cannot read it as a table ({type(cause).__name__}: "
                         f"{str(cause).splitlines()[0] if str(cause) else ''})") from None
 

@@ -13,7 +13,9 @@ order the sources are listed.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from ftcot.config import RationaleSource, TeacherConfig
@@ -22,7 +24,7 @@ from ftcot.errors import UserError
 from ftcot.tasks import Sample, Task
 from ftcot.tasks.prompts import zero_shot_cot_step1
 from ftcot.tasks.rationales import concluded_answer
-from ftcot.tasks.task import read_table
+from ftcot.tasks.task import _text, read_table
 from ftcot.teachers.records import RECORDED_MODEL, TeacherCompletion, read_records, recorded_teacher_path
 
 # Mentor-KD's release (Lee, Kim, Lee, EMNLP 2024; Apache-2.0), at its paths in the data folder: gpt-3.5-turbo-instruct
@@ -62,10 +64,52 @@ def recorded_completions(cfg: TeacherConfig, task: Task, split: str, root: Path
     return out, reports
 
 
+def source_files(cfg: TeacherConfig) -> list[Path]:
+    """The user's files among the configured sources (a rationale table, a file of teacher records); the named
+    sources' files are pinned by checksum instead (`ftcot data verify`)."""
+    entries = cfg.records if isinstance(cfg.records, list) else [] if cfg.records is None else [cfg.records]
+    return [Path(e.path) if isinstance(e, RationaleSource) else Path(e) for e in entries
+            if isinstance(e, RationaleSource) or e not in NAMED]
+
+
+def source_digests(cfg: TeacherConfig) -> dict[str, str]:
+    """Each user source file's sha256 (a datasets folder's: over its files), for the stages' fingerprints: a
+    source whose rows change reruns the teacher, as a changed config does. A file that is not there is `missing`."""
+    return {str(path): _digest(path) for path in source_files(cfg)}
+
+
+def _digest(path: Path) -> str:
+    try:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            return hashlib.sha256("\n".join(f"{p.relative_to(path).as_posix()} {_file_digest(p)}" for p in files
+                                            ).encode("utf-8", "surrogatepass")).hexdigest()
+        return _file_digest(path)
+    except OSError:
+        return "missing"
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _hashed(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@lru_cache(maxsize=256)
+def _hashed(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """A file's sha256, read once per version of it (every stage's fingerprint asks for it)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: str, root: Path
           ) -> tuple[list[TeacherCompletion], dict]:
     if isinstance(entry, RationaleSource):
-        return read_rationales(entry, entry.teacher or cfg.model, task, split, Path(entry.path))
+        # Unnamed, a user's rationales are not the default teacher's (text-davinci-002): they keep their file's name
+        teacher = entry.teacher or (cfg.model if "model" in cfg.model_fields_set else Path(entry.path).name)
+        return read_rationales(entry, teacher, task, split, Path(entry.path))
     if entry == RECORDED_MODEL:
         records = read_records(recorded_teacher_path(task.key, root))
         return records, {"source": entry, "teacher": entry, "records": len(records)}
@@ -79,7 +123,8 @@ def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: s
     if not path.exists():
         raise UserError(f"teacher.records: {entry!r} is neither a named source ({', '.join(NAMED)}) nor a file")
     records = read_records(path)
-    return records, {"source": str(path), "teacher": ", ".join(sorted({r.model for r in records})),
+    return records, {"source": str(path), "sha256": _digest(path),
+                     "teacher": ", ".join(sorted({r.model for r in records})),
                      "records": len(records)}
 
 
@@ -142,7 +187,8 @@ def read_rationales(source: RationaleSource, teacher: str, task: Task, split: st
                 answer=sample.answer, reasoning_prompt=prompt, reasoning_completion=f" {text.strip()}",
                 answer_prompt="", answer_completion="" if given is None else f" {given}.", model=teacher,
                 params={"source": str(path), "matched": how}, answer_from=origin))
-    report = {"source": str(path), "teacher": teacher, "rows": len(rows), "rationales": len(records),
+    report = {"source": str(path), "sha256": _digest(path), "teacher": teacher, "rows": len(rows),
+              "rationales": len(records),
               "questions": len(taken), **{k: counts[k] for k in (
                   "matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows", "test_rows_refused",
                   "answers_from_source", "answers_from_flag", "answers_from_rationale", "answers_none")}}
@@ -172,9 +218,9 @@ def _one(value, where: str, kind: str):
         if isinstance(value, (str, int)) and str(value).strip().lower() in _FLAGS:  # a CSV cell is text
             return _FLAGS[str(value).strip().lower()]
         raise UserError(f"{where}: {value!r} is not a true/false flag")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value != value:  # NaN: no answer
         raise UserError(f"{where}: {value!r} is not an answer (a text or a number)")
-    return str(value).strip()
+    return _text(value) or None  # a number as the task's files give it (18.0 -> "18"); an empty cell: none
 
 
 def _beside(row: dict, field: str | None, n: int, where: str, kind: str) -> list:
