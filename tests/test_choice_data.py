@@ -8,8 +8,7 @@ import json
 import pytest
 import yaml
 
-from helpers import run_cli
-from test_custom_tasks import _write
+from helpers import run_cli, write_table
 from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.prompts import verbalize
 from ftcot.teachers.records import TeacherCompletion, write_completion_dataset
@@ -51,7 +50,7 @@ FLAT = ("columns, letter", "columns, index")  # the shapes a CSV can hold
 def test_every_choice_shape_in_every_file_type(tmp_path, shape, suffix):
     make, keys = SHAPES[shape]
     rows = [make(*_row(i)) for i in range(6)]
-    path = _write(rows, tmp_path / f"data{suffix if suffix != 'folder' else ''}")
+    path = write_table(rows, tmp_path / f"data{suffix if suffix != 'folder' else ''}")
     name = f"c{abs(hash((shape, suffix))) % 10**6}"
     spec = load_task(TaskDecl(name=name, train=str(path), test=str(path), answer_format="choice", **keys))
     samples = spec.samples()
@@ -159,7 +158,7 @@ def test_arc_parquet_and_mmlu_csv_run_end_to_end(tmp_path, tiny_lm, shape):
     empty.mkdir()  # no built-in task data at all
     if shape == "arc parquet":
         make, keys = SHAPES["ARC mapping, number labels"]
-        paths = [_write([make(*_row(i)) for i in range(k, k + n)], tmp_path / f"{part}.parquet")
+        paths = [write_table([make(*_row(i)) for i in range(k, k + n)], tmp_path / f"{part}.parquet")
                  for part, k, n in (("train", 0, 40), ("test", 40, 8))]
     else:
         make, keys = SHAPES["columns, letter"]

@@ -297,13 +297,13 @@ def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_di
     rows = [{"question": s.question, "rationale": f"So the answer is {s.answer}."} for s in train[:3]]
     if kind == "records file":  # what a previous `ftcot teach` wrote, given by its path
         source = tmp_path / "given.jsonl"
-        records, _ = _teacher(task, RationaleSource(path=str(_write(rows, tmp_path / "r.json"))))
+        records, _ = _teacher(task, RationaleSource(path=str(write_table(rows, tmp_path / "r.json"))))
         from ftcot.teachers.records import write_records
 
         write_records(records, source)
         records_cfg = str(source)
     else:
-        source = _write(rows, tmp_path / ("r.json" if kind == "table" else "folder"))
+        source = write_table(rows, tmp_path / ("r.json" if kind == "table" else "folder"))
         records_cfg = {"path": str(source)}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({
         "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
@@ -320,7 +320,7 @@ def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_di
         rows[0]["rationale"] = "Changed. " + rows[0]["rationale"]
         if kind == "datasets folder":
             shutil.rmtree(source)
-        _write(rows, source)
+        write_table(rows, source)
     ctx = context(load_config(tmp_path / "c.yaml"))
     assert not is_done(ctx, "teach")
     assert fingerprint(ctx, "curate") != curate_before
@@ -343,7 +343,7 @@ def test_a_question_a_table_does_not_cover_is_one_line_saying_what_it_matched(da
     (no report line before it); with teach_on test, that a table's test questions are never taken."""
     task, train, test = _coin_flip(data_dir)
     rows = [{"question": s.question, "rationale": "So the answer is yes."} for s in train[:2] + test[:1]]
-    path = _write(rows, tmp_path / "r.json")
+    path = write_table(rows, tmp_path / "r.json")
     for teach_on, pattern in ((["train"], r"^error: no recorded teacher completion for coin_flip sample \d+ .*"
                                           r"r\.json has rationales for 2 train questions \(0 rows unmatched, 0 "
                                           r"ambiguous, 1 test questions refused\)$"),
@@ -364,7 +364,7 @@ def test_an_unnamed_table_is_not_the_default_teacher(data_dir, tmp_path):
     """A table without `teacher:` under a config that names no teacher.model keeps its file's name, not
     text-davinci-002's (beside whose records it would be counted); a named teacher.model is kept."""
     task, train, _ = _coin_flip(data_dir)
-    path = _write([{"question": train[0].question, "rationale": "So the answer is yes."}], tmp_path / "mine.jsonl")
+    path = write_table([{"question": train[0].question, "rationale": "So the answer is yes."}], tmp_path / "mine.jsonl")
     source = RationaleSource(path=str(path))
     teacher, _ = make_recorded_teacher(TeacherConfig(backend="recorded", records=["text-davinci-002", source],
                                                      on_missing="skip"), task, "default", task.root)
@@ -376,13 +376,13 @@ def test_an_unnamed_table_is_not_the_default_teacher(data_dir, tmp_path):
 
 def test_answers_given_as_numbers_or_empty_cells(tmp_path):
     """An answer 18.0 (a JSON float) is the task's 18; an empty answer is no answer: read from the rationale."""
-    train = _write([{"question": "What is 9 plus 9?", "answer": "18"}, {"question": "What is 2 plus 2?",
+    train = write_table([{"question": "What is 9 plus 9?", "answer": "18"}, {"question": "What is 2 plus 2?",
                                                                       "answer": "4"}], tmp_path / "train.jsonl")
-    test = _write([{"question": "What is 3 plus 3?", "answer": "6"}], tmp_path / "test.jsonl")
+    test = write_table([{"question": "What is 3 plus 3?", "answer": "6"}], tmp_path / "test.jsonl")
     task = load_task(TaskDecl(name="sums", train=str(train), test=str(test), answer_format="number"))
     given = [{"question": "What is 9 plus 9?", "rationale": "9 + 9 = 18.", "a": 18.0},
              {"question": "What is 2 plus 2?", "rationale": "2 + 2 = 4. The answer is 4.", "a": ""}]
-    records, (report,) = _teacher(task, RationaleSource(path=str(_write(given, tmp_path / "r.json")), answer="a"))
+    records, (report,) = _teacher(task, RationaleSource(path=str(write_table(given, tmp_path / "r.json")), answer="a"))
     assert [r.answer_completion for r in sorted(records, key=lambda r: r.sample_index)] == [" 18.", " 4."]
     assert all(solved(task.answer_format, r.answer_completion, r.answer) for r in records)
     assert (report["answers_from_source"], report["answers_from_rationale"]) == (1, 1)
