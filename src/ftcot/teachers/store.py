@@ -167,10 +167,11 @@ class CompletionStore:
         return row[0], row[1], row[2], row[3]
 
     def mean_request(self) -> tuple[int, tuple[int, int] | None]:
-        """How many requests' completions arrived (with their usage) in this folder, and their mean (prompt,
-        completion) tokens, rounded up. The first completion of a request carries its prompt's tokens."""
+        """How many requests of this folder the ledger has settled (their responses arrived, with the usage the
+        server billed), and their mean (prompt, completion) tokens, rounded up. The ledger, not the completions
+        table: a kill can fall between a response's usage and its completions being stored."""
         requests, prompt_tokens, completion_tokens = self.db.execute(
-            "SELECT COALESCE(SUM(prompt_tokens > 0), 0), SUM(prompt_tokens), SUM(completion_tokens) FROM completions "
+            "SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM spending "
             "WHERE prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL").fetchone()
         if not requests:
             return 0, None
