@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ftcot.config import RationaleSource, TeacherConfig
-from ftcot.data import data_path
+from ftcot.data import data_path, sha256_of
 from ftcot.errors import UserError
 from ftcot.tasks import Sample, Task
 from ftcot.tasks.prompts import zero_shot_cot_step1
@@ -97,11 +97,7 @@ def _file_digest(path: Path) -> str:
 @lru_cache(maxsize=256)
 def _hashed(path: str, size: int, mtime_ns: int, inode: int) -> str:
     """A file's sha256, read once per version of it (every stage's fingerprint asks for it)."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+    return sha256_of(Path(path))
 
 
 def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: str, root: Path
