@@ -437,10 +437,7 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
     the folder spent; a raised cap goes on without paying anything twice."""
     price, cap = 10_000 / 1e6, 20.0
     server = OpenAIServer(latency_s=0.05).start()
-    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear",
-                           num_samples=2, max_samples=60, concurrency=32, n_per_request=False, max_cost=cap,
-                           rationale={"temperature": 0.7, "max_tokens": 64},
-                           prices={"dear": {"input": 10_000, "output": 10_000}})
+    config = _dear_teacher(tmp_path, data_dir, server, max_cost=cap)
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
         proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
@@ -466,6 +463,15 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
         server.stop()
 
 
+def _dear_teacher(tmp_path, data_dir, server, **teacher):
+    """A teacher priced so high that each request's worst case is dollars: 60 questions x D=2, 32 at once, one
+    sample a request, so that a kill finds many requests in flight."""
+    return _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear", num_samples=2,
+                         max_samples=60, concurrency=32, n_per_request=False,
+                         rationale={"temperature": 0.7, "max_tokens": 64},
+                         prices={"dear": {"input": 10_000, "output": 10_000}}, **teacher)
+
+
 def _ledger(db):
     """The ledger's settled tokens, and its unsettled holds: how many, and their worst-case tokens."""
     with sqlite3.connect(db) as con:
@@ -482,10 +488,7 @@ def test_holds_a_kill_left_are_shown_kept_by_default_and_settled_on_request(tmp_
     within the cap plus the bound it states."""
     price = 10_000 / 1e6
     server = OpenAIServer(latency_s=0.2).start()
-    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear",
-                           num_samples=2, max_samples=60, concurrency=32, n_per_request=False,
-                           rationale={"temperature": 0.7, "max_tokens": 64},
-                           prices={"dear": {"input": 10_000, "output": 10_000}})
+    config = _dear_teacher(tmp_path, data_dir, server)
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
         proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
