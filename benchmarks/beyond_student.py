@@ -39,42 +39,57 @@ def main() -> None:
     run(ctx)
     test = ctx.task.split_samples("test", ctx.cfg.split)[: args.max_test]
     batch = eval_batch_size(ctx)
-    lines = ["| method | test accuracy (95% CI) | trained on | tokens an epoch | best epoch (validation %) "
-             "| questions/s at test (greedy, measured here) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | test accuracy (95% CI) | trained on | tokens an epoch | best epoch (validation %) "
+        "| questions/s at test (greedy, measured here) |",
+        "|---|---|---|---|---|---|",
+    ]
     measured = {}
     for method in ctx.cfg.train.methods:  # each student evaluated again here, one after another, for its speed
         model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run.best(method)))
         budget = generation_budget(ctx, tokenizer, kind)
         _, measured[method] = evaluate(ctx.task, HFEngine(model, tokenizer, kind, batch), test, method, budget)
         m, t = measured[method], json.loads(ctx.run.summary("train", method).read_text())
-        lines.append(f"| {label(method)} | {m['accuracy']:.2f} ({m['ci95'][0]}-{m['ci95'][1]}) | {t['examples']} pairs "
-                     f"| {t['tokens_per_epoch']:,} | {t['best_epoch']} ({t['best_val_accuracy']}) "
-                     f"| {m['questions_per_s']} |")
+        lines.append(
+            f"| {label(method)} | {m['accuracy']:.2f} ({m['ci95'][0]}-{m['ci95'][1]}) | {t['examples']} pairs "
+            f"| {t['tokens_per_epoch']:,} | {t['best_epoch']} ({t['best_val_accuracy']}) "
+            f"| {m['questions_per_s']} |"
+        )
         print(lines[-1], flush=True)
     methods_table = "\n".join(lines)
 
     model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run.best("ft_cot")))
     budget, greedy = generation_budget(ctx, tokenizer, kind), measured["ft_cot"]
-    lines = ["| decoding | test accuracy (95% CI) | samples agree with the vote | any sample right | questions/s "
-             "| time vs greedy |", "|---|---|---|---|---|---|",
-             f"| greedy | {greedy['accuracy']:.2f} ({greedy['ci95'][0]}-{greedy['ci95'][1]}) | | "
-             f"| {greedy['questions_per_s']} | 1.00 |"]
+    lines = [
+        "| decoding | test accuracy (95% CI) | samples agree with the vote | any sample right | questions/s "
+        "| time vs greedy |",
+        "|---|---|---|---|---|---|",
+        f"| greedy | {greedy['accuracy']:.2f} ({greedy['ci95'][0]}-{greedy['ci95'][1]}) | | "
+        f"| {greedy['questions_per_s']} | 1.00 |",
+    ]
     print(lines[-1], flush=True)
     for k in KS:
-        _, sc = self_consistency(ctx.task, HFEngine(model, tokenizer, kind, batch), test, "ft_cot", budget, k, TEMPERATURE, seed=0)
-        lines.append(f"| self-consistency k={k}, T={TEMPERATURE} | {sc['accuracy']:.2f} ({sc['ci95'][0]}-"
-                     f"{sc['ci95'][1]}) | {sc['agreement']}% | {sc['any_correct']}% | {sc['questions_per_s']} "
-                     f"| {sc['wall_s'] / greedy['wall_s']:.2f} |")
+        _, sc = self_consistency(
+            ctx.task, HFEngine(model, tokenizer, kind, batch), test, "ft_cot", budget, k, TEMPERATURE, seed=0
+        )
+        lines.append(
+            f"| self-consistency k={k}, T={TEMPERATURE} | {sc['accuracy']:.2f} ({sc['ci95'][0]}-"
+            f"{sc['ci95'][1]}) | {sc['agreement']}% | {sc['any_correct']}% | {sc['questions_per_s']} "
+            f"| {sc['wall_s'] / greedy['wall_s']:.2f} |"
+        )
         print(lines[-1], flush=True)
-    text = (f"Command: `FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/beyond_student.py` (config "
-            f"`configs/beyond_coin_flip.yaml`: Coin Flip, recorded text-davinci-002 teacher at D=1, "
-            f"SmolLM2-135M-Instruct in float32 on the 2-core CPU, {ctx.cfg.train.max_examples} curated examples, "
-            f"{ctx.cfg.train.epochs} epochs at lr {ctx.cfg.train.learning_rate:g}, epoch chosen on validation; "
-            f"{len(test)} test questions, batch {batch}, up to {budget} new tokens). One run, one seed.\n\n"
-            f"Methods trained on the same curated split and budget (dss: alpha {ctx.cfg.train.dss_alpha:g}; its "
-            "pairs are twice as many as the examples, one label and one rationale pair each):\n\n" + methods_table
-            + "\n\nThe Fine-tune-CoT student decoded greedily and with self-consistency (each prompt computed once, "
-            "its cache shared by its k samples):\n\n" + "\n".join(lines) + "\n")
+    text = (
+        f"Command: `FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/beyond_student.py` (config "
+        f"`configs/beyond_coin_flip.yaml`: Coin Flip, recorded text-davinci-002 teacher at D=1, "
+        f"SmolLM2-135M-Instruct in float32 on the 2-core CPU, {ctx.cfg.train.max_examples} curated examples, "
+        f"{ctx.cfg.train.epochs} epochs at lr {ctx.cfg.train.learning_rate:g}, epoch chosen on validation; "
+        f"{len(test)} test questions, batch {batch}, up to {budget} new tokens). One run, one seed.\n\n"
+        f"Methods trained on the same curated split and budget (dss: alpha {ctx.cfg.train.dss_alpha:g}; its "
+        "pairs are twice as many as the examples, one label and one rationale pair each):\n\n"
+        + methods_table
+        + "\n\nThe Fine-tune-CoT student decoded greedily and with self-consistency (each prompt computed once, "
+        "its cache shared by its k samples):\n\n" + "\n".join(lines) + "\n"
+    )
     args.out.write_text(text)
     print(text)
 

@@ -23,8 +23,17 @@ from ftcot.tasks import load_task  # noqa: E402
 from ftcot.tasks.rationales import supports  # noqa: E402
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402
 
-TASKS = ["single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
-         "last_letter_concatenation", "coin_flip", "strategy_qa"]
+TASKS = [
+    "single_eq",
+    "addsub",
+    "multiarith",
+    "svamp",
+    "date_understanding",
+    "tracking_shuffled_objects",
+    "last_letter_concatenation",
+    "coin_flip",
+    "strategy_qa",
+]
 BEFORE = CurateConfig(consistency=False, drop_truncated=False, choice_order="teacher")
 AFTER = CurateConfig(consistency=True)
 
@@ -46,8 +55,10 @@ def task_row(task: str, root: Path, k: int) -> str:
     fmt = spec.answer_format
     unstated = sum(supports(e.rationale, fmt, e.question, e.answer) is None for e in after)
     frames = Counter(e.frame for e in after)
-    row = (f"| {task} | {len(train)} | {len(before)} | {len(after)} | {dropped['truncated']} "
-           f"| {dropped['inconsistent']} | {unstated} | {frames['remapped']} / {frames['teacher_order']} |")
+    row = (
+        f"| {task} | {len(train)} | {len(before)} | {len(after)} | {dropped['truncated']} "
+        f"| {dropped['inconsistent']} | {unstated} | {frames['remapped']} / {frames['teacher_order']} |"
+    )
     if not fmt.choice:
         return row + " | | |"
     shuffled, without = permuted_copies(after, k, 0)
@@ -64,17 +75,21 @@ def main() -> None:
     args = parser.parse_args()
     root = data_dir(args.data)
     lines = [
-        "# Curation before and after issue #18 (recorded text-davinci-002 rationales, D=1, no model)", "",
+        "# Curation before and after issue #18 (recorded text-davinci-002 rationales, D=1, no model)",
+        "",
         "Before: the paper's filter (a correct teacher answer), the teacher's option order, rationales cut "
         "mid-sentence kept. After: also dropped when cut mid-sentence (the recorded records carry no finish "
         "reason) or when the rationale's own conclusion is another answer; kept without a stated conclusion; "
         f"choice rationales moved to the test's option order; {args.k} shuffled copies of each choice example "
-        "(the letter columns: the most frequent gold letter's share).", "",
-        f"Command: `FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/curation.py --k {args.k}`", "",
+        "(the letter columns: the most frequent gold letter's share).",
+        "",
+        f"Command: `FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/curation.py --k {args.k}`",
+        "",
         "| task | train questions (after validation) | kept before | kept after | dropped: cut off | dropped: "
         "contradicts its label | kept, no stated conclusion | moved to the test's order / kept in the teacher's "
         "| letter prior before: train / test | after, with copies | examples with copies (without copies) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for task in args.tasks:
         lines.append(task_row(task, root, args.k))
         print(lines[-1])

@@ -51,15 +51,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     samples = load_task("coin_flip").split_samples("train")[: args.questions]
-    cfg = TeacherConfig(backend="hf", model=args.model, num_samples=args.samples,
-                        rationale={"temperature": 0.7, "max_tokens": args.max_tokens, "seed": 0},
-                        answer={"max_tokens": 8})
+    cfg = TeacherConfig(
+        backend="hf",
+        model=args.model,
+        num_samples=args.samples,
+        rationale={"temperature": 0.7, "max_tokens": args.max_tokens, "seed": 0},
+        answer={"max_tokens": 8},
+    )
     batched = rate(args.model, 64, samples, cfg)
     print(f"batched: {batched[0]:.2f} completions/s ({batched[1]} in {batched[2]:.1f} s)", flush=True)
     single = rate(args.model, 1, samples, cfg)
     print(f"one prompt at a time: {single[0]:.2f} completions/s ({single[1]} in {single[2]:.1f} s)", flush=True)
     command = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/local_teacher.py" + (
-        f" --model {args.model}" if args.model != "smollm2-135m" else "")
+        f" --model {args.model}" if args.model != "smollm2-135m" else ""
+    )
     section = (
         "## Local teacher\n\n"
         f"`{command}` — {args.model} as a local teacher (float32, CPU), the first {args.questions} coin_flip train "
@@ -68,7 +73,8 @@ def main() -> None:
         "| teacher | completions (step 1 + step 2) | seconds | completions/s | ratio |\n|---|---|---|---|---|\n"
         f"| batched through the hf engine | {batched[1]} | {batched[2]:.1f} | {batched[0]:.2f} | "
         f"{batched[0] / single[0]:.1f}x |\n"
-        f"| one prompt at a time | {single[1]} | {single[2]:.1f} | {single[0]:.2f} | 1x |\n")
+        f"| one prompt at a time | {single[1]} | {single[2]:.1f} | {single[0]:.2f} | 1x |\n"
+    )
     write_section(args.out, "Local teacher", section)
 
 

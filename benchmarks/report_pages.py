@@ -39,10 +39,15 @@ def rebuild(result: dict, predictions: Path, run: Path) -> Path:
         method = path.stem
         (run / "eval" / method).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, run / "eval" / method / "predictions.jsonl")
-        metrics = {"task": result["task"], "method": method, "n": result["n_test"],
-                   "accuracy": result["accuracy"][method], "ci95": result["ci95"][method],
-                   "model": cfg["student"]["model"], **({"diagnostics": result["diagnostics"][method]}
-                                                        if method in result.get("diagnostics", {}) else {})}
+        metrics = {
+            "task": result["task"],
+            "method": method,
+            "n": result["n_test"],
+            "accuracy": result["accuracy"][method],
+            "ci95": result["ci95"][method],
+            "model": cfg["student"]["model"],
+            **({"diagnostics": result["diagnostics"][method]} if method in result.get("diagnostics", {}) else {}),
+        }
         (run / "eval" / method / "metrics.json").write_text(json.dumps(metrics))
     return report(run)["html"]
 
@@ -53,8 +58,11 @@ def opening_time(page: Path) -> float | None:
     if browser is None:
         return None
     start = time.perf_counter()
-    subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        check=True,
+    )
     return time.perf_counter() - start
 
 

@@ -42,8 +42,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-TASKS = ["single_eq", "addsub", "multiarith", "svamp", "date_understanding", "tracking_shuffled_objects",
-         "last_letter_concatenation", "coin_flip", "strategy_qa"]
+TASKS = [
+    "single_eq",
+    "addsub",
+    "multiarith",
+    "svamp",
+    "date_understanding",
+    "tracking_shuffled_objects",
+    "last_letter_concatenation",
+    "coin_flip",
+    "strategy_qa",
+]
 CHOICE_TASKS = ("date_understanding", "tracking_shuffled_objects")  # answered by an option letter
 NUMBER_TASKS = ("single_eq", "addsub", "multiarith", "svamp")  # where --calculator applies
 RECORDED = "text-davinci-002"  # the recorded teacher of every task (Kojima et al.'s logs)
@@ -52,12 +61,15 @@ RECORDED = "text-davinci-002"  # the recorded teacher of every task (Kojima et a
 # teacher (175B zero-shot-CoT), GPT-2 124M FT-CoT, Flan-T5 220M FT-CoT, ada 0.3B FT-CoT, best <=0.3B with diverse
 # reasoning. The last column is the target.
 PAPER = {
-    "single_eq": (81.50, 3.95, 4.61, 7.24, 9.21), "addsub": (76.71, 5.88, 9.24, 6.72, 10.92),
-    "multiarith": (78.79, 8.33, 12.22, 6.11, 23.89), "svamp": (64.20, 4.33, 6.00, 5.00, 14.33),
+    "single_eq": (81.50, 3.95, 4.61, 7.24, 9.21),
+    "addsub": (76.71, 5.88, 9.24, 6.72, 10.92),
+    "multiarith": (78.79, 8.33, 12.22, 6.11, 23.89),
+    "svamp": (64.20, 4.33, 6.00, 5.00, 14.33),
     "date_understanding": (67.58, 25.23, 83.78, 17.12, 84.68),
     "tracking_shuffled_objects": (53.20, 38.67, 48.89, 49.33, 67.11),
     "last_letter_concatenation": (57.71, 4.67, 50.00, 50.67, 60.67),
-    "coin_flip": (90.04, 77.33, 100.00, 99.33, 100.00), "strategy_qa": (53.45, 55.75, 59.97, 52.55, 60.84),
+    "coin_flip": (90.04, 77.33, 100.00, 99.33, 100.00),
+    "strategy_qa": (53.45, 55.75, 59.97, 52.55, 60.84),
 }
 
 
@@ -84,23 +96,32 @@ def setting(args) -> str:
     """A run's settings as a folder name, e.g. full-e3-lr0.0001-nall-t128 or paper-full-nall-tauto-c1-k3-s2."""
     tokens = f"t{args.max_new_tokens or 'auto'}"
     if args.protocol == "paper":
-        stops = (f"-p{args.patience}" if args.patience else "") + (f"-m{args.max_minutes:g}" if args.max_minutes else "")
+        stops = (f"-p{args.patience}" if args.patience else "") + (
+            f"-m{args.max_minutes:g}" if args.max_minutes else ""
+        )
         name = f"paper-{'lora' if args.lora else 'full'}-n{args.max_examples or 'all'}-{tokens}{stops}"
     else:
-        name = (f"{'lora' if args.lora else 'full'}-e{args.epochs or 2}-lr{args.lr:g}-n{args.max_examples or 'all'}"
-                f"-{tokens}")
+        name = (
+            f"{'lora' if args.lora else 'full'}-e{args.epochs or 2}-lr{args.lr:g}-n{args.max_examples or 'all'}"
+            f"-{tokens}"
+        )
     if args.protocol == "paper" and args.epochs:
         name += f"-e{args.epochs}"
-    return name + curation_tag(args) + ("-bc" if args.choice_by_content else "") + (
-        "-calc" if args.calculator else "") + teacher_tag(args) + \
-        student_tag(args) + (f"-s{args.seed}" if args.seed else "")
+    return (
+        name
+        + curation_tag(args)
+        + ("-bc" if args.choice_by_content else "")
+        + ("-calc" if args.calculator else "")
+        + teacher_tag(args)
+        + student_tag(args)
+        + (f"-s{args.seed}" if args.seed else "")
+    )
 
 
 def teacher_tag(args) -> str:
     """The teacher and D in a setting's name, where they are not the recorded text-davinci-002 at D=1 (whose results
     keep their names): e.g. -gpt-3.5-turbo-instruct-d6, -text-davinci-002+gpt-3.5-turbo-instruct-d7."""
     return "" if args.teacher == RECORDED and args.num_samples == 1 else f"-{args.teacher}-d{args.num_samples}"
-
 
 
 def student_tag(args) -> str:
@@ -117,8 +138,13 @@ def curation_tag(args) -> str:
     consistency = args.consistency == "on" if args.consistency else args.protocol != "paper"
     if args.choice_order == "teacher" and args.keep_truncated and not consistency and not args.permute_choices:
         return ""
-    return ("-q" + ("-c1" if consistency else "") + (f"-k{args.permute_choices}" if args.permute_choices else "")
-            + ("-oteacher" if args.choice_order == "teacher" else "") + ("-kt" if args.keep_truncated else ""))
+    return (
+        "-q"
+        + ("-c1" if consistency else "")
+        + (f"-k{args.permute_choices}" if args.permute_choices else "")
+        + ("-oteacher" if args.choice_order == "teacher" else "")
+        + ("-kt" if args.keep_truncated else "")
+    )
 
 
 def seeds_of(name: str) -> str:
@@ -133,25 +159,43 @@ def seed_runs(args) -> list[tuple[str, argparse.Namespace]]:
 
 def config_for(task: str, args) -> dict:
     choice = task in CHOICE_TASKS
-    train = {"protocol": args.protocol, "methods": ["ft_cot", "vanilla"], "batch_size": 8, "max_length": 384,
-             "max_examples": args.max_examples or None, "patience": args.patience, "max_minutes": args.max_minutes,
-             "checkpoint": not args.no_checkpoint, "seed": args.seed,
-             **({"epochs": args.epochs or 2, "learning_rate": args.lr} if args.protocol == "custom" else {}),
-             **({"epochs": args.epochs} if args.protocol == "paper" and args.epochs else {}),
-             **({"lora": {"r": 32, "alpha": 64, "save": "merged"}} if args.lora else {})}
+    train = {
+        "protocol": args.protocol,
+        "methods": ["ft_cot", "vanilla"],
+        "batch_size": 8,
+        "max_length": 384,
+        "max_examples": args.max_examples or None,
+        "patience": args.patience,
+        "max_minutes": args.max_minutes,
+        "checkpoint": not args.no_checkpoint,
+        "seed": args.seed,
+        **({"epochs": args.epochs or 2, "learning_rate": args.lr} if args.protocol == "custom" else {}),
+        **({"epochs": args.epochs} if args.protocol == "paper" and args.epochs else {}),
+        **({"lora": {"r": 32, "alpha": 64, "save": "merged"}} if args.lora else {}),
+    }
     return {
-        "task": task, "run_dir": str(ROOT / "runs" / "reproduce" / task / setting(args)),
+        "task": task,
+        "run_dir": str(ROOT / "runs" / "reproduce" / task / setting(args)),
         "teacher": teacher_config(args),
-        "curate": {"val_fraction": 0.1, "seed": 0, "permute_seed": args.seed, "choice_order": args.choice_order,
-                   "permute_choices": args.permute_choices if choice else 0,
-                   "drop_truncated": not args.keep_truncated,
-                   **({"consistency": args.consistency == "on"} if args.consistency else {})},
+        "curate": {
+            "val_fraction": 0.1,
+            "seed": 0,
+            "permute_seed": args.seed,
+            "choice_order": args.choice_order,
+            "permute_choices": args.permute_choices if choice else 0,
+            "drop_truncated": not args.keep_truncated,
+            **({"consistency": args.consistency == "on"} if args.consistency else {}),
+        },
         "student": {"model": args.student},
         "train": train,
-        "evaluate": {"baselines": ["zero_shot", "zero_shot_cot"], "batch_size": args.eval_batch_size,
-                     "max_new_tokens": args.max_new_tokens, "max_samples": args.max_test,
-                     "choice_by_content": args.choice_by_content and choice,
-                     "calculator": args.calculator and task in NUMBER_TASKS},
+        "evaluate": {
+            "baselines": ["zero_shot", "zero_shot_cot"],
+            "batch_size": args.eval_batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "max_samples": args.max_test,
+            "choice_by_content": args.choice_by_content and choice,
+            "calculator": args.calculator and task in NUMBER_TASKS,
+        },
     }
 
 
@@ -162,8 +206,14 @@ def teacher_config(args) -> dict:
     names = args.teacher.split("+")
     if names == [RECORDED]:
         return {"backend": "recorded", "num_samples": args.num_samples, "teach_on": ["train", "test"]}
-    return {"backend": "recorded", "model": names[0], "records": names if len(names) > 1 else None,
-            "num_samples": args.num_samples, "teach_on": ["train"], "on_missing": "skip"}
+    return {
+        "backend": "recorded",
+        "model": names[0],
+        "records": names if len(names) > 1 else None,
+        "num_samples": args.num_samples,
+        "teach_on": ["train"],
+        "on_missing": "skip",
+    }
 
 
 def machine(env: dict, precision: str = "float32") -> str:
@@ -180,22 +230,43 @@ def collect_result(task: str, args, command: str, wall: float) -> dict:
     def recorded(key: str) -> dict:  # each method's metrics[key], where its evaluation wrote one
         return {m: metrics[m][key] for m in metrics if key in metrics[m]}
 
-    keys = ("best_epoch", "best_val_accuracy", "examples", "tokens_per_epoch", "epochs", "epochs_trained",
-            "stop_reason", "protocol", "precision", "wall_s", "tokens_per_s", "history")
+    keys = (
+        "best_epoch",
+        "best_val_accuracy",
+        "examples",
+        "tokens_per_epoch",
+        "epochs",
+        "epochs_trained",
+        "stop_reason",
+        "protocol",
+        "precision",
+        "wall_s",
+        "tokens_per_s",
+        "history",
+    )
     result = {
-        "task": task, "setting": setting(args), "seed": args.seed, "command": command,
+        "task": task,
+        "setting": setting(args),
+        "seed": args.seed,
+        "command": command,
         "config": config_for(task, args),
-        "accuracy": {m: metrics[m]["accuracy"] for m in metrics}, "n_test": metrics["ft_cot"]["n"],
+        "accuracy": {m: metrics[m]["accuracy"] for m in metrics},
+        "n_test": metrics["ft_cot"]["n"],
         "ci95": {m: metrics[m]["ci95"] for m in metrics},
-        "diagnostics": recorded("diagnostics"), "failures": recorded("failures"),
-        "choice_by_content": recorded("choice_by_content"), "calculator": recorded("calculator"),
+        "diagnostics": recorded("diagnostics"),
+        "failures": recorded("failures"),
+        "choice_by_content": recorded("choice_by_content"),
+        "calculator": recorded("calculator"),
         "max_new_tokens": metrics["ft_cot"].get("max_new_tokens"),
         "curate": json.loads((run_dir / "curate" / "summary.json").read_text()),
         "train": {m: {k: s.get(k) for k in keys} for m, s in students.items()},
         "eval_questions_per_s": {m: metrics[m].get("questions_per_s") for m in metrics},
-        "timings_s": json.loads((run_dir / "timings.json").read_text()), "wall_s_this_invocation": round(wall, 1),
-        "machine": machine(json.loads((run_dir / "environment.json").read_text()),
-                           "bf16 autocast" if students["ft_cot"].get("precision") == "bf16" else "float32"),
+        "timings_s": json.loads((run_dir / "timings.json").read_text()),
+        "wall_s_this_invocation": round(wall, 1),
+        "machine": machine(
+            json.loads((run_dir / "environment.json").read_text()),
+            "bf16 autocast" if students["ft_cot"].get("precision") == "bf16" else "float32",
+        ),
     }
     path = RESULTS / task / f"{setting(args)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +292,6 @@ def run_side_by_side(todo: list[tuple[str, argparse.Namespace]], args, commands:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-
     from ftcot.config import RunConfig
     from ftcot.files import write_json
     from ftcot.pipeline import context, curate_stage, start_run, teach
@@ -234,8 +304,12 @@ def run_side_by_side(todo: list[tuple[str, argparse.Namespace]], args, commands:
         (run_dir / "logs").mkdir(exist_ok=True)
         with slots, open(run_dir / "logs" / f"{name}.log", "w") as log:
             start = time.perf_counter()
-            code = subprocess.run([sys.executable, "-m", "ftcot.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+            code = subprocess.run(
+                [sys.executable, "-m", "ftcot.cli", *argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            ).returncode
         if code != 0:
             raise RuntimeError(f"{run_dir.name} {name} exited with {code}: see {run_dir}/logs/{name}.log")
         return round(time.perf_counter() - start, 2)
@@ -251,10 +325,12 @@ def run_side_by_side(todo: list[tuple[str, argparse.Namespace]], args, commands:
         config = str(run_dir / "config.yaml")
         methods = cfg.train.methods
         with ThreadPoolExecutor(len(methods)) as pool:
-            train_s = list(pool.map(lambda m: stage(run_dir, f"train-{m}", ["train", config, "--method", m]),
-                                    methods))
-        timings = {**timings, **{f"train_{m}": t for m, t in zip(methods, train_s)},
-                   "evaluate": stage(run_dir, "evaluate", ["evaluate", config])}
+            train_s = list(pool.map(lambda m: stage(run_dir, f"train-{m}", ["train", config, "--method", m]), methods))
+        timings = {
+            **timings,
+            **{f"train_{m}": t for m, t in zip(methods, train_s)},
+            "evaluate": stage(run_dir, "evaluate", ["evaluate", config]),
+        }
         write_json(timings, run_dir / "timings.json")
         result = collect_result(task, run, commands[task], time.perf_counter() - start)
         print(f"{task}/{setting(run)}: {json.dumps(result['accuracy'])}", flush=True)
@@ -303,9 +379,12 @@ class GPUMonitor:
         if not self.samples:
             return {}
         util = [u for u, _ in self.samples]
-        return {"seconds": len(util), "mean_utilisation_pct": round(sum(util) / len(util), 1),
-                "busy_share_pct": round(100 * sum(u > 0 for u in util) / len(util), 1),
-                "max_memory_mib": max(m for _, m in self.samples)}
+        return {
+            "seconds": len(util),
+            "mean_utilisation_pct": round(sum(util) / len(util), 1),
+            "busy_share_pct": round(100 * sum(u > 0 for u in util) / len(util), 1),
+            "max_memory_mib": max(m for _, m in self.samples),
+        }
 
 
 def teacher_of(result: dict) -> tuple[str, int]:
@@ -321,8 +400,11 @@ def attempts(diverse: bool = False) -> dict[str, list[dict]]:
     recorded text-davinci-002 at D=1, or (diverse) those of any other teacher or D."""
     by_task = {}
     for task in TASKS:
-        runs = [r for p in sorted((RESULTS / task).glob("*.json"))
-                if (teacher_of(r := json.loads(p.read_text())) != (RECORDED, 1)) == diverse]
+        runs = [
+            r
+            for p in sorted((RESULTS / task).glob("*.json"))
+            if (teacher_of(r := json.loads(p.read_text())) != (RECORDED, 1)) == diverse
+        ]
         by_task[task] = sorted(runs, key=lambda r: -(r["train"]["ft_cot"]["best_val_accuracy"] or 0.0))
     return by_task
 
@@ -330,9 +412,12 @@ def attempts(diverse: bool = False) -> dict[str, list[dict]]:
 def diverse_markdown(by_task: dict[str, list[dict]]) -> str:
     """One row per run of another teacher or D: its teacher and D in cells of their own, both students, the
     curation, and the paper's best <=0.3B diverse-reasoning student beside it."""
-    lines = ["| task | teacher | D | seed | FT-CoT | vanilla | FT-CoT > vanilla | FT-CoT read by content "
-             "| paper: best <=0.3B, diverse | FT-CoT epoch: best of trained | samples | kept | dropped (why) "
-             "| student | machine |", "|---|" + "---|" * 14]
+    lines = [
+        "| task | teacher | D | seed | FT-CoT | vanilla | FT-CoT > vanilla | FT-CoT read by content "
+        "| paper: best <=0.3B, diverse | FT-CoT epoch: best of trained | samples | kept | dropped (why) "
+        "| student | machine |",
+        "|---|" + "---|" * 14,
+    ]
     for task in TASKS:
         for r in sorted(by_task[task], key=lambda r: (teacher_of(r), r["seed"])):
             teacher, d = teacher_of(r)
@@ -345,17 +430,20 @@ def diverse_markdown(by_task: dict[str, list[dict]]) -> str:
                 f"| {task} | `{teacher}` | D={d} | {r['seed']} | {a['ft_cot']:.2f} | {a['vanilla']:.2f} | {verdict} "
                 f"| {by_content} | {PAPER[task][4]:.2f} "
                 f"| {_trained(r['train']['ft_cot'])} | {c['samples_drawn']} | {c['kept']} | {dropped or 'none'} "
-                f"| {student_of(r)} | {r['machine'].split(', torch')[0]} |")
+                f"| {student_of(r)} | {r['machine'].split(', torch')[0]} |"
+            )
     return "\n".join(lines)
 
 
 def calculator_markdown(by_task: dict[str, list[dict]]) -> str:
     """Each run scored with the calculator too: the same student without and with it, vanilla beside them, the
     calculator's calls and how often the student's own number at them was wrong, the paper's targets."""
-    lines = ["| task | setting | FT-CoT | FT-CoT + calculator | vanilla | FT-CoT + calculator > vanilla "
-             "| calls per output | own number wrong at a call % | paper: best <=0.3B D=1 | paper: best <=0.3B diverse "
-             "(target) | FT-CoT epoch: best of trained (chosen with the calculator) | machine |",
-             "|---|" + "---|" * 11]
+    lines = [
+        "| task | setting | FT-CoT | FT-CoT + calculator | vanilla | FT-CoT + calculator > vanilla "
+        "| calls per output | own number wrong at a call % | paper: best <=0.3B D=1 | paper: best <=0.3B diverse "
+        "(target) | FT-CoT epoch: best of trained (chosen with the calculator) | machine |",
+        "|---|" + "---|" * 11,
+    ]
     for task in TASKS:
         for r in sorted(by_task[task], key=lambda r: r["setting"]):
             c = (r.get("calculator") or {}).get("ft_cot")
@@ -366,7 +454,8 @@ def calculator_markdown(by_task: dict[str, list[dict]]) -> str:
                 f"| {task} | {r['setting']} | {a['ft_cot']:.2f} | {c['accuracy']:.2f} | {a['vanilla']:.2f} "
                 f"| {'yes' if c['accuracy'] > a['vanilla'] else '**no**'} | {c['calls']['per_output']:g} "
                 f"| {c['calls']['own_wrong_pct']} | {max(gpt2, t5, ada):.2f} | {best:.2f} "
-                f"| {_trained(r['train']['ft_cot'])} | {r['machine'].split(', torch')[0]} |")
+                f"| {_trained(r['train']['ft_cot'])} | {r['machine'].split(', torch')[0]} |"
+            )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -391,15 +480,31 @@ def plot_diverse(by_task: dict[str, list[dict]], path: Path) -> bool:
             ax.scatter([d], [r["accuracy"]["ft_cot"]], color=colour, s=12, alpha=0.6)
         for teacher, points in by_line.items():
             ds = sorted(points)
-            ax.plot(ds, [statistics.mean(points[d]) for d in ds], marker="o", color=colour,
-                    label=f"{task}: Fine-tune-CoT ({teacher})")
+            ax.plot(
+                ds,
+                [statistics.mean(points[d]) for d in ds],
+                marker="o",
+                color=colour,
+                label=f"{task}: Fine-tune-CoT ({teacher})",
+            )
         vanilla = statistics.mean(r["accuracy"]["vanilla"] for r in by_task[task])
         ax.axhline(vanilla, color=colour, linestyle="--", linewidth=1, label=f"{task}: vanilla (mean)")
-        ax.axhline(PAPER[task][4], color=colour, linestyle=":", linewidth=1,
-                   label=f"{task}: paper, best <=0.3B diverse ({PAPER[task][4]:.2f})")
+        ax.axhline(
+            PAPER[task][4],
+            color=colour,
+            linestyle=":",
+            linewidth=1,
+            label=f"{task}: paper, best <=0.3B diverse ({PAPER[task][4]:.2f})",
+        )
     ds = sorted({teacher_of(r)[1] for task in tasks for r in by_task[task]} | {1, 6})
-    ax.set(xlabel="D (teacher rationales per train question)", ylabel="test accuracy (%)", xticks=ds,
-           xlim=(ds[0] - 0.5, ds[-1] + 0.5), ylim=(0, 100), title="SmolLM2-135M: accuracy against D")
+    ax.set(
+        xlabel="D (teacher rationales per train question)",
+        ylabel="test accuracy (%)",
+        xticks=ds,
+        xlim=(ds[0] - 0.5, ds[-1] + 0.5),
+        ylim=(0, 100),
+        title="SmolLM2-135M: accuracy against D",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -424,10 +529,13 @@ def protocol_markdown(by_task: dict[str, list[dict]]) -> str:
         "| task | setting | student | FT-CoT | vanilla | FT-CoT > vanilla | target D=1 (paper, <=0.3B) "
         "| FT-CoT vs D=1 target | moonshot (diverse) | zero-shot | zero-shot-CoT | FT-CoT epoch: best of trained (stop) "
         "| vanilla epoch: best of trained (stop) | max new tokens | machine |",
-        "|---|" + "---|" * 14]
+        "|---|" + "---|" * 14,
+    ]
     for task in TASKS:
-        runs = sorted((x for x in by_task[task] if x["setting"].startswith("paper-")),
-                      key=lambda x: (x["setting"] not in PAPER_PROTOCOL_RUNS, x["setting"]))
+        runs = sorted(
+            (x for x in by_task[task] if x["setting"].startswith("paper-")),
+            key=lambda x: (x["setting"] not in PAPER_PROTOCOL_RUNS, x["setting"]),
+        )
         if not runs:
             lines.append(f"| {task} | not run | | | | | | | | | | | | | |")
         for r in runs:
@@ -439,31 +547,39 @@ def protocol_markdown(by_task: dict[str, list[dict]]) -> str:
                 f"| {target:.2f} "
                 f"| {a['ft_cot'] - target:+.2f} | {best:.2f} | {a['zero_shot']:.2f} | {a['zero_shot_cot']:.2f} "
                 f"| {_trained(r['train']['ft_cot'])} | {_trained(r['train']['vanilla'])} | {r.get('max_new_tokens')} "
-                f"| {r['machine'].split(', torch')[0]} |")
+                f"| {r['machine'].split(', torch')[0]} |"
+            )
     return "\n".join(lines)
 
 
 def diagnostics_markdown(by_task: dict[str, list[dict]], name: str) -> str:
     """What the students' wrong answers look like, per task (percent of test outputs)."""
-    lines = ["| task | method | no `-->` (cut off or never answered) | parsed to nothing "
-             "| most frequent answer (share) | majority gold answer (share of predictions) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| task | method | no `-->` (cut off or never answered) | parsed to nothing "
+        "| most frequent answer (share) | majority gold answer (share of predictions) |",
+        "|---|---|---|---|---|---|",
+    ]
     for task in TASKS:
         r = next((x for x in by_task[task] if x["setting"] == name), None)
         for method in ("ft_cot", "vanilla"):
             d = (r or {}).get("diagnostics", {}).get(method)
             if d:
                 marker = "" if d["no_answer_marker"] is None else f"{d['no_answer_marker']:.2f}"
-                lines.append(f"| {task} | {method} | {marker} | {d['unparsed']:.2f} "
-                             f"| {d['most_frequent_prediction']} ({d['most_frequent_share']:.2f}) "
-                             f"| {d['majority_answer']} ({d['majority_answer_share']:.2f}) |")
+                lines.append(
+                    f"| {task} | {method} | {marker} | {d['unparsed']:.2f} "
+                    f"| {d['most_frequent_prediction']} ({d['most_frequent_share']:.2f}) "
+                    f"| {d['majority_answer']} ({d['majority_answer_share']:.2f}) |"
+                )
     return "\n".join(lines)
 
 
 def failures_markdown(by_task: dict[str, list[dict]]) -> str:
     """Each run's wrong answers by kind and its choice answers read by content, where its evaluation recorded
     them ("" where none did)."""
-    lines = ["| task | setting | method | accuracy | read by content | wrong | looping | wrong answers by kind |",
-             "|---|" + "---|" * 7]
+    lines = [
+        "| task | setting | method | accuracy | read by content | wrong | looping | wrong answers by kind |",
+        "|---|" + "---|" * 7,
+    ]
     for task in TASKS:
         for r in sorted(by_task[task], key=lambda x: x["setting"]):
             failures, content = r.get("failures", {}), r.get("choice_by_content", {})
@@ -474,8 +590,9 @@ def failures_markdown(by_task: dict[str, list[dict]]) -> str:
                 if f:
                     kinds = sorted(f["kinds"].items(), key=lambda kv: -kv[1])
                     wrong = f"{f['n_wrong']} | {f['loops']} | " + ", ".join(f"{kind} {n}" for kind, n in kinds)
-                lines.append(f"| {task} | {r['setting']} | {method} | {r['accuracy'][method]:.2f} | {by_content} "
-                             f"| {wrong} |")
+                lines.append(
+                    f"| {task} | {r['setting']} | {method} | {r['accuracy'][method]:.2f} | {by_content} | {wrong} |"
+                )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -494,12 +611,15 @@ def results_markdown(by_task: dict[str, list[dict]]) -> str:
         "| FT-CoT over its setting's seeds (mean ± sd) | vanilla over its setting's seeds | ours: zero-shot "
         "| ours: zero-shot-CoT | FT-CoT vs target | setting (chosen on validation) "
         "| FT-CoT / vanilla epoch: best of trained (stop) | test n | machine |",
-        "|---|" + "---|" * 16]
+        "|---|" + "---|" * 16,
+    ]
     for task in TASKS:
         teacher, gpt2, t5, ada, best = PAPER[task]
         if not by_task[task]:
-            lines.append(f"| {task} | {teacher:.2f} | {gpt2:.2f} | {t5:.2f} | {ada:.2f} | {best:.2f} | not run yet "
-                         "| | | | | | | | | | |")
+            lines.append(
+                f"| {task} | {teacher:.2f} | {gpt2:.2f} | {t5:.2f} | {ada:.2f} | {best:.2f} | not run yet "
+                "| | | | | | | | | | |"
+            )
             continue
         r = by_task[task][0]
         # The vanilla baseline is chosen on its own validation accuracy, like Fine-tune-CoT.
@@ -508,11 +628,13 @@ def results_markdown(by_task: dict[str, list[dict]]) -> str:
         epochs = f"{_trained(r['train']['ft_cot'])} / {_trained(v['train']['vanilla'])}"
         chosen = r["setting"] if v is r else f"{r['setting']} / vanilla: {v['setting']}"
         machines = {x["machine"].split(",")[0] for x in (r, v)}  # "one NVIDIA H200 GPU", "2-core CPU (no GPU)"
-        lines.append(f"| {task} | {teacher:.2f} (recorded: {a.get('teacher', float('nan')):.2f}) | {gpt2:.2f} "
-                     f"| {t5:.2f} | {ada:.2f} | {best:.2f} | {a['ft_cot']:.2f} | {v['accuracy']['vanilla']:.2f} "
-                     f"| {over_seeds(by_task[task], r, 'ft_cot')} | {over_seeds(by_task[task], v, 'vanilla')} "
-                     f"| {a['zero_shot']:.2f} | {a['zero_shot_cot']:.2f} | {a['ft_cot'] - best:+.2f} | {chosen} "
-                     f"| {epochs} | {r['n_test']} | {' / '.join(sorted(machines))} |")
+        lines.append(
+            f"| {task} | {teacher:.2f} (recorded: {a.get('teacher', float('nan')):.2f}) | {gpt2:.2f} "
+            f"| {t5:.2f} | {ada:.2f} | {best:.2f} | {a['ft_cot']:.2f} | {v['accuracy']['vanilla']:.2f} "
+            f"| {over_seeds(by_task[task], r, 'ft_cot')} | {over_seeds(by_task[task], v, 'vanilla')} "
+            f"| {a['zero_shot']:.2f} | {a['zero_shot_cot']:.2f} | {a['ft_cot'] - best:+.2f} | {chosen} "
+            f"| {epochs} | {r['n_test']} | {' / '.join(sorted(machines))} |"
+        )
     return "\n".join(lines)
 
 
@@ -528,7 +650,8 @@ def details_markdown(by_task: dict[str, list[dict]]) -> str:
                 f"an epoch, {ft['tokens_per_s']} tokens/s, {ft['wall_s'] / 60:.1f} min, epoch {_trained(ft)}); "
                 f"vanilla on {va['examples']} ({va['tokens_per_s']} tokens/s, epoch {_trained(va)}); validation "
                 f"accuracy by epoch FT-CoT {[h['val_accuracy'] for h in ft['history']]}, vanilla "
-                f"{[h['val_accuracy'] for h in va['history']]}; stage times {r['timings_s']} s; {r['machine']}.")
+                f"{[h['val_accuracy'] for h in va['history']]}; stage times {r['timings_s']} s; {r['machine']}."
+            )
     return "\n".join(lines) or "none yet"
 
 
@@ -539,8 +662,9 @@ PAPER_PROTOCOL_RUNS = ("paper-full-nall-tauto-m8", "paper-full-nall-tauto-m9")
 def write_results_doc() -> None:
     by_task = attempts()
     notes = RESULTS / "NOTES.md"
-    batches = [json.loads(p.read_text()) for name in PAPER_PROTOCOL_RUNS
-               if (p := RESULTS / f"batch-{name}.json").exists()]
+    batches = [
+        json.loads(p.read_text()) for name in PAPER_PROTOCOL_RUNS if (p := RESULTS / f"batch-{name}.json").exists()
+    ]
     protocol = ""
     if batches:
         runs = []
@@ -552,19 +676,28 @@ def write_results_doc() -> None:
                 f"{b['jobs']}`, {b['wall_s']:.0f} s in all; GPU utilisation {gpu.get('mean_utilisation_pct')}% on "
                 f"average, busy {gpu.get('busy_share_pct')}% of the seconds, {gpu.get('max_memory_mib')} MiB at "
                 f"most), each student stopping before an epoch that would end past {b['max_minutes']:g} minutes. "
-                f"Command: `{b['command']}` (through `benchmarks/lent_gpu.sh`).")
+                f"Command: `{b['command']}` (through `benchmarks/lent_gpu.sh`)."
+            )
         protocol = (
             "\n## The paper's protocol\n\nAdamW at a constant lr 3e-4, batch 8, up to 20 "
             "epochs, validation accuracy after every epoch, the best epoch kept; every curated example; generation "
             "budget from the curated completions. The stop column says how far each student got.\n\n"
-            + "\n".join(runs) + "\n\nCPU rows ran the same protocol on the 2-core machine with a longer budget (see "
-            "the notes).\n\n" + protocol_markdown(by_task)
+            + "\n".join(runs)
+            + "\n\nCPU rows ran the same protocol on the 2-core machine with a longer budget (see "
+            "the notes).\n\n"
+            + protocol_markdown(by_task)
             + "\n\nFailure diagnostics of the GPU runs (test split, % of outputs):\n\n"
-            + "\n\n".join(f"{name}:\n\n" + diagnostics_markdown(by_task, name) for name in PAPER_PROTOCOL_RUNS) + "\n")
+            + "\n\n".join(f"{name}:\n\n" + diagnostics_markdown(by_task, name) for name in PAPER_PROTOCOL_RUNS)
+            + "\n"
+        )
     # The measurements of what ftcot adds to the paper, written by their own benchmarks.
-    beyond = [(title, RESULTS / name) for title, name in (
-        ("Adaptive diverse reasoning against a fixed D", "adaptive.md"),
-        ("Distilling step-by-step and self-consistency on a real student", "beyond_student.md"))]
+    beyond = [
+        (title, RESULTS / name)
+        for title, name in (
+            ("Adaptive diverse reasoning against a fixed D", "adaptive.md"),
+            ("Distilling step-by-step and self-consistency on a real student", "beyond_student.md"),
+        )
+    ]
     failures = failures_markdown(by_task)
     beyond_text = "".join(f"\n### {title}\n\n{path.read_text()}" for title, path in beyond if path.exists())
     diverse = attempts(diverse=True)
@@ -577,59 +710,107 @@ def write_results_doc() -> None:
             "with the epoch count of the setting's name (`-eN`) for every D, the epoch kept on validation; vanilla "
             "trains on the gold answers alone, so it does not depend on D. `gpt-3.5-turbo-instruct` is the named "
             "source of Mentor-KD's released rationales (README, Data). Each row is one run (its seed), on the machine "
-            "it names.\n\n" + diverse_markdown(diverse) + "\n"
-            + ("\n![accuracy against D](results/accuracy_vs_D.png)\n" if plotted else ""))
+            "it names.\n\n"
+            + diverse_markdown(diverse)
+            + "\n"
+            + ("\n![accuracy against D](results/accuracy_vs_D.png)\n" if plotted else "")
+        )
     calculator = calculator_markdown(by_task)
     if calculator:
-        diverse_text += ("\n## The calculator (issue #29)\n\nThe same Fine-tune-CoT student scored without and with "
-                         "a calculator in decoding (at each `=` after an arithmetic expression its value is written "
-                         "and the student goes on; `evaluate.calculator`), its epoch chosen on validation with the "
-                         "calculator.\n\n" + calculator + "\n")
-    text = (HEAD + protocol + diverse_text
-            + (f"\nWrong answers by kind (test split, counts), and choice answers read by the option their rationale "
-               f"names rather than by the letter after `-->`:\n\n{failures}\n" if failures else "")
-            + "\n## Every setting, the one chosen on validation per task\n\n"
-            + results_markdown(by_task) + "\n\n## Every run, by task\n\n" + details_markdown(by_task)
-            + "\n" + (f"\n## Beyond the paper\n{beyond_text}" if beyond_text else "")
-            + ("\n" + notes.read_text() if notes.exists() else ""))
+        diverse_text += (
+            "\n## The calculator (issue #29)\n\nThe same Fine-tune-CoT student scored without and with "
+            "a calculator in decoding (at each `=` after an arithmetic expression its value is written "
+            "and the student goes on; `evaluate.calculator`), its epoch chosen on validation with the "
+            "calculator.\n\n" + calculator + "\n"
+        )
+    text = (
+        HEAD
+        + protocol
+        + diverse_text
+        + (
+            f"\nWrong answers by kind (test split, counts), and choice answers read by the option their rationale "
+            f"names rather than by the letter after `-->`:\n\n{failures}\n"
+            if failures
+            else ""
+        )
+        + "\n## Every setting, the one chosen on validation per task\n\n"
+        + results_markdown(by_task)
+        + "\n\n## Every run, by task\n\n"
+        + details_markdown(by_task)
+        + "\n"
+        + (f"\n## Beyond the paper\n{beyond_text}" if beyond_text else "")
+        + ("\n" + notes.read_text() if notes.exists() else "")
+    )
     (ROOT / "docs" / "RESULTS.md").write_text(text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
-    parser.add_argument("--protocol", choices=["custom", "paper"], default="custom",
-                        help="paper: AdamW, constant lr 3e-4, batch 8, 20 epochs (--epochs and --lr are ignored)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="default 2; under --protocol paper its 20, unless given (the name then says -eN)")
-    parser.add_argument("--teacher", default=RECORDED,
-                        help="a named recorded source (text-davinci-002, gpt-3.5-turbo-instruct) or several joined "
-                             "by '+', their completions of a question in that order")
+    parser.add_argument(
+        "--protocol",
+        choices=["custom", "paper"],
+        default="custom",
+        help="paper: AdamW, constant lr 3e-4, batch 8, 20 epochs (--epochs and --lr are ignored)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="default 2; under --protocol paper its 20, unless given (the name then says -eN)",
+    )
+    parser.add_argument(
+        "--teacher",
+        default=RECORDED,
+        help="a named recorded source (text-davinci-002, gpt-3.5-turbo-instruct) or several joined "
+        "by '+', their completions of a question in that order",
+    )
     parser.add_argument("--num-samples", type=int, default=1, help="teacher.num_samples: D, rationales a question")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--patience", type=int, default=None, help="stop after N epochs without a validation gain")
     parser.add_argument("--max-minutes", type=float, default=None, help="training time budget per student")
-    parser.add_argument("--max-examples", type=int, default=200,
-                        help="training examples per method (CPU budget); 0: all curated examples")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="default: from the curated completions' lengths (evaluate.max_new_tokens)")
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=200,
+        help="training examples per method (CPU budget); 0: all curated examples",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="default: from the curated completions' lengths (evaluate.max_new_tokens)",
+    )
     parser.add_argument("--eval-batch-size", type=int, default=None, help="default: 256 on a GPU, 64 on the CPU")
     parser.add_argument("--max-test", type=int, default=None, help="first N test questions (default: all)")
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoint (no resume, no writes)")
     parser.add_argument("--seeds", type=int, default=1, help="train each setting with training seeds 0..N-1")
-    parser.add_argument("--consistency", choices=["on", "off"], default=None,
-                        help="curate.consistency (default: the config's own, off under --protocol paper)")
+    parser.add_argument(
+        "--consistency",
+        choices=["on", "off"],
+        default=None,
+        help="curate.consistency (default: the config's own, off under --protocol paper)",
+    )
     parser.add_argument("--permute-choices", type=int, default=0, help="curate.permute_choices on the choice tasks")
     parser.add_argument("--choice-order", choices=["test", "teacher"], default="test", help="curate.choice_order")
     parser.add_argument("--choice-by-content", action="store_true", help="evaluate.choice_by_content on choice tasks")
-    parser.add_argument("--calculator", action="store_true",
-                        help="evaluate.calculator on the number tasks (validation with it too): a second row")
-    parser.add_argument("--keep-truncated", action="store_true",
-                        help="curate.drop_truncated: false (with --choice-order teacher: the curation before #18)")
+    parser.add_argument(
+        "--calculator",
+        action="store_true",
+        help="evaluate.calculator on the number tasks (validation with it too): a second row",
+    )
+    parser.add_argument(
+        "--keep-truncated",
+        action="store_true",
+        help="curate.drop_truncated: false (with --choice-order teacher: the curation before #18)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="stages run side by side as separate processes")
-    parser.add_argument("--student", default="smollm2-135m",
-                        help="the student: smollm2-135m, gemma3-270m (the setting's name says which), or a path")
+    parser.add_argument(
+        "--student",
+        default="smollm2-135m",
+        help="the student: smollm2-135m, gemma3-270m (the setting's name says which), or a path",
+    )
     parser.add_argument("--force", action="store_true", help="rerun settings that have results")
     return parser.parse_args(argv)
 
@@ -644,25 +825,28 @@ def main() -> None:
             todo.append((task, run))
     commands = {}  # one per task: its seeds share it
     for task in dict.fromkeys(task for task, _ in todo):
-        flags = [f"--tasks {task}", f"--protocol {args.protocol}"] + (
-            [f"--epochs {args.epochs or 2}", f"--lr {args.lr:g}"] if args.protocol == "custom" else []) + (
-            [f"--epochs {args.epochs}"] if args.protocol == "paper" and args.epochs else []) + (
-            [f"--teacher {args.teacher}", f"--num-samples {args.num_samples}"] if teacher_tag(args) else []) + [
-            f"--max-examples {args.max_examples}"] + (
-            [f"--patience {args.patience}"] if args.patience else []) + (
-            [f"--max-minutes {args.max_minutes:g}"] if args.max_minutes else []) + (
-            [f"--max-new-tokens {args.max_new_tokens}"] if args.max_new_tokens else []) + (
-            [f"--eval-batch-size {args.eval_batch_size}"] if args.eval_batch_size else []) + (
-            [f"--max-test {args.max_test}"] if args.max_test else []) + (["--lora"] if args.lora else []) + (
-            ["--no-checkpoint"] if args.no_checkpoint else []) + (
-            [f"--seeds {args.seeds}"] if args.seeds > 1 else []) + (
-            [f"--consistency {args.consistency}"] if args.consistency else []) + (
-            [f"--permute-choices {args.permute_choices}"] if args.permute_choices else []) + (
-            [f"--choice-order {args.choice_order}"] if args.choice_order != "test" else []) + (
-            ["--choice-by-content"] if args.choice_by_content else []) + (
-            ["--calculator"] if args.calculator else []) + (
-            ["--keep-truncated"] if args.keep_truncated else []) + (
-            [f"--student {args.student}"] if student_tag(args) else [])
+        flags = (
+            [f"--tasks {task}", f"--protocol {args.protocol}"]
+            + ([f"--epochs {args.epochs or 2}", f"--lr {args.lr:g}"] if args.protocol == "custom" else [])
+            + ([f"--epochs {args.epochs}"] if args.protocol == "paper" and args.epochs else [])
+            + ([f"--teacher {args.teacher}", f"--num-samples {args.num_samples}"] if teacher_tag(args) else [])
+            + [f"--max-examples {args.max_examples}"]
+            + ([f"--patience {args.patience}"] if args.patience else [])
+            + ([f"--max-minutes {args.max_minutes:g}"] if args.max_minutes else [])
+            + ([f"--max-new-tokens {args.max_new_tokens}"] if args.max_new_tokens else [])
+            + ([f"--eval-batch-size {args.eval_batch_size}"] if args.eval_batch_size else [])
+            + ([f"--max-test {args.max_test}"] if args.max_test else [])
+            + (["--lora"] if args.lora else [])
+            + (["--no-checkpoint"] if args.no_checkpoint else [])
+            + ([f"--seeds {args.seeds}"] if args.seeds > 1 else [])
+            + ([f"--consistency {args.consistency}"] if args.consistency else [])
+            + ([f"--permute-choices {args.permute_choices}"] if args.permute_choices else [])
+            + ([f"--choice-order {args.choice_order}"] if args.choice_order != "test" else [])
+            + (["--choice-by-content"] if args.choice_by_content else [])
+            + (["--calculator"] if args.calculator else [])
+            + (["--keep-truncated"] if args.keep_truncated else [])
+            + ([f"--student {args.student}"] if student_tag(args) else [])
+        )
         commands[task] = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce.py " + " ".join(flags)
     name = setting(argparse.Namespace(**vars(args), seed=0))  # the batch's, for all its seeds
     if args.jobs > 1 and todo:
@@ -675,11 +859,18 @@ def main() -> None:
                 failed = run_side_by_side(todo, args, commands)
         else:
             failed = run_side_by_side(todo, args, commands)
-        batch = {"tasks": list(commands), "seeds": args.seeds, "failed": failed, "jobs": args.jobs, "setting": name,
-                 "max_minutes": args.max_minutes, "wall_s": round(time.perf_counter() - start, 1),
-                 "gpu": monitor.summary() if monitor else None,
-                 "command": "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce.py "
-                            + " ".join(sys.argv[1:])}
+        batch = {
+            "tasks": list(commands),
+            "seeds": args.seeds,
+            "failed": failed,
+            "jobs": args.jobs,
+            "setting": name,
+            "max_minutes": args.max_minutes,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "gpu": monitor.summary() if monitor else None,
+            "command": "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce.py "
+            + " ".join(sys.argv[1:]),
+        }
         (RESULTS / f"batch-{name}.json").write_text(json.dumps(batch, indent=1) + "\n")
         print(json.dumps(batch), flush=True)
         if failed:

@@ -29,15 +29,23 @@ def analyse(task: str, method: str, rows: list[dict]) -> dict:
     kinds, by_content = Counter(), 0
     for r in rows:
         question = r["prompt"].removesuffix(FT_QUESTION_END)
-        kinds[failure_kind(r["output"], r["prediction"], r["correct"], fmt, question, r["answer"], m.answer_prefix,
-                           m.votes)] += 1
+        kinds[
+            failure_kind(
+                r["output"], r["prediction"], r["correct"], fmt, question, r["answer"], m.answer_prefix, m.votes
+            )
+        ] += 1
         if fmt.choice and m.votes:
-            by_content += fmt.matches(option_by_content(r["output"], question, m.answer_prefix) or r["prediction"],
-                                      r["answer"])
+            by_content += fmt.matches(
+                option_by_content(r["output"], question, m.answer_prefix) or r["prediction"], r["answer"]
+            )
     n = len(rows)
-    return {"n": n, "accuracy": 100 * kinds[None] / n, "kinds": kinds,
-            "by_content": 100 * by_content / n if fmt.choice and m.votes else None,
-            "loops": sum(is_loop(r["output"]) for r in rows)}
+    return {
+        "n": n,
+        "accuracy": 100 * kinds[None] / n,
+        "kinds": kinds,
+        "by_content": 100 * by_content / n if fmt.choice and m.votes else None,
+        "loops": sum(is_loop(r["output"]) for r in rows),
+    }
 
 
 def main() -> None:
@@ -47,15 +55,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "taxonomy.md")
     args = parser.parse_args()
     kinds = list(FAILURE_KINDS)
-    lines = ["# Why the committed students' answers are wrong", "",
-             "Recomputed with today's readers from the test predictions the GPU runs committed (no model run). "
-             "Counts of test outputs; a rationale's conclusion is the answer it reaches (numbers: the last sentence's "
-             "numbers; choices: the option it names by text, for Date the last date it states). \"by content\": "
-             "accuracy when a choice output's answer is read as the option its rationale reaches (the paper's "
-             "parser's answer where it reaches none).", "",
-             f"Command: `.venv/bin/python benchmarks/taxonomy.py --settings {' '.join(args.settings)}`", "",
-             "| task | setting | method | n | accuracy | by content | " + " | ".join(FAILURE_KINDS[k] for k in kinds)
-             + " | loops (all outputs) |", "|---|---|---|---|---|---|" + "---|" * (len(kinds) + 1)]
+    lines = [
+        "# Why the committed students' answers are wrong",
+        "",
+        "Recomputed with today's readers from the test predictions the GPU runs committed (no model run). "
+        "Counts of test outputs; a rationale's conclusion is the answer it reaches (numbers: the last sentence's "
+        'numbers; choices: the option it names by text, for Date the last date it states). "by content": '
+        "accuracy when a choice output's answer is read as the option its rationale reaches (the paper's "
+        "parser's answer where it reaches none).",
+        "",
+        f"Command: `.venv/bin/python benchmarks/taxonomy.py --settings {' '.join(args.settings)}`",
+        "",
+        "| task | setting | method | n | accuracy | by content | "
+        + " | ".join(FAILURE_KINDS[k] for k in kinds)
+        + " | loops (all outputs) |",
+        "|---|---|---|---|---|---|" + "---|" * (len(kinds) + 1),
+    ]
     for task in PAPER_TASKS:
         for setting in args.settings:
             for path in sorted((args.results / task / f"{setting}.predictions").glob("*.jsonl")):
@@ -64,8 +79,11 @@ def main() -> None:
                     continue
                 a = analyse(task, path.stem, rows)
                 content = "" if a["by_content"] is None else f"{a['by_content']:.2f}"
-                lines.append(f"| {task} | {setting} | {path.stem} | {a['n']} | {a['accuracy']:.2f} | {content} | "
-                             + " | ".join(str(a["kinds"][k]) for k in kinds) + f" | {a['loops']} |")
+                lines.append(
+                    f"| {task} | {setting} | {path.stem} | {a['n']} | {a['accuracy']:.2f} | {content} | "
+                    + " | ".join(str(a["kinds"][k]) for k in kinds)
+                    + f" | {a['loops']} |"
+                )
                 print(lines[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -37,8 +37,10 @@ SECONDS_PER_LEVEL = 15.0
 
 
 def questions(n: int, tag: str) -> list[Sample]:
-    return [Sample("coin_flip", i, f"A coin is heads up. Person {tag}-{i} flips the coin. Is it heads up?", "no")
-            for i in range(n)]
+    return [
+        Sample("coin_flip", i, f"A coin is heads up. Person {tag}-{i} flips the coin. Is it heads up?", "no")
+        for i in range(n)
+    ]
 
 
 def ftcot_rate(base_url: str, concurrency: int, seconds: float = SECONDS_PER_LEVEL) -> float:
@@ -48,8 +50,7 @@ def ftcot_rate(base_url: str, concurrency: int, seconds: float = SECONDS_PER_LEV
     teacher = OpenAITeacher("bench", base_url, None, concurrency=concurrency)
     with tempfile.TemporaryDirectory() as tmp:
         store = CompletionStore(Path(tmp) / "store.sqlite")
-        outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None),
-                          Console(quiet=True))
+        outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None), Console(quiet=True))
         store.close()
     return outcome.requests / outcome.wall_s
 
@@ -58,8 +59,9 @@ def sequential_rate(base_url: str, requests: int = 25) -> float:
     client = openai.OpenAI(api_key="none", base_url=base_url, max_retries=0)
     start = time.perf_counter()
     for i in range(requests):
-        client.completions.create(model="bench", prompt=f"Q: sequential {i}\nA: Let's think step by step.",
-                                  max_tokens=128)
+        client.completions.create(
+            model="bench", prompt=f"Q: sequential {i}\nA: Let's think step by step.", max_tokens=128
+        )
     return requests / (time.perf_counter() - start)
 
 
@@ -74,8 +76,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), str(port), str(LATENCY)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "openai_server.py"), str(port), str(LATENCY)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     base_url = server.stdout.readline().strip()
     try:
         seq = sequential_rate(base_url, args.sequential)
@@ -83,21 +88,29 @@ def main() -> None:
         for c in args.concurrency:
             rate = ftcot_rate(base_url, c, args.seconds)
             rows.append((c, rate, c / LATENCY))
-            print(f"C={c:>2}: {rate:7.1f} completions/s, bound {c / LATENCY:6.1f}/s ({rate / (c / LATENCY):.0%}), "
-                  f"{rate / seq:5.1f}x sequential", flush=True)
+            print(
+                f"C={c:>2}: {rate:7.1f} completions/s, bound {c / LATENCY:6.1f}/s ({rate / (c / LATENCY):.0%}), "
+                f"{rate / seq:5.1f}x sequential",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait()
     print(f"sequential one-at-a-time client: {seq:.2f} completions/s (bound {1 / LATENCY:.1f}/s)")
-    table = ["| concurrency C | ftcot completions/s | bound C/0.2 s | % of bound | vs sequential client |",
-             "|---|---|---|---|---|"]
+    table = [
+        "| concurrency C | ftcot completions/s | bound C/0.2 s | % of bound | vs sequential client |",
+        "|---|---|---|---|---|",
+    ]
     table += [f"| {c} | {rate:.1f} | {bound:.0f} | {rate / bound:.0%} | {rate / seq:.1f}x |" for c, rate, bound in rows]
-    section = ("## Teacher throughput\n\n"
-               "`.venv/bin/python benchmarks/teacher_throughput.py` — loopback OpenAI-compatible server "
-               "(`tests/openai_server.py`, in its own process) with a fixed 200 ms latency per request; each zero-shot-CoT sample is "
-               "two requests (rationale, answer), every completion committed to the SQLite store. The sequential "
-               f"client (one request at a time, like the paper's scripts) reached {seq:.2f} completions/s.\n\n"
-               + "\n".join(table) + "\n")
+    section = (
+        "## Teacher throughput\n\n"
+        "`.venv/bin/python benchmarks/teacher_throughput.py` — loopback OpenAI-compatible server "
+        "(`tests/openai_server.py`, in its own process) with a fixed 200 ms latency per request; each zero-shot-CoT sample is "
+        "two requests (rationale, answer), every completion committed to the SQLite store. The sequential "
+        f"client (one request at a time, like the paper's scripts) reached {seq:.2f} completions/s.\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
     write_section(args.out, "Teacher throughput", section)
 
 
@@ -105,8 +118,9 @@ def write_section(path: Path, title: str, section: str) -> None:
     """Replace (or append) one `## title` section of the benchmarks document."""
     text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured on the 2-core CPU machine.\n"
     pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(section.rstrip("\n") + "\n", text) if pattern.search(text) else \
-        text.rstrip("\n") + "\n\n" + section
+    text = (
+        pattern.sub(section.rstrip("\n") + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text.rstrip("\n") + "\n")
 

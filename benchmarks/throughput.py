@@ -35,10 +35,10 @@ from ftcot.data import data_dir  # noqa: E402
 from ftcot.engines import open_engine  # noqa: E402
 from ftcot.errors import UserError  # noqa: E402
 from ftcot.evaluate import evaluate  # noqa: E402
+from ftcot.methods import METHODS  # noqa: E402
 from ftcot.students.load import load_student  # noqa: E402
 from ftcot.students.train import tokenize, train  # noqa: E402
 from ftcot.tasks import load_task  # noqa: E402
-from ftcot.methods import METHODS  # noqa: E402
 from ftcot.tasks.answers import parse_prediction  # noqa: E402
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path  # noqa: E402
 
@@ -62,7 +62,7 @@ def plain_loop_tokens_per_s(examples, student: StudentConfig, batch_size: int, l
     useful = sum(len(f["input_ids"]) for f in features)
     start = time.perf_counter()
     for i in range(0, len(features), batch_size):
-        rows = features[i:i + batch_size]
+        rows = features[i : i + batch_size]
         ids = torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in rows])
         mask = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in rows])
         labels = torch.tensor([f["labels"] + [-100] * (width - len(f["labels"])) for f in rows])
@@ -81,17 +81,20 @@ def one_at_a_time(model, tokenizer, samples, max_new_tokens: int) -> tuple[float
     for s in samples:
         batch = tokenizer(s.question + " ###", return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        text = tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += spec.answer_format.matches(parse_prediction(spec.answer_format, text, METHODS["ft_cot"].answer_prefix),
-                                              s.answer)
+            out = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        text = tokenizer.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        correct += spec.answer_format.matches(
+            parse_prediction(spec.answer_format, text, METHODS["ft_cot"].answer_prefix), s.answer
+        )
     wall = time.perf_counter() - start
     return len(samples) / wall, 100 * correct / len(samples)
 
 
-def engine_rates(student: StudentConfig, student_dir: str, task, samples, max_new_tokens: int,
-                 folder: Path) -> dict[str, tuple[float, float, float]]:
+def engine_rates(
+    student: StudentConfig, student_dir: str, task, samples, max_new_tokens: int, folder: Path
+) -> dict[str, tuple[float, float, float]]:
     """Questions per second, accuracy and set-up seconds (loading, converting) of each engine on the same
     student and questions, greedy, batches of 64: hf; ctranslate2 float32 and int8 (where installed); openai
     against a loopback server that runs the student with transformers' generate, one request at a time."""
@@ -102,10 +105,16 @@ def engine_rates(student: StudentConfig, student_dir: str, task, samples, max_ne
     server = OpenAIServer()
     server.student = TransformersStudent(model, tokenizer)
     server.start()
-    settings = {"hf": {}, "ctranslate2 float32": {"engine": "ctranslate2"},
-                "ctranslate2 int8": {"engine": "ctranslate2", "compute_type": "int8"},
-                "openai (loopback transformers server)": {"engine": "openai", "base_url": server.base_url,
-                                                          "models": {"ft_cot": "student"}}}
+    settings = {
+        "hf": {},
+        "ctranslate2 float32": {"engine": "ctranslate2"},
+        "ctranslate2 int8": {"engine": "ctranslate2", "compute_type": "int8"},
+        "openai (loopback transformers server)": {
+            "engine": "openai",
+            "base_url": server.base_url,
+            "models": {"ft_cot": "student"},
+        },
+    }
     rates = {}
     try:
         for name, evaluate_cfg in settings.items():
@@ -120,8 +129,11 @@ def engine_rates(student: StudentConfig, student_dir: str, task, samples, max_ne
             _, metrics = evaluate(task, engine, samples, "ft_cot", max_new_tokens)
             engine.close()
             rates[name] = (metrics["questions_per_s"], metrics["accuracy"], set_up)
-            print(f"(b) engine {name}: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}% "
-                  f"(set-up {set_up:.1f} s)", flush=True)
+            print(
+                f"(b) engine {name}: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}% "
+                f"(set-up {set_up:.1f} s)",
+                flush=True,
+            )
     finally:
         server.stop()
     return rates
@@ -143,8 +155,9 @@ def main() -> None:
     plain, width = plain_loop_tokens_per_s(examples, student, 8, 1e-4)
     print(f"(a) plain fixed-length loop: {plain:.1f} useful tokens/s (every batch padded to {width})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        summary = train(examples, "ft_cot", student, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4),
-                        Path(tmp) / "ft_cot")
+        summary = train(
+            examples, "ft_cot", student, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4), Path(tmp) / "ft_cot"
+        )
         trained = summary["tokens_per_s"]
         print(f"(a) ftcot train: {trained:.1f} useful tokens/s ({trained / plain:.0%} of the plain loop)", flush=True)
         student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
@@ -156,7 +169,8 @@ def main() -> None:
         single_rate, single_accuracy = one_at_a_time(model, tokenizer, samples, args.max_new_tokens)
         print(f"(b) one-at-a-time generate: {single_rate:.3f} questions/s, accuracy {single_accuracy:.2f}%")
     command = "FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py" + (
-        f" --student {args.student}" if args.student else "")
+        f" --student {args.student}" if args.student else ""
+    )
     section = (
         "## Training and evaluation throughput\n\n"
         f"`{command}` — SmolLM2-135M-Instruct (float32, CPU, 2 cores), coin_flip, recorded text-davinci-002 "
@@ -170,8 +184,11 @@ def main() -> None:
         "Evaluation engines (`evaluate.engine`), the same Fine-tune-CoT student and questions, greedy, batches of 64; "
         "set-up (loading, converting once into the run folder) not counted in questions/s:\n\n"
         "| engine | questions/s | accuracy | set-up | hf's speed over it |\n|---|---|---|---|---|\n"
-        + "".join(f"| {name} | {rate:.3f} | {acc:.2f}% | {set_up:.1f} s | {ours / rate:.2f}x |\n"
-                  for name, (rate, acc, set_up) in rates.items()))
+        + "".join(
+            f"| {name} | {rate:.3f} | {acc:.2f}% | {set_up:.1f} s | {ours / rate:.2f}x |\n"
+            for name, (rate, acc, set_up) in rates.items()
+        )
+    )
     write_section(args.out, "Training and evaluation throughput", section)
 
 

@@ -1,9 +1,8 @@
 import os
 from pathlib import Path
 
-import pytest
-
 import minidata
+import pytest
 from helpers import train_tokenizer
 
 # The real data: the project's shared, read-only copy beside the checkout (never copied into the repo), or
@@ -57,14 +56,21 @@ def bundled_student(tmp_path_factory, data_dir):
     baseline on 2 synthetic Coin Flip questions): (the cache folder, the command's result). Tests of the real
     model reuse the folder, so the conversion is paid once."""
     import yaml
-
     from helpers import run_cli
 
     cache = tmp_path_factory.mktemp("cold_cache")
     work = tmp_path_factory.mktemp("bundled_student")
     config = work / "c.yaml"
-    config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(work / "run"), "data_dir": str(data_dir),
-                                      "evaluate": {"max_samples": 2, "max_new_tokens": 8}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(work / "run"),
+                "data_dir": str(data_dir),
+                "evaluate": {"max_samples": 2, "max_new_tokens": 8},
+            }
+        )
+    )
     return cache, run_cli("evaluate", config, "--method", "zero_shot", env={"FTCOT_CACHE_DIR": str(cache)})
 
 
@@ -79,8 +85,9 @@ def pytest_terminal_summary(terminalreporter):
     for seen in outcomes.values():  # a test counts once: failed if any phase failed
         tally["failed" if seen & {"failed", "error"} else "skipped" if "skipped" in seen else "passed"] += 1
     where = f"data: {SHARED_DATA}" if _shared_data_present() else f"no data at {SHARED_DATA}"
-    terminalreporter.write_line(f"real-data tests: {tally['passed']} passed, {tally['failed']} failed, "
-                                f"{tally['skipped']} skipped ({where})")
+    terminalreporter.write_line(
+        f"real-data tests: {tally['passed']} passed, {tally['failed']} failed, {tally['skipped']} skipped ({where})"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +98,24 @@ def tiny_lm(tmp_path_factory, data_dir) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    texts = [json.loads(line)["reasoning_completion"] + json.loads(line)["question"] for line in
-             (data_dir / minidata.TEACHER_DIR / "coin_flip.jsonl").open()]
+    texts = [
+        json.loads(line)["reasoning_completion"] + json.loads(line)["question"]
+        for line in (data_dir / minidata.TEACHER_DIR / "coin_flip.jsonl").open()
+    ]
     tokenizer = train_tokenizer(texts + ["Q: A: Let's think step by step. --> ### yes no 0123456789"])
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny_lm")
     LlamaForCausalLM(config).save_pretrained(path)

@@ -8,8 +8,9 @@ import sys
 def run_cli(*args, env=None):
     """Run the installed `ftcot` entry point in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ftcot.cli", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ftcot.cli", *map(str, args)], capture_output=True, text=True, env=full_env, timeout=600
+    )
 
 
 def train_tokenizer(texts):
@@ -20,17 +21,33 @@ def train_tokenizer(texts):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
 def run_torchrun(config, data_dir, processes: int = 2):
     """`ftcot train CONFIG` under torchrun with CPU processes (gloo), as a user launches it."""
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(processes), "-m", "ftcot.cli", "train", str(config)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            "-m",
+            "ftcot.cli",
+            "train",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    )
 
 
 def write_table(rows: list[dict], path):

@@ -59,14 +59,22 @@ class TransformersStudent:
 
         n, temperature = body.get("n") or 1, body.get("temperature") or 0.0
         batch = self.tokenizer(body["prompt"], return_tensors="pt")
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else \
-            {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            if temperature
+            else {"do_sample": False}
+        )
         with self.lock, torch.inference_mode():
             if temperature:
                 torch.manual_seed(body.get("seed") or 0)
-            out = self.model.generate(**batch, max_new_tokens=body.get("max_tokens") or 16, num_return_sequences=n,
-                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)
-        texts = [self.tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True) for row in out]
+            out = self.model.generate(
+                **batch,
+                max_new_tokens=body.get("max_tokens") or 16,
+                num_return_sequences=n,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **sampling,
+            )
+        texts = [self.tokenizer.decode(row[batch["input_ids"].shape[1] :], skip_special_tokens=True) for row in out]
         for stop in body.get("stop") or []:
             texts = [t.split(stop)[0] for t in texts]
         return texts
@@ -104,8 +112,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault and fault[0] == "delay":
             time.sleep(fault[1])
         elif fault and fault[0] == "status":
-            self._json({"error": {"message": "injected", "type": "server_error"}}, fault[1],
-                       fault[2] if len(fault) > 2 else None)
+            self._json(
+                {"error": {"message": "injected", "type": "server_error"}},
+                fault[1],
+                fault[2] if len(fault) > 2 else None,
+            )
             return
         elif fault and fault[0] == "body":  # any 200 answer: ("body", b"<html>...", "text/html")
             self._send(200, fault[1], content_type=fault[2] if len(fault) > 2 else "application/json")
@@ -150,7 +161,7 @@ class OpenAIServer:
         self.httpd = None
 
     # lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "OpenAIServer":
+    def start(self) -> OpenAIServer:
         self.httpd = _HTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.owner = self
         self.port = self.httpd.server_port
@@ -191,15 +202,28 @@ class OpenAIServer:
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         n = body.get("n") or 1 if self.honour_n else 1
         texts = self.student(body | {"n": n}) if self.student else [self.responder(prompt, i) for i in range(n)]
-        choices = [({"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} if chat
-                    else {"index": i, "text": t, "finish_reason": "stop", "logprobs": None})
-                   for i, t in enumerate(texts)]
+        choices = [
+            (
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                if chat
+                else {"index": i, "text": t, "finish_reason": "stop", "logprobs": None}
+            )
+            for i, t in enumerate(texts)
+        ]
         prompt_tokens = len(prompt.split())
         completion_tokens = sum(len(t.split()) for t in texts)
-        answer = {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion", "created": 0,
-                  "model": body["model"], "choices": choices,
-                  "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                            "total_tokens": prompt_tokens + completion_tokens}}
+        answer = {
+            "id": "cmpl-test",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
         return self.edit_answer(answer, body) if self.edit_answer else answer
 
     def route_post(self, handler: Handler, raw: bytes) -> None:
@@ -209,28 +233,59 @@ class OpenAIServer:
                 time.sleep(self.latency_s)
             body = json.loads(raw)
             if self.models is not None and body.get("model") not in self.models:
-                handler._json({"error": {"message": f"The model `{body.get('model')}` does not exist.",
-                                         "type": "NotFoundError", "code": 404}}, 404)
+                handler._json(
+                    {
+                        "error": {
+                            "message": f"The model `{body.get('model')}` does not exist.",
+                            "type": "NotFoundError",
+                            "code": 404,
+                        }
+                    },
+                    404,
+                )
                 return
             if self.reject_max_tokens and "max_tokens" in body:  # as OpenAI's reasoning models answer
-                handler._json({"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this "
-                                                    "model. Use 'max_completion_tokens' instead.",
-                                         "type": "invalid_request_error", "param": "max_tokens"}}, 400)
+                handler._json(
+                    {
+                        "error": {
+                            "message": "Unsupported parameter: 'max_tokens' is not supported with this "
+                            "model. Use 'max_completion_tokens' instead.",
+                            "type": "invalid_request_error",
+                            "param": "max_tokens",
+                        }
+                    },
+                    400,
+                )
                 return
             handler._json(self.complete(path, body))
         elif path == "/v1/files":
             content = _multipart_file(handler.headers["Content-Type"], raw)
             file_id = f"file-{len(self.files)}"
             self.files[file_id] = content
-            handler._json({"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
-                           "filename": "batch.jsonl", "purpose": "batch", "status": "processed"})
+            handler._json(
+                {
+                    "id": file_id,
+                    "object": "file",
+                    "bytes": len(content),
+                    "created_at": 0,
+                    "filename": "batch.jsonl",
+                    "purpose": "batch",
+                    "status": "processed",
+                }
+            )
         elif path == "/v1/batches":
             body = json.loads(raw)
             batch_id = f"batch-{len(self.batches)}"
-            self.batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"],
-                                      "input_file_id": body["input_file_id"],
-                                      "completion_window": body["completion_window"], "status": "validating",
-                                      "created_at": 0, "polls": 0}
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body["endpoint"],
+                "input_file_id": body["input_file_id"],
+                "completion_window": body["completion_window"],
+                "status": "validating",
+                "created_at": 0,
+                "polls": 0,
+            }
             handler._json(self._public(self.batches[batch_id]))
         else:
             handler._json({"error": {"message": f"no route {path}"}}, 404)
@@ -261,16 +316,25 @@ class OpenAIServer:
             with self.lock:
                 self.requests.append(("BATCH", request["url"], request["body"]))
             response = self.complete(request["url"], request["body"])
-            lines.append(json.dumps({"id": f"req-{len(lines)}", "custom_id": request["custom_id"],
-                                     "response": {"status_code": 200, "request_id": "r", "body": response},
-                                     "error": None}))
+            lines.append(
+                json.dumps(
+                    {
+                        "id": f"req-{len(lines)}",
+                        "custom_id": request["custom_id"],
+                        "response": {"status_code": 200, "request_id": "r", "body": response},
+                        "error": None,
+                    }
+                )
+            )
         output_id = f"file-{len(self.files)}"
         self.files[output_id] = ("\n".join(lines) + "\n").encode()
         batch.update(status="completed", output_file_id=output_id)
 
 
 def _multipart_file(content_type: str, raw: bytes) -> bytes:
-    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == "file":
             return part.get_content() if isinstance(part.get_content(), bytes) else part.get_content().encode()
@@ -293,8 +357,12 @@ async def serve_completions(port: int, latency_s: float) -> None:
                 body = json.loads(await reader.readexactly(length))
                 await asyncio.sleep(latency_s)
                 payload = json.dumps(responder.complete(path, body)).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(payload)).encode()
+                    + b"\r\n\r\n"
+                    + payload
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()

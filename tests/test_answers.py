@@ -2,15 +2,24 @@ import json
 
 import pytest
 
-from ftcot.tasks import PAPER_TASKS, load_task
 from ftcot.methods import TEACHER_ANSWER_PREFIX
+from ftcot.tasks import PAPER_TASKS, load_task
 from ftcot.tasks.answers import FLOAT, INTEGER, LETTER_A_TO_C, LETTERS, YES_NO, parse_prediction
 
 # Log accuracy (gold == log_prediction, as each of Kojima et al.'s logs reported it), in percent.
 LOG_ACCURACY = {
-    "single_eq": 77.95, "addsub": 69.62, "multiarith": 78.67, "gsm8k": 40.71, "aqua": 33.46, "svamp": 62.10,
-    "date_understanding": 67.48, "tracking_shuffled_objects": 52.40, "last_letter_concatenation": 57.60,
-    "coin_flip": 91.40, "commonsense_qa": 64.62, "strategy_qa": 54.76,
+    "single_eq": 77.95,
+    "addsub": 69.62,
+    "multiarith": 78.67,
+    "gsm8k": 40.71,
+    "aqua": 33.46,
+    "svamp": 62.10,
+    "date_understanding": 67.48,
+    "tracking_shuffled_objects": 52.40,
+    "last_letter_concatenation": 57.60,
+    "coin_flip": 91.40,
+    "commonsense_qa": 64.62,
+    "strategy_qa": 54.76,
 }
 
 # Records where our parse differs from the log's prediction. Kojima et al.'s older logging code deleted ":" from
@@ -43,11 +52,13 @@ def _records(shared_data, task):
 def test_parsing_reproduces_each_logs_predictions_and_accuracy(shared_data, task):
     fmt = load_task(task).answer_format
     records = _records(shared_data, task)
-    parsed = {r["sample_index"]: parse_prediction(fmt, r["answer_completion"], TEACHER_ANSWER_PREFIX)
-              for r in records}
+    parsed = {r["sample_index"]: parse_prediction(fmt, r["answer_completion"], TEACHER_ANSWER_PREFIX) for r in records}
 
-    differs = {r["sample_index"]: (parsed[r["sample_index"]], r["log_prediction"]) for r in records
-               if (parsed[r["sample_index"]] or "") != r["log_prediction"]}
+    differs = {
+        r["sample_index"]: (parsed[r["sample_index"]], r["log_prediction"])
+        for r in records
+        if (parsed[r["sample_index"]] or "") != r["log_prediction"]
+    }
     assert differs == PARSE_DIFFERS_FROM_LOG.get(task, {})
 
     log_accuracy = 100 * sum(r["gold"] == r["log_prediction"] for r in records) / len(records)

@@ -10,21 +10,39 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def test_throughput_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     out = tmp_path / "benchmarks.md"
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--model", str(tiny_lm),
-                             "--train-examples", "8", "--eval-questions", "4", "--max-new-tokens", "8",
-                             "--out", str(out)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "throughput.py"),
+            "--model",
+            str(tiny_lm),
+            "--train-examples",
+            "8",
+            "--eval-questions",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     section = out.read_text()
     assert "## Training and evaluation throughput" in section and "(a) training, useful tokens/s (8 " in section
     engines = ["| hf |", "| openai (loopback transformers server) |"] + (
-        ["| ctranslate2 float32 |", "| ctranslate2 int8 |"] if os.environ.get("CI") == "true" else [])
+        ["| ctranslate2 float32 |", "| ctranslate2 int8 |"] if os.environ.get("CI") == "true" else []
+    )
     assert all(row in section for row in engines), section  # the engine table (CI installs ctranslate2)
 
 
 def _smoke(script: str, *args) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *map(str, args)], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *map(str, args)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -58,8 +76,23 @@ def test_beyond_student_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
 
 def test_local_teacher_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     out = tmp_path / "benchmarks.md"
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "local_teacher.py"), "--model", str(tiny_lm),
-                             "--questions", "3", "--max-tokens", "8", "--out", str(out)], capture_output=True,
-                            text=True, timeout=600, env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "local_teacher.py"),
+            "--model",
+            str(tiny_lm),
+            "--questions",
+            "3",
+            "--max-tokens",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| batched through the hf engine | 12 |" in out.read_text()

@@ -9,13 +9,13 @@ import re
 import pytest
 import torch
 import yaml
-
 from helpers import run_cli
 from openai_server import ChanceAdder, OpenAIServer
+
 from ftcot.config import RunConfig
 from ftcot.curate import Example
-from ftcot.judge import solved
 from ftcot.errors import UserError
+from ftcot.judge import solved
 from ftcot.pipeline import context, curate_stage, teach
 from ftcot.tasks import Sample
 
@@ -29,15 +29,30 @@ def _sums(tmp_path, train: int = 40, test: int = 10) -> dict:
             a, b = map(int, row["question"][8:-1].split(" plus "))
             row["answer"] = str(a + b)
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {"name": "sums", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
-            "answer_format": "integer"}
+    return {
+        "name": "sums",
+        "train": str(tmp_path / "train.jsonl"),
+        "test": str(tmp_path / "test.jsonl"),
+        "answer_format": "integer",
+    }
 
 
 def _config(tmp_path, server, **teacher) -> RunConfig:
-    return RunConfig(task=_sums(tmp_path), run_dir=str(tmp_path / "run"), data_dir=str(tmp_path), teacher={
-        "backend": "openai", "model": "adder", "base_url": server.base_url, "api_key_env": None,
-        "teach_on": ["train", "test"], "rationale": {"temperature": 0.7},
-        "prices": {"adder": {"input": 1.0, "output": 2.0}}, **teacher})
+    return RunConfig(
+        task=_sums(tmp_path),
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(tmp_path),
+        teacher={
+            "backend": "openai",
+            "model": "adder",
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "teach_on": ["train", "test"],
+            "rationale": {"temperature": 0.7},
+            "prices": {"adder": {"input": 1.0, "output": 2.0}},
+            **teacher,
+        },
+    )
 
 
 def _by_question(path) -> dict[int, list[dict]]:
@@ -55,6 +70,7 @@ def chance_server():
     def start(p: float) -> OpenAIServer:
         servers.append(OpenAIServer(responder=ChanceAdder(p)).start())
         return servers[-1]
+
     yield start
     for server in servers:
         server.stop()
@@ -86,7 +102,8 @@ def test_adaptive_rounds_sample_until_enough_are_correct_and_a_rerun_pays_nothin
     curated = curate_stage(ctx)
     per_question = [json.loads(line) for line in (tmp_path / "run" / "curate" / "per_question.jsonl").open()]
     assert {q["sample_index"]: q["drawn"] for q in per_question} == {
-        i: len(records[i]) for i in train if i in {q["sample_index"] for q in per_question}}
+        i: len(records[i]) for i in train if i in {q["sample_index"] for q in per_question}
+    }
     assert sum(q["kept"] for q in per_question) == curated["kept"]
     assert all(q["kept"] <= q["correct"] for q in per_question)
 
@@ -130,8 +147,12 @@ def test_rationalization_asks_with_the_answer_as_a_hint_and_curation_keeps_or_dr
 
 def test_after_a_budget_stop_in_the_first_round_the_worst_case_bounds_what_the_rerun_asks(tmp_path, chance_server):
     server = chance_server(0.3)
-    adaptive = {"num_samples": 4, "adaptive": {"max_samples": 8, "want_correct": 2}, "n_per_request": False,
-                "concurrency": 2}
+    adaptive = {
+        "num_samples": 4,
+        "adaptive": {"max_samples": 8, "want_correct": 2},
+        "n_per_request": False,
+        "concurrency": 2,
+    }
     first = teach(context(_config(tmp_path, server, **adaptive)), max_cost=0.004)
     assert first["stopped_by_budget"] and "rounds" in first
     plan = teach(context(_config(tmp_path, server, **adaptive)), dry_run=True)
@@ -142,11 +163,14 @@ def test_after_a_budget_stop_in_the_first_round_the_worst_case_bounds_what_the_r
     assert len(server.completion_requests()) - before <= plan["worst_case_requests"]
 
 
-@pytest.mark.parametrize("teacher, message", [
-    ({"adaptive": {"max_samples": 2, "want_correct": 3}}, "want_correct \\(3\\) is more than max_samples"),
-    ({"num_samples": 4, "adaptive": {"max_samples": 2, "want_correct": 1}}, "first round"),
-    ({"adaptive": {}, "rationale": {"temperature": 0.0}}, "repeat the same one"),
-])
+@pytest.mark.parametrize(
+    "teacher, message",
+    [
+        ({"adaptive": {"max_samples": 2, "want_correct": 3}}, "want_correct \\(3\\) is more than max_samples"),
+        ({"num_samples": 4, "adaptive": {"max_samples": 2, "want_correct": 1}}, "first round"),
+        ({"adaptive": {}, "rationale": {"temperature": 0.0}}, "repeat the same one"),
+    ],
+)
 def test_adaptive_settings_that_cannot_work_are_one_line(tmp_path, teacher, message):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"backend": "openai", **teacher}}))
@@ -158,8 +182,11 @@ def test_keys_one_method_reads_rerun_that_method_alone(tmp_path):
     from ftcot.pipeline import fingerprint
 
     one = context(RunConfig(task=_sums(tmp_path), run_dir=str(tmp_path / "r")))
-    other = context(RunConfig.model_validate({**one.cfg.model_dump(), "train": {"dss_alpha": 0.3},
-                                              "evaluate": {"self_consistency": {"k": 4}}}))
+    other = context(
+        RunConfig.model_validate(
+            {**one.cfg.model_dump(), "train": {"dss_alpha": 0.3}, "evaluate": {"self_consistency": {"k": 4}}}
+        )
+    )
     assert fingerprint(one, "train", "ft_cot") == fingerprint(other, "train", "ft_cot")
     assert fingerprint(one, "train", "dss") != fingerprint(other, "train", "dss")
     assert fingerprint(one, "evaluate", "vanilla") == fingerprint(other, "evaluate", "vanilla")
@@ -175,10 +202,13 @@ def test_adaptive_and_rationalize_are_refused_for_the_recorded_backend(tmp_path)
 
 # --- the student side ---------------------------------------------------------------------------------------
 
+
 def _questions(n: int) -> list[Sample]:
     rng = random.Random(3)
-    return [Sample("sums_sc", i, f"What is {a} plus {b}?", str(a + b))
-            for i, (a, b) in enumerate((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(n))]
+    return [
+        Sample("sums_sc", i, f"What is {a} plus {b}?", str(a + b))
+        for i, (a, b) in enumerate((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(n))
+    ]
 
 
 @pytest.fixture
@@ -205,18 +235,28 @@ def test_self_consistency_votes_over_samples_that_share_their_prompts_computatio
     model, tokenizer = tiny
     samples = _questions(12)
     prefill_rows = []
-    hook = model.register_forward_hook(lambda m, args, kwargs, out: prefill_rows.append(kwargs["input_ids"].shape)
-                                       if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
-    rows, metrics = self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1)
+    hook = model.register_forward_hook(
+        lambda m, args, kwargs, out: (
+            prefill_rows.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1 else None
+        ),
+        with_kwargs=True,
+    )
+    rows, metrics = self_consistency(
+        sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1
+    )
     hook.remove()
     assert [shape[0] for shape in prefill_rows] == [12]  # one prefill of the 12 prompts for 48 samples
     assert all(len(r["outputs"]) == 4 for r in rows) and metrics["k"] == 4 and len(rows) == 12
     assert len({o for r in rows for o in r["outputs"]}) > 12  # sampled: not 4 copies of one text
-    again, _ = self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1)
+    again, _ = self_consistency(
+        sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1
+    )
     assert [r["outputs"] for r in again] == [r["outputs"] for r in rows]  # seeded
     # Near temperature 0 every sample is the greedy output: the vote is greedy's answer, agreed on by all.
     greedy, greedy_metrics = evaluate(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20)
-    cold, cold_metrics = self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 5), samples, "ft_cot", 20, 3, 1e-4)
+    cold, cold_metrics = self_consistency(
+        sums_sc, HFEngine(model, tokenizer, "decoder", 5), samples, "ft_cot", 20, 3, 1e-4
+    )
     assert [r["outputs"] for r in cold] == [[g["output"]] * 3 for g in greedy]
     assert cold_metrics["accuracy"] == greedy_metrics["accuracy"]
     assert all(r["agreement"] == (1.0 if r["prediction"] is not None else 0.0) for r in cold)
@@ -236,12 +276,15 @@ def test_the_vote_is_the_most_frequent_answer_as_the_format_compares_them_ties_t
 
 
 def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(tiny, sums_sc):
-    from ftcot.students.train import WeightedLossTrainer, tokenize
     from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
+    from ftcot.students.train import WeightedLossTrainer, tokenize
+
     model, tokenizer = tiny
-    examples = [Example(task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is.",
-                        answer=s.answer) for i, s in enumerate(_questions(4))]
+    examples = [
+        Example(task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is.", answer=s.answer)
+        for i, s in enumerate(_questions(4))
+    ]
     features = tokenize(examples, "dss", "decoder", tokenizer, 64, aux_weight=0.25)
     texts = [tokenizer.decode(f["input_ids"]) for f in features]
     assert len(features) == 8 and all(t.startswith("[label] ") for t in texts[:4])
@@ -251,9 +294,18 @@ def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(t
     from ftcot.students.train import _Features
 
     # The weights reach the loss through the Trainer's own data loader (which drops unknown columns by default).
-    trainer = WeightedLossTrainer(model=model, train_dataset=_Features(features), data_collator=collate,
-                                  args=TrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to=[],
-                                                         per_device_train_batch_size=8, remove_unused_columns=False))
+    trainer = WeightedLossTrainer(
+        model=model,
+        train_dataset=_Features(features),
+        data_collator=collate,
+        args=TrainingArguments(
+            output_dir="/tmp/unused",
+            use_cpu=True,
+            report_to=[],
+            per_device_train_batch_size=8,
+            remove_unused_columns=False,
+        ),
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     assert sorted(batch["loss_weight"].tolist()) == [0.25] * 4 + [1.0] * 4
     ones = collate([f | {"loss_weight": 1.0} for f in features])
@@ -262,8 +314,9 @@ def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(t
         same = trainer.compute_loss(model, dict(ones))  # weight 1 everywhere: the model's own loss
         own = model(**plain).loss
         weighted = trainer.compute_loss(model, dict(batch))
-        label_only = trainer.compute_loss(model, dict(collate([f | {"loss_weight": 1.0 * (i < 4)}
-                                                                 for i, f in enumerate(features)])))
+        label_only = trainer.compute_loss(
+            model, dict(collate([f | {"loss_weight": 1.0 * (i < 4)} for i, f in enumerate(features)]))
+        )
     assert same.item() == pytest.approx(own.item(), rel=1e-5)
     assert label_only.item() < weighted.item() < same.item()
     assert (weighted - label_only).item() == pytest.approx(0.25 * (same - label_only).item(), rel=1e-4)
@@ -272,15 +325,37 @@ def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(t
 def test_everything_beyond_the_paper_runs_end_to_end(tmp_path, tiny_lm, chance_server):
     server = chance_server(0.5)
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": _sums(tmp_path, 60, 12), "run_dir": str(tmp_path / "run"), "data_dir": str(tmp_path),
-        "teacher": {"backend": "openai", "model": "adder", "base_url": server.base_url, "api_key_env": None,
-                    "num_samples": 1, "adaptive": {"max_samples": 4, "want_correct": 1}, "rationalize": True,
-                    "rationale": {"temperature": 0.7}},
-        "student": {"model": str(tiny_lm)},
-        "train": {"methods": ["ft_cot", "vanilla", "dss"], "epochs": 1, "learning_rate": 0.001, "dss_alpha": 0.5},
-        "evaluate": {"baselines": ["zero_shot"], "max_new_tokens": 16,
-                     "self_consistency": {"k": 3, "temperature": 0.7}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": _sums(tmp_path, 60, 12),
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(tmp_path),
+                "teacher": {
+                    "backend": "openai",
+                    "model": "adder",
+                    "base_url": server.base_url,
+                    "api_key_env": None,
+                    "num_samples": 1,
+                    "adaptive": {"max_samples": 4, "want_correct": 1},
+                    "rationalize": True,
+                    "rationale": {"temperature": 0.7},
+                },
+                "student": {"model": str(tiny_lm)},
+                "train": {
+                    "methods": ["ft_cot", "vanilla", "dss"],
+                    "epochs": 1,
+                    "learning_rate": 0.001,
+                    "dss_alpha": 0.5,
+                },
+                "evaluate": {
+                    "baselines": ["zero_shot"],
+                    "max_new_tokens": 16,
+                    "self_consistency": {"k": 3, "temperature": 0.7},
+                },
+            }
+        )
+    )
     result = run_cli("run", config)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
@@ -288,16 +363,25 @@ def test_everything_beyond_the_paper_runs_end_to_end(tmp_path, tiny_lm, chance_s
     assert ft_cot["self_consistency"]["k"] == 3 and (run / "eval" / "ft_cot" / "self_consistency.jsonl").is_file()
     dss = json.loads((run / "eval" / "dss" / "metrics.json").read_text())
     assert "self_consistency" not in dss  # it answers in a few tokens, from the label prompt
-    assert all(json.loads(line)["prompt"].startswith("[label] ") for line in (run / "eval" / "dss" / "predictions.jsonl").open())
+    assert all(
+        json.loads(line)["prompt"].startswith("[label] ")
+        for line in (run / "eval" / "dss" / "predictions.jsonl").open()
+    )
     assert json.loads((run / "students" / "dss" / "summary.json").read_text())["examples"] == 2 * len(
-        (run / "curate" / "train_dss.jsonl").read_text().splitlines())
+        (run / "curate" / "train_dss.jsonl").read_text().splitlines()
+    )
     report = (run / "report.md").read_text()
     assert "Distilling step-by-step" in report and "self-consistency" in report.lower()
 
 
 def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, tmp_path, sums_sc):
-    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, T5Config, T5ForConditionalGeneration, \
-        TrainingArguments
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        T5Config,
+        T5ForConditionalGeneration,
+        TrainingArguments,
+    )
 
     from ftcot.config import StudentConfig, TrainConfig
     from ftcot.engines.hf import HFEngine
@@ -307,20 +391,32 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     torch.manual_seed(0)
-    T5ForConditionalGeneration(T5Config(
-        vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16,
-        decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id)).save_pretrained(tmp_path / "t5")
+    T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_ff=64,
+            num_layers=2,
+            num_heads=2,
+            d_kv=16,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    ).save_pretrained(tmp_path / "t5")
     tokenizer.save_pretrained(tmp_path / "t5")
     student = StudentConfig(model=str(tmp_path / "t5"))
     model, tok, kind = load_student(student)
-    examples = [Example(task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is.",
-                        answer=s.answer) for i, s in enumerate(_questions(4))]
+    examples = [
+        Example(task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is.", answer=s.answer)
+        for i, s in enumerate(_questions(4))
+    ]
     features = tokenize(examples, "dss", kind, tok, 64)
     assert kind == "encoder_decoder" and tok.decode(features[4]["input_ids"]).startswith("[rationale] ")
     collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    trainer = WeightedLossTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "x"), use_cpu=True,
-                                                                      report_to=[]))
+    trainer = WeightedLossTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path / "x"), use_cpu=True, report_to=[])
+    )
     with torch.no_grad():
         weighted = trainer.compute_loss(model, dict(collate(features)))
         own = model(**collate([{k: v for k, v in f.items() if k != "loss_weight"} for f in features])).loss
@@ -337,18 +433,28 @@ def test_dss_alpha_reaches_the_loss_of_a_real_training_run(tiny, tiny_lm, tmp_pa
     from ftcot.config import StudentConfig, TrainConfig
     from ftcot.students.train import train
 
-    examples = [Example(task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is, surely.",
-                        answer=s.answer) for i, s in enumerate(_questions(24))]
+    examples = [
+        Example(
+            task="sums_sc", sample_index=i, question=s.question, rationale=f"{s.answer} it is, surely.", answer=s.answer
+        )
+        for i, s in enumerate(_questions(24))
+    ]
     losses = {}
     for alpha in (0.0, 1.0):
-        summary = train(examples, "dss", StudentConfig(model=str(tiny_lm)),
-                        TrainConfig(epochs=1, batch_size=4, dss_alpha=alpha, checkpoint=False), tmp_path / str(alpha))
+        summary = train(
+            examples,
+            "dss",
+            StudentConfig(model=str(tiny_lm)),
+            TrainConfig(epochs=1, batch_size=4, dss_alpha=alpha, checkpoint=False),
+            tmp_path / str(alpha),
+        )
         losses[alpha] = summary["history"][0]["loss"]
     assert losses[0.0] is not None and losses[0.0] < losses[1.0]  # the rationale pairs' loss counts only with alpha
 
 
-@pytest.mark.parametrize("d, want, most, per_request", [(1, 2, 4, True), (2, 2, 8, True), (1, 4, 8, True),
-                                                        (3, 2, 6, False), (2, 1, 5, True)])
+@pytest.mark.parametrize(
+    "d, want, most, per_request", [(1, 2, 4, True), (2, 2, 8, True), (1, 4, 8, True), (3, 2, 6, False), (2, 1, 5, True)]
+)
 def test_the_worst_case_bounds_every_outcome_of_the_rounds(d, want, most, per_request):
     """Every sequence of right and wrong samples, drawn by Collector.one's rule, costs at most the plan's worst
     case in samples and in step-1 requests."""
@@ -357,8 +463,13 @@ def test_the_worst_case_bounds_every_outcome_of_the_rounds(d, want, most, per_re
     from ftcot.config import TeacherConfig
     from ftcot.teachers.collect import _rounds
 
-    cfg = TeacherConfig(backend="openai", num_samples=d, n_per_request=per_request, rationale={"temperature": 0.7},
-                        adaptive={"max_samples": most, "want_correct": want})
+    cfg = TeacherConfig(
+        backend="openai",
+        num_samples=d,
+        n_per_request=per_request,
+        rationale={"temperature": 0.7},
+        adaptive={"max_samples": most, "want_correct": want},
+    )
     worst_samples, worst_calls, _ = _rounds(cfg, 0, 0, None, {})
     for outcome in itertools.product([False, True], repeat=most):
         drawn, calls = d, 1 if per_request else d

@@ -10,53 +10,109 @@ from fractions import Fraction
 
 import pytest
 import yaml
-
 from helpers import run_cli
+
 from ftcot import calculator as calc
 from ftcot.methods import get_method
 
 
-@pytest.mark.parametrize("expression, value", [
-    ("1 + 2 * 3", 7), ("(1 + 2) * 3", 9), ("10 - 4 - 3", 3), ("2 * (3 + 4) - 1", 13), ("12 / 4 / 3", 1),
-    ("3.5 + 1.25", Fraction(19, 4)), ("0.1 + 0.2", Fraction(3, 10)), ("1,000 + 7", 1007),
-    ("1,234,567.5 - 0.5", 1234567), ("3 x 4", 12), ("3x4", 12), ("6 × 7", 42), ("9 ÷ 2", Fraction(9, 2)),
-    ("-3 + 5", 2), ("5 - -3", 8), ("-(2 + 3) * 2", -10), ("4 − 1", 3), ("10 / 3", Fraction(10, 3)),
-    ("$4.50 + $2", Fraction(13, 2)), ("((((7))))", 7),
-])
+@pytest.mark.parametrize(
+    "expression, value",
+    [
+        ("1 + 2 * 3", 7),
+        ("(1 + 2) * 3", 9),
+        ("10 - 4 - 3", 3),
+        ("2 * (3 + 4) - 1", 13),
+        ("12 / 4 / 3", 1),
+        ("3.5 + 1.25", Fraction(19, 4)),
+        ("0.1 + 0.2", Fraction(3, 10)),
+        ("1,000 + 7", 1007),
+        ("1,234,567.5 - 0.5", 1234567),
+        ("3 x 4", 12),
+        ("3x4", 12),
+        ("6 × 7", 42),
+        ("9 ÷ 2", Fraction(9, 2)),
+        ("-3 + 5", 2),
+        ("5 - -3", 8),
+        ("-(2 + 3) * 2", -10),
+        ("4 − 1", 3),
+        ("10 / 3", Fraction(10, 3)),
+        ("$4.50 + $2", Fraction(13, 2)),
+        ("((((7))))", 7),
+    ],
+)
 def test_the_evaluator_computes_arithmetic_exactly(expression, value):
     assert calc.compute(expression) == value
 
 
-@pytest.mark.parametrize("expression", [
-    "9**9**9", "2 ** 10", "__import__('os').system('ls')", "1 / 0", "5 / (3 - 3)", "1 +", "(1 + 2", "1 + 2)",
-    "", "  ", "12,34 + 5", "1,0000 + 1", "3 4", "1e9 * 2", "99999999999999999 + 1", "1 + " * 5000 + "1",
-    "1000000000 * 1000000000", "abs(-3)", "3 + four", "1_000 + 1", "2 ^ 3", "7 % 2",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "9**9**9",
+        "2 ** 10",
+        "__import__('os').system('ls')",
+        "1 / 0",
+        "5 / (3 - 3)",
+        "1 +",
+        "(1 + 2",
+        "1 + 2)",
+        "",
+        "  ",
+        "12,34 + 5",
+        "1,0000 + 1",
+        "3 4",
+        "1e9 * 2",
+        "99999999999999999 + 1",
+        "1 + " * 5000 + "1",
+        "1000000000 * 1000000000",
+        "abs(-3)",
+        "3 + four",
+        "1_000 + 1",
+        "2 ^ 3",
+        "7 % 2",
+    ],
+)
 def test_anything_else_is_refused(expression):
     assert calc.compute(expression) is None
 
 
-@pytest.mark.parametrize("value, written", [
-    (Fraction(49), "49"), (Fraction(-7), "-7"), (Fraction(5, 2), "2.5"), (Fraction(10, 3), "3.333333"),
-    (Fraction(2, 3), "0.666667"), (Fraction(-1, 8), "-0.125"), (Fraction(1234567), "1234567"),
-    (Fraction(-1, 10 ** 9), "0"),
-])
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        (Fraction(49), "49"),
+        (Fraction(-7), "-7"),
+        (Fraction(5, 2), "2.5"),
+        (Fraction(10, 3), "3.333333"),
+        (Fraction(2, 3), "0.666667"),
+        (Fraction(-1, 8), "-0.125"),
+        (Fraction(1234567), "1234567"),
+        (Fraction(-1, 10**9), "0"),
+    ],
+)
 def test_values_are_written_as_the_teacher_writes_numbers(value, written):
     assert calc.format_value(value) == written
 
 
-@pytest.mark.parametrize("text, expression", [
-    ("He has 42 + 7 ", "42 + 7"),
-    ("so (3 + 4) * 2", "(3 + 4) * 2"),
-    ("Total: 1,000 + 7 ", "1,000 + 7"),
-    ("In all there are 6 x 4 ", "6 x 4"),
-    ("He had 42 + 7 = 49. Then 49 - 5 ", "49 - 5"),  # an earlier equation is not part of the expression
-    ("3 + 4 = 7 + 1 ", "7 + 1"),  # a chain: 3 + 4 = 7 + 1 = 8
-    ("It costs $4.50 + $2 ", "$4.50 + $2"),
-    ("Tom has 5 ", None),  # a number alone: nothing to compute
-    ("", None), ("Tom has ", None), ("the box x 3 ", None), ("abc42 + 7 ", None), ("2 ** 3 ", None),
-    ("He pays 12,34 + 5 ", None), ("1 + " * 100 + "1 ", None),  # longer than the calculator reads
-])
+@pytest.mark.parametrize(
+    "text, expression",
+    [
+        ("He has 42 + 7 ", "42 + 7"),
+        ("so (3 + 4) * 2", "(3 + 4) * 2"),
+        ("Total: 1,000 + 7 ", "1,000 + 7"),
+        ("In all there are 6 x 4 ", "6 x 4"),
+        ("He had 42 + 7 = 49. Then 49 - 5 ", "49 - 5"),  # an earlier equation is not part of the expression
+        ("3 + 4 = 7 + 1 ", "7 + 1"),  # a chain: 3 + 4 = 7 + 1 = 8
+        ("It costs $4.50 + $2 ", "$4.50 + $2"),
+        ("Tom has 5 ", None),  # a number alone: nothing to compute
+        ("", None),
+        ("Tom has ", None),
+        ("the box x 3 ", None),
+        ("abc42 + 7 ", None),
+        ("2 ** 3 ", None),
+        ("He pays 12,34 + 5 ", None),
+        ("1 + " * 100 + "1 ", None),  # longer than the calculator reads
+    ],
+)
 def test_the_longest_expression_a_text_ends_in(text, expression):
     found = calc.trailing_expression(text)
     assert (found and found[0]) == expression
@@ -64,10 +120,14 @@ def test_the_longest_expression_a_text_ends_in(text, expression):
 
 def test_equations_are_read_and_checked():
     assert calc.equations(" 3 + 4 = 8. Then 8 * 2 = 16, and 2 / 3 = 0.67 and x = 5. So 2 + 2 =") == [
-        ("3 + 4", "8", False), ("8 * 2", "16", True), ("2 / 3", "0.67", True)]
+        ("3 + 4", "8", False),
+        ("8 * 2", "16", True),
+        ("2 / 3", "0.67", True),
+    ]
 
 
 # --- the wrapper over the engine protocol, on a scripted engine -------------------------------------------
+
 
 class CharTokenizer:
     """One token per character (offsets included), as the calculator counts tokens."""
@@ -142,7 +202,8 @@ def test_the_value_is_written_where_an_expression_meets_an_equals_sign():
     assert written[1].text == " He has 3 + 4 = 7 in all. --> 7\n"
     assert written[2].text == " We count nothing. --> 0\n" and not written[2].calls
     assert [c.record() for c in written[0].calls] == [
-        {"expression": "42 + 7", "value": "49", "own": "50", "own_right": False}]
+        {"expression": "42 + 7", "value": "49", "own": "50", "own_right": False}
+    ]
     assert written[0].calls[0].at == written[0].text.index("=")
     # Round one: all three prompts; round two: the two outputs that met a `=`, in one call.
     assert [(len(prompts), k) for prompts, _, k in engine.log] == [(3, 1), (2, 1)]
@@ -152,19 +213,27 @@ def test_the_value_is_written_where_an_expression_meets_an_equals_sign():
 def test_several_equals_signs_in_one_output_and_a_chain():
     def student(context, j):
         text = context.split("###")[1]
-        return {"": " 2 + 3 = 6 then", "5": " then 5 x 2 = 11 then", "10": " + 1 = 12. So = 1. --> 12\n",
-                "11": ". So = 1. --> 11\n"}[text.rsplit("= ", 1)[-1] if text else ""]  # a chain: 10 + 1
+        return {
+            "": " 2 + 3 = 6 then",
+            "5": " then 5 x 2 = 11 then",
+            "10": " + 1 = 12. So = 1. --> 12\n",
+            "11": ". So = 1. --> 11\n",
+        }[text.rsplit("= ", 1)[-1] if text else ""]  # a chain: 10 + 1
+
     engine = ScriptedEngine(student)
     m = get_method("ft_cot")
-    (w,), = calc.generate(engine, ["Q ###"], 128, m.done, m.stop)
+    ((w,),) = calc.generate(engine, ["Q ###"], 128, m.done, m.stop)
     assert w.text == " 2 + 3 = 5 then 5 x 2 = 10 + 1 = 11. So = 1. --> 11\n"  # So = 1: nothing to compute
     assert [(c.expression, c.value, c.own, c.own_right) for c in w.calls] == [
-        ("2 + 3", "5", "6", False), ("5 x 2", "10", "11", False), ("10 + 1", "11", "12.", False)]
+        ("2 + 3", "5", "6", False),
+        ("5 x 2", "10", "11", False),
+        ("10 + 1", "11", "12.", False),
+    ]
 
 
 def test_the_rounds_share_the_token_budget():
     engine = ScriptedEngine(lambda context, j: " 1 + 1 = 3 and" if "=" not in context else " more words go on")
-    (w,), = calc.generate(engine, ["Q ###"], 20, None)
+    ((w,),) = calc.generate(engine, ["Q ###"], 20, None)
     assert w.text == " 1 + 1 = 2 more word" and len(w.text) == 20  # 20 tokens in all, the value's among them
     assert [budget for _, budget, _ in engine.log] == [20, 10]
 
@@ -179,6 +248,7 @@ def test_each_output_keeps_its_own_share_of_a_rounds_budget():
 def test_samples_that_reach_the_same_text_go_on_as_distinct_samples():
     def student(context, j):
         return " 2 + 2 = 5 and" if "=" not in context else f" sample {j} --> 4\n"
+
     engine = ScriptedEngine(student)
     m = get_method("ft_cot")
     rows = calc.generate(engine, ["Q ###", "R ###"], 64, m.done, m.stop, k=3, temperature=0.7, seed=1)
@@ -190,11 +260,12 @@ def test_the_methods_own_stop_rule_ends_an_output_after_a_value_was_written():
     # After the value, the engine sees the new text alone: the marker before it must still end the output.
     engine = ScriptedEngine(lambda context, j: " so --> 2 + 2 = 5\nQ: next" if "=" not in context else "\nQ: next")
     m = get_method("ft_cot")
-    (w,), = calc.generate(engine, ["Q ###"], 64, m.done, m.stop)
+    ((w,),) = calc.generate(engine, ["Q ###"], 64, m.done, m.stop)
     assert w.text == " so --> 2 + 2 = 4\n"
 
 
 # --- the config and the fingerprints -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("section, key", [("evaluate", "calculator"), ("train", "validate_with_calculator")])
 def test_a_calculator_on_a_task_whose_answers_are_not_numbers_is_one_line(tmp_path, section, key):
@@ -213,11 +284,17 @@ def test_the_calculator_reruns_what_it_changes_and_nothing_else(data_dir, tmp_pa
 
     base = {"task": "multiarith", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir)}
     before = context(RunConfig.model_validate(base))
-    off = context(RunConfig.model_validate(base | {"evaluate": {"calculator": False},
-                                                   "train": {"validate_with_calculator": False}}))
+    off = context(
+        RunConfig.model_validate(
+            base | {"evaluate": {"calculator": False}, "train": {"validate_with_calculator": False}}
+        )
+    )
     on = context(RunConfig.model_validate(base | {"evaluate": {"calculator": True}}))
-    kept = context(RunConfig.model_validate(base | {"evaluate": {"calculator": True},
-                                                    "train": {"validate_with_calculator": False}}))
+    kept = context(
+        RunConfig.model_validate(
+            base | {"evaluate": {"calculator": True}, "train": {"validate_with_calculator": False}}
+        )
+    )
     assert on.cfg.train.validate_with_calculator and not before.cfg.train.validate_with_calculator
     for method in ("", "ft_cot", "vanilla", "teacher", "zero_shot", "zero_shot_cot"):
         assert all(fingerprint(before, stage, method) == fingerprint(off, stage, method) for stage in STAGES)
@@ -230,6 +307,7 @@ def test_the_calculator_reruns_what_it_changes_and_nothing_else(data_dir, tmp_pa
 
 
 # --- on a tiny model, through the three engines -----------------------------------------------------------
+
 
 def _sums_rationale(i: int, a: int, b: int) -> tuple[str, str]:
     """A rationale that sets the sum up right and gets it wrong (two steps for one question, none for one)."""
@@ -247,9 +325,9 @@ def counting(tmp_path_factory):
     import random
 
     import torch
+    from helpers import train_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from helpers import train_tokenizer
     from ftcot.tasks import TaskDecl, load_task, prompts
 
     rng = random.Random(0)
@@ -260,10 +338,19 @@ def counting(tmp_path_factory):
         rows.append((question, *_sums_rationale(i, a, b), str(a + b)))
     pairs = [prompts.ft_cot_pair(q, rationale, said) for q, rationale, said, _ in rows]
     tokenizer = train_tokenizer([p + c for p, c in pairs])
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     batch = tokenizer([p + c + tokenizer.eos_token for p, c in pairs], return_tensors="pt", padding=True)
@@ -283,6 +370,7 @@ def counting(tmp_path_factory):
 
 def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, tmp_path):
     from openai_server import OpenAIServer, TransformersStudent
+
     from ftcot.config import RunConfig, StudentConfig
     from ftcot.engines import open_engine
     from ftcot.engines.hf import HFEngine
@@ -311,16 +399,31 @@ def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, 
     server.start()
     try:
         base = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "student": {"model": str(path)}}
-        engines = {"openai": open_engine(RunConfig.model_validate(base | {"evaluate": {
-            "engine": "openai", "base_url": server.base_url, "models": {"ft_cot": "counting"}}}), "ft_cot", None,
-            tmp_path / "eval", 4)}
+        engines = {
+            "openai": open_engine(
+                RunConfig.model_validate(
+                    base
+                    | {"evaluate": {"engine": "openai", "base_url": server.base_url, "models": {"ft_cot": "counting"}}}
+                ),
+                "ft_cot",
+                None,
+                tmp_path / "eval",
+                4,
+            )
+        }
         if __import__("importlib").util.find_spec("ctranslate2") or os.environ.get("CI") == "true":  # CI has it
-            engines["ctranslate2"] = open_engine(RunConfig.model_validate(base | {"evaluate": {
-                "engine": "ctranslate2"}}), "ft_cot", str(path), tmp_path / "eval", 4)
+            engines["ctranslate2"] = open_engine(
+                RunConfig.model_validate(base | {"evaluate": {"engine": "ctranslate2"}}),
+                "ft_cot",
+                str(path),
+                tmp_path / "eval",
+                4,
+            )
         for name, engine in engines.items():
             theirs, _ = evaluate(task, engine, samples, "ft_cot", 48, calculator=True)
-            assert [(t["output"], t["calculator"]) for t in theirs] == [(w["output"], c) for w, c in
-                                                                        zip(written, calls)], name
+            assert [(t["output"], t["calculator"]) for t in theirs] == [
+                (w["output"], c) for w, c in zip(written, calls)
+            ], name
     finally:
         server.stop()
 
@@ -335,11 +438,16 @@ def test_validation_chooses_the_epoch_with_the_calculator_where_asked(counting, 
 
     path, task = counting
     model, tokenizer, kind = load_student(StudentConfig(model=str(path)))
-    written, _ = evaluate(task, HFEngine(model, tokenizer, kind, 4), task.split_samples("test"), "ft_cot", 48,
-                          calculator=True)
+    written, _ = evaluate(
+        task, HFEngine(model, tokenizer, kind, 4), task.split_samples("test"), "ft_cot", 48, calculator=True
+    )
     data = tmp_path / "as_written.jsonl"  # a task whose gold answers are what the student says with the calculator
-    data.write_text("".join(json.dumps({"question": s.question, "answer": w["prediction"] or "-1"}) + "\n"
-                            for s, w in zip(task.split_samples("test"), written)))
+    data.write_text(
+        "".join(
+            json.dumps({"question": s.question, "answer": w["prediction"] or "-1"}) + "\n"
+            for s, w in zip(task.split_samples("test"), written)
+        )
+    )
     as_written = load_task(TaskDecl(name="w", train=str(data), test=str(data), answer_format="number"))
     val = as_written.split_samples("test")
     right = 100 * sum(w["prediction"] is not None for w in written) / len(written)
@@ -347,8 +455,7 @@ def test_validation_chooses_the_epoch_with_the_calculator_where_asked(counting, 
     assert validation_accuracy(as_written, "ft_cot", kind, tokenizer, val, 48, 4)(model) < right
 
 
-def test_ftcot_evaluate_scores_a_student_with_and_without_the_calculator_and_the_report_shows_both(counting,
-                                                                                                   tmp_path):
+def test_ftcot_evaluate_scores_a_student_with_and_without_the_calculator_and_the_report_shows_both(counting, tmp_path):
     import shutil
 
     path, task = counting
@@ -356,10 +463,17 @@ def test_ftcot_evaluate_scores_a_student_with_and_without_the_calculator_and_the
     shutil.copytree(path, run / "students" / "ft_cot" / "best")
     (run / "students" / "ft_cot" / "summary.json").write_text(json.dumps({"student": str(path), "best_epoch": 1}))
     config = tmp_path / "c.yaml"
-    settings = {"task": {"name": "sums", "train": str(path / "sums.jsonl"), "test": str(path / "sums.jsonl"),
-                         "answer_format": "number"},
-                "run_dir": str(run), "student": {"model": str(path)},
-                "evaluate": {"max_new_tokens": 48, "calculator": True, "self_consistency": {"k": 2}}}
+    settings = {
+        "task": {
+            "name": "sums",
+            "train": str(path / "sums.jsonl"),
+            "test": str(path / "sums.jsonl"),
+            "answer_format": "number",
+        },
+        "run_dir": str(run),
+        "student": {"model": str(path)},
+        "evaluate": {"max_new_tokens": 48, "calculator": True, "self_consistency": {"k": 2}},
+    }
     config.write_text(yaml.safe_dump(settings))
     result = run_cli("evaluate", config, "--method", "ft_cot")
     assert result.returncode == 0, result.stderr[-3000:]

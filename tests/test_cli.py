@@ -1,10 +1,9 @@
 import json
 import shutil
 
+import minidata
 import pytest
 import yaml
-
-import minidata
 from helpers import run_cli
 
 
@@ -21,8 +20,11 @@ def _one_line_error(result, pattern):
 def test_tasks_lists_every_task_with_its_counts_and_teacher_coverage(data_dir):
     result = run_cli("tasks", "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[1]: [c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines()
-            if line.startswith("│")}
+    rows = {
+        line.split()[1]: [c.strip() for c in line.split("│")[1:-1]]
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    }
     assert list(rows) == list(minidata.SIZES)
     for task, cells in rows.items():
         _, train, test = minidata.counts(task)
@@ -65,8 +67,11 @@ def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     out = run_cli("show", "coin_flip", "3", "--data-dir", data_dir).stdout
     task = load_task("coin_flip", data_dir)
     sample = task.samples([3])[3]
-    record = next(r for r in read_shared_jsonl(data_dir / "teacher" / "text-davinci-002__zs_cot" /
-                                               "coin_flip.jsonl") if r.sample_index == 3)
+    record = next(
+        r
+        for r in read_shared_jsonl(data_dir / "teacher" / "text-davinci-002__zs_cot" / "coin_flip.jsonl")
+        if r.sample_index == 3
+    )
     question, rationale, answer, _ = training_frame(task, sample, record)
     context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(data_dir))
     assert "curate\nparsed " in out
@@ -85,13 +90,17 @@ def test_unknown_task(data_dir):
 
 def test_index_out_of_range(data_dir):
     past = minidata.SIZES["coin_flip"]
-    _one_line_error(run_cli("show", "coin_flip", past, "--data-dir", data_dir),
-                    rf"^error: sample index {past} out of range for task coin_flip")
+    _one_line_error(
+        run_cli("show", "coin_flip", past, "--data-dir", data_dir),
+        rf"^error: sample index {past} out of range for task coin_flip",
+    )
 
 
 def test_missing_file(tmp_path):
-    _one_line_error(run_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
-                    r"^error: missing data file .*raw/coin_flip/coin_flip\.json: .*https://")
+    _one_line_error(
+        run_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
+        r"^error: missing data file .*raw/coin_flip/coin_flip\.json: .*https://",
+    )
 
 
 def test_malformed_json_line_names_file_and_line(data_dir, tmp_path):
@@ -102,8 +111,9 @@ def test_malformed_json_line_names_file_and_line(data_dir, tmp_path):
     lines = (data_dir / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").read_text().splitlines()
     lines[4] = lines[4][:50]
     (teacher / "coin_flip.jsonl").write_text("\n".join(lines) + "\n")
-    _one_line_error(run_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
-                    r"^error: .*coin_flip\.jsonl:5: malformed JSON line")
+    _one_line_error(
+        run_cli("show", "coin_flip", "1", "--data-dir", tmp_path), r"^error: .*coin_flip\.jsonl:5: malformed JSON line"
+    )
 
 
 def test_config_errors(tmp_path):
@@ -147,35 +157,70 @@ def _copy_data(data_dir, dest):
 MISTAKES = {  # what the user did -> (config overrides, command, files to break, expected line)
     "run_dir is a file": ({"run_dir": "{tmp}/afile"}, ["teach"], {"afile": "x"}, r"cannot use .*afile/teacher"),
     "store holds junk": ({}, ["teach"], {"run/teacher/store.sqlite": "junk" * 300}, r"store\.sqlite is not a readable"),
-    "records is a folder": ({"teacher": {"backend": "recorded", "records": "{tmp}"}}, ["teach"], {},
-                            r"cannot read .*: Is a directory"),
-    "split of strings": ({"data_dir": "{tmp}/data"}, ["teach"],
-                         {"data/splits/coin_flip__default.json": '{"train": ["a"], "test": []}'},
-                         r"coin_flip__default\.json: a split file must be"),
-    "raw record without its question": ({"data_dir": "{tmp}/data"}, ["teach"],
-                                        {"data/raw/coin_flip/coin_flip.json": '{"examples": [{"answer": "yes"}]}'},
-                                        r"coin_flip\.json: row 1: no 'question'"),
-    "student is an empty folder": ({"student": {"model": "{tmp}/empty"}}, ["evaluate", "--method", "zero_shot"],
-                                   {"empty/.keep": ""}, r"cannot load model .*empty"),
+    "records is a folder": (
+        {"teacher": {"backend": "recorded", "records": "{tmp}"}},
+        ["teach"],
+        {},
+        r"cannot read .*: Is a directory",
+    ),
+    "split of strings": (
+        {"data_dir": "{tmp}/data"},
+        ["teach"],
+        {"data/splits/coin_flip__default.json": '{"train": ["a"], "test": []}'},
+        r"coin_flip__default\.json: a split file must be",
+    ),
+    "raw record without its question": (
+        {"data_dir": "{tmp}/data"},
+        ["teach"],
+        {"data/raw/coin_flip/coin_flip.json": '{"examples": [{"answer": "yes"}]}'},
+        r"coin_flip\.json: row 1: no 'question'",
+    ),
+    "student is an empty folder": (
+        {"student": {"model": "{tmp}/empty"}},
+        ["evaluate", "--method", "zero_shot"],
+        {"empty/.keep": ""},
+        r"cannot load model .*empty",
+    ),
     "unknown method": ({}, ["evaluate", "--method", "bogus"], {}, r"unknown method 'bogus'"),
-    "budget on a local teacher": ({"teacher": {"backend": "hf", "model": "x", "max_cost": 1.0}}, ["teach"], {},
-                                  r"a budget is for a paid API"),
+    "budget on a local teacher": (
+        {"teacher": {"backend": "hf", "model": "x", "max_cost": 1.0}},
+        ["teach"],
+        {},
+        r"a budget is for a paid API",
+    ),
     "untrained student": ({}, ["evaluate", "--method", "ft_cot"], {}, r"no trained ft_cot student"),
-    "nothing curated to train on": ({}, ["train", "--method", "ft_cot"],
-                                    {"run/curate/train_ft_cot.jsonl": "", "run/curate/val.jsonl": ""},
-                                    r"no training examples for ft_cot in .*train_ft_cot\.jsonl"),
-    "few-shot-CoT on a task without its prompt": ({"task": "tracking_shuffled_objects"},
-                                                  ["evaluate", "--method", "few_shot_cot"], {},
-                                                  r"evaluate few_shot_cot on task tracking_shuffled_objects: the "
-                                                  r"task names no few-shot-CoT prompt"),
-    "a method the server does not serve": ({"evaluate": {"engine": "openai", "base_url": "http://127.0.0.1:9/v1",
-                                                         "models": {"vanilla": "v"}}},
-                                           ["evaluate", "--method", "zero_shot"], {},
-                                           r"evaluate\.models names no served model for zero_shot"),
-    "the served student's key unset": ({"evaluate": {"engine": "openai", "base_url": "http://127.0.0.1:9/v1",
-                                                     "models": {"zero_shot": "z"}, "api_key_env": "FTCOT_NO_SUCH_KEY"}},
-                                       ["evaluate", "--method", "zero_shot"], {},
-                                       r"FTCOT_NO_SUCH_KEY \(evaluate\.api_key_env\) is not set"),
+    "nothing curated to train on": (
+        {},
+        ["train", "--method", "ft_cot"],
+        {"run/curate/train_ft_cot.jsonl": "", "run/curate/val.jsonl": ""},
+        r"no training examples for ft_cot in .*train_ft_cot\.jsonl",
+    ),
+    "few-shot-CoT on a task without its prompt": (
+        {"task": "tracking_shuffled_objects"},
+        ["evaluate", "--method", "few_shot_cot"],
+        {},
+        r"evaluate few_shot_cot on task tracking_shuffled_objects: the "
+        r"task names no few-shot-CoT prompt",
+    ),
+    "a method the server does not serve": (
+        {"evaluate": {"engine": "openai", "base_url": "http://127.0.0.1:9/v1", "models": {"vanilla": "v"}}},
+        ["evaluate", "--method", "zero_shot"],
+        {},
+        r"evaluate\.models names no served model for zero_shot",
+    ),
+    "the served student's key unset": (
+        {
+            "evaluate": {
+                "engine": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "models": {"zero_shot": "z"},
+                "api_key_env": "FTCOT_NO_SUCH_KEY",
+            }
+        },
+        ["evaluate", "--method", "zero_shot"],
+        {},
+        r"FTCOT_NO_SUCH_KEY \(evaluate\.api_key_env\) is not set",
+    ),
 }
 
 
@@ -186,32 +231,57 @@ def test_every_mistake_is_one_line_and_exit_2(mistake, data_dir, tmp_path):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    cfg = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-           "teacher": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key_env": None,
-                       "max_samples": 2}}
+    cfg = {
+        "task": "coin_flip",
+        "run_dir": str(tmp_path / "run"),
+        "data_dir": str(data_dir),
+        "teacher": {
+            "backend": "openai",
+            "model": "m",
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key_env": None,
+            "max_samples": 2,
+        },
+    }
     for key, value in overrides.items():
         value = yaml.safe_load(yaml.safe_dump(value).replace("{tmp}", str(tmp_path)))
         cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     # A cold model cache, as on a new machine: a check that needs no model comes before any model is converted.
     cache = tmp_path / "cache"
-    _one_line_error(run_cli(command[0], tmp_path / "c.yaml", *command[1:], env={"FTCOT_CACHE_DIR": str(cache)}),
-                    pattern)
+    _one_line_error(
+        run_cli(command[0], tmp_path / "c.yaml", *command[1:], env={"FTCOT_CACHE_DIR": str(cache)}), pattern
+    )
     assert not (cache / "models").exists()
 
 
 def test_a_dry_run_writes_nothing(data_dir, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-                                   "teacher": {"backend": "openai", "model": "m", "api_key_env": None}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {"backend": "openai", "model": "m", "api_key_env": None},
+            }
+        )
+    )
     result = run_cli("teach", "--dry-run", cfg)
     assert result.returncode == 0 and "dry run" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("metrics", ["{bad", '"a string"', '{"accuracy": "high"}',
-                                     '{"accuracy": 1, "n": 2, "ci95": [0, 9], "failures": {"kinds": [1]}}',
-                                     '{"accuracy": 1, "n": 2, "ci95": [0, 9], "choice_by_content": {"n": 2}}'])
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        "{bad",
+        '"a string"',
+        '{"accuracy": "high"}',
+        '{"accuracy": 1, "n": 2, "ci95": [0, 9], "failures": {"kinds": [1]}}',
+        '{"accuracy": 1, "n": 2, "ci95": [0, 9], "choice_by_content": {"n": 2}}',
+    ],
+)
 def test_report_on_a_broken_metrics_file_is_one_line(metrics, tmp_path):
     run = tmp_path / "runs" / "a"
     (run / "eval" / "ft_cot").mkdir(parents=True)
@@ -220,22 +290,35 @@ def test_report_on_a_broken_metrics_file_is_one_line(metrics, tmp_path):
     _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json(:1)?: ")
 
 
-@pytest.mark.parametrize("text,pattern", [
-    ("teacher: {prices: {m: {input: .inf, output: 1}}}", r"input: Input should be a finite number"),
-    ("teacher: {timeout_s: .nan}", r"timeout_s: Input should be a finite number"),
-    ("teacher: {requests_per_minute: 0.5}", r"requests_per_minute: Input should be greater than or equal to 1"),
-    ("run_dir: ''", r"run_dir: String should have at least 1 character"),
-    ('teacher: {answer_trigger: "\\ud800"}', r"lone surrogate"),
-    ("teacher: " + "[" * 2000 + "]" * 2000, r"(nested too deeply|not valid YAML)"),
-], ids=["infinite price", "nan timeout", "rate below 1", "empty run_dir", "lone surrogate", "deep nesting"])
+@pytest.mark.parametrize(
+    "text,pattern",
+    [
+        ("teacher: {prices: {m: {input: .inf, output: 1}}}", r"input: Input should be a finite number"),
+        ("teacher: {timeout_s: .nan}", r"timeout_s: Input should be a finite number"),
+        ("teacher: {requests_per_minute: 0.5}", r"requests_per_minute: Input should be greater than or equal to 1"),
+        ("run_dir: ''", r"run_dir: String should have at least 1 character"),
+        ('teacher: {answer_trigger: "\\ud800"}', r"lone surrogate"),
+        ("teacher: " + "[" * 2000 + "]" * 2000, r"(nested too deeply|not valid YAML)"),
+    ],
+    ids=["infinite price", "nan timeout", "rate below 1", "empty run_dir", "lone surrogate", "deep nesting"],
+)
 def test_config_values_nobody_planned_for(tmp_path, text, pattern):
     path = tmp_path / "c.yaml"
     path.write_text("task: coin_flip\n" + text + "\n")
     _one_line_error(run_cli("config", path), pattern)
 
 
-@pytest.mark.parametrize("case", ["only a lock", "short ci", "diagnostics not a mapping", "history of numbers",
-                                  "history without epochs", "unknown student"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "only a lock",
+        "short ci",
+        "diagnostics not a mapping",
+        "history of numbers",
+        "history without epochs",
+        "unknown student",
+    ],
+)
 def test_report_on_odd_run_folders_is_one_line_or_skips_what_is_not_a_method(case, tmp_path):
     run = tmp_path / "runs" / "a"
     (run / "eval").mkdir(parents=True)
@@ -245,8 +328,10 @@ def test_report_on_odd_run_folders_is_one_line_or_skips_what_is_not_a_method(cas
     summary = {"history": [{"epoch": 1, "val_accuracy": 50.0}], "best_epoch": 1}
     if case != "only a lock":
         metrics |= {"short ci": {"ci95": []}, "diagnostics not a mapping": {"diagnostics": "x"}}.get(case, {})
-        summary |= {"history of numbers": {"history": [1]}, "history without epochs": {"history": [{"val_accuracy": 1}]}
-                    }.get(case, {})
+        summary |= {
+            "history of numbers": {"history": [1]},
+            "history without epochs": {"history": [{"val_accuracy": 1}]},
+        }.get(case, {})
         (run / "eval" / "ft_cot").mkdir()
         (run / "eval" / "ft_cot" / "metrics.json").write_text(json.dumps(metrics))
         student = run / "students" / ("other" if case == "unknown student" else "ft_cot")

@@ -1,6 +1,7 @@
 from collections import Counter
 
 import minidata
+
 from ftcot.config import CurateConfig
 from ftcot.curate import curate, split_validation, vanilla_examples
 from ftcot.tasks import Sample, load_task
@@ -8,10 +9,19 @@ from ftcot.teachers.records import TeacherCompletion, read_shared_jsonl, recorde
 
 
 def _record(index, k, rationale, answer_text, gold="7", finish="stop"):
-    return TeacherCompletion(task="multiarith", sample_index=index, completion_index=k, question=f"q{index}",
-                             answer=gold, reasoning_prompt="p", reasoning_completion=rationale,
-                             reasoning_finish_reason=finish, answer_prompt="p2", answer_completion=answer_text,
-                             model="m")
+    return TeacherCompletion(
+        task="multiarith",
+        sample_index=index,
+        completion_index=k,
+        question=f"q{index}",
+        answer=gold,
+        reasoning_prompt="p",
+        reasoning_completion=rationale,
+        reasoning_finish_reason=finish,
+        answer_prompt="p2",
+        answer_completion=answer_text,
+        model="m",
+    )
 
 
 def test_each_filter_is_applied_and_counted():
@@ -33,13 +43,21 @@ def test_each_filter_is_applied_and_counted():
     examples, fates = curate(load_task("multiarith"), records, train, CurateConfig(max_per_question=2), num_samples=3)
     assert len(examples) == 2 and removed(fates)["over_cap"] == 1
     assert examples[0].rationale == "3 + 4 = 7." and examples[0].question == "Q0?"  # task's own question
-    kept_all, fates = curate(load_task("multiarith"), records, train, CurateConfig(drop_truncated=False, dedupe=False, drop_empty=False),
-                             num_samples=9)
+    kept_all, fates = curate(
+        load_task("multiarith"),
+        records,
+        train,
+        CurateConfig(drop_truncated=False, dedupe=False, drop_empty=False),
+        num_samples=9,
+    )
     assert len(kept_all) == 6 and removed(fates) == {"incorrect": 1}
 
 
 def test_validation_split_is_seeded_stratified_and_from_train_only(data_dir):
-    coin_flip, addsub = load_task("coin_flip", data_dir).split_samples("train"), load_task("addsub", data_dir).split_samples("train")
+    coin_flip, addsub = (
+        load_task("coin_flip", data_dir).split_samples("train"),
+        load_task("addsub", data_dir).split_samples("train"),
+    )
     train = coin_flip + addsub
     rest, val = split_validation(train, 0.1, seed=0)
     expected = {"coin_flip": round(0.1 * len(coin_flip)), "addsub": round(0.1 * len(addsub))}
@@ -65,7 +83,13 @@ def _date_records_train_in_the_tests_choice_order(root):
     records = read_shared_jsonl(recorded_teacher_path("date_understanding", root))
     train = load_task("date_understanding", root).split_samples("train")
     samples = load_task("date_understanding", root).samples()
-    teacher_order, fates = curate(load_task("date_understanding", root), records, train, CurateConfig(choice_order="teacher", consistency=False), 1)
+    teacher_order, fates = curate(
+        load_task("date_understanding", root),
+        records,
+        train,
+        CurateConfig(choice_order="teacher", consistency=False),
+        1,
+    )
     examples, _ = curate(load_task("date_understanding", root), records, train, CurateConfig(consistency=False), 1)
     assert len(teacher_order) == len(examples) == sum(f == "kept" for _, f in fates)
     moved = 0
@@ -78,11 +102,14 @@ def _date_records_train_in_the_tests_choice_order(root):
             letters = re.findall(r"\(([A-F])\)", e.rationale)
             assert not letters or letters[-1] == e.answer  # the rationale's letter is the trained answer
         assert len(old.rationale) == len(new.rationale) and all(  # letters alone move
-            a == b or {a, b} <= set("ABCDEF") for a, b in zip(old.rationale, new.rationale))
+            a == b or {a, b} <= set("ABCDEF") for a, b in zip(old.rationale, new.rationale)
+        )
         moved += old.answer != new.answer
         assert (new.frame, old.frame) == ("remapped", "teacher_order")
     assert moved > len(examples) // 2  # most right answers sit under another letter in the teacher's order
-    teacher_frame, _ = curate(load_task("date_understanding", root), records, train, CurateConfig(question_source="teacher"), num_samples=1)
+    teacher_frame, _ = curate(
+        load_task("date_understanding", root), records, train, CurateConfig(question_source="teacher"), num_samples=1
+    )
     assert teacher_frame[0].question != examples[0].question and "Answer Choices:" in teacher_frame[0].question
     return examples, fates
 

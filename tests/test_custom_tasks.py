@@ -6,9 +6,9 @@ import re
 
 import pytest
 import yaml
-
 from helpers import run_cli, write_table
 from openai_server import OpenAIServer
+
 from ftcot.errors import UserError
 from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.answers import parse_prediction
@@ -36,26 +36,42 @@ def _sum_teacher(prompt: str, index: int) -> str:
 def test_every_reader_gives_the_same_samples(tmp_path, suffix):
     train = write_table(_questions(20, 1), tmp_path / f"train{suffix if suffix != 'folder' else ''}")
     test = write_table(_questions(5, 2), tmp_path / f"test{suffix if suffix != 'folder' else ''}")
-    spec = load_task(TaskDecl(name=f"sums_{suffix.strip('.')}", train=str(train), test=str(test),
-                               answer_format="number", id_field="id"))
+    spec = load_task(
+        TaskDecl(
+            name=f"sums_{suffix.strip('.')}", train=str(train), test=str(test), answer_format="number", id_field="id"
+        )
+    )
     samples = spec.samples()
     assert spec.split() == {"train": list(range(20)), "test": list(range(20, 25))}
     assert [(s.question, s.answer) for s in samples.values()] == [
-        (r["question"], r["answer"]) for r in _questions(20, 1) + _questions(5, 2)]
+        (r["question"], r["answer"]) for r in _questions(20, 1) + _questions(5, 2)
+    ]
     assert spec.answer_trigger == "Therefore, the answer (arabic numerals) is"
 
 
 def test_choices_are_verbalized_and_answers_become_letters(tmp_path):
-    rows = [{"q": "Which is red?", "options": ["sky", "apple", "grass"], "gold": "apple"},
-            {"q": "Which is green?", "options": {"a": "sky", "b": "apple", "c": "grass"}, "gold": "(C)"}]
+    rows = [
+        {"q": "Which is red?", "options": ["sky", "apple", "grass"], "gold": "apple"},
+        {"q": "Which is green?", "options": {"a": "sky", "b": "apple", "c": "grass"}, "gold": "(C)"},
+    ]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows * 5))
-    spec = load_task(TaskDecl(name="colours", train=str(path), test_fraction=0.2, question_field="q",
-                               answer_field="gold", choices_field="options", answer_format="choice"))
+    spec = load_task(
+        TaskDecl(
+            name="colours",
+            train=str(path),
+            test_fraction=0.2,
+            question_field="q",
+            answer_field="gold",
+            choices_field="options",
+            answer_format="choice",
+        )
+    )
     samples = spec.samples()
     assert {(s.question, s.answer) for s in samples.values()} == {
         ("Which is red? Answer choices: (A) sky, (B) apple, (C) grass.", "B"),
-        ("Which is green? Answer choices: (A) sky, (B) apple, (C) grass.", "C")}
+        ("Which is green? Answer choices: (A) sky, (B) apple, (C) grass.", "C"),
+    }
     assert spec.answer_trigger == "Therefore, among A through C, the answer is"
     assert len(spec.split()["test"]) == 2
 
@@ -63,10 +79,14 @@ def test_choices_are_verbalized_and_answers_become_letters(tmp_path):
 BAD = {  # the row that breaks it, and the one line that must name file, row and field
     "missing field": ({"question": "What is 1 plus 1?"}, r"train\.jsonl: row 3: no 'answer'"),
     "empty question": ({"question": "  ", "answer": "2"}, r"train\.jsonl: row 3: 'question' is empty"),
-    "answer not a number": ({"question": "What is 1 plus 1?", "answer": "two"},
-                            r"train\.jsonl: row 3: 'answer' 'two' is not a valid number answer"),
-    "duplicate id": ({"id": "q1-0", "question": "What is 1 plus 1?", "answer": "2"},
-                     r"train\.jsonl: row 3: 'id' 'q1-0' repeats .*row 1"),
+    "answer not a number": (
+        {"question": "What is 1 plus 1?", "answer": "two"},
+        r"train\.jsonl: row 3: 'answer' 'two' is not a valid number answer",
+    ),
+    "duplicate id": (
+        {"id": "q1-0", "question": "What is 1 plus 1?", "answer": "2"},
+        r"train\.jsonl: row 3: 'id' 'q1-0' repeats .*row 1",
+    ),
 }
 
 
@@ -77,36 +97,63 @@ def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, data_di
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_table(_questions(5, 2), tmp_path / "test.jsonl")
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": {"name": "sums", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
-                 "answer_format": "number", "id_field": "id" if case == "duplicate id" else None},
-        "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir)}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": {
+                    "name": "sums",
+                    "train": str(tmp_path / "train.jsonl"),
+                    "test": str(tmp_path / "test.jsonl"),
+                    "answer_format": "number",
+                    "id_field": "id" if case == "duplicate id" else None,
+                },
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+            }
+        )
+    )
     result = run_cli("teach", config)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and re.search(pattern, result.stderr), \
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and re.search(pattern, result.stderr), (
         result.stderr
+    )
     assert not (tmp_path / "run").exists()
 
 
 def test_a_choice_letter_out_of_range_is_named(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"question": "Which?", "choices": ["x", "y"], "answer": "D"}) + "\n")
-    with pytest.raises(UserError, match=r"train\.jsonl: row 1: 'answer' 'D' is not a choice's text nor a letter in "
-                                        r"range \(A-B\)"):
-        load_task(TaskDecl(name="letters", train=str(path), test=str(path), choices_field="choices",
-                            answer_format="choice"))
+    with pytest.raises(
+        UserError,
+        match=r"train\.jsonl: row 1: 'answer' 'D' is not a choice's text nor a letter in "
+        r"range \(A-B\)",
+    ):
+        load_task(
+            TaskDecl(name="letters", train=str(path), test=str(path), choices_field="choices", answer_format="choice")
+        )
 
 
 def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict) -> str:
     train = write_table(_questions(200, 1), tmp_path / "train.jsonl")
     test = write_table(_questions(50, 2), tmp_path / "test.jsonl")
-    (tmp_path / "sums.yaml").write_text(yaml.safe_dump({"name": "sums", "train": train.name, "test": test.name,
-                                                        "answer_format": "integer", "id_field": "id"}))
+    (tmp_path / "sums.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "sums", "train": train.name, "test": test.name, "answer_format": "integer", "id_field": "id"}
+        )
+    )
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": str(tmp_path / "sums.yaml"), "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-        "teacher": {"num_samples": 1, "teach_on": ["train", "test"], **teacher}, "student": {"model": str(tiny_lm)},
-        "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
-        "evaluate": {"max_samples": 8, "max_new_tokens": 12}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": str(tmp_path / "sums.yaml"),
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {"num_samples": 1, "teach_on": ["train", "test"], **teacher},
+                "student": {"model": str(tiny_lm)},
+                "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
+                "evaluate": {"max_samples": 8, "max_new_tokens": 12},
+            }
+        )
+    )
     return config
 
 
@@ -125,8 +172,12 @@ def _check_run(result, tmp_path):
 def test_a_custom_task_runs_end_to_end_with_the_openai_backend(tmp_path, data_dir, tiny_lm):
     server = OpenAIServer(responder=_sum_teacher).start()
     try:
-        config = _run_config(tmp_path, data_dir, tiny_lm, {"backend": "openai", "model": "adder",
-                                                              "base_url": server.base_url, "api_key_env": None})
+        config = _run_config(
+            tmp_path,
+            data_dir,
+            tiny_lm,
+            {"backend": "openai", "model": "adder", "base_url": server.base_url, "api_key_env": None},
+        )
         result = run_cli("run", config)
     finally:
         server.stop()
@@ -146,13 +197,25 @@ def test_a_custom_task_runs_end_to_end_with_recorded_completions(tmp_path, data_
         step1 = f"Q: {row['question']}\nA: Let's think step by step."
         rationale = _sum_teacher(step1, 0)
         trigger = "Therefore, the answer (arabic numerals) is"
-        records.append(TeacherCompletion(
-            task="sums", sample_index=index, completion_index=0, question=row["question"], answer=row["answer"],
-            reasoning_prompt=step1, reasoning_completion=rationale, answer_prompt=f"{step1}{rationale} \n{trigger}",
-            answer_completion=f" {row['answer']}.", model="adder", params={}))
+        records.append(
+            TeacherCompletion(
+                task="sums",
+                sample_index=index,
+                completion_index=0,
+                question=row["question"],
+                answer=row["answer"],
+                reasoning_prompt=step1,
+                reasoning_completion=rationale,
+                answer_prompt=f"{step1}{rationale} \n{trigger}",
+                answer_completion=f" {row['answer']}.",
+                model="adder",
+                params={},
+            )
+        )
     write_completion_dataset(records, tmp_path / "sums_adder.json")
-    config = _run_config(tmp_path, data_dir, tiny_lm, {"backend": "recorded",
-                                                          "records": str(tmp_path / "sums_adder.json")})
+    config = _run_config(
+        tmp_path, data_dir, tiny_lm, {"backend": "recorded", "records": str(tmp_path / "sums_adder.json")}
+    )
     _check_run(run_cli("run", config), tmp_path)
 
 
@@ -163,8 +226,12 @@ def test_exports_load_where_users_go_next_and_students_carry_a_model_card(tmp_pa
 
     server = OpenAIServer(responder=_sum_teacher).start()
     try:
-        config = _run_config(tmp_path, data_dir, tiny_lm, {"backend": "openai", "model": "adder",
-                                                              "base_url": server.base_url, "api_key_env": None})
+        config = _run_config(
+            tmp_path,
+            data_dir,
+            tiny_lm,
+            {"backend": "openai", "model": "adder", "base_url": server.base_url, "api_key_env": None},
+        )
         assert run_cli("run", config).returncode == 0
     finally:
         server.stop()
@@ -175,17 +242,23 @@ def test_exports_load_where_users_go_next_and_students_carry_a_model_card(tmp_pa
     hf = datasets.load_from_disk(str(tmp_path / "out" / "hf"))
     assert hf["ft_cot"].num_rows == 180 and hf["vanilla"].num_rows == 180
     assert hf["ft_cot"][0]["completion"].endswith(f" --> {hf['ft_cot'][0]['answer']}")
-    assert datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "ft_cot.parquet"),
-                                 split="train").num_rows == 180
+    assert (
+        datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "ft_cot.parquet"), split="train").num_rows
+        == 180
+    )
     # TRL reads the messages file as a conversational dataset and tokenizes it with the chat template.
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}assistant:{% endif %}")
-    messages = datasets.load_dataset("json", data_files=str(tmp_path / "out" / "ft_cot.messages.jsonl"),
-                                     split="train")
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_lm), processing_class=tokenizer,
-                         train_dataset=messages, args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1,
-                                                                report_to=[], use_cpu=True))
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    messages = datasets.load_dataset("json", data_files=str(tmp_path / "out" / "ft_cot.messages.jsonl"), split="train")
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_lm),
+        processing_class=tokenizer,
+        train_dataset=messages,
+        args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, report_to=[], use_cpu=True),
+    )
     assert trainer.train_dataset.num_rows == 180 and "input_ids" in trainer.train_dataset.column_names
     paper = json.loads((tmp_path / "out" / "sums_adder.json").read_text())
     assert sum(len(v) for v in paper["data"].values()) == 250
@@ -209,8 +282,12 @@ def _register_rows(tmp_path, rows, name="t", suffix=".jsonl", **decl):
 
 
 def test_gold_answers_take_the_form_the_parser_compares(tmp_path):
-    spec = _register_rows(tmp_path, [{"question": "q?", "answer": 18.0}, {"question": "r?", "answer": 1e-7}],
-                          "floats", answer_format="number")
+    spec = _register_rows(
+        tmp_path,
+        [{"question": "q?", "answer": 18.0}, {"question": "r?", "answer": 1e-7}],
+        "floats",
+        answer_format="number",
+    )
     assert [s.answer for s in spec.samples().values()][:2] == ["18", "0.0000001"]
     assert spec.answer_format.matches("18", "18")
     ints = _register_rows(tmp_path, [{"question": "q?", "answer": 18.0}], "ints", answer_format="integer")
@@ -219,8 +296,12 @@ def test_gold_answers_take_the_form_the_parser_compares(tmp_path):
         _register_rows(tmp_path, [{"question": "q?", "answer": "3.5"}], "half", answer_format="integer")
     text = _register_rows(tmp_path, "question,answer\nzip?,01234\n", "zips", ".csv", answer_format="text")
     assert text.samples()[0].answer == "01234" and text.answer_format.name == "text"
-    yes = _register_rows(tmp_path, [{"question": "q?", "answer": True}, {"question": "r?", "answer": "No."}], "yn",
-                         answer_format="yes_no")
+    yes = _register_rows(
+        tmp_path,
+        [{"question": "q?", "answer": True}, {"question": "r?", "answer": "No."}],
+        "yn",
+        answer_format="yes_no",
+    )
     assert [s.answer for s in yes.samples().values()] == ["yes", "No"] * 2  # as written, without its period
 
 
@@ -232,11 +313,17 @@ def test_regex_formats_read_the_group_and_never_an_empty_match(tmp_path):
     assert parse_prediction(digits.answer_format, "so it is 7") == "7"
 
 
-@pytest.mark.parametrize("case,rows,pattern", [
-    ("dollars", [{"question": "q?", "answer": "$5"}], r"row 1: 'answer' '\$5' is not a valid number answer"),
-    ("too many choices", [{"question": "q?", "choices": [str(i) for i in range(28)], "answer": "27"}],
-     r"row 1: 'choices': 28 choices; at most 26"),
-])
+@pytest.mark.parametrize(
+    "case,rows,pattern",
+    [
+        ("dollars", [{"question": "q?", "answer": "$5"}], r"row 1: 'answer' '\$5' is not a valid number answer"),
+        (
+            "too many choices",
+            [{"question": "q?", "choices": [str(i) for i in range(28)], "answer": "27"}],
+            r"row 1: 'choices': 28 choices; at most 26",
+        ),
+    ],
+)
 def test_more_bad_rows_are_one_line_with_their_place(tmp_path, case, rows, pattern):
     decl = {"answer_format": "number"} if case == "dollars" else {"answer_format": "choice", "choices_field": "choices"}
     with pytest.raises(UserError, match=pattern):
@@ -246,8 +333,14 @@ def test_more_bad_rows_are_one_line_with_their_place(tmp_path, case, rows, patte
 def test_a_malformed_file_is_one_line_with_the_readers_own_reason(tmp_path, data_dir):
     (tmp_path / "train.jsonl").write_text('{"question": "q?", "answer": "1"}\n{"question": \n')
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"task": {"name": "broken", "train": str(tmp_path / "train.jsonl"),
-                                               "test_fraction": 0.5}, "data_dir": str(data_dir)}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": {"name": "broken", "train": str(tmp_path / "train.jsonl"), "test_fraction": 0.5},
+                "data_dir": str(data_dir),
+            }
+        )
+    )
     result = run_cli("tasks", "--config", config, "--data-dir", data_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "train.jsonl: cannot read it as a table" in result.stderr and "DatasetGenerationError" not in result.stderr
@@ -268,9 +361,17 @@ def test_changed_or_reordered_data_reruns_the_stages_and_mismatched_records_are_
     reordered = _register_rows(tmp_path, rows[::-1], "sums", answer_format="integer").digest
     assert first == again.digest != reordered
     samples = list(again.samples().values())
-    record = TeacherCompletion(task="sums", sample_index=0, question=samples[1].question, answer=samples[0].answer,
-                               reasoning_prompt="", reasoning_completion="it is", answer_prompt="",
-                               answer_completion=f" {samples[0].answer}.", model="m")
+    record = TeacherCompletion(
+        task="sums",
+        sample_index=0,
+        question=samples[1].question,
+        answer=samples[0].answer,
+        reasoning_prompt="",
+        reasoning_completion="it is",
+        answer_prompt="",
+        answer_completion=f" {samples[0].answer}.",
+        model="m",
+    )
     kept, fates = curate(again, [record], samples, CurateConfig(), 1)
     assert kept == [] and fates == [(record, "question_mismatch")]
 
@@ -290,8 +391,16 @@ def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):
 
 def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, data_dir):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
-                                      "data_dir": str(data_dir), "teacher": {"max_samples": 12}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {"max_samples": 12},
+            }
+        )
+    )
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     result = run_cli("export", tmp_path / "run", "--to", tmp_path / "out", "--format", "messages")
@@ -307,8 +416,12 @@ def test_a_declaration_with_split_files_offsets_and_no_default_split(tmp_path):
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
     (tmp_path / "mine.json").write_text(json.dumps({"train": [0, 1, 2], "test": [10, 11]}))
-    decl = {"name": "offset", "train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl"),
-            "answer_format": "integer"}
+    decl = {
+        "name": "offset",
+        "train": str(tmp_path / "train.jsonl"),
+        "test": str(tmp_path / "test.jsonl"),
+        "answer_format": "integer",
+    }
     task = load_task(TaskDecl(**decl, test_offset=10, splits={"mine": str(tmp_path / "mine.json")}))
     assert task.splits == ("mine",) and [s.question for s in task.split_samples("test", "mine")] == ["q0?", "q1?"]
     assert load_task(TaskDecl(**decl, test_offset=10)).split() == {"train": [0, 1, 2, 3], "test": [10, 11]}

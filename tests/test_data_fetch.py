@@ -1,27 +1,32 @@
 import dataclasses
 import functools
+import http.server
 import json
 import re
-import http.server
 import shutil
 import threading
 
 import pytest
-
-from ftcot import data
-from ftcot.fetch import fetch
-from ftcot.errors import UserError
 from helpers import run_cli
 
-SMALL_PATHS = ("raw/coin_flip/coin_flip.json", "splits/coin_flip__default.json", "few_shot_cot_prompts.json",
-               "teacher/text-davinci-002__zs_cot/coin_flip.jsonl")
+from ftcot import data
+from ftcot.errors import UserError
+from ftcot.fetch import fetch
+
+SMALL_PATHS = (
+    "raw/coin_flip/coin_flip.json",
+    "splits/coin_flip__default.json",
+    "few_shot_cot_prompts.json",
+    "teacher/text-davinci-002__zs_cot/coin_flip.jsonl",
+)
 
 
 @pytest.fixture(scope="module")
 def small(data_dir):
     """Four data files as fetch knows them, with the synthetic files' checksums in place of the published ones."""
-    return tuple(dataclasses.replace(data.DATA_FILES_BY_PATH[p], sha256=data.sha256_of(data_dir / p))
-                 for p in SMALL_PATHS)
+    return tuple(
+        dataclasses.replace(data.DATA_FILES_BY_PATH[p], sha256=data.sha256_of(data_dir / p)) for p in SMALL_PATHS
+    )
 
 
 class CountingHandler(http.server.SimpleHTTPRequestHandler):
@@ -49,8 +54,9 @@ def serve():
     servers = []
 
     def start(root, drop=None):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                 functools.partial(CountingHandler, directory=str(root)))
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(root))
+        )
         server.requests, server.root, server.drop = [], root, drop
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -106,7 +112,8 @@ def test_fetch_from_local_folder_and_missing_files(shared_data, tmp_path):
 def test_every_file_has_a_public_source_or_names_its_origin():
     for file in data.DATA_FILES:
         assert (file.url or "").startswith("https://raw.githubusercontent.com/") or file.origin.startswith(
-            "parsed from https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/")
+            "parsed from https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/"
+        )
         assert file.sha256 is not None or file.path == "raw/AQuA/train.json"
 
 
@@ -127,8 +134,10 @@ def test_aqua_train_is_verified_by_its_git_blob_id_and_a_corrupted_one_leaves_no
     (mirror / "train.json").write_text('{"question": "not the real AQuA train", "correct": "A"}\n')
     url, _ = serve(tmp_path / "mirror")
     outcome = fetch(tmp_path / "data", url, files=(AQUA_TRAIN,))["raw/AQuA/train.json"]
-    assert outcome.startswith(f"failed: checksum mismatch for raw/AQuA/train.json from {url}/raw/AQuA/train.json: "
-                              f"expected git blob {AQUA_TRAIN.git_blob}, got ")
+    assert outcome.startswith(
+        f"failed: checksum mismatch for raw/AQuA/train.json from {url}/raw/AQuA/train.json: "
+        f"expected git blob {AQUA_TRAIN.git_blob}, got "
+    )
     assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
     # The same bytes under their own blob id are fetched: the blob id is what is checked.
     theirs = dataclasses.replace(AQUA_TRAIN, git_blob=data.digests(mirror / "train.json")[1])
@@ -147,8 +156,10 @@ def test_a_local_sources_link_out_of_it_is_refused_and_leaves_nothing(tmp_path, 
     link.symlink_to(target)
     theirs = dataclasses.replace(AQUA_TRAIN, git_blob=data.digests(target)[1])  # the content would pass
     result = fetch(tmp_path / "data", str(tmp_path / "mirror"), files=(theirs,))
-    assert result == {"raw/AQuA/train.json": f"failed: {link} is a link to {target.resolve()}, outside the source "
-                                             f"folder {tmp_path / 'mirror'}: not copied"}
+    assert result == {
+        "raw/AQuA/train.json": f"failed: {link} is a link to {target.resolve()}, outside the source "
+        f"folder {tmp_path / 'mirror'}: not copied"
+    }
     assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
     # A link that stays inside the source folder is followed.
     inside = tmp_path / "mirror" / "elsewhere.json"
@@ -177,8 +188,9 @@ def test_data_verify_checks_aqua_train_where_present(tmp_path):
     (root / "raw" / "AQuA" / "train.json").write_text('{"question": "q", "correct": "A"}\n')
     present = run_cli("data", "verify", "--data-dir", root)
     assert present.returncode == 2 and "BAD  raw/AQuA/train.json" in present.stdout
-    assert re.fullmatch(r"error: 1 data file\(s\) in .* fail their checksum, e.g. raw/AQuA/train\.json\n",
-                        present.stderr)
+    assert re.fullmatch(
+        r"error: 1 data file\(s\) in .* fail their checksum, e.g. raw/AQuA/train\.json\n", present.stderr
+    )
 
 
 def test_data_dir_resolution(monkeypatch, tmp_path):
@@ -272,7 +284,9 @@ def test_parsing_kojimas_logs_reproduces_every_field_of_every_shared_teacher_rec
 
     for task, name in data.KOJIMA_LOG_NAMES.items():
         text = (shared_data / "kojima_logs" / f"{name}_zero_shot_cot.log").read_text(encoding="utf-8")
-        shared = [json.loads(line) for line in (shared_data / data.TEACHER_DIR / f"{task}.jsonl").open(encoding="utf-8")]
+        shared = [
+            json.loads(line) for line in (shared_data / data.TEACHER_DIR / f"{task}.jsonl").open(encoding="utf-8")
+        ]
         assert parse_log(text, task, shared_data) == shared, task
 
 

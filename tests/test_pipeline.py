@@ -1,22 +1,33 @@
 import json
 import shutil
 
-import yaml
-
 import minidata
+import yaml
 from helpers import run_cli
+
 from ftcot.tasks import load_task
 
 
 def _config(tmp_path, data_dir, tiny_lm, **evaluate):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "runs" / "tiny"), "data_dir": str(data_dir),
-        "teacher": {"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
-        "student": {"model": str(tiny_lm)},
-        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
-        "evaluate": {"baselines": ["zero_shot", "zero_shot_cot", "few_shot_cot"], "max_samples": 8,
-                     "max_new_tokens": 16, **evaluate}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "runs" / "tiny"),
+                "data_dir": str(data_dir),
+                "teacher": {"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
+                "student": {"model": str(tiny_lm)},
+                "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
+                "evaluate": {
+                    "baselines": ["zero_shot", "zero_shot_cot", "few_shot_cot"],
+                    "max_samples": 8,
+                    "max_new_tokens": 16,
+                    **evaluate,
+                },
+            }
+        )
+    )
     return path
 
 
@@ -25,10 +36,21 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
     result = run_cli("run", config)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "tiny"
-    for path in ("config.yaml", "environment.json", "timings.json", "teacher/completions.jsonl",
-                 "curate/train_ft_cot.jsonl", "curate/val.jsonl", "students/ft_cot/best/model.safetensors",
-                 "students/vanilla/summary.json", "eval/ft_cot/predictions.jsonl", "eval/teacher/metrics.json",
-                 "report.md", "report.csv", "accuracy_vs_epoch.png"):
+    for path in (
+        "config.yaml",
+        "environment.json",
+        "timings.json",
+        "teacher/completions.jsonl",
+        "curate/train_ft_cot.jsonl",
+        "curate/val.jsonl",
+        "students/ft_cot/best/model.safetensors",
+        "students/vanilla/summary.json",
+        "eval/ft_cot/predictions.jsonl",
+        "eval/teacher/metrics.json",
+        "report.md",
+        "report.csv",
+        "accuracy_vs_epoch.png",
+    ):
         assert (run / path).exists(), path
     report_md = (run / "report.md").read_text()
     assert "## Failure diagnostics" in report_md and "| coin_flip | Fine-tune-CoT:" in report_md
@@ -36,15 +58,24 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
     assert metrics["diagnostics"]["marker"] == "-->" and metrics["max_new_tokens"] == 16
     assert json.loads((run / "students" / "ft_cot" / "summary.json").read_text())["stop_reason"] == "completed"
     table = result.stdout
-    for label in ("Teacher (zero-shot-CoT): text-davinci-002", "Zero-shot:", "Zero-shot-CoT:", "Few-shot-CoT:",
-                  "Vanilla fine-tuning:", "Fine-tune-CoT:"):
+    for label in (
+        "Teacher (zero-shot-CoT): text-davinci-002",
+        "Zero-shot:",
+        "Zero-shot-CoT:",
+        "Few-shot-CoT:",
+        "Vanilla fine-tuning:",
+        "Fine-tune-CoT:",
+    ):
         assert label in table
     teacher = json.loads((run / "eval" / "teacher" / "metrics.json").read_text())
     test_ids = [s.sample_index for s in load_task("coin_flip", data_dir).split_samples("test")[:8]]
-    logged = {json.loads(line)["sample_index"]: json.loads(line) for line in
-              (data_dir / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()}
-    assert teacher["n"] == 8 and teacher["correct"] == sum(logged[i]["gold"] == logged[i]["log_prediction"]
-                                                           for i in test_ids)
+    logged = {
+        json.loads(line)["sample_index"]: json.loads(line)
+        for line in (data_dir / "teacher/text-davinci-002__zs_cot/coin_flip.jsonl").open()
+    }
+    assert teacher["n"] == 8 and teacher["correct"] == sum(
+        logged[i]["gold"] == logged[i]["log_prediction"] for i in test_ids
+    )
     predictions = [json.loads(line) for line in (run / "eval" / "ft_cot" / "predictions.jsonl").open()]
     assert len(predictions) == 8 and all(p["prompt"].endswith(" ###") for p in predictions)
     curated = json.loads((run / "curate" / "summary.json").read_text())
@@ -116,10 +147,16 @@ def test_operational_keys_rerun_nothing(data_dir, tmp_path):
 
     base = {"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir)}
     one = context(RunConfig.model_validate(base))
-    other = context(RunConfig.model_validate(base | {
-        "teacher": {"concurrency": 4, "requests_per_minute": 100, "max_cost": 1.0, "timeout_s": 5},
-        "train": {"methods": ["ft_cot"], "report_to": ["tensorboard"], "checkpoint": False},
-        "evaluate": {"baselines": ["zero_shot"], "batch_size": 3}}))
+    other = context(
+        RunConfig.model_validate(
+            base
+            | {
+                "teacher": {"concurrency": 4, "requests_per_minute": 100, "max_cost": 1.0, "timeout_s": 5},
+                "train": {"methods": ["ft_cot"], "report_to": ["tensorboard"], "checkpoint": False},
+                "evaluate": {"baselines": ["zero_shot"], "batch_size": 3},
+            }
+        )
+    )
     assert all(fingerprint(one, stage) == fingerprint(other, stage) for stage in STAGES)
     changed = context(RunConfig.model_validate(base | {"train": {"epochs": 7}}))
     assert fingerprint(one, "curate") == fingerprint(changed, "curate")
@@ -140,6 +177,7 @@ def test_two_processes_writing_one_file_never_trip_over_each_other(tmp_path):
                 write_text(target, text)
         except Exception as exc:  # noqa: BLE001 (any failure is the finding)
             errors.append(exc)
+
     threads = [threading.Thread(target=writer, args=(letter * 5000,)) for letter in "ab"]
     for t in threads:
         t.start()

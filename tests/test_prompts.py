@@ -1,8 +1,8 @@
 import json
 
+import minidata
 import pytest
 
-import minidata
 from ftcot.errors import UserError
 from ftcot.tasks import prompts
 
@@ -20,8 +20,9 @@ def test_step2_rebuilds_the_recorded_teacher_prompt_byte_for_byte(shared_data):
     # Each recorded log block reads step1 + rationale + " \n" + trigger + completion.
     record = json.loads((shared_data / "teacher/text-davinci-002__zs_cot/multiarith.jsonl").open().readline())
     assert prompts.zero_shot_cot_step1(record["question"]) == record["reasoning_prompt"]
-    step2 = prompts.zero_shot_cot_step2(record["reasoning_prompt"], record["reasoning_completion"],
-                                        record["answer_prompt"])
+    step2 = prompts.zero_shot_cot_step2(
+        record["reasoning_prompt"], record["reasoning_completion"], record["answer_prompt"]
+    )
     assert step2.endswith(" \nTherefore, the answer (arabic numerals) is")
 
 

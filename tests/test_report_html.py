@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from helpers import run_cli
+
 from ftcot.config import RunConfig
 from ftcot.files import write_jsonl
 from ftcot.teachers.records import TeacherCompletion, write_records
@@ -34,10 +34,19 @@ def _run(root, questions: int = 12):
     records, fates = [], []
     for i in range(questions):
         rationale = EVIL if i == 3 else f" The coin is flipped {i} times, so it is {'heads' if i % 2 else 'tails'} up."
-        records.append(TeacherCompletion(task="coin_flip", sample_index=i, question=f"Is coin {i} still heads up?",
-                                         answer="yes" if i % 2 else "no", reasoning_prompt="p",
-                                         reasoning_completion=rationale, answer_prompt="p2",
-                                         answer_completion=" yes." if i % 3 else " no.", model="m"))
+        records.append(
+            TeacherCompletion(
+                task="coin_flip",
+                sample_index=i,
+                question=f"Is coin {i} still heads up?",
+                answer="yes" if i % 2 else "no",
+                reasoning_prompt="p",
+                reasoning_completion=rationale,
+                answer_prompt="p2",
+                answer_completion=" yes." if i % 3 else " no.",
+                model="m",
+            )
+        )
         fates.append({"sample_index": i, "fates": {"0": "kept" if i % 3 else "incorrect"}})
     write_records(records, run / "teacher" / "completions.jsonl")
     write_jsonl(fates, run / "curate" / "per_question.jsonl")
@@ -47,24 +56,52 @@ def _run(root, questions: int = 12):
             gold = "yes" if i % 2 else "no"
             said = gold if right(i) else ("no" if gold == "yes" else "yes")
             output = (EVIL if i == 3 else f" Coin {i} is flipped.") + f" --> {said}" if method == "ft_cot" else said
-            rows.append({"sample_index": i, "prompt": f"Is coin {i} still heads up? ###", "output": output,
-                         "prediction": said, "answer": gold, "correct": said == gold,
-                         "failure": None if said == gold else "wrong_conclusion" if method == "ft_cot"
-                         else "wrong_answer"})
+            rows.append(
+                {
+                    "sample_index": i,
+                    "prompt": f"Is coin {i} still heads up? ###",
+                    "output": output,
+                    "prediction": said,
+                    "answer": gold,
+                    "correct": said == gold,
+                    "failure": None if said == gold else "wrong_conclusion" if method == "ft_cot" else "wrong_answer",
+                }
+            )
         rows[3]["output"] += " \ud800"  # a lone surrogate, as JSON can carry it
         (run / "eval" / method / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         correct = sum(r["correct"] for r in rows)
-        (run / "eval" / method / "metrics.json").write_text(json.dumps({
-            "task": "coin_flip", "method": method, "n": questions, "correct": correct,
-            "accuracy": round(100 * correct / questions, 2), "ci95": [1.5, 99.5], "model": "tiny"}))
+        (run / "eval" / method / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "task": "coin_flip",
+                    "method": method,
+                    "n": questions,
+                    "correct": correct,
+                    "accuracy": round(100 * correct / questions, 2),
+                    "ci95": [1.5, 99.5],
+                    "model": "tiny",
+                }
+            )
+        )
     return root / "runs"
 
 
 def _dom(page, fragment: str = "") -> str:
     """The DOM after the page's scripts ran, as Chromium serializes it."""
-    result = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                             "--dump-dom", page.resolve().as_uri() + fragment], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.resolve().as_uri() + fragment,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "</html>" in result.stdout, result.stderr[-2000:]
     return result.stdout
 
@@ -101,7 +138,7 @@ def test_model_text_is_shown_as_text_and_the_page_fetches_nothing(tmp_path):
     assert run_cli("report", root).returncode == 0
     dom = _dom(root / "report.html")
     assert "<title>ftcot report</title>" in dom and "pwned" not in dom.split("<title>")[1].split("</title>")[0]
-    assert "&lt;script&gt;document.title=\"pwned\"&lt;/script&gt;" in dom  # shown, as text
+    assert '&lt;script&gt;document.title="pwned"&lt;/script&gt;' in dom  # shown, as text
     assert not re.search(r'<img[^>]*\bsrc="x"', dom) and not re.search(r"<[a-z]+[^<>]*\sonerror=", dom)
     external = re.findall(r'(?:src|href)="(?!data:|#)([^"]*)"', dom)
     assert external == []  # every image is inline data; no script, style or font from anywhere
@@ -124,17 +161,52 @@ def test_the_pages_of_committed_runs_are_rebuilt_in_a_smoke_run(tmp_path, data_d
 
     results = tmp_path / "results" / "coin_flip"
     (results / "s.predictions").mkdir(parents=True)
-    rows = [{"sample_index": i, "prompt": f"Q{i} ###", "output": " heads --> yes", "prediction": "yes",
-             "answer": "yes", "correct": True} for i in (300, 301)]
+    rows = [
+        {
+            "sample_index": i,
+            "prompt": f"Q{i} ###",
+            "output": " heads --> yes",
+            "prediction": "yes",
+            "answer": "yes",
+            "correct": True,
+        }
+        for i in (300, 301)
+    ]
     (results / "s.predictions" / "ft_cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = {"task": "coin_flip", "teacher": {"backend": "recorded", "teach_on": ["train", "test"]},
-              "curate": {"val_fraction": 0.1, "seed": 0}, "student": {"model": "tiny"}}
-    (results / "s.json").write_text(json.dumps({"task": "coin_flip", "setting": "s", "config": config, "n_test": 2,
-                                                "accuracy": {"ft_cot": 100.0}, "ci95": {"ft_cot": [34.2, 100.0]}}))
+    config = {
+        "task": "coin_flip",
+        "teacher": {"backend": "recorded", "teach_on": ["train", "test"]},
+        "curate": {"val_fraction": 0.1, "seed": 0},
+        "student": {"model": "tiny"},
+    }
+    (results / "s.json").write_text(
+        json.dumps(
+            {
+                "task": "coin_flip",
+                "setting": "s",
+                "config": config,
+                "n_test": 2,
+                "accuracy": {"ft_cot": 100.0},
+                "ci95": {"ft_cot": [34.2, 100.0]},
+            }
+        )
+    )
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "report_pages.py"
-    result = subprocess.run([sys.executable, str(script), "--tasks", "coin_flip", "--results", str(tmp_path / "results"),
-                             "--runs", str(tmp_path / "runs")], capture_output=True, text=True,
-                            env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--tasks",
+            "coin_flip",
+            "--results",
+            str(tmp_path / "results"),
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     page = (results / "s.html").read_text()
     assert "100.00 <small>[34.2, 100.0]</small>" in page and "Q300" in page

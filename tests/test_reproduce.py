@@ -21,8 +21,10 @@ def runs(argv: list[str]) -> dict[tuple[str, int], object]:
     return {(task, run.seed): run for task, run in reproduce.seed_runs(reproduce.parse_args(argv))}
 
 
-@pytest.mark.parametrize("flags", [[], NEW, NEW + ["--choice-order", "teacher", "--choice-by-content"],
-                                   ["--consistency", "off", "--seeds", "2"]])
+@pytest.mark.parametrize(
+    "flags",
+    [[], NEW, NEW + ["--choice-order", "teacher", "--choice-by-content"], ["--consistency", "off", "--seeds", "2"]],
+)
 def test_every_run_config_validates(flags):
     for (task, seed), run in runs(PAPER + flags).items():
         cfg = RunConfig.model_validate(reproduce.config_for(task, run))
@@ -31,8 +33,10 @@ def test_every_run_config_validates(flags):
 
 def test_curation_flags_reach_the_config_and_choice_flags_only_the_choice_tasks():
     new = runs(PAPER + NEW + ["--choice-by-content", "--tasks", "date_understanding", "coin_flip"])
-    date, coin = (RunConfig.model_validate(reproduce.config_for(task, new[task, 0]))
-                  for task in ("date_understanding", "coin_flip"))
+    date, coin = (
+        RunConfig.model_validate(reproduce.config_for(task, new[task, 0]))
+        for task in ("date_understanding", "coin_flip")
+    )
     assert (date.curate.consistency, date.curate.permute_choices, date.evaluate.choice_by_content) == (True, 3, True)
     assert (coin.curate.consistency, coin.curate.permute_choices, coin.evaluate.choice_by_content) == (True, 0, False)
     before = reproduce.config_for("coin_flip", runs(PAPER)["coin_flip", 0])
@@ -56,13 +60,31 @@ def test_settings_tell_before_after_and_seeds_apart_and_the_old_curation_keeps_i
 
 
 def result(setting: str, ft_cot: float, vanilla: float, val: float, **extra) -> dict:
-    student = {"best_epoch": 1, "best_val_accuracy": val, "examples": 10, "tokens_per_epoch": 1000, "epochs": 20,
-               "epochs_trained": 2, "stop_reason": None, "wall_s": 60, "tokens_per_s": 100, "history": []}
-    return {"task": "date_understanding", "setting": setting, "command": "reproduce.py", "n_test": 111,
-            "accuracy": {"ft_cot": ft_cot, "vanilla": vanilla, "zero_shot": 1.0, "zero_shot_cot": 2.0, "teacher": 65.0},
-            "train": {"ft_cot": student, "vanilla": {**student, "best_val_accuracy": 10.0}},
-            "curate": {"kept": 10, "removed": {"incorrect": 2}}, "timings_s": {}, "max_new_tokens": 188,
-            "machine": "one NVIDIA H200 GPU, bf16 autocast, torch 2, transformers 5", **extra}
+    student = {
+        "best_epoch": 1,
+        "best_val_accuracy": val,
+        "examples": 10,
+        "tokens_per_epoch": 1000,
+        "epochs": 20,
+        "epochs_trained": 2,
+        "stop_reason": None,
+        "wall_s": 60,
+        "tokens_per_s": 100,
+        "history": [],
+    }
+    return {
+        "task": "date_understanding",
+        "setting": setting,
+        "command": "reproduce.py",
+        "n_test": 111,
+        "accuracy": {"ft_cot": ft_cot, "vanilla": vanilla, "zero_shot": 1.0, "zero_shot_cot": 2.0, "teacher": 65.0},
+        "train": {"ft_cot": student, "vanilla": {**student, "best_val_accuracy": 10.0}},
+        "curate": {"kept": 10, "removed": {"incorrect": 2}},
+        "timings_s": {},
+        "max_new_tokens": 188,
+        "machine": "one NVIDIA H200 GPU, bf16 autocast, torch 2, transformers 5",
+        **extra,
+    }
 
 
 def test_results_doc_shows_the_mean_and_sd_over_seeds_and_the_failures(tmp_path, monkeypatch):
@@ -71,21 +93,28 @@ def test_results_doc_shows_the_mean_and_sd_over_seeds_and_the_failures(tmp_path,
     task_dir = tmp_path / "docs" / "results" / "date_understanding"
     task_dir.mkdir(parents=True)
     failures = {"ft_cot": {"kinds": {"no answer": 5, "wrong option": 30}, "loops": 4, "n_wrong": 35}}
-    seeds = [result("paper-c1-k3", 40.0, 30.0, 20.0),  # seed 1 is best on validation, not on test
-             result("paper-c1-k3-s1", 50.0, 30.0, 30.0, failures=failures,
-                    choice_by_content={"ft_cot": {"accuracy": 55.0}}),
-             result("paper-c1-k3-s2", 60.0, 33.0, 25.0), result("paper", 70.0, 20.0, 5.0)]
+    seeds = [
+        result("paper-c1-k3", 40.0, 30.0, 20.0),  # seed 1 is best on validation, not on test
+        result("paper-c1-k3-s1", 50.0, 30.0, 30.0, failures=failures, choice_by_content={"ft_cot": {"accuracy": 55.0}}),
+        result("paper-c1-k3-s2", 60.0, 33.0, 25.0),
+        result("paper", 70.0, 20.0, 5.0),
+    ]
     for r in seeds:
         (task_dir / f"{r['setting']}.json").write_text(json.dumps(r))
     reproduce.write_results_doc()
-    row = next(line for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
-               if line.startswith("| date_understanding | 67.58"))
+    row = next(
+        line
+        for line in (tmp_path / "docs" / "RESULTS.md").read_text().splitlines()
+        if line.startswith("| date_understanding | 67.58")
+    )
     assert "| 50.00 | 30.00 | 50.00 ± 10.00 (3 seeds) | 31.00 ± 1.73 (3 seeds) |" in row
     assert "paper-c1-k3-s1" in row
     text = (tmp_path / "docs" / "RESULTS.md").read_text()
     # the failure taxonomy and the answers by content, of the one run that recorded them
-    assert ("| date_understanding | paper-c1-k3-s1 | ft_cot | 50.00 | 55.00 | 35 | 4 | wrong option 30, no answer 5 |"
-            in text)
+    assert (
+        "| date_understanding | paper-c1-k3-s1 | ft_cot | 50.00 | 55.00 | 35 | 4 | wrong option 30, no answer 5 |"
+        in text
+    )
     assert "| paper-c1-k3-s2 | ft_cot |" not in text
 
 
@@ -93,19 +122,37 @@ def test_a_teacher_d_and_the_calculator_name_their_settings_and_reach_the_config
     """Another recorded teacher and D name themselves (text-davinci-002 at D=1 keeps its names); several sources
     become teacher.records; --calculator applies to the number tasks only; --epochs bounds the paper protocol."""
     flags = PAPER + ["--epochs", "3", "--consistency", "on"]
-    diverse = runs(flags + ["--teacher", "gpt-3.5-turbo-instruct", "--num-samples", "6",
-                            "--tasks", "date_understanding"])["date_understanding", 0]
+    diverse = runs(
+        flags + ["--teacher", "gpt-3.5-turbo-instruct", "--num-samples", "6", "--tasks", "date_understanding"]
+    )["date_understanding", 0]
     assert reproduce.setting(diverse) == "paper-full-nall-tauto-m8-e3-q-c1-gpt-3.5-turbo-instruct-d6"
     cfg = RunConfig.model_validate(reproduce.config_for("date_understanding", diverse))
     assert (cfg.teacher.model, cfg.teacher.num_samples, cfg.teacher.records, cfg.train.epochs) == (
-        "gpt-3.5-turbo-instruct", 6, None, 3)
-    both = runs(flags + ["--teacher", "text-davinci-002+gpt-3.5-turbo-instruct", "--num-samples", "7",
-                         "--tasks", "date_understanding"])["date_understanding", 0]
+        "gpt-3.5-turbo-instruct",
+        6,
+        None,
+        3,
+    )
+    both = runs(
+        flags
+        + [
+            "--teacher",
+            "text-davinci-002+gpt-3.5-turbo-instruct",
+            "--num-samples",
+            "7",
+            "--tasks",
+            "date_understanding",
+        ]
+    )["date_understanding", 0]
     assert RunConfig.model_validate(reproduce.config_for("date_understanding", both)).teacher.records == [
-        "text-davinci-002", "gpt-3.5-turbo-instruct"]
+        "text-davinci-002",
+        "gpt-3.5-turbo-instruct",
+    ]
     calc = runs(flags + ["--calculator", "--tasks", "single_eq", "coin_flip"])
     assert reproduce.setting(calc["single_eq", 0]) == "paper-full-nall-tauto-m8-e3-q-c1-calc"
     assert RunConfig.model_validate(reproduce.config_for("single_eq", calc["single_eq", 0])).evaluate.calculator
     assert not RunConfig.model_validate(reproduce.config_for("coin_flip", calc["coin_flip", 0])).evaluate.calculator
     assert reproduce.teacher_of({"config": reproduce.config_for("date_understanding", both)}) == (
-        "text-davinci-002+gpt-3.5-turbo-instruct", 7)
+        "text-davinci-002+gpt-3.5-turbo-instruct",
+        7,
+    )

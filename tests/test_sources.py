@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 import yaml
-
 from helpers import run_cli, write_table
+
 from ftcot.config import RationaleSource, TeacherConfig
 from ftcot.judge import solved
 from ftcot.tasks import TaskDecl, load_task
@@ -18,8 +18,9 @@ from ftcot.teachers import make_recorded_teacher
 
 
 def _teacher(task, source, **cfg):
-    teacher, reports = make_recorded_teacher(TeacherConfig(backend="recorded", model="my-teacher", records=source,
-                                                           **cfg), task, "default", task.root)
+    teacher, reports = make_recorded_teacher(
+        TeacherConfig(backend="recorded", model="my-teacher", records=source, **cfg), task, "default", task.root
+    )
     return [r for rs in teacher.by_sample.values() for r in rs], reports
 
 
@@ -35,25 +36,39 @@ def test_every_shape_of_a_rationale_file_is_read(shape, data_dir, tmp_path):
     right = {s.sample_index: s.answer for s in q}
     wrong = {s.sample_index: "no" if s.answer == "yes" else "yes" for s in q}
     if shape == "json list":  # a list of rationales with a list of their answers
-        rows = [{"q": s.question, "r": ["First.", "Second."], "a": [right[s.sample_index], wrong[s.sample_index]]}
-                for s in q]
-        source = RationaleSource(path=str(write_table(rows, tmp_path / "r.json")), question="q", rationale="r",
-                                 answer="a")
+        rows = [
+            {"q": s.question, "r": ["First.", "Second."], "a": [right[s.sample_index], wrong[s.sample_index]]}
+            for s in q
+        ]
+        source = RationaleSource(
+            path=str(write_table(rows, tmp_path / "r.json")), question="q", rationale="r", answer="a"
+        )
         expected = [("source", True), ("source", False)]
     elif shape == "jsonl one":  # one rationale, no answer: read from its conclusion
-        rows = [{"question": s.question, "rationale": f"It is heads. So the answer is {right[s.sample_index]}."}
-                for s in q]
+        rows = [
+            {"question": s.question, "rationale": f"It is heads. So the answer is {right[s.sample_index]}."} for s in q
+        ]
         source = RationaleSource(path=str(write_table(rows, tmp_path / "r.jsonl")))
         expected = [("rationale", True)]
     elif shape == "csv flag":  # a CSV cell is text: "true"/"false"
-        rows = [{"question": s.question, "rationale": "Thinking.", "ok": "true" if i % 2 == 0 else "false"}
-                for i, s in enumerate(q)]
+        rows = [
+            {"question": s.question, "rationale": "Thinking.", "ok": "true" if i % 2 == 0 else "false"}
+            for i, s in enumerate(q)
+        ]
         source = RationaleSource(path=str(write_table(rows, tmp_path / "r.csv")), correct="ok")
         expected = None
     elif shape == "parquet list":
-        rows = [{"question": s.question, "rationale": [f"Yes. The answer is {right[s.sample_index]}.",
-                                                        f"The answer is {wrong[s.sample_index]}.", "Hard to say."]}
-                for s in q]
+        rows = [
+            {
+                "question": s.question,
+                "rationale": [
+                    f"Yes. The answer is {right[s.sample_index]}.",
+                    f"The answer is {wrong[s.sample_index]}.",
+                    "Hard to say.",
+                ],
+            }
+            for s in q
+        ]
         source = RationaleSource(path=str(write_table(rows, tmp_path / "r.parquet")))
         expected = [("rationale", True), ("rationale", False), ("rationale", False)]
     else:  # a datasets folder, one flag a rationale
@@ -78,46 +93,85 @@ def test_every_shape_of_a_rationale_file_is_read(shape, data_dir, tmp_path):
 
 def test_questions_match_exactly_then_by_whitespace_and_the_rest_is_counted(tmp_path):
     """Unmatched rows, rows whose text two questions share and test questions are left out and counted."""
-    rows = [{"question": q, "answer": a} for q, a in [
-        ("What is 1 plus 1?", "2"), ("What is 2 plus 2?", "4"), ("Same words here?", "5"),
-        ("Same words here?", "5"), ("What is 3 plus 3?", "6")]]
+    rows = [
+        {"question": q, "answer": a}
+        for q, a in [
+            ("What is 1 plus 1?", "2"),
+            ("What is 2 plus 2?", "4"),
+            ("Same words here?", "5"),
+            ("Same words here?", "5"),
+            ("What is 3 plus 3?", "6"),
+        ]
+    ]
     train = write_table(rows[:4], tmp_path / "train.jsonl")
     test = write_table(rows[4:], tmp_path / "test.jsonl")
     task = load_task(TaskDecl(name="sums", train=str(train), test=str(test), answer_format="number"))
-    given = [{"question": "What is 1 plus 1?", "rationale": "1 + 1 = 2."},  # exact
-             {"question": "  What is 2\n plus   2? ", "rationale": "2 + 2 = 4."},  # whitespace
-             {"question": "What is 9 plus 9?", "rationale": "18."},  # no such question
-             {"question": "Same words here?", "rationale": "5."},  # two questions have this text
-             {"question": "What is 3 plus 3?", "rationale": "6."},  # a test question
-             {"question": "What is 1 plus 1?", "rationale": "It is 3."}]  # a second row of the first question
+    given = [
+        {"question": "What is 1 plus 1?", "rationale": "1 + 1 = 2."},  # exact
+        {"question": "  What is 2\n plus   2? ", "rationale": "2 + 2 = 4."},  # whitespace
+        {"question": "What is 9 plus 9?", "rationale": "18."},  # no such question
+        {"question": "Same words here?", "rationale": "5."},  # two questions have this text
+        {"question": "What is 3 plus 3?", "rationale": "6."},  # a test question
+        {"question": "What is 1 plus 1?", "rationale": "It is 3."},
+    ]  # a second row of the first question
     records, (report,) = _teacher(task, RationaleSource(path=str(write_table(given, tmp_path / "r.json"))))
-    assert {k: report[k] for k in ("matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows",
-                                   "test_rows_refused", "rationales", "questions")} == {
-        "matched_exact": 2, "matched_whitespace": 1, "unmatched_rows": 1, "ambiguous_rows": 1,
-        "test_rows_refused": 1, "rationales": 3, "questions": 2}
+    assert {
+        k: report[k]
+        for k in (
+            "matched_exact",
+            "matched_whitespace",
+            "unmatched_rows",
+            "ambiguous_rows",
+            "test_rows_refused",
+            "rationales",
+            "questions",
+        )
+    } == {
+        "matched_exact": 2,
+        "matched_whitespace": 1,
+        "unmatched_rows": 1,
+        "ambiguous_rows": 1,
+        "test_rows_refused": 1,
+        "rationales": 3,
+        "questions": 2,
+    }
     by_k = {(r.sample_index, r.completion_index): r for r in records}
     assert set(by_k) == {(0, 0), (0, 1), (1, 0)}  # rows of one question add up in file order
     assert by_k[(0, 1)].reasoning_completion == " It is 3." and by_k[(0, 1)].answer_completion == " 3."
     assert by_k[(1, 0)].params["matched"] == "whitespace" and by_k[(1, 0)].question == "What is 2 plus 2?"
     assert [solved(task.answer_format, by_k[k].answer_completion, by_k[k].answer) for k in sorted(by_k)] == [
-        True, False, True]
+        True,
+        False,
+        True,
+    ]
 
 
-@pytest.mark.parametrize("fmt,question,text,answer", [
-    (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
-     "Alice has the blue ball. So the correct answer is (B) blue ball.", "B"),
-    (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
-     "In the end Alice holds the pink ball.", "C"),  # by content where no letter is named
-    (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.", "Hard to say.", None),
-    (INTEGER, "How many?", "She has 3 + 4 = 7 apples. The answer is 7.", "7"),
-    (INTEGER, "How many?", "We need 13 rooms for all 390 students.", "390"),  # the last number stated
-    (YES_NO, "Is it?", "Paris is in France. So the answer is yes.", "yes"),
-    (YES_NO, "Is it?", "The statement is false.", None),  # no explicit yes or no
-    (LETTERS, "Take the last letters.", 'Concatenating them gives "yajo".', "yajo"),
-    (LETTERS, "Take the last letters.", "Now concatenate them: 'ann' + 't' = 'annt'", "annt"),
-    (LETTERS, "Take the last letters.", "Concatenating the last letters, we get: tsla", "tsla"),
-    (TEXT, "Why?", "Because it is.", None),  # free text: nothing to read safely
-])
+@pytest.mark.parametrize(
+    "fmt,question,text,answer",
+    [
+        (
+            LETTER_A_TO_C,
+            "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
+            "Alice has the blue ball. So the correct answer is (B) blue ball.",
+            "B",
+        ),
+        (
+            LETTER_A_TO_C,
+            "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
+            "In the end Alice holds the pink ball.",
+            "C",
+        ),  # by content where no letter is named
+        (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.", "Hard to say.", None),
+        (INTEGER, "How many?", "She has 3 + 4 = 7 apples. The answer is 7.", "7"),
+        (INTEGER, "How many?", "We need 13 rooms for all 390 students.", "390"),  # the last number stated
+        (YES_NO, "Is it?", "Paris is in France. So the answer is yes.", "yes"),
+        (YES_NO, "Is it?", "The statement is false.", None),  # no explicit yes or no
+        (LETTERS, "Take the last letters.", 'Concatenating them gives "yajo".', "yajo"),
+        (LETTERS, "Take the last letters.", "Now concatenate them: 'ann' + 't' = 'annt'", "annt"),
+        (LETTERS, "Take the last letters.", "Concatenating the last letters, we get: tsla", "tsla"),
+        (TEXT, "Why?", "Because it is.", None),  # free text: nothing to read safely
+    ],
+)
 def test_the_answer_is_read_from_the_rationale_in_every_format(fmt, question, text, answer):
     assert concluded_answer(text, fmt, question) == answer
 
@@ -128,21 +182,40 @@ def test_num_samples_takes_the_first_D_and_sources_add_up_in_order(data_dir, tmp
     teacher's kept rationales."""
     task, train, _ = _coin_flip(data_dir)
     first = train[:6]
-    rows = [{"question": s.question, "rationale": [f"One: the answer is {s.answer}.",
-                                                    f"Two: the answer is {s.answer}.",
-                                                    f"Three: the answer is {s.answer}."]} for s in first]
+    rows = [
+        {
+            "question": s.question,
+            "rationale": [
+                f"One: the answer is {s.answer}.",
+                f"Two: the answer is {s.answer}.",
+                f"Three: the answer is {s.answer}.",
+            ],
+        }
+        for s in first
+    ]
     table = RationaleSource(path=str(write_table(rows, tmp_path / "r.json")), teacher="other-teacher")
-    config = {"task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-              "teacher": {"backend": "recorded", "records": [table.model_dump(exclude_defaults=True)],
-                          "num_samples": 2, "max_samples": 6, "on_missing": "skip"},
-              "curate": {"val_fraction": 0.0}}
+    config = {
+        "task": "coin_flip",
+        "data_dir": str(data_dir),
+        "run_dir": str(tmp_path / "run"),
+        "teacher": {
+            "backend": "recorded",
+            "records": [table.model_dump(exclude_defaults=True)],
+            "num_samples": 2,
+            "max_samples": 6,
+            "on_missing": "skip",
+        },
+        "curate": {"val_fraction": 0.0},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     result = run_cli("teach", tmp_path / "c.yaml")
     assert result.returncode == 0, result.stderr
     assert "teach: other-teacher from " in result.stderr and "6 matched exactly" in result.stderr
     completions = [json.loads(line) for line in (tmp_path / "run" / "teacher" / "completions.jsonl").open()]
     assert [(c["completion_index"], c["reasoning_completion"].split(":")[0]) for c in completions] == [
-        (0, " One"), (1, " Two")] * 6
+        (0, " One"),
+        (1, " Two"),
+    ] * 6
 
     config["run_dir"] = str(tmp_path / "run2")
     config["teacher"] |= {"records": ["text-davinci-002", table.model_dump(exclude_defaults=True)], "num_samples": 3}
@@ -153,31 +226,47 @@ def test_num_samples_takes_the_first_D_and_sources_add_up_in_order(data_dir, tmp
     run = tmp_path / "run2"
     completions = [json.loads(line) for line in (run / "teacher" / "completions.jsonl").open()]
     assert [(c["completion_index"], c["model"]) for c in completions] == [
-        (0, "text-davinci-002"), (1, "other-teacher"), (2, "other-teacher")] * 6
-    assert json.loads((run / "teacher" / "summary.json").read_text())["teacher"] == \
-        "recorded:text-davinci-002+other-teacher"
+        (0, "text-davinci-002"),
+        (1, "other-teacher"),
+        (2, "other-teacher"),
+    ] * 6
+    assert (
+        json.loads((run / "teacher" / "summary.json").read_text())["teacher"]
+        == "recorded:text-davinci-002+other-teacher"
+    )
     summary = json.loads((run / "curate" / "summary.json").read_text())
     assert summary["by_teacher"]["other-teacher"] == {"samples": 12, "kept": 12}
     assert summary["by_teacher"]["text-davinci-002"]["samples"] == 6
     per_question = [json.loads(line) for line in (run / "curate" / "per_question.jsonl").open()]
     kept = [q for q in per_question if q["drawn"]]
     assert len(kept) == 6 and all(q["kept_by_teacher"]["other-teacher"] == 2 for q in kept)
-    assert sum(q["kept_by_teacher"].get("text-davinci-002", 0) for q in kept) == \
-        summary["by_teacher"]["text-davinci-002"]["kept"]
+    assert (
+        sum(q["kept_by_teacher"].get("text-davinci-002", 0) for q in kept)
+        == summary["by_teacher"]["text-davinci-002"]["kept"]
+    )
 
 
 BAD = {  # what the file holds -> the line expected (the file and the row named)
     "no question field": ([{"text": "Q?", "rationale": "r"}], {}, r"r\.json: row 1: no 'question'"),
     "rationale a number": ([{"question": "Q?", "rationale": 3}], {}, r"row 1: 'rationale' is neither a text"),
     "rationale missing": ([{"question": "Q?"}], {}, r"row 1: no 'rationale'"),
-    "answers not beside": ([{"question": "Q?", "rationale": ["a", "b"], "a": ["x"]}], {"answer": "a"},
-                           r"row 1: 'a' has 1 values for 2 rationales"),
-    "answer an object": ([{"question": "Q?", "rationale": "r", "a": {"x": 1}}], {"answer": "a"},
-                         r"row 1: a: \{'x': 1\} is not an answer"),
-    "flag not a flag": ([{"question": "Q?", "rationale": "r", "ok": "maybe"}], {"correct": "ok"},
-                        r"row 1: ok: 'maybe' is not a true/false flag"),
+    "answers not beside": (
+        [{"question": "Q?", "rationale": ["a", "b"], "a": ["x"]}],
+        {"answer": "a"},
+        r"row 1: 'a' has 1 values for 2 rationales",
+    ),
+    "answer an object": (
+        [{"question": "Q?", "rationale": "r", "a": {"x": 1}}],
+        {"answer": "a"},
+        r"row 1: a: \{'x': 1\} is not an answer",
+    ),
+    "flag not a flag": (
+        [{"question": "Q?", "rationale": "r", "ok": "maybe"}],
+        {"correct": "ok"},
+        r"row 1: ok: 'maybe' is not a true/false flag",
+    ),
     "answer field missing": ([{"question": "Q?", "rationale": "r"}], {"answer": "a"}, r"row 1: no 'a'"),
-    "not a table": ("{\"a\": ", {}, r"r\.json: cannot read it as a table"),
+    "not a table": ('{"a": ', {}, r"r\.json: cannot read it as a table"),
 }
 
 
@@ -186,8 +275,12 @@ def test_a_bad_rationale_file_is_one_line_naming_file_row_and_field(case, data_d
     content, fields, pattern = BAD[case]
     path = tmp_path / "r.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
-    config = {"task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-              "teacher": {"backend": "recorded", "records": {"path": str(path), **fields}}}
+    config = {
+        "task": "coin_flip",
+        "data_dir": str(data_dir),
+        "run_dir": str(tmp_path / "run"),
+        "teacher": {"backend": "recorded", "records": {"path": str(path), **fields}},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     result = run_cli("teach", tmp_path / "c.yaml")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -199,14 +292,27 @@ def test_a_bad_rationale_file_is_one_line_naming_file_row_and_field(case, data_d
     assert not (tmp_path / "run" / "teacher" / "completions.jsonl").exists()
 
 
-@pytest.mark.parametrize("records,pattern", [
-    ("no-such-teacher", r"'no-such-teacher' is neither a named source \(text-davinci-002, gpt-3.5-turbo-instruct\)"),
-    ("gpt-3.5-turbo-instruct", r"gpt-3.5-turbo-instruct has rationales for date_understanding, .*not coin_flip"),
-])
+@pytest.mark.parametrize(
+    "records,pattern",
+    [
+        (
+            "no-such-teacher",
+            r"'no-such-teacher' is neither a named source \(text-davinci-002, gpt-3.5-turbo-instruct\)",
+        ),
+        ("gpt-3.5-turbo-instruct", r"gpt-3.5-turbo-instruct has rationales for date_understanding, .*not coin_flip"),
+    ],
+)
 def test_an_unknown_or_uncovered_named_source_is_one_line(records, pattern, data_dir, tmp_path):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
-        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-        "teacher": {"backend": "recorded", "records": records}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "data_dir": str(data_dir),
+                "run_dir": str(tmp_path / "run"),
+                "teacher": {"backend": "recorded", "records": records},
+            }
+        )
+    )
     result = run_cli("teach", tmp_path / "c.yaml")
     import re
 
@@ -221,16 +327,36 @@ def test_a_whole_run_from_a_rationale_file_on_a_tiny_student(data_dir, tiny_lm, 
     rows = []
     for s in train[:40]:
         other = "no" if s.answer == "yes" else "yes"
-        rows.append({"question": s.question, "rationale": [f"The coin ends {s.answer}. So the answer is {s.answer}.",
-                                                           f"I think so. So the answer is {other}."]})
+        rows.append(
+            {
+                "question": s.question,
+                "rationale": [
+                    f"The coin ends {s.answer}. So the answer is {s.answer}.",
+                    f"I think so. So the answer is {other}.",
+                ],
+            }
+        )
     path = write_table(rows, tmp_path / "mine.jsonl")
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "runs" / "mine"),
-        "teacher": {"backend": "recorded", "model": "my-teacher", "records": {"path": str(path)},
-                    "num_samples": 2, "max_samples": 40},
-        "student": {"model": str(tiny_lm)}, "train": {"epochs": 1, "learning_rate": 0.001},
-        "evaluate": {"baselines": [], "max_samples": 4, "max_new_tokens": 8}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "data_dir": str(data_dir),
+                "run_dir": str(tmp_path / "runs" / "mine"),
+                "teacher": {
+                    "backend": "recorded",
+                    "model": "my-teacher",
+                    "records": {"path": str(path)},
+                    "num_samples": 2,
+                    "max_samples": 40,
+                },
+                "student": {"model": str(tiny_lm)},
+                "train": {"epochs": 1, "learning_rate": 0.001},
+                "evaluate": {"baselines": [], "max_samples": 4, "max_new_tokens": 8},
+            }
+        )
+    )
     result = run_cli("run", config)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "mine"
@@ -240,7 +366,10 @@ def test_a_whole_run_from_a_rationale_file_on_a_tiny_student(data_dir, tiny_lm, 
     assert (run / "eval" / "ft_cot" / "metrics.json").is_file()
     report = run_cli("report", tmp_path / "runs")
     assert report.returncode == 0, report.stderr
-    assert f"| my-teacher {curated['kept']} of {curated['samples_drawn']} |" in (tmp_path / "runs" / "report.md").read_text()
+    assert (
+        f"| my-teacher {curated['kept']} of {curated['samples_drawn']} |"
+        in (tmp_path / "runs" / "report.md").read_text()
+    )
     exported = run_cli("export", run, "--to", tmp_path / "out", "--format", "messages")
     assert exported.returncode == 0, exported.stderr
     assert len((tmp_path / "out" / "ft_cot.messages.jsonl").read_text().splitlines()) == curated["kept"]
@@ -249,14 +378,26 @@ def test_a_whole_run_from_a_rationale_file_on_a_tiny_student(data_dir, tiny_lm, 
 def test_mentor_kd_matches_the_paper_train_splits(shared_data):
     """The named source on the real release: every row matched to a train question (Tracking's after whitespace),
     none a test question; StrategyQA's one question that is also a test question's text is left out."""
-    expected = {"date_understanding": (258, 258, 0, 0), "last_letter_concatenation": (350, 350, 0, 0),
-                "tracking_shuffled_objects": (525, 0, 525, 0), "strategy_qa": (4488, 4485, 0, 3)}
+    expected = {
+        "date_understanding": (258, 258, 0, 0),
+        "last_letter_concatenation": (350, 350, 0, 0),
+        "tracking_shuffled_objects": (525, 0, 525, 0),
+        "strategy_qa": (4488, 4485, 0, 3),
+    }
     for key, (rows, exact, loose, ambiguous) in expected.items():
         task = load_task(key, shared_data)
-        teacher, (report,) = make_recorded_teacher(TeacherConfig(backend="recorded", model="gpt-3.5-turbo-instruct",
-                                                                 on_missing="skip"), task, "default", shared_data)
+        teacher, (report,) = make_recorded_teacher(
+            TeacherConfig(backend="recorded", model="gpt-3.5-turbo-instruct", on_missing="skip"),
+            task,
+            "default",
+            shared_data,
+        )
         assert (report["rows"], report["matched_exact"], report["matched_whitespace"], report["ambiguous_rows"]) == (
-            rows, exact, loose, ambiguous), key
+            rows,
+            exact,
+            loose,
+            ambiguous,
+        ), key
         assert report["unmatched_rows"] == report["test_rows_refused"] == 0
         train = {s.sample_index for s in task.split_samples("train")}
         assert {i for _, i in teacher.by_sample} <= train
@@ -305,9 +446,16 @@ def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_di
     else:
         source = write_table(rows, tmp_path / ("r.json" if kind == "table" else "folder"))
         records_cfg = {"path": str(source)}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
-        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-        "teacher": {"backend": "recorded", "model": "mine", "records": records_cfg, "max_samples": 3}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "data_dir": str(data_dir),
+                "run_dir": str(tmp_path / "run"),
+                "teacher": {"backend": "recorded", "model": "mine", "records": records_cfg, "max_samples": 3},
+            }
+        )
+    )
     ctx = context(load_config(tmp_path / "c.yaml"))
     summary = teach(ctx)
     assert is_done(ctx, "teach") and summary["sources"][0]["sha256"]
@@ -344,13 +492,25 @@ def test_a_question_a_table_does_not_cover_is_one_line_saying_what_it_matched(da
     task, train, test = _coin_flip(data_dir)
     rows = [{"question": s.question, "rationale": "So the answer is yes."} for s in train[:2] + test[:1]]
     path = write_table(rows, tmp_path / "r.json")
-    for teach_on, pattern in ((["train"], r"^error: no recorded teacher completion for coin_flip sample \d+ .*"
-                                          r"r\.json has rationales for 2 train questions \(0 rows unmatched, 0 "
-                                          r"ambiguous, 1 test questions refused\)$"),
-                              (["train", "test"], r"a rationale table's test questions are never taken")):
-        (tmp_path / "c.yaml").write_text(yaml.safe_dump({
-            "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-            "teacher": {"backend": "recorded", "records": {"path": str(path)}, "teach_on": teach_on}}))
+    for teach_on, pattern in (
+        (
+            ["train"],
+            r"^error: no recorded teacher completion for coin_flip sample \d+ .*"
+            r"r\.json has rationales for 2 train questions \(0 rows unmatched, 0 "
+            r"ambiguous, 1 test questions refused\)$",
+        ),
+        (["train", "test"], r"a rationale table's test questions are never taken"),
+    ):
+        (tmp_path / "c.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "task": "coin_flip",
+                    "data_dir": str(data_dir),
+                    "run_dir": str(tmp_path / "run"),
+                    "teacher": {"backend": "recorded", "records": {"path": str(path)}, "teach_on": teach_on},
+                }
+            )
+        )
         result = run_cli("teach", tmp_path / "c.yaml")
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -366,8 +526,12 @@ def test_an_unnamed_table_is_not_the_default_teacher(data_dir, tmp_path):
     task, train, _ = _coin_flip(data_dir)
     path = write_table([{"question": train[0].question, "rationale": "So the answer is yes."}], tmp_path / "mine.jsonl")
     source = RationaleSource(path=str(path))
-    teacher, _ = make_recorded_teacher(TeacherConfig(backend="recorded", records=["text-davinci-002", source],
-                                                     on_missing="skip"), task, "default", task.root)
+    teacher, _ = make_recorded_teacher(
+        TeacherConfig(backend="recorded", records=["text-davinci-002", source], on_missing="skip"),
+        task,
+        "default",
+        task.root,
+    )
     models = [r.model for r in teacher.by_sample[(task.key, train[0].sample_index)]]
     assert models == ["text-davinci-002", "mine.jsonl"]
     records, _ = _teacher(task, source, on_missing="skip")  # teacher.model: my-teacher
@@ -376,12 +540,16 @@ def test_an_unnamed_table_is_not_the_default_teacher(data_dir, tmp_path):
 
 def test_answers_given_as_numbers_or_empty_cells(tmp_path):
     """An answer 18.0 (a JSON float) is the task's 18; an empty answer is no answer: read from the rationale."""
-    train = write_table([{"question": "What is 9 plus 9?", "answer": "18"}, {"question": "What is 2 plus 2?",
-                                                                      "answer": "4"}], tmp_path / "train.jsonl")
+    train = write_table(
+        [{"question": "What is 9 plus 9?", "answer": "18"}, {"question": "What is 2 plus 2?", "answer": "4"}],
+        tmp_path / "train.jsonl",
+    )
     test = write_table([{"question": "What is 3 plus 3?", "answer": "6"}], tmp_path / "test.jsonl")
     task = load_task(TaskDecl(name="sums", train=str(train), test=str(test), answer_format="number"))
-    given = [{"question": "What is 9 plus 9?", "rationale": "9 + 9 = 18.", "a": 18.0},
-             {"question": "What is 2 plus 2?", "rationale": "2 + 2 = 4. The answer is 4.", "a": ""}]
+    given = [
+        {"question": "What is 9 plus 9?", "rationale": "9 + 9 = 18.", "a": 18.0},
+        {"question": "What is 2 plus 2?", "rationale": "2 + 2 = 4. The answer is 4.", "a": ""},
+    ]
     records, (report,) = _teacher(task, RationaleSource(path=str(write_table(given, tmp_path / "r.json")), answer="a"))
     assert [r.answer_completion for r in sorted(records, key=lambda r: r.sample_index)] == [" 18.", " 4."]
     assert all(solved(task.answer_format, r.answer_completion, r.answer) for r in records)
@@ -394,14 +562,27 @@ def test_an_empty_list_of_sources_is_a_config_error(tmp_path):
     assert result.returncode == 2 and "records: an empty list names no source" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("name,content,pattern", [
-    ("r.json", "", r"r\.json: no rows \(the file is empty\)$"), ("r.jsonl", "\n", r"r\.jsonl: no rows"),
-    ("r.json", "[]", r"r\.json: no rows$"), ("r.csv", "question,rationale\n", r"r\.csv: no rows$")])
+@pytest.mark.parametrize(
+    "name,content,pattern",
+    [
+        ("r.json", "", r"r\.json: no rows \(the file is empty\)$"),
+        ("r.jsonl", "\n", r"r\.jsonl: no rows"),
+        ("r.json", "[]", r"r\.json: no rows$"),
+        ("r.csv", "question,rationale\n", r"r\.csv: no rows$"),
+    ],
+)
 def test_an_empty_rationale_file_is_one_line(name, content, pattern, data_dir, tmp_path):
     (tmp_path / name).write_text(content)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
-        "task": "coin_flip", "data_dir": str(data_dir), "run_dir": str(tmp_path / "run"),
-        "teacher": {"backend": "recorded", "records": {"path": str(tmp_path / name)}}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "data_dir": str(data_dir),
+                "run_dir": str(tmp_path / "run"),
+                "teacher": {"backend": "recorded", "records": {"path": str(tmp_path / name)}},
+            }
+        )
+    )
     result = run_cli("teach", tmp_path / "c.yaml")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

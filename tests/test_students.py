@@ -9,16 +9,22 @@ import time
 import pytest
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from ftcot.config import LoraConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate
-from ftcot.tasks.answers import wilson_interval
 from ftcot.students.load import load_student
 from ftcot.students.train import tokenize, train
 from ftcot.tasks import load_task
+from ftcot.tasks.answers import wilson_interval
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
 
@@ -30,8 +36,16 @@ def generate(model, tokenizer, texts, max_new_tokens, batch_size, done=None):
 
 def _examples(data_dir, n=24):
     records = read_shared_jsonl(recorded_teacher_path("coin_flip", data_dir))[:n]
-    return [Example(task="coin_flip", sample_index=r.sample_index, question=r.question,
-                    rationale=r.reasoning_completion.strip(), answer=r.answer) for r in records]
+    return [
+        Example(
+            task="coin_flip",
+            sample_index=r.sample_index,
+            question=r.question,
+            rationale=r.reasoning_completion.strip(),
+            answer=r.answer,
+        )
+        for r in records
+    ]
 
 
 def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, data_dir):
@@ -79,17 +93,23 @@ def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_
     texts = [q[: 20 + 15 * i] for i, q in enumerate(questions)]  # different lengths: left padding
     for done in (None, lambda t: len(t) >= 10 + 7 * (len(t.split()) % 4)):  # rows finish at different steps
         sizes = []
-        hook = model.register_forward_pre_hook(lambda module, args, kw: sizes.append(kw["input_ids"].shape[0]),
-                                               with_kwargs=True)
+        hook = model.register_forward_pre_hook(
+            lambda module, args, kw: sizes.append(kw["input_ids"].shape[0]),  # noqa: B023 (removed below)
+            with_kwargs=True,
+        )
         ours = generate(model, tokenizer, texts, 30, batch_size=8, done=done)
         hook.remove()
         tokenizer.padding_side = "left"
         batch = tokenizer(texts, return_tensors="pt", padding=True)
         width = batch["input_ids"].shape[1]
         with torch.inference_mode():
-            reference = model.generate(**batch, max_new_tokens=30, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList(
-                                           [StopWhenDone(tokenizer, width, done)] if done else []))
+            reference = model.generate(
+                **batch,
+                max_new_tokens=30,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([StopWhenDone(tokenizer, width, done)] if done else []),
+            )
         assert ours == [tokenizer.decode(row[width:], skip_special_tokens=True) for row in reference]
         assert sizes[0] == 8 and sizes == sorted(sizes, reverse=True)
     assert sizes[-1] < 8 and len(set(len(o) for o in ours)) > 2  # finished rows left the batch
@@ -127,8 +147,14 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_
         saved[accuracy] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return accuracy
 
-    summary = train(_examples(data_dir), "ft_cot", StudentConfig(model=str(tiny_lm)),
-                    TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3), tmp_path / "ft_cot", validate)
+    summary = train(
+        _examples(data_dir),
+        "ft_cot",
+        StudentConfig(model=str(tiny_lm)),
+        TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3),
+        tmp_path / "ft_cot",
+        validate,
+    )
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
     assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == 30.0
     assert summary["tokens_per_s"] > 0 and summary["examples"] == 24
@@ -141,9 +167,13 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_
 
 @pytest.mark.parametrize("save", ["merged", "adapter"])
 def test_lora_saves_merged_or_adapter(tiny_lm, data_dir, tmp_path, save):
-    train(_examples(data_dir, 8), "ft_cot", StudentConfig(model=str(tiny_lm)),
-          TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8, save=save)),
-          tmp_path / "lora")
+    train(
+        _examples(data_dir, 8),
+        "ft_cot",
+        StudentConfig(model=str(tiny_lm)),
+        TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8, save=save)),
+        tmp_path / "lora",
+    )
     best = tmp_path / "lora" / "best"
     if save == "merged":
         model = AutoModelForCausalLM.from_pretrained(best)
@@ -162,15 +192,22 @@ def test_lora_saves_merged_or_adapter(tiny_lm, data_dir, tmp_path, save):
 
 def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
-    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16,
-                      decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_ff=64,
+        num_layers=2,
+        num_heads=2,
+        d_kv=16,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
     tokenizer.save_pretrained(tmp_path / "t5")
     student = StudentConfig(model=str(tmp_path / "t5"))
-    summary = train(_examples(data_dir, 8), "ft_cot", student, TrainConfig(epochs=1, batch_size=4),
-                    tmp_path / "out")
+    summary = train(_examples(data_dir, 8), "ft_cot", student, TrainConfig(epochs=1, batch_size=4), tmp_path / "out")
     assert summary["kind"] == "encoder_decoder"
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
     assert isinstance(model, T5ForConditionalGeneration) and kind == "encoder_decoder"
@@ -183,18 +220,34 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_pat
 def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     run = tmp_path / "run"
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(run), "data_dir": str(data_dir),
-        "teacher": {"max_samples": 200}, "student": {"model": str(tiny_lm)},
-        "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2},
-        "evaluate": {"max_new_tokens": 4, "batch_size": 32}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(run),
+                "data_dir": str(data_dir),
+                "teacher": {"max_samples": 200},
+                "student": {"model": str(tiny_lm)},
+                "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2},
+                "evaluate": {"max_new_tokens": 4, "batch_size": 32},
+            }
+        )
+    )
     env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
     for stage in ("teach", "curate"):
-        assert subprocess.run([sys.executable, "-m", "ftcot.cli", stage, str(config)], env=env,
-                              capture_output=True).returncode == 0
+        assert (
+            subprocess.run(
+                [sys.executable, "-m", "ftcot.cli", stage, str(config)], env=env, capture_output=True
+            ).returncode
+            == 0
+        )
     out = run / "students" / "ft_cot"
-    proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "train", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftcot.cli", "train", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
         time.sleep(0.05)
@@ -203,8 +256,9 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     proc.wait()
     first = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in first] in ([1], [1, 2])
-    result = subprocess.run([sys.executable, "-m", "ftcot.cli", "train", str(config)], env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ftcot.cli", "train", str(config)], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
@@ -218,8 +272,11 @@ def test_the_bundled_student_converts_on_a_cold_cache_saying_one_line(bundled_st
     cache, result = bundled_student
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
-    assert re.fullmatch(r"converting smollm2-135m \(SmolLM2-135M-Instruct\.Q4_1\.gguf\) to float32 safetensors in "
-                        rf"{re.escape(str(cache / 'models' / 'smollm2-135m'))}, once \(about \d+ s\)", lines[0])
+    assert re.fullmatch(
+        r"converting smollm2-135m \(SmolLM2-135M-Instruct\.Q4_1\.gguf\) to float32 safetensors in "
+        rf"{re.escape(str(cache / 'models' / 'smollm2-135m'))}, once \(about \d+ s\)",
+        lines[0],
+    )
     assert lines[1].startswith("evaluate zero_shot: ")  # max_new_tokens is set: no generation line
     assert not re.search(r"it/s\]|%\||Converting|Loading weights|Writing model", result.stderr), result.stderr
     assert (cache / "models" / "smollm2-135m" / "model.safetensors").is_file()

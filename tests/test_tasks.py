@@ -2,19 +2,26 @@ import json
 import re
 import shutil
 
+import minidata
 import pytest
 
-import minidata
 from ftcot.errors import UserError
 from ftcot.tasks import PAPER_TASKS, load_task
 from ftcot.tasks.prompts import verbalize
 
 # (all samples, train, test) per task; aqua's train file is absent from the shared copy.
 COUNTS = {
-    "single_eq": (508, 356, 152), "addsub": (395, 276, 119), "multiarith": (600, 420, 180),
-    "gsm8k": (8792, 7473, 1319), "svamp": (1000, 700, 300), "date_understanding": (369, 258, 111),
-    "tracking_shuffled_objects": (750, 525, 225), "last_letter_concatenation": (500, 350, 150),
-    "coin_flip": (500, 350, 150), "commonsense_qa": (10962, 9741, 1221), "strategy_qa": (2290, 1603, 687),
+    "single_eq": (508, 356, 152),
+    "addsub": (395, 276, 119),
+    "multiarith": (600, 420, 180),
+    "gsm8k": (8792, 7473, 1319),
+    "svamp": (1000, 700, 300),
+    "date_understanding": (369, 258, 111),
+    "tracking_shuffled_objects": (750, 525, 225),
+    "last_letter_concatenation": (500, 350, 150),
+    "coin_flip": (500, 350, 150),
+    "commonsense_qa": (10962, 9741, 1221),
+    "strategy_qa": (2290, 1603, 687),
 }
 
 
@@ -54,14 +61,20 @@ def test_sample_formats_follow_the_papers_conventions(data_dir):
             assert "\nWhich choice is true? Answer choices: (A) " in sample.question and ".," not in sample.question
     csqa = load_task("commonsense_qa", data_dir).samples([minidata.OFFSETS["commonsense_qa"]])
     first_dev = csqa[minidata.OFFSETS["commonsense_qa"]]
-    assert re.fullmatch(r"Which of these numbers is the largest\? Answer choices: \(A\) \d+, \(B\) \d+, \(C\) \d+, "
-                        r"\(D\) \d+, \(E\) \d+\.", first_dev.question)
+    assert re.fullmatch(
+        r"Which of these numbers is the largest\? Answer choices: \(A\) \d+, \(B\) \d+, \(C\) \d+, "
+        r"\(D\) \d+, \(E\) \d+\.",
+        first_dev.question,
+    )
     assert first_dev.answer == max("ABCDE", key=lambda x: int(re.search(rf"\({x}\) (\d+)", first_dev.question)[1]))
     assert {s.answer for s in load_task("strategy_qa", data_dir).samples().values()} == {"Yes", "No"}
     aqua = load_task("aqua", data_dir).split_samples("test")[0]
     assert aqua.sample_index == minidata.OFFSETS["aqua"]
-    assert re.fullmatch(r"What is \d+ times \d+\? Answer choices: \(A\) \d+, \(B\) \d+, \(C\) \d+, \(D\) \d+, "
-                        r"\(E\) \d+\.", aqua.question)
+    assert re.fullmatch(
+        r"What is \d+ times \d+\? Answer choices: \(A\) \d+, \(B\) \d+, \(C\) \d+, \(D\) \d+, "
+        r"\(E\) \d+\.",
+        aqua.question,
+    )
 
 
 @pytest.mark.parametrize("task", list(COUNTS))
@@ -85,20 +98,34 @@ def test_real_samples_follow_the_papers_conventions(shared_data):
     assert sum("," in s.answer for i, s in gsm.items() if i < 7473) == 79  # commas kept, as in the paper
     assert gsm[0].question.startswith("Natalia sold clips") and gsm[0].answer == "72"
     svamp = load_task("svamp", shared_data).samples([0])[0]
-    assert svamp.question == ("Each pack of dvds costs 76 dollars. If there is a discount of 25 dollars on each "
-                              "pack How much do you have to pay to buy each pack?") and svamp.answer == "51.0"
+    assert (
+        svamp.question
+        == (
+            "Each pack of dvds costs 76 dollars. If there is a discount of 25 dollars on each "
+            "pack How much do you have to pay to buy each pack?"
+        )
+        and svamp.answer == "51.0"
+    )
     tracking = load_task("tracking_shuffled_objects", shared_data).samples([0])[0]
-    assert tracking.question.endswith("Alice has the\nWhich choice is true? Answer choices: "
-                                      "(A) orange ball, (B) white ball, (C) blue ball.")
+    assert tracking.question.endswith(
+        "Alice has the\nWhich choice is true? Answer choices: (A) orange ball, (B) white ball, (C) blue ball."
+    )
     assert tracking.answer == "C"
     csqa = load_task("commonsense_qa", shared_data).samples([9741])[9741]  # first dev record
-    assert csqa.question.endswith("at a what? Answer choices: (A) bank, (B) library, (C) department store, "
-                                  "(D) mall, (E) new york.") and csqa.answer == "A"
+    assert (
+        csqa.question.endswith(
+            "at a what? Answer choices: (A) bank, (B) library, (C) department store, (D) mall, (E) new york."
+        )
+        and csqa.answer == "A"
+    )
     strategy = load_task("strategy_qa", shared_data).samples([0])[0]
-    assert strategy.answer == "Yes" and strategy.question == "Is it common to see frost during some college commencements?"
+    assert (
+        strategy.answer == "Yes" and strategy.question == "Is it common to see frost during some college commencements?"
+    )
     aqua = load_task("aqua", shared_data).samples([97467])[97467]
-    assert aqua.question.endswith("Answer choices: (A) 5(√3 + 1), (B) 6(√3 + √2), (C) 7(√3 – 1), "
-                                  "(D) 8(√3 – 2), (E) None of these.")
+    assert aqua.question.endswith(
+        "Answer choices: (A) 5(√3 + 1), (B) 6(√3 + √2), (C) 7(√3 – 1), (D) 8(√3 – 2), (E) None of these."
+    )
 
 
 def _few_shot_questions(shared_data, task):
@@ -157,9 +184,20 @@ def test_malformed_raw_file_reports_file_and_line(tmp_path):
 
 
 def test_registry_has_the_twelve_paper_tasks():
-    assert list(PAPER_TASKS) == ["single_eq", "addsub", "multiarith", "gsm8k", "aqua", "svamp", "date_understanding",
-                           "tracking_shuffled_objects", "last_letter_concatenation", "coin_flip", "commonsense_qa",
-                           "strategy_qa"]
+    assert list(PAPER_TASKS) == [
+        "single_eq",
+        "addsub",
+        "multiarith",
+        "gsm8k",
+        "aqua",
+        "svamp",
+        "date_understanding",
+        "tracking_shuffled_objects",
+        "last_letter_concatenation",
+        "coin_flip",
+        "commonsense_qa",
+        "strategy_qa",
+    ]
 
 
 @pytest.mark.parametrize("task", ["coin_flip", "gsm8k", "date_understanding", "commonsense_qa"])
@@ -171,15 +209,19 @@ def test_a_built_in_declaration_is_a_task_a_user_could_write(data_dir, task):
     from ftcot.tasks import BUILTIN
 
     declared = BUILTIN[task].model_dump(exclude_none=True)
-    declared |= {"name": f"my_{task}", "train": str(data_dir / declared["train"]),
-                 "splits": {"default": str(data_dir / declared["splits"]["default"])}}  # the one minidata has
+    declared |= {
+        "name": f"my_{task}",
+        "train": str(data_dir / declared["train"]),
+        "splits": {"default": str(data_dir / declared["splits"]["default"])},
+    }  # the one minidata has
     if "test" in declared:
         declared["test"] = str(data_dir / declared["test"])
     mine = load_task(RunConfig(task=declared).task, data_dir)
     ours = load_task(task, data_dir)
     assert not mine.shipped and mine.digest and ours.shipped and not ours.digest
     assert [(s.sample_index, s.question, s.answer) for s in mine.samples().values()] == [
-        (s.sample_index, s.question, s.answer) for s in ours.samples().values()]
+        (s.sample_index, s.question, s.answer) for s in ours.samples().values()
+    ]
     assert mine.split() == ours.split() and mine.answer_format == ours.answer_format
     assert mine.answer_trigger == ours.answer_trigger
     with pytest.raises(UserError, match=f"unknown task 'my_{task}'"):

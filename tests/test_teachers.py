@@ -8,12 +8,12 @@ import sys
 import threading
 import time
 
+import minidata
 import pytest
 import yaml
-
-import minidata
 from helpers import run_cli
 from openai_server import OpenAIServer, default_responder
+
 from ftcot.config import Price, RunConfig, TeacherConfig, load_config
 from ftcot.errors import UserError
 from ftcot.pipeline import context, teach
@@ -40,11 +40,17 @@ def samples(data_dir):
     return load_task("coin_flip", data_dir).split_samples("train")[:6]
 
 
-def _collect(server, samples, tmp_path, faults=(), num_samples=3, n_per_request=True, dispatched=None,
-             **teacher_kwargs):
+def _collect(
+    server, samples, tmp_path, faults=(), num_samples=3, n_per_request=True, dispatched=None, **teacher_kwargs
+):
     server.faults.extend(faults)
-    cfg = TeacherConfig(backend="openai", model="test-model", num_samples=num_samples, n_per_request=n_per_request,
-                        rationale={"temperature": 0.7, "max_tokens": 16, "seed": 5})
+    cfg = TeacherConfig(
+        backend="openai",
+        model="test-model",
+        num_samples=num_samples,
+        n_per_request=n_per_request,
+        rationale={"temperature": 0.7, "max_tokens": 16, "seed": 5},
+    )
     kwargs = dict(timeout_s=5.0, backoff_s=0.01, max_attempts=6) | teacher_kwargs
     teacher = OpenAITeacher("test-model", server.base_url, None, honour_n=n_per_request, **kwargs)
     if dispatched is not None:
@@ -63,9 +69,11 @@ def _record_dispatches(teacher, dispatched: list) -> None:
     create = teacher.client.completions.create
 
     async def timed(**kwargs):
-        dispatched.append((time.monotonic(), sum(worst_case_tokens(kwargs["prompt"], kwargs["n"],
-                                                                   kwargs.get("max_tokens") or 0))))
+        dispatched.append(
+            (time.monotonic(), sum(worst_case_tokens(kwargs["prompt"], kwargs["n"], kwargs.get("max_tokens") or 0)))
+        )
         return await create(**kwargs)
+
     teacher.client.completions.create = timed
 
 
@@ -101,9 +109,17 @@ def test_server_that_ignores_n_gets_one_request_per_sample_with_distinct_seeds(s
     assert sorted(r["seed"] for r in step1) == [5, 5, 6, 6, 7, 7]
 
 
-@pytest.mark.parametrize("fault", [
-    ("status", 429, {"Retry-After": "0.3"}), ("status", 500), ("status", 503), ("malformed",), ("drop",),
-    ("delay", 1.5)])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ("status", 429, {"Retry-After": "0.3"}),
+        ("status", 500),
+        ("status", 503),
+        ("malformed",),
+        ("drop",),
+        ("delay", 1.5),
+    ],
+)
 def test_each_fault_costs_exactly_one_retry(server, samples, tmp_path, fault):
     start = time.perf_counter()
     outcome, stored = _collect(server, samples[:2], tmp_path, faults=[fault], timeout_s=0.5)
@@ -152,8 +168,16 @@ def test_requests_per_minute_hold_in_every_window(server, samples, tmp_path):
     # A 1-second window stands for the minute: 5 requests in any second, never the next second's 5 at once
     # (a bucket that refills lets a burst through on top of the steady rate).
     dispatched = []
-    _collect(server, _fresh(samples, 2), tmp_path, num_samples=1, concurrency=32, requests_per_minute=5,
-             rate_period_s=1.0, dispatched=dispatched)
+    _collect(
+        server,
+        _fresh(samples, 2),
+        tmp_path,
+        num_samples=1,
+        concurrency=32,
+        requests_per_minute=5,
+        rate_period_s=1.0,
+        dispatched=dispatched,
+    )
     times = [t for t, _ in dispatched]
     assert len(times) == len(server.arrivals) == 24
     assert _most_in_a_window(times, [1] * 24, 0.95) <= 5
@@ -162,8 +186,15 @@ def test_requests_per_minute_hold_in_every_window(server, samples, tmp_path):
 
 def test_tokens_per_minute_hold_in_every_window(server, samples, tmp_path):
     dispatched = []
-    _collect(server, _fresh(samples, 1), tmp_path, num_samples=2, tokens_per_minute=1500, rate_period_s=1.0,
-             dispatched=dispatched)
+    _collect(
+        server,
+        _fresh(samples, 1),
+        tmp_path,
+        num_samples=2,
+        tokens_per_minute=1500,
+        rate_period_s=1.0,
+        dispatched=dispatched,
+    )
     assert len(dispatched) == len(server.completion_requests()) == 6 + 12
     assert _most_in_a_window(*zip(*dispatched), 0.95) <= 1500
     with pytest.raises(UserError, match="more than teacher.tokens_per_minute"):
@@ -193,13 +224,21 @@ def test_a_question_asked_twice_is_paid_once_and_records_equal_the_store(data_di
         assert held[r.answer_prompt, r.completion_index] == r.answer_completion
 
 
-@pytest.mark.parametrize("body", [
-    (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
-    (b'{"id": "x", "object": "text_completion", "choices": []}',),
-    (b'{"id": "x", "object": "text_completion", "choices": [{"index": 0, "finish_reason": "stop"}]}',),
-    (b'{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", '
-     b'"message": {"role": "assistant", "content": null}}]}', "application/json", "chat"),
-], ids=["html", "empty choices", "no text", "chat content null"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
+        (b'{"id": "x", "object": "text_completion", "choices": []}',),
+        (b'{"id": "x", "object": "text_completion", "choices": [{"index": 0, "finish_reason": "stop"}]}',),
+        (
+            b'{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", '
+            b'"message": {"role": "assistant", "content": null}}]}',
+            "application/json",
+            "chat",
+        ),
+    ],
+    ids=["html", "empty choices", "no text", "chat content null"],
+)
 def test_answers_that_are_not_completions_end_in_one_line(server, samples, tmp_path, body):
     server.faults.extend([("body", *body[:2])] * 3)
     with pytest.raises(UserError, match="failed after 3 attempts: MalformedResponse"):
@@ -217,10 +256,21 @@ def test_a_lone_surrogate_in_a_completion_is_stored_as_a_replacement_character(s
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
-        backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=20,
-        concurrency=1,
-        prices={"priced": Price(input=1000.0, output=1000.0)}))
+    cfg = RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="priced",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=1,
+            max_samples=20,
+            concurrency=1,
+            prices={"priced": Price(input=1000.0, output=1000.0)},
+        ),
+    )
     first = teach(context(cfg), max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
     assert first["stopped_by_budget"] and 0 < first["collected"] < 20
     assert 1.0 - 0.5 <= first["cost_usd"] <= 1.0  # stops once the next request's worst case does not fit
@@ -233,8 +283,19 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
 
 
 def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
-        backend="openai", model="gpt-4o-mini", base_url=server.base_url, api_key_env=None, num_samples=4, max_samples=10))
+    cfg = RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="gpt-4o-mini",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=4,
+            max_samples=10,
+        ),
+    )
     plan = teach(context(cfg), dry_run=True)
     assert plan["requests"] == 10 + 40 and plan["completion_tokens"] == 10 * 4 * 128 + 40 * 32
     assert plan["cost_usd"] == pytest.approx((plan["prompt_tokens"] * 0.15 + plan["completion_tokens"] * 0.6) / 1e6)
@@ -242,10 +303,22 @@ def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
 
 
 def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
-        backend="openai", model="m", base_url=server.base_url, api_key_env=None, num_samples=2, max_samples=5,
-        batch=True,
-        batch_poll_s=0.01, rationale={"temperature": 0.7}))
+    cfg = RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="m",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=2,
+            max_samples=5,
+            batch=True,
+            batch_poll_s=0.01,
+            rationale={"temperature": 0.7},
+        ),
+    )
     summary = teach(context(cfg))
     assert summary["collected"] == 10
     live = [r for r in server.requests if r[0] == "POST" and r[1].endswith("completions")]
@@ -270,15 +343,33 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, t
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, data_dir):
     server = OpenAIServer(latency_s=0.05).start()
     config = tmp_path / "teach.yaml"
-    config.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"),
-                                      "data_dir": str(data_dir),
-                                      "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url,
-                                                  "api_key_env": None, "num_samples": 2, "max_samples": 40, "concurrency": 4,
-                                                  "n_per_request": False, "rationale": {"temperature": 0.7}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {
+                    "backend": "openai",
+                    "model": "m",
+                    "base_url": server.base_url,
+                    "api_key_env": None,
+                    "num_samples": 2,
+                    "max_samples": 40,
+                    "concurrency": 4,
+                    "n_per_request": False,
+                    "rationale": {"temperature": 0.7},
+                },
+            }
+        )
+    )
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def stored():
             if not db.exists():
@@ -320,7 +411,9 @@ def test_recorded_teacher_replays_shared_records_and_reports_missing(data_dir, t
     got, missing = partial.replay(samples, 1)
     assert missing == [samples[0].sample_index] and len(got) == len(samples) - 1
     strict = RecordedTeacher([r for r in records if r.sample_index != samples[0].sample_index], "error")
-    with pytest.raises(UserError, match=f"no recorded teacher completion for coin_flip sample {samples[0].sample_index}"):
+    with pytest.raises(
+        UserError, match=f"no recorded teacher completion for coin_flip sample {samples[0].sample_index}"
+    ):
         strict.replay(samples, 1)
 
 
@@ -338,16 +431,27 @@ def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
 
 def _teach_config(tmp_path, data_dir, **teacher):
     path = tmp_path / "teach.yaml"
-    path.write_text(yaml.safe_dump({"task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-                                    "teacher": {"backend": "openai", "model": "m", "max_samples": 3, **teacher}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {"backend": "openai", "model": "m", "max_samples": 3, **teacher},
+            }
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize("teacher", [
-    {"base_url": "http://user:sk-SECRET123@127.0.0.1:9/v1"},
-    {"base_url": "http://127.0.0.1:9/v1?api_key=sk-SECRET123"},
-    {"api_key_env": "sk-SECRET123"},  # the key pasted where the variable's name belongs
-])
+@pytest.mark.parametrize(
+    "teacher",
+    [
+        {"base_url": "http://user:sk-SECRET123@127.0.0.1:9/v1"},
+        {"base_url": "http://127.0.0.1:9/v1?api_key=sk-SECRET123"},
+        {"api_key_env": "sk-SECRET123"},  # the key pasted where the variable's name belongs
+    ],
+)
 def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, data_dir, teacher):
     config = _teach_config(tmp_path, data_dir, **teacher)
     for command in ("config", "teach"):
@@ -398,9 +502,16 @@ def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, data_dir):
     never exceeded by the server's own count, the run does not stop far short of it, exits 3, and a rerun
     with a raised cap goes on from there without paying again."""
     price = 10_000 / 1e6
-    teacher = {"base_url": None, "api_key_env": None, "model": "dear", "num_samples": 2, "max_samples": 60,
-               "concurrency": 32, "rationale": {"temperature": 0.7, "max_tokens": 64},
-               "prices": {"dear": {"input": 10_000, "output": 10_000}}}
+    teacher = {
+        "base_url": None,
+        "api_key_env": None,
+        "model": "dear",
+        "num_samples": 2,
+        "max_samples": 60,
+        "concurrency": 32,
+        "rationale": {"temperature": 0.7, "max_tokens": 64},
+        "prices": {"dear": {"input": 10_000, "output": 10_000}},
+    }
     full_server = OpenAIServer(latency_s=0.02).start()
     try:
         (tmp_path / "full").mkdir()
@@ -416,8 +527,13 @@ def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, data_dir):
         result = run_cli("teach", config, "--max-cost", cap)
         assert result.returncode == 3 and "stopped at the budget" in result.stderr, result.stderr
         spent = _server_cost(server, price)
-        worst = max(len(b["prompt"].encode()) + 16 + (b.get("n") or 1) * b["max_tokens"]
-                    for b in server.completion_requests()) * price
+        worst = (
+            max(
+                len(b["prompt"].encode()) + 16 + (b.get("n") or 1) * b["max_tokens"]
+                for b in server.completion_requests()
+            )
+            * price
+        )
         assert spent <= cap and spent >= cap - worst, (spent, cap, worst)
         summary = json.loads((tmp_path / "run" / "teacher" / "summary.json").read_text())
         assert summary["cost_usd"] == pytest.approx(spent) and summary["stopped_by_budget"]
@@ -440,8 +556,11 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
     config = _dear_teacher(tmp_path, data_dir, server, max_cost=cap)
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 60
         while len(server.completion_requests()) < 8 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.01)
@@ -451,8 +570,13 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
             assert again.returncode == 3 and "this run folder has spent $" in again.stderr, again.stderr
             assert _server_cost(server, price) <= cap
         with sqlite3.connect(db) as con:
-            ledger = price * con.execute("SELECT SUM(COALESCE(prompt_tokens, held_prompt) + "
-                                         "COALESCE(completion_tokens, held_completion)) FROM spending").fetchone()[0]
+            ledger = (
+                price
+                * con.execute(
+                    "SELECT SUM(COALESCE(prompt_tokens, held_prompt) + "
+                    "COALESCE(completion_tokens, held_completion)) FROM spending"
+                ).fetchone()[0]
+            )
         assert _server_cost(server, price) <= ledger <= cap  # the ledger never counts less than was billed
         asked = len(server.completion_requests())
         assert run_cli("teach", config, "--max-cost", 10_000).returncode == 0
@@ -466,18 +590,30 @@ def test_the_cap_bounds_the_run_folders_spending_over_invocations_and_a_kill(tmp
 def _dear_teacher(tmp_path, data_dir, server, **teacher):
     """A teacher priced so high that each request's worst case is dollars: 60 questions x D=2, 32 at once, one
     sample a request, so that a kill finds many requests in flight."""
-    return _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear", num_samples=2,
-                         max_samples=60, concurrency=32, n_per_request=False,
-                         rationale={"temperature": 0.7, "max_tokens": 64},
-                         prices={"dear": {"input": 10_000, "output": 10_000}}, **teacher)
+    return _teach_config(
+        tmp_path,
+        data_dir,
+        base_url=server.base_url,
+        api_key_env=None,
+        model="dear",
+        num_samples=2,
+        max_samples=60,
+        concurrency=32,
+        n_per_request=False,
+        rationale={"temperature": 0.7, "max_tokens": 64},
+        prices={"dear": {"input": 10_000, "output": 10_000}},
+        **teacher,
+    )
 
 
 def _ledger(db):
     """The ledger's settled tokens, and its unsettled holds: how many, and their worst-case tokens."""
     with sqlite3.connect(db) as con:
-        return con.execute("SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), COUNT(*) - COUNT(prompt_tokens),"
-                           " COALESCE(SUM(CASE WHEN prompt_tokens IS NULL THEN held_prompt + held_completion END), 0)"
-                           " FROM spending").fetchone()
+        return con.execute(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), COUNT(*) - COUNT(prompt_tokens),"
+            " COALESCE(SUM(CASE WHEN prompt_tokens IS NULL THEN held_prompt + held_completion END), 0)"
+            " FROM spending"
+        ).fetchone()
 
 
 def test_holds_a_kill_left_are_shown_kept_by_default_and_settled_on_request(tmp_path, data_dir):
@@ -491,8 +627,11 @@ def test_holds_a_kill_left_are_shown_kept_by_default_and_settled_on_request(tmp_
     config = _dear_teacher(tmp_path, data_dir, server)
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             try:
@@ -541,16 +680,31 @@ def test_holds_a_kill_left_are_shown_kept_by_default_and_settled_on_request(tmp_
 
 
 def test_a_dry_run_tells_a_running_teachs_holds_from_a_killed_ones(server, data_dir, tmp_path, capsys):
-    config = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, model="dear",
-                           prices={"dear": {"input": 1000, "output": 1000}})
+    config = _teach_config(
+        tmp_path,
+        data_dir,
+        base_url=server.base_url,
+        api_key_env=None,
+        model="dear",
+        prices={"dear": {"input": 1000, "output": 1000}},
+    )
     assert run_cli("teach", config).returncode == 0
     store = CompletionStore(tmp_path / "run" / "teacher" / "store.sqlite")
     store.hold(100, 50)  # as a killed run leaves a request it had sent
     store.close()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
-                               "from ftcot.files import hold_folder; hold_folder(Path(sys.argv[1])); print(flush=True); "
-                               "sys.stdin.read()", str(tmp_path / "run" / "teacher")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; "
+            "from ftcot.files import hold_folder; hold_folder(Path(sys.argv[1])); print(flush=True); "
+            "sys.stdin.read()",
+            str(tmp_path / "run" / "teacher"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         holder.stdout.readline()  # it holds the teacher folder
         cfg = load_config(config)
@@ -569,8 +723,9 @@ def test_a_dry_run_tells_a_running_teachs_holds_from_a_killed_ones(server, data_
 
 def test_a_request_waiting_for_its_rate_window_holds_nothing_in_the_ledger(server, tmp_path):
     """The ledger holds a request only as it is sent: one killed while it waited would leave no hold."""
-    teacher = OpenAITeacher("test-model", server.base_url, None, requests_per_minute=1, rate_period_s=600.0,
-                            max_attempts=1)
+    teacher = OpenAITeacher(
+        "test-model", server.base_url, None, requests_per_minute=1, rate_period_s=600.0, max_attempts=1
+    )
     store = CompletionStore(tmp_path / "store.sqlite")
     teacher.spending = Spending(None, ledger=store)
     rows = "SELECT COUNT(*), COUNT(prompt_tokens) FROM spending"
@@ -587,6 +742,7 @@ def test_a_request_waiting_for_its_rate_window_holds_nothing_in_the_ledger(serve
             return during
         finally:
             await teacher.aclose()
+
     try:
         assert asyncio.run(main()) == (1, 1)  # q0's, settled; none for q1
         assert store.db.execute(rows).fetchone() == (1, 1) and len(server.completion_requests()) == 1
@@ -613,9 +769,20 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
     """Tokens go to the ledger whatever the path: a model without a price, the Batch API, a 504 after which the
     server may have billed (at its worst case); a later run with a price and a cap counts them all."""
     server.faults.append(("status", 504))
-    unpriced = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir),
-                         teacher=TeacherConfig(backend="openai", model="free", base_url=server.base_url,
-                                               api_key_env=None, num_samples=1, max_samples=4, concurrency=1))
+    unpriced = RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="free",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=1,
+            max_samples=4,
+            concurrency=1,
+        ),
+    )
     teach(context(unpriced))
     batched = unpriced.model_copy(deep=True)
     batched.teacher.max_samples, batched.teacher.batch, batched.teacher.batch_poll_s = 8, True, 0.01
@@ -625,9 +792,10 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
     store.close()
     first = server.completion_requests()[0]
     gateway = len(first["prompt"].encode()) + 16 + first["max_tokens"]  # the 504's worst case
-    answered = sum(len(b["prompt"].split()) + sum(len(default_responder(b["prompt"], i).split())
-                                                  for i in range(b.get("n") or 1))
-                   for b in server.completion_requests()[1:])  # the live ones, then the batched
+    answered = sum(
+        len(b["prompt"].split()) + sum(len(default_responder(b["prompt"], i).split()) for i in range(b.get("n") or 1))
+        for b in server.completion_requests()[1:]
+    )  # the live ones, then the batched
     assert any(r[0] == "BATCH" for r in server.requests)
     assert prompt_tokens + completion_tokens == answered + gateway
     priced = batched.model_copy(deep=True)
@@ -641,9 +809,22 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
     """A dropped connection may still be billed: the budget counts its worst case, so the cap still holds."""
     server.faults.append(("drop",))
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
-        backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=4,
-        concurrency=1, max_cost=100.0, prices={"priced": Price(input=1000.0, output=1000.0)}))
+    cfg = RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="priced",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=1,
+            max_samples=4,
+            concurrency=1,
+            max_cost=100.0,
+            prices={"priced": Price(input=1000.0, output=1000.0)},
+        ),
+    )
     summary = teach(context(cfg))
     first = server.completion_requests()[0]
     worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
@@ -656,12 +837,30 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir,
 def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_dir, tmp_path):
     server = OpenAIServer(latency_s=0.3).start()
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "coin_flip", "run_dir": str(tmp_path / "run"), "data_dir": str(data_dir),
-        "teacher": {"backend": "openai", "model": "m", "base_url": server.base_url, "api_key_env": None,
-                    "num_samples": 1, "max_samples": 6, "concurrency": 1}}))
-    first = subprocess.Popen([sys.executable, "-m", "ftcot.cli", "teach", str(config)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "coin_flip",
+                "run_dir": str(tmp_path / "run"),
+                "data_dir": str(data_dir),
+                "teacher": {
+                    "backend": "openai",
+                    "model": "m",
+                    "base_url": server.base_url,
+                    "api_key_env": None,
+                    "num_samples": 1,
+                    "max_samples": 6,
+                    "concurrency": 1,
+                },
+            }
+        )
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ftcot.cli", "teach", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lock = tmp_path / "run" / "teacher" / ".lock"
         deadline = time.monotonic() + 60
@@ -682,21 +881,41 @@ def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_
 
 
 def _priced_config(server, data_dir, tmp_path, **teacher):
-    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
-        backend="openai", model="priced", base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=10,
-        prices={"priced": Price(input=1000.0, output=1000.0)}, **teacher))
+    return RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="priced",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=1,
+            max_samples=10,
+            prices={"priced": Price(input=1000.0, output=1000.0)},
+            **teacher,
+        ),
+    )
 
 
-@pytest.mark.parametrize("usage", [None, {"prompt_tokens": -10**6, "completion_tokens": -10**6},
-                                   {"prompt_tokens": 10**30, "completion_tokens": "many"}],
-                         ids=["missing", "negative", "absurd"])
+@pytest.mark.parametrize(
+    "usage",
+    [
+        None,
+        {"prompt_tokens": -(10**6), "completion_tokens": -(10**6)},
+        {"prompt_tokens": 10**30, "completion_tokens": "many"},
+    ],
+    ids=["missing", "negative", "absurd"],
+)
 def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(server, data_dir, tmp_path, usage):
-    server.edit_answer = lambda answer, body: answer | {"usage": usage} | {
-        "choices": [c | {"finish_reason": {"odd": 1}} for c in answer["choices"]]}
+    server.edit_answer = lambda answer, body: (
+        answer | {"usage": usage} | {"choices": [c | {"finish_reason": {"odd": 1}} for c in answer["choices"]]}
+    )
     summary = teach(context(_priced_config(server, data_dir, tmp_path)), max_cost=1.0)
     bodies = server.completion_requests()
-    worst = [cost_of(Price(input=1000.0, output=1000.0), *worst_case_tokens(b["prompt"], 1, b["max_tokens"]))
-             for b in bodies]
+    worst = [
+        cost_of(Price(input=1000.0, output=1000.0), *worst_case_tokens(b["prompt"], 1, b["max_tokens"])) for b in bodies
+    ]
     assert summary["stopped_by_budget"] and summary["cost_usd"] <= 1.0
     assert summary["cost_usd"] == pytest.approx(sum(worst), abs=1e-5)  # each request at its worst case
     assert summary["collected"] < 10
@@ -714,8 +933,9 @@ def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
     arrive together when it frees up."""
     server = OpenAIServer().start()
     server.faults.extend([("delay", 2.0)] * 3)
-    teacher = OpenAITeacher("test-model", server.base_url, None, concurrency=32, requests_per_minute=2,
-                            rate_period_s=1.0, max_attempts=1)
+    teacher = OpenAITeacher(
+        "test-model", server.base_url, None, concurrency=32, requests_per_minute=2, rate_period_s=1.0, max_attempts=1
+    )
     teacher.spending = Spending(Price(input=1e6, output=1e6), max_cost=416)  # three worst cases at a time
     dispatched = []
     _record_dispatches(teacher, dispatched)
@@ -725,6 +945,7 @@ def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
             await asyncio.gather(*(teacher.sample(f"q{i}", 1, {"max_tokens": 100}) for i in range(8)))
         finally:
             await teacher.aclose()
+
     try:
         asyncio.run(main())
     finally:
@@ -734,9 +955,21 @@ def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
 
 
 def _chat_config(server, data_dir, tmp_path, **teacher):
-    return RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir), teacher=TeacherConfig(
-        backend="openai", model="thinker", endpoint="chat", base_url=server.base_url, api_key_env=None,
-        num_samples=1, max_samples=3, **teacher))
+    return RunConfig(
+        task="coin_flip",
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(data_dir),
+        teacher=TeacherConfig(
+            backend="openai",
+            model="thinker",
+            endpoint="chat",
+            base_url=server.base_url,
+            api_key_env=None,
+            num_samples=1,
+            max_samples=3,
+            **teacher,
+        ),
+    )
 
 
 def test_a_reasoning_model_gets_max_completion_tokens_where_it_rejects_max_tokens(server, data_dir, tmp_path):
@@ -762,6 +995,7 @@ def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, d
                 else:
                     message[how] = thought
         return answer
+
     server.edit_answer = answer_with_reasoning
     cfg = _chat_config(server, data_dir, tmp_path, rationale_from="reasoning", strip_think=how == "think")
     teach(context(cfg))
@@ -777,5 +1011,8 @@ def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, d
     plain = _chat_config(server, data_dir, tmp_path / "plain")  # rationale_from: content (the default)
     server.edit_answer = None
     with pytest.raises(UserError, match="returned no reasoning"):
-        teach(context(plain.model_copy(update={"teacher": plain.teacher.model_copy(
-            update={"rationale_from": "reasoning"})})))
+        teach(
+            context(
+                plain.model_copy(update={"teacher": plain.teacher.model_copy(update={"rationale_from": "reasoning"})})
+            )
+        )

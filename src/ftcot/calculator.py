@@ -12,15 +12,15 @@ batch, within the token budget. `equations` reads the `a op b = c` a rationale s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Callable
 
 from ftcot.engines import Engine, stop_rule, until_done
 
 MAX_CHARS = 200  # an expression longer than this is left to the student
-MAX_MAGNITUDE = 10 ** 15  # a number (or a value's numerator or denominator) past this is left to the student
+MAX_MAGNITUDE = 10**15  # a number (or a value's numerator or denominator) past this is left to the student
 DECIMALS = 6  # a value that is not whole is written to this many decimals: within the float format's 1e-6
 OWN_CHARS = 16  # what the student writes after an `=` is read this far (its first word) before the value is written
 MAX_ROUNDS = 32  # rounds of generation after the first; an output still going after them ends there
@@ -30,7 +30,7 @@ _DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"  # 1,000.5 or 1000.5
 _TOKEN = re.compile(rf"[ \t]*(?:(\$?)({_DIGITS})(?![\d,]\d)|([-+*/×x÷−()]))")
 _TIMES, _DIVIDE, _MINUS = set("*×x"), set("/÷"), set("-−")
 _OWN_DONE = re.compile(r"[ \t]*(?:\S+\s|\n)")  # the student's own word after `=` is complete
-_OWN = re.compile(r"[ \t]*(\S{1,%d})" % OWN_CHARS)
+_OWN = re.compile(rf"[ \t]*(\S{{1,{OWN_CHARS}}})")
 _NUMBER = re.compile(rf"[ \t]*\$?(-?(?:{_DIGITS}))")
 
 
@@ -133,8 +133,8 @@ def compute(expression: str) -> Fraction | None:
 def format_value(value: Fraction, money: bool = False) -> str:
     """A value as the teacher writes numbers: a whole one bare, another to DECIMALS decimals without trailing
     zeros."""
-    scaled = round(abs(value) * 10 ** DECIMALS)
-    whole, part = divmod(scaled, 10 ** DECIMALS)
+    scaled = round(abs(value) * 10**DECIMALS)
+    whole, part = divmod(scaled, 10**DECIMALS)
     digits = f"{whole}.{part:0{DECIMALS}d}".rstrip("0").rstrip(".")
     return ("-" if value < 0 and scaled else "") + ("$" if money else "") + digits
 
@@ -227,9 +227,17 @@ class Calculated:
     calls: list[Call] = field(default_factory=list)
 
 
-def generate(engine: Engine, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool] | None,
-             stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
-             progress: Callable[[int], None] | None = None) -> list[list[Calculated]]:
+def generate(
+    engine: Engine,
+    prompts: list[str],
+    max_new_tokens: int,
+    done: Callable[[str], bool] | None,
+    stop: tuple[str, ...] = (),
+    k: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[Calculated]]:
     """The engine's k continuations of each prompt, with every computable `=` followed by its value: the first
     round is the engine's own generation (so an output without one is the plain engine's, token for token),
     stopped where the student has written its own word after a computable `=`; that word gives way to the
@@ -243,8 +251,12 @@ def generate(engine: Engine, prompts: list[str], max_new_tokens: int, done: Call
     count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     outputs = [[Calculated() for _ in range(k)] for _ in prompts]
     rows = engine.generate(prompts, max_new_tokens, rule, stop, k, temperature, seed, progress)
-    going = [(i, o) for i, row in enumerate(rows) for o, text in zip(outputs[i], row)
-             if _step(o, text, max_new_tokens, count, finished, first=True)]
+    going = [
+        (i, o)
+        for i, row in enumerate(rows)
+        for o, text in zip(outputs[i], row)
+        if _step(o, text, max_new_tokens, count, finished, first=True)
+    ]
     for round_ in range(1, MAX_ROUNDS + 1):
         if not going:
             break
@@ -261,8 +273,7 @@ def generate(engine: Engine, prompts: list[str], max_new_tokens: int, done: Call
         still = []
         for size, sets in by_size.items():
             texts = [prompts[going[s[0]][0]] + going[s[0]][1].text for s in sets]
-            for members, row in zip(sets, engine.generate(texts, budget, rule, stop, size, temperature,
-                                                          seed + round_)):
+            for members, row in zip(sets, engine.generate(texts, budget, rule, stop, size, temperature, seed + round_)):
                 for n, text in zip(members, row):
                     if left[n] < budget:  # cut to this output's own share of the budget
                         text = _within(tokenizer, text, left[n])
@@ -275,7 +286,7 @@ def generate(engine: Engine, prompts: list[str], max_new_tokens: int, done: Call
 def _within(tokenizer, text: str, tokens: int) -> str:
     """The text's first `tokens` tokens."""
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return text if len(offsets) <= tokens else text[:offsets[tokens - 1][1]] if tokens > 0 else ""
+    return text if len(offsets) <= tokens else text[: offsets[tokens - 1][1]] if tokens > 0 else ""
 
 
 def _step(o: Calculated, new: str, max_new_tokens: int, count, finished, first: bool = False) -> bool:
@@ -290,8 +301,8 @@ def _step(o: Calculated, new: str, max_new_tokens: int, count, finished, first: 
         return False
     at, expression, value, money = calls[0]
     own = _OWN.match(text, at + 1)
-    space = " " if text[at - 1:at].isspace() else ""
+    space = " " if text[at - 1 : at].isspace() else ""
     written = format_value(value, money)
     o.calls.append(Call(at, expression, written, own.group(1) if own else None))
-    o.text = text[:at + 1] + space + written
+    o.text = text[: at + 1] + space + written
     return count(o.text) < max_new_tokens

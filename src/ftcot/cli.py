@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -27,21 +26,29 @@ from ftcot.teachers.records import read_shared_jsonl
 # The stages (ftcot.pipeline) are imported by the commands that run them: they bring the openai SDK, and the
 # students torch and transformers, which take a second or more to import.
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Fine-tune-CoT: distil chain-of-thought reasoning from a large teacher into a small student.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Fine-tune-CoT: distil chain-of-thought reasoning from a large teacher into a small student.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Fetch and verify the benchmark data.")
 app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 160)  # no wrapping when piped
 
-DataDir = typer.Option(None, "--data-dir", envvar="FTCOT_DATA_DIR",
-                       help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data).")
+DataDir = typer.Option(
+    None,
+    "--data-dir",
+    envvar="FTCOT_DATA_DIR",
+    help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data).",
+)
 
 
 ConfigOption = typer.Option(None, "--config", help="A run config whose custom task is listed too.")
 
 
 @app.command("tasks")
-def tasks_command(data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
+def tasks_command(data_dir: Path | None = DataDir, config: Path | None = ConfigOption) -> None:
     """List the tasks with train/test counts and recorded teacher coverage of each split."""
     root = data_files.data_dir(data_dir)
     tasks = [load_task(key, root) for key in BUILTIN]
@@ -58,14 +65,25 @@ def tasks_command(data_dir: Optional[Path] = DataDir, config: Optional[Path] = C
         covered = {r.sample_index for r in read_shared_jsonl(teacher_path)} if teacher_path.is_file() else set()
         train_file_missing = not (spec.root / spec.decl.train).exists()
         train = f"{len(split['train'])}" + (" (raw file missing)" if train_file_missing else "")
-        table.add_row(key, spec.name, spec.answer_format.name, train, str(len(split["test"])),
-                      str(len(covered & set(split["train"]))), str(len(covered & set(split["test"]))))
+        table.add_row(
+            key,
+            spec.name,
+            spec.answer_format.name,
+            train,
+            str(len(split["test"])),
+            str(len(covered & set(split["train"]))),
+            str(len(covered & set(split["test"]))),
+        )
     console.print(table)
 
 
 @app.command("show")
-def show_command(task: str, index: int = typer.Argument(..., help="sample_index"),
-                 data_dir: Optional[Path] = DataDir, config: Optional[Path] = ConfigOption) -> None:
+def show_command(
+    task: str,
+    index: int = typer.Argument(..., help="sample_index"),
+    data_dir: Path | None = DataDir,
+    config: Path | None = ConfigOption,
+) -> None:
     """Walk one sample through every stage: its question and answer, the teacher's prompts and answer,
     curation, each trained method's pair and each method's student prompt and answer parsing."""
     ctx = _context(config) if config is not None else None
@@ -101,9 +119,15 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
     for name, method in METHODS.items():
         pairs = method.pairs(question, rationale, answer, "decoder")
         for k, (prompt, completion) in enumerate(pairs):
-            out(f"{prompt}\n{completion}<eos>", f"train {name}: " + (
-                f"{method.label} (prompt, then completion; loss on the completion)" if k == 0 else
-                "and its second pair (loss weighted by train.dss_alpha)"))
+            out(
+                f"{prompt}\n{completion}<eos>",
+                f"train {name}: "
+                + (
+                    f"{method.label} (prompt, then completion; loss on the completion)"
+                    if k == 0
+                    else "and its second pair (loss weighted by train.dss_alpha)"
+                ),
+            )
         try:
             prompt = method.prompt(question, context)
         except UserError as exc:
@@ -111,20 +135,25 @@ def show_command(task: str, index: int = typer.Argument(..., help="sample_index"
             continue
         shown = prompt if len(prompt) < 400 else "... " + prompt[-300:]
         reads = f"the first answer after {method.answer_prefix!r}" if method.answer_prefix else "the first answer"
-        out(f"{shown}\n-> generates {'a rationale' if method.reasoning else 'an answer'}, then reads {reads}"
+        out(
+            f"{shown}\n-> generates {'a rationale' if method.reasoning else 'an answer'}, then reads {reads}"
             + (", after a second step with the task's answer trigger" if method.answer_step else ""),
-            f"evaluate {name}: {method.label}")
+            f"evaluate {name}: {method.label}",
+        )
         if pairs:
             parsed = judge.read(spec.answer_format, pairs[0][1], method)
-            out(f"its training completion reads {parsed!r}: "
-                f"{'correct' if spec.answer_format.matches(parsed, answer) else 'wrong'}")
+            out(
+                f"its training completion reads {parsed!r}: "
+                f"{'correct' if spec.answer_format.matches(parsed, answer) else 'wrong'}"
+            )
 
 
 @data_app.command("fetch")
 def fetch_command(
-    to: Optional[Path] = typer.Option(None, "--to", envvar="FTCOT_DATA_DIR",
-                                      help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data)."),
-    source: Optional[str] = typer.Option(None, "--source", help="A local folder or mirror base URL (default: upstream)."),
+    to: Path | None = typer.Option(
+        None, "--to", envvar="FTCOT_DATA_DIR", help="Data folder (default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data)."
+    ),
+    source: str | None = typer.Option(None, "--source", help="A local folder or mirror base URL (default: upstream)."),
 ) -> None:
     """Download every data file not already present and verified (sha256 or git blob id), atomically."""
     root = data_files.data_dir(to)
@@ -133,18 +162,23 @@ def fetch_command(
     except OSError as exc:
         raise UserError(f"cannot use {root} as the data folder: {exc.strerror or exc}") from None
     # One line a file, however long its outcome (soft_wrap: never wrapped)
-    outcomes = fetch(root, source, progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}",
-                                                                                          markup=False, soft_wrap=True))
+    outcomes = fetch(
+        root,
+        source,
+        progress=lambda path, outcome: console.print(f"{outcome:>9}  {path}", markup=False, soft_wrap=True),
+    )
     done = sum(o in ("fetched", "derived", "verified") for o in outcomes.values())
     console.print(f"{done}/{len(outcomes)} files present and verified in {root}")
     missing = [p for p, o in outcomes.items() if o.startswith(("missing", "failed"))]
     if missing:
-        raise UserError(f"{len(missing)} file(s) could not be fetched (listed above with their source), e.g. "
-                        f"{missing[0]}: {outcomes[missing[0]]}")
+        raise UserError(
+            f"{len(missing)} file(s) could not be fetched (listed above with their source), e.g. "
+            f"{missing[0]}: {outcomes[missing[0]]}"
+        )
 
 
 @data_app.command("verify")
-def verify_command(data_dir: Optional[Path] = DataDir) -> None:
+def verify_command(data_dir: Path | None = DataDir) -> None:
     """Check the sha256 (or git blob id) of every data file present; list missing ones."""
     root = data_files.data_dir(data_dir)
     if not root.is_dir():
@@ -165,12 +199,20 @@ def verify_command(data_dir: Optional[Path] = DataDir) -> None:
 def teach_command(
     config: Path,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print requests, tokens and cost; send nothing."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="A hard budget in USD for the run folder's spending in "
-                                             "all (earlier runs count): no request is sent whose worst case would "
-                                             "not fit; a budget stop exits with code 3."),
-    settle_holds: bool = typer.Option(False, "--settle-holds", help="Count the requests a killed run left in flight "
-                                      "(held at their worst case) at the mean cost of those answered, and say by "
-                                      "how much the cap could then be exceeded at most."),
+    max_cost: float | None = typer.Option(
+        None,
+        "--max-cost",
+        help="A hard budget in USD for the run folder's spending in "
+        "all (earlier runs count): no request is sent whose worst case would "
+        "not fit; a budget stop exits with code 3.",
+    ),
+    settle_holds: bool = typer.Option(
+        False,
+        "--settle-holds",
+        help="Count the requests a killed run left in flight "
+        "(held at their worst case) at the mean cost of those answered, and say by "
+        "how much the cap could then be exceeded at most.",
+    ),
 ) -> None:
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math
@@ -182,9 +224,12 @@ def teach_command(
     summary = teach(_context(config), dry_run=dry_run, max_cost=max_cost, settle_holds=settle_holds)
     if dry_run:
         return
-    console.print(f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "
-                  f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
-                  f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s", markup=False)
+    console.print(
+        f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "
+        f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
+        f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s",
+        markup=False,
+    )
     if summary["stopped_by_budget"]:
         raise budget_stop(summary)
 
@@ -216,8 +261,11 @@ def curate_command(config: Path) -> None:
 
 
 @app.command("train")
-def train_command(config: Path, method: Optional[list[str]] = Methods,
-                  resume: bool = typer.Option(True, help="Resume from the last epoch checkpoint.")) -> None:
+def train_command(
+    config: Path,
+    method: list[str] | None = Methods,
+    resume: bool = typer.Option(True, help="Resume from the last epoch checkpoint."),
+) -> None:
     """Fine-tune the student (stage 3): Fine-tune-CoT and/or vanilla; keeps the best epoch on validation."""
     from ftcot.pipeline import train_stage
 
@@ -225,7 +273,7 @@ def train_command(config: Path, method: Optional[list[str]] = Methods,
 
 
 @app.command("evaluate")
-def evaluate_command(config: Path, method: Optional[list[str]] = Methods) -> None:
+def evaluate_command(config: Path, method: list[str] | None = Methods) -> None:
     """Test accuracy of the teacher, the prompting baselines and the fine-tuned students (stage 4)."""
     from ftcot.pipeline import evaluate_stage
 
@@ -233,8 +281,10 @@ def evaluate_command(config: Path, method: Optional[list[str]] = Methods) -> Non
 
 
 @app.command("report")
-def report_command(runs_dir: Path, open_page: bool = typer.Option(
-        False, "--open", help="Print report.html's path and open it where a browser is.")) -> None:
+def report_command(
+    runs_dir: Path,
+    open_page: bool = typer.Option(False, "--open", help="Print report.html's path and open it where a browser is."),
+) -> None:
     """Markdown/CSV results table (like the paper's Table 1), report.html (every question, output and failure;
     one self-contained file) and plots for the runs under RUNS_DIR."""
     result = report(runs_dir)
@@ -252,10 +302,17 @@ def report_command(runs_dir: Path, open_page: bool = typer.Option(
 
 
 @app.command("export")
-def export_command(run_dir: Path, to: Path = typer.Option(..., "--to", help="Folder to write into."),
-                   fmt: str = typer.Option("hf", "--format", help="hf: a datasets dataset (save_to_disk + parquet); "
-                                           "messages: chat JSONL for TRL/axolotl/LLaMA-Factory; paper: the teacher's "
-                                           "completions as the paper's CompletionDataset JSON.")) -> None:
+def export_command(
+    run_dir: Path,
+    to: Path = typer.Option(..., "--to", help="Folder to write into."),
+    fmt: str = typer.Option(
+        "hf",
+        "--format",
+        help="hf: a datasets dataset (save_to_disk + parquet); "
+        "messages: chat JSONL for TRL/axolotl/LLaMA-Factory; paper: the teacher's "
+        "completions as the paper's CompletionDataset JSON.",
+    ),
+) -> None:
     """Write a run's curated training set (or its teacher completions) for other tools."""
     for path in export(run_dir, to, fmt):
         console.print(f"wrote {path}", markup=False)
@@ -265,7 +322,6 @@ def export_command(run_dir: Path, to: Path = typer.Option(..., "--to", help="Fol
 def config_command(path: Path) -> None:
     """Validate a YAML run config and print it with defaults filled in."""
     import yaml
-
 
     console.print(yaml.safe_dump(load_config(path).model_dump(), sort_keys=False), markup=False)
 

@@ -31,8 +31,10 @@ class Strict(BaseModel):
 # may be a secret.
 def _no_credentials(value: str) -> str:
     url = urlsplit(value)
-    secret_query = any(re.search(r"key|token|secret|password|auth|sig", name, re.I)
-                       for name, _ in parse_qsl(url.query, keep_blank_values=True))
+    secret_query = any(
+        re.search(r"key|token|secret|password|auth|sig", name, re.I)
+        for name, _ in parse_qsl(url.query, keep_blank_values=True)
+    )
     if url.username or url.password or secret_query:
         raise ValueError("holds credentials: put the key in an environment variable and name it in api_key_env")
     return value
@@ -40,8 +42,10 @@ def _no_credentials(value: str) -> str:
 
 def _variable_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError("must name the environment variable that holds the key (e.g. OPENAI_API_KEY), not "
-                         "hold the key itself; null for a server that needs no key")
+        raise ValueError(
+            "must name the environment variable that holds the key (e.g. OPENAI_API_KEY), not "
+            "hold the key itself; null for a server that needs no key"
+        )
     return value
 
 
@@ -136,19 +140,20 @@ class TeacherConfig(Strict):
     on_missing: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
-    def _adaptive_can_work(self) -> "TeacherConfig":
+    def _adaptive_can_work(self) -> TeacherConfig:
         if self.records == []:
-            raise ValueError("records: an empty list names no source (leave it out for the named source "
-                             "teacher.model)")
+            raise ValueError("records: an empty list names no source (leave it out for the named source teacher.model)")
         a = self.adaptive
         if a and a.want_correct > a.max_samples:
             raise ValueError(f"adaptive: want_correct ({a.want_correct}) is more than max_samples ({a.max_samples})")
         if a and self.num_samples > a.max_samples:
-            raise ValueError(f"adaptive: the first round (num_samples {self.num_samples}) is more than max_samples "
-                             f"({a.max_samples})")
+            raise ValueError(
+                f"adaptive: the first round (num_samples {self.num_samples}) is more than max_samples ({a.max_samples})"
+            )
         if a and self.rationale.temperature == 0 and self.backend != "recorded":
-            raise ValueError("adaptive asks again for rationales: at rationale.temperature 0 each round would "
-                             "repeat the same one")
+            raise ValueError(
+                "adaptive asks again for rationales: at rationale.temperature 0 each round would repeat the same one"
+            )
         return self
 
 
@@ -192,13 +197,36 @@ class LoraConfig(Strict):
 
 # What the paper's training script does (reasoning-teacher `custom_train.py` and the `configure_optimizers` of its
 # Lightning module): torch's AdamW at a constant 3e-4 (no warmup, its default weight decay 0.01), batch 8, 20 epochs.
-PROTOCOLS = {"paper": {"epochs": 20, "learning_rate": 3e-4, "lr_schedule": "constant", "batch_size": 8,
-                       "grad_accum": 1, "warmup_ratio": 0.0, "weight_decay": 0.01}}
+PROTOCOLS = {
+    "paper": {
+        "epochs": 20,
+        "learning_rate": 3e-4,
+        "lr_schedule": "constant",
+        "batch_size": 8,
+        "grad_accum": 1,
+        "warmup_ratio": 0.0,
+        "weight_decay": 0.01,
+    }
+}
 
 
 # transformers' report_to names (INTEGRATION_TO_CALLBACK), written out: config.py does not import transformers.
-TRACKERS = ("azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "kubeflow", "mlflow",
-            "neptune", "swanlab", "tensorboard", "trackio", "wandb")
+TRACKERS = (
+    "azure_ml",
+    "clearml",
+    "codecarbon",
+    "comet_ml",
+    "dagshub",
+    "dvclive",
+    "flyte",
+    "kubeflow",
+    "mlflow",
+    "neptune",
+    "swanlab",
+    "tensorboard",
+    "trackio",
+    "wandb",
+)
 
 
 class TrainConfig(Strict):
@@ -230,7 +258,7 @@ class TrainConfig(Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _apply_protocol(self) -> "TrainConfig":
+    def _apply_protocol(self) -> TrainConfig:
         for key, value in PROTOCOLS.get(self.protocol, {}).items():
             if key not in self.model_fields_set:
                 setattr(self, key, value)
@@ -271,7 +299,7 @@ class EvalConfig(Strict):
     compute_type: Literal["float32", "int8"] = "float32"  # ctranslate2's
 
     @model_validator(mode="after")
-    def _a_server_is_named(self) -> "EvalConfig":
+    def _a_server_is_named(self) -> EvalConfig:
         if self.engine == "openai" and not (self.base_url and self.models):
             raise ValueError("engine openai: give base_url and models (each method's served model name)")
         unknown = [m for m in self.models if m not in METHODS]
@@ -300,12 +328,14 @@ class RunConfig(Strict):
             path = Path(value)
             return load_config(path, TaskDecl).resolved(path.resolve().parent)
         if isinstance(value, str) and value not in BUILTIN:
-            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(BUILTIN)}, or a custom task "
-                             "(a mapping, or a task YAML file)")
+            raise ValueError(
+                f"unknown task {value!r}; known tasks: {', '.join(BUILTIN)}, or a custom task "
+                "(a mapping, or a task YAML file)"
+            )
         return value
 
     @model_validator(mode="after")
-    def _curation_fits_the_task(self) -> "RunConfig":
+    def _curation_fits_the_task(self) -> RunConfig:
         if self.curate.consistency is None:  # the paper's filter under the paper's protocol
             self.curate.consistency = self.train.protocol != "paper"
         choice = self.declaration.answer_format == "choice"
@@ -317,8 +347,10 @@ class RunConfig(Strict):
             self.train.validate_with_calculator = self.evaluate.calculator
         fmt = self.declaration.answer_format
         numeric = fmt in NAMED and NAMED[fmt][0].numeric
-        for key, on in (("evaluate.calculator", self.evaluate.calculator),
-                        ("train.validate_with_calculator", self.train.validate_with_calculator)):
+        for key, on in (
+            ("evaluate.calculator", self.evaluate.calculator),
+            ("train.validate_with_calculator", self.train.validate_with_calculator),
+        ):
             if on and not numeric:
                 raise ValueError(f"{key}: task {self.task_name}'s answers are not numbers (answer format {fmt})")
         return self

@@ -23,8 +23,7 @@ from pydantic import BaseModel
 from ftcot.config import CurateConfig
 from ftcot.judge import solved
 from ftcot.tasks import Sample, Task
-from ftcot.tasks.rationales import (letter_mapping, letter_mentions, normalized, parse_choices, remap_letters,
-                                    supports)
+from ftcot.tasks.rationales import letter_mapping, letter_mentions, normalized, parse_choices, remap_letters, supports
 from ftcot.teachers.records import TeacherCompletion
 
 
@@ -81,12 +80,17 @@ def truncated(record: TeacherCompletion) -> bool:
         return record.reasoning_finish_reason == "length"
     limit = record.params.get("max_tokens_reasoning")
     rationale = record.reasoning_completion.strip()
-    return bool(rationale) and isinstance(limit, int) and not _SENTENCE_DONE.search(rationale) \
+    return (
+        bool(rationale)
+        and isinstance(limit, int)
+        and not _SENTENCE_DONE.search(rationale)
         and _token_estimate(rationale) >= 0.75 * limit
+    )
 
 
-def training_frame(task: Task, sample: Sample, record: TeacherCompletion, cfg: CurateConfig = CurateConfig()
-                   ) -> tuple[str, str, str, str]:
+def training_frame(
+    task: Task, sample: Sample, record: TeacherCompletion, cfg: CurateConfig = CurateConfig()
+) -> tuple[str, str, str, str]:
     """The (question, rationale, answer) a rationale is trained on, and its frame: "task" (the task's own
     question and gold answer), "remapped" (the same, the rationale's letters moved from the teacher's option
     order to the test's), "teacher_order" (the task's format in the teacher's option order, where the
@@ -101,8 +105,7 @@ def training_frame(task: Task, sample: Sample, record: TeacherCompletion, cfg: C
     if cfg.choice_order == "test" and seen and ours:
         slot = {normalized(option): i for i, option in enumerate(ours.options)}
         if sorted(slot) == sorted(map(normalized, seen.options)) and len(slot) == len(seen.options):
-            mapping = {seen.letters[j]: ours.letters[slot[normalized(option)]]
-                       for j, option in enumerate(seen.options)}
+            mapping = {seen.letters[j]: ours.letters[slot[normalized(option)]] for j, option in enumerate(seen.options)}
             remapped = remap_letters(rationale, mapping, seen.letters)
             if remapped is not None and mapping.get(record.answer) == sample.answer:
                 return sample.question, remapped, sample.answer, "remapped"
@@ -111,8 +114,9 @@ def training_frame(task: Task, sample: Sample, record: TeacherCompletion, cfg: C
     return sample.question, rationale, sample.answer, "task"
 
 
-def curate(task: Task, records: list[TeacherCompletion], train: list[Sample], cfg: CurateConfig,
-           num_samples: int) -> tuple[list[Example], list[tuple[TeacherCompletion, str]]]:
+def curate(
+    task: Task, records: list[TeacherCompletion], train: list[Sample], cfg: CurateConfig, num_samples: int
+) -> tuple[list[Example], list[tuple[TeacherCompletion, str]]]:
     """Fine-tune-CoT examples from the records of the given train questions, and each of those records with
     its fate: "kept", or why it was dropped (incorrect, rationalized, truncated, empty, inconsistent,
     duplicate, over_cap, question_mismatch)."""
@@ -146,9 +150,18 @@ def curate(task: Task, records: list[TeacherCompletion], train: list[Sample], cf
         else:
             seen[(r.task, r.sample_index)].add(rationale)
             question, trained, answer, frame = training_frame(task, sample, r, cfg)
-            kept.append(Example(task=r.task, sample_index=r.sample_index, completion_index=r.completion_index,
-                                question=question, rationale=trained, answer=answer, rationalized=r.rationalized,
-                                frame=frame))
+            kept.append(
+                Example(
+                    task=r.task,
+                    sample_index=r.sample_index,
+                    completion_index=r.completion_index,
+                    question=question,
+                    rationale=trained,
+                    answer=answer,
+                    rationalized=r.rationalized,
+                    frame=frame,
+                )
+            )
         fates.append((r, fate))
     return kept, fates
 
@@ -165,16 +178,26 @@ def permuted_copies(examples: list[Example], k: int, seed: int) -> tuple[list[Ex
         if not k:
             continue
         question = parse_choices(e.question)
-        if question is None or e.answer not in question.letters or letter_mentions(e.rationale, question.letters) \
-                is None:
+        if (
+            question is None
+            or e.answer not in question.letters
+            or letter_mentions(e.rationale, question.letters) is None
+        ):
             skipped += 1  # options it cannot rebuild, or "Let C be ...": which capitals are letters is unclear
             continue
         rng = random.Random(f"{seed}:{e.task}:{e.sample_index}:{e.completion_index}")
         for variant, order in enumerate(_orders(len(question.letters), k, rng), 1):
             mapping = letter_mapping(order, question.letters)
-            out.append(e.model_copy(update={
-                "question": question.permuted(order).render(), "answer": mapping[e.answer], "variant": variant,
-                "rationale": remap_letters(e.rationale, mapping, question.letters)}))
+            out.append(
+                e.model_copy(
+                    update={
+                        "question": question.permuted(order).render(),
+                        "answer": mapping[e.answer],
+                        "variant": variant,
+                        "rationale": remap_letters(e.rationale, mapping, question.letters),
+                    }
+                )
+            )
     return out, skipped
 
 

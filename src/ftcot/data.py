@@ -21,8 +21,9 @@ from ftcot.errors import UserError
 # Upstream repositories at the commits the paper's data came from (see README "Data").
 # Full commit SHAs: raw.githubusercontent.com does not resolve short ones.
 KOJIMA = "https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/5ef330fcdeec0cd26aee27943504f91f8ec1c33c"
-REASONING_TEACHER = ("https://raw.githubusercontent.com/itsnamgyu/reasoning-teacher/"
-                     "a2ca4d28d3bbabbd77106b76d06885d1a5eac0d9")
+REASONING_TEACHER = (
+    "https://raw.githubusercontent.com/itsnamgyu/reasoning-teacher/a2ca4d28d3bbabbd77106b76d06885d1a5eac0d9"
+)
 GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c"
 AQUA = "https://raw.githubusercontent.com/google-deepmind/AQuA/26b64ed1f22208c6742f47df547dfd65088ec30d"
 # Mentor-KD's code and data (Apache-2.0): gpt-3.5-turbo-instruct rationales on the paper's train splits.
@@ -31,10 +32,18 @@ MENTOR_KD = "https://raw.githubusercontent.com/2hojae/mentor-kd/ec9ea1118ef1ef71
 TEACHER_DIR = "teacher/text-davinci-002__zs_cot"
 # Kojima et al.'s log file name for each task; our teacher JSONL files are parsed from these logs.
 KOJIMA_LOG_NAMES = {
-    "single_eq": "singleeq", "addsub": "addsub", "multiarith": "multiarith", "gsm8k": "gsm8k",
-    "aqua": "aqua", "svamp": "svamp", "date_understanding": "date_understanding",
-    "tracking_shuffled_objects": "shuffled_objects", "last_letter_concatenation": "last_letters",
-    "coin_flip": "coin_flip", "commonsense_qa": "commonsensqa", "strategy_qa": "strategyqa",
+    "single_eq": "singleeq",
+    "addsub": "addsub",
+    "multiarith": "multiarith",
+    "gsm8k": "gsm8k",
+    "aqua": "aqua",
+    "svamp": "svamp",
+    "date_understanding": "date_understanding",
+    "tracking_shuffled_objects": "shuffled_objects",
+    "last_letter_concatenation": "last_letters",
+    "coin_flip": "coin_flip",
+    "commonsense_qa": "commonsensqa",
+    "strategy_qa": "strategyqa",
 }
 
 
@@ -71,13 +80,21 @@ def _mentor_kd(path: str, sha256: str, git_blob: str) -> DataFile:
 
 def _teacher(task: str, sha256: str) -> DataFile:
     name = f"{KOJIMA_LOG_NAMES[task]}_zero_shot_cot.log"
-    return DataFile(f"{TEACHER_DIR}/{task}.jsonl", sha256, None, origin=f"parsed from {KOJIMA}/log/{name}",
-                    derived_from=f"kojima_logs/{name}")
+    return DataFile(
+        f"{TEACHER_DIR}/{task}.jsonl",
+        sha256,
+        None,
+        origin=f"parsed from {KOJIMA}/log/{name}",
+        derived_from=f"kojima_logs/{name}",
+    )
 
 
 DATA_FILES: tuple[DataFile, ...] = (
-    DataFile("few_shot_cot_prompts.json", "72bb973daf1ab1217ec5bc1cc95a8be8ab78d05ff42356a3176341d848956d19",
-             f"{REASONING_TEACHER}/data/few_shot_cot_prompts.json"),
+    DataFile(
+        "few_shot_cot_prompts.json",
+        "72bb973daf1ab1217ec5bc1cc95a8be8ab78d05ff42356a3176341d848956d19",
+        f"{REASONING_TEACHER}/data/few_shot_cot_prompts.json",
+    ),
     _raw("AQuA/test.json", "de41581881ef95c5588c44ddc701c77fd480839241dd422a0d181262af24520c"),
     # AQuA train (97,467 records) was never part of our copy: its git blob id upstream is what is known.
     DataFile("raw/AQuA/train.json", None, f"{AQUA}/train.json", git_blob="a805bddefde8d70fdb66ff7ab85a1999bdc3eece"),
@@ -92,8 +109,11 @@ DATA_FILES: tuple[DataFile, ...] = (
     _raw("StrategyQA/task.json", "60af9081fed20102fd8bb1e02dc7d9f12238efcba33e4c1a56b4d61cb6409803"),
     _raw("coin_flip/coin_flip.json", "68cf201737a1463ef6bed5419622805a8934d92bff6a28a9dfbf83be3135ba5a"),
     _raw("grade-school-math/test.jsonl", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
-    _raw("grade-school-math/train.jsonl", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
-         f"{GSM8K}/grade_school_math/data/train.jsonl"),
+    _raw(
+        "grade-school-math/train.jsonl",
+        "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+        f"{GSM8K}/grade_school_math/data/train.jsonl",
+    ),
     _raw("last_letters/last_letters.json", "60e8d092d0a6423d3256e87e0c249b69aefea4cd27985082095fa4e93931fb02"),
     _split("addsub__default", "1a6f70a39554084978a44439db0b661b039ce4dd2c09572d2ff9f44f5ef668d0"),
     _split("aqua__default", "8f6a271a99d34bc1fdf062672088eb17f7f782d86c60d9a709f06b6b8144ff6d"),
@@ -133,19 +153,31 @@ DATA_FILES: tuple[DataFile, ...] = (
     _teacher("strategy_qa", "218e8f37bfd3d9dc47eda67848aea5adfa644424f721d8f3598839018a51e49e"),
     _teacher("svamp", "baadaf7610a7fb2b97c7ecb2b21776578203dafa0282d7251eafd4ad9d31b843"),
     _teacher("tracking_shuffled_objects", "956f0b8e6a15c0bae5a57575fb796f41230e33f5a08f708b1b35aab1bc2802e7"),
-    _mentor_kd("LICENSE", "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4",
-               "261eeb9e9f8b2b4b0d119366dda99c6fd7d35c64"),
-    _mentor_kd("data/prompt/date_understanding_6.json",
-               "b79e3ab40268effff99e6c59f08757290c7176f8fc684a5d1a3e42a4e280b43d",
-               "e1775c3782aec320070419fb84da6b8b33accf45"),
-    _mentor_kd("data/prompt/last_letter_concatenation_6.json",
-               "eaa301af3cf00a9e28a2e42f69242abc374b44ec48ddf78e6f743b7c37581059",
-               "d56f62af196b6de1dabfb231ab2df841294260b5"),
-    _mentor_kd("data/prompt/tracking_shuffled_objects_6.json",
-               "df3f4d353b87bb269f8313276169c08818f576c8a728dd644b363ce47c449621",
-               "8da26d59e5973b76ebb9877c9ce2f23d25aefeb8"),
-    _mentor_kd("data/main/strategy_qa_3_train.json", "2e07267e6dd9c52c4b36908e7470f2e9b77fdb3e6177b9fbf0b37a7b1a46a5cf",
-               "efdeac5a5549d894368e30f00b7c396a37f8bfce"),
+    _mentor_kd(
+        "LICENSE",
+        "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4",
+        "261eeb9e9f8b2b4b0d119366dda99c6fd7d35c64",
+    ),
+    _mentor_kd(
+        "data/prompt/date_understanding_6.json",
+        "b79e3ab40268effff99e6c59f08757290c7176f8fc684a5d1a3e42a4e280b43d",
+        "e1775c3782aec320070419fb84da6b8b33accf45",
+    ),
+    _mentor_kd(
+        "data/prompt/last_letter_concatenation_6.json",
+        "eaa301af3cf00a9e28a2e42f69242abc374b44ec48ddf78e6f743b7c37581059",
+        "d56f62af196b6de1dabfb231ab2df841294260b5",
+    ),
+    _mentor_kd(
+        "data/prompt/tracking_shuffled_objects_6.json",
+        "df3f4d353b87bb269f8313276169c08818f576c8a728dd644b363ce47c449621",
+        "8da26d59e5973b76ebb9877c9ce2f23d25aefeb8",
+    ),
+    _mentor_kd(
+        "data/main/strategy_qa_3_train.json",
+        "2e07267e6dd9c52c4b36908e7470f2e9b77fdb3e6177b9fbf0b37a7b1a46a5cf",
+        "efdeac5a5549d894368e30f00b7c396a37f8bfce",
+    ),
 )
 DATA_FILES_BY_PATH = {f.path: f for f in DATA_FILES}
 

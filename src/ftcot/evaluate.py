@@ -21,9 +21,17 @@ from ftcot.tasks.rationales import failure_kind, is_loop, option_by_content
 ANSWER_TOKENS = 16  # for outputs that are an answer alone
 
 
-def evaluate(task: Task, engine: Engine, samples: list[Sample], method: str, max_new_tokens: int,
-             few_shot_prompts: dict | None = None, progress=None,
-             choice_by_content: bool = False, calculator: bool = False) -> tuple[list[dict], dict]:
+def evaluate(
+    task: Task,
+    engine: Engine,
+    samples: list[Sample],
+    method: str,
+    max_new_tokens: int,
+    few_shot_prompts: dict | None = None,
+    progress=None,
+    choice_by_content: bool = False,
+    calculator: bool = False,
+) -> tuple[list[dict], dict]:
     """Predictions (one dict per sample, with why it is wrong) and metrics of one method on samples of one
     task; with choice_by_content, each output with its rationale inside is also read by the option it names;
     with calculator, a reasoning method's rationales are written with the calculator."""
@@ -36,8 +44,12 @@ def evaluate(task: Task, engine: Engine, samples: list[Sample], method: str, max
         written = [o[0] for o in calc.generate(engine, inputs, max_new_tokens, m.done, m.stop, progress=progress)]
         outputs, calls = [w.text for w in written], [w.calls for w in written]
     else:
-        outputs = [o[0] for o in engine.generate(inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, m.done,
-                                                 m.stop, progress=progress)]
+        outputs = [
+            o[0]
+            for o in engine.generate(
+                inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, m.done, m.stop, progress=progress
+            )
+        ]
     if m.cut:  # the model's next made-up question is not its answer
         outputs = [o.split(m.cut)[0] for o in outputs]
         calls = calls and [[c for c in cs if c.at < len(o)] for cs, o in zip(calls, outputs)]
@@ -50,22 +62,36 @@ def evaluate(task: Task, engine: Engine, samples: list[Sample], method: str, max
     for s, prompt, output in zip(samples, inputs, outputs):
         parsed = judge.read(fmt, output, m)
         right = fmt.matches(parsed, s.answer)
-        row = {"sample_index": s.sample_index, "prompt": prompt, "output": output, "prediction": parsed,
-               "answer": s.answer, "correct": right,
-               "failure": failure_kind(output, parsed, right, fmt, s.question, s.answer, m.answer_prefix, m.votes)}
+        row = {
+            "sample_index": s.sample_index,
+            "prompt": prompt,
+            "output": output,
+            "prediction": parsed,
+            "answer": s.answer,
+            "correct": right,
+            "failure": failure_kind(output, parsed, right, fmt, s.question, s.answer, m.answer_prefix, m.votes),
+        }
         if choice_by_content and m.votes:  # the option its rationale names, where it names one by its text
             by_content = option_by_content(output, s.question, m.answer_prefix) or parsed
             row |= {"prediction_by_content": by_content, "correct_by_content": fmt.matches(by_content, s.answer)}
         if calls is not None:
             row["calculator"] = [c.record() for c in calls[len(predictions)]]
         predictions.append(row)
-    metrics = {"task": task.key, "method": method, **accuracy([p["correct"] for p in predictions]),
-               "max_new_tokens": max_new_tokens, "wall_s": round(wall, 2),
-               "questions_per_s": round(len(samples) / wall, 3), "tokens_generated": engine.tokens - tokens,
-               "diagnostics": diagnostics(predictions, m.answer_prefix, fmt),
-               "failures": {"kinds": dict(Counter(p["failure"] for p in predictions if p["failure"])),
-                            "loops": sum(is_loop(p["output"]) for p in predictions),
-                            "n_wrong": sum(not p["correct"] for p in predictions)}}
+    metrics = {
+        "task": task.key,
+        "method": method,
+        **accuracy([p["correct"] for p in predictions]),
+        "max_new_tokens": max_new_tokens,
+        "wall_s": round(wall, 2),
+        "questions_per_s": round(len(samples) / wall, 3),
+        "tokens_generated": engine.tokens - tokens,
+        "diagnostics": diagnostics(predictions, m.answer_prefix, fmt),
+        "failures": {
+            "kinds": dict(Counter(p["failure"] for p in predictions if p["failure"])),
+            "loops": sum(is_loop(p["output"]) for p in predictions),
+            "n_wrong": sum(not p["correct"] for p in predictions),
+        },
+    }
     if predictions and "correct_by_content" in predictions[0]:
         metrics["choice_by_content"] = accuracy([p["correct_by_content"] for p in predictions])
     if calls is not None:
@@ -78,22 +104,37 @@ def calls_summary(calls: list[list[dict]]) -> dict:
     those `=` was wrong (in percent of the calls where it wrote one)."""
     made = [c for output in calls for c in output]
     own = [c["own_right"] for c in made if c["own_right"] is not None]
-    return {"calls": len(made), "per_output": round(len(made) / max(len(calls), 1), 3),
-            "outputs_with_calls": sum(bool(output) for output in calls),
-            "own_wrong": own.count(False), "own_missing": len(made) - len(own),
-            "own_wrong_pct": round(100 * own.count(False) / len(own), 2) if own else None}
+    return {
+        "calls": len(made),
+        "per_output": round(len(made) / max(len(calls), 1), 3),
+        "outputs_with_calls": sum(bool(output) for output in calls),
+        "own_wrong": own.count(False),
+        "own_missing": len(made) - len(own),
+        "own_wrong_pct": round(100 * own.count(False) / len(own), 2) if own else None,
+    }
 
 
-def self_consistency(task: Task, engine: Engine, samples: list[Sample], method: str, max_new_tokens: int, k: int,
-                     temperature: float, seed: int = 0, few_shot_prompts: dict | None = None,
-                     calculator: bool = False) -> tuple[list[dict], dict]:
+def self_consistency(
+    task: Task,
+    engine: Engine,
+    samples: list[Sample],
+    method: str,
+    max_new_tokens: int,
+    k: int,
+    temperature: float,
+    seed: int = 0,
+    few_shot_prompts: dict | None = None,
+    calculator: bool = False,
+) -> tuple[list[dict], dict]:
     """Self-consistency (Wang et al., 2023): k sampled rationales per question (with calculator, written with
     it), a vote on their parsed answers (ties go to the answer sampled first); its accuracy, how much the
     samples agree with the vote, and how often any sample was right."""
     m = get_method(method)
     if not m.votes:
-        raise UserError(f"self-consistency votes on answers in the output itself; {method} has "
-                        f"{'a second answer step' if m.answer_step else 'no rationale to sample'}")
+        raise UserError(
+            f"self-consistency votes on answers in the output itself; {method} has "
+            f"{'a second answer step' if m.answer_step else 'no rationale to sample'}"
+        )
     start = time.perf_counter()
     context = PromptContext(engine.kind, task.decl.few_shot_prompt, few_shot_prompts)
     inputs = [m.prompt(s.question, context) for s in samples]
@@ -108,15 +149,30 @@ def self_consistency(task: Task, engine: Engine, samples: list[Sample], method: 
     for n, (s, texts) in enumerate(zip(samples, outputs)):
         parsed = [judge.read(fmt, t, m) for t in texts]
         voted, count = judge.vote(parsed, fmt)
-        rows.append({"sample_index": s.sample_index, "outputs": texts, "predictions": parsed, "prediction": voted,
-                     "agreement": count / k, "answer": s.answer, "correct": fmt.matches(voted, s.answer),
-                     "any_correct": any(fmt.matches(p, s.answer) for p in parsed)})
+        rows.append(
+            {
+                "sample_index": s.sample_index,
+                "outputs": texts,
+                "predictions": parsed,
+                "prediction": voted,
+                "agreement": count / k,
+                "answer": s.answer,
+                "correct": fmt.matches(voted, s.answer),
+                "any_correct": any(fmt.matches(p, s.answer) for p in parsed),
+            }
+        )
         if calculator:
             rows[-1]["calculator"] = [[c.record() for c in w.calls] for w in written[n]]
-    metrics = {"k": k, "temperature": temperature, "seed": seed, **accuracy([r["correct"] for r in rows]),
-               "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
-               "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
-               "wall_s": round(wall, 2), "questions_per_s": round(len(rows) / wall, 3)}
+    metrics = {
+        "k": k,
+        "temperature": temperature,
+        "seed": seed,
+        **accuracy([r["correct"] for r in rows]),
+        "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
+        "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
+        "wall_s": round(wall, 2),
+        "questions_per_s": round(len(rows) / wall, 3),
+    }
     if calculator:
         metrics["calls"] = calls_summary([sample for r in rows for sample in r["calculator"]])
     return rows, metrics
@@ -131,9 +187,12 @@ def diagnostics(predictions: list[dict], marker: str | None, fmt) -> dict:
     given = Counter(p["prediction"] for p in predictions if p["prediction"] is not None)
     top, top_count = given.most_common(1)[0] if given else (None, 0)
     majority = Counter(p["answer"] for p in predictions).most_common(1)[0][0] if predictions else None
-    return {"marker": marker,
-            "no_answer_marker": share(sum(marker not in p["output"] for p in predictions)) if marker else None,
-            "unparsed": share(sum(p["prediction"] is None for p in predictions)),
-            "most_frequent_prediction": top, "most_frequent_share": share(top_count),
-            "majority_answer": majority,
-            "majority_answer_share": share(sum(fmt.matches(p["prediction"], majority) for p in predictions))}
+    return {
+        "marker": marker,
+        "no_answer_marker": share(sum(marker not in p["output"] for p in predictions)) if marker else None,
+        "unparsed": share(sum(p["prediction"] is None for p in predictions)),
+        "most_frequent_prediction": top,
+        "most_frequent_share": share(top_count),
+        "majority_answer": majority,
+        "majority_answer_share": share(sum(fmt.matches(p["prediction"], majority) for p in predictions)),
+    }

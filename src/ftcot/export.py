@@ -26,10 +26,16 @@ def _examples(run: RunFolder) -> dict[str, list[dict]]:
         if rows:
             # The encoder-decoder form: the question and the target alone, without the decoder's " ###"; dss's
             # second pair of each example too, after the first ones, told apart by its prefix.
-            built = [METHODS[name].pairs(row["question"], row.get("rationale", ""), row["answer"], "encoder_decoder")
-                     for row in rows]
-            out[name] = [row | {"prompt": b[k][0], "completion": b[k][1]} for k in (0, 1)
-                         for row, b in zip(rows, built) if len(b) > k]
+            built = [
+                METHODS[name].pairs(row["question"], row.get("rationale", ""), row["answer"], "encoder_decoder")
+                for row in rows
+            ]
+            out[name] = [
+                row | {"prompt": b[k][0], "completion": b[k][1]}
+                for k in (0, 1)
+                for row, b in zip(rows, built)
+                if len(b) > k
+            ]
     if not out:
         raise UserError(f"no curated examples in {run.curate}: run `ftcot curate` (or keep more of the teacher's)")
     return out
@@ -56,8 +62,18 @@ def export(run: Path, to: Path, fmt: str) -> list[Path]:
     if fmt == "messages":
         for name, rows in examples.items():
             path = to / f"{name}.messages.jsonl"
-            write_jsonl(({"messages": [{"role": "user", "content": r["prompt"]},
-                                       {"role": "assistant", "content": r["completion"]}]} for r in rows), path)
+            write_jsonl(
+                (
+                    {
+                        "messages": [
+                            {"role": "user", "content": r["prompt"]},
+                            {"role": "assistant", "content": r["completion"]},
+                        ]
+                    }
+                    for r in rows
+                ),
+                path,
+            )
             written.append(path)
         return written
     import datasets  # deferred: pyarrow takes a second to import
@@ -81,21 +97,27 @@ def model_card(run: RunFolder, method: str) -> None:
     environment, summary = optional(run.environment), read_json(run.summary("train", method))
     curated, teacher = optional(run.summary("curate")), optional(run.summary("teach"))
     metrics = optional(run.summary("evaluate", method)) or None
-    test = (f"{metrics['accuracy']}% on {metrics['n']} test questions (95% CI {metrics['ci95'][0]}-"
-            f"{metrics['ci95'][1]})" if metrics else "not evaluated yet (`ftcot evaluate`)")
+    test = (
+        f"{metrics['accuracy']}% on {metrics['n']} test questions (95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]})"
+        if metrics
+        else "not evaluated yet (`ftcot evaluate`)"
+    )
     rationales = METHODS[method].trains_on == "rationales"
-    teacher_line = (f"{teacher.get('teacher', '?')}: {teacher.get('collected', '?')} completions for "
-                    f"{teacher.get('questions', '?')} questions" if teacher and rationales
-                    else "none: trained on the gold answers")
+    teacher_line = (
+        f"{teacher.get('teacher', '?')}: {teacher.get('collected', '?')} completions for "
+        f"{teacher.get('questions', '?')} questions"
+        if teacher and rationales
+        else "none: trained on the gold answers"
+    )
     task = yaml.safe_load(read_text(run.config)).get("task") if run.config.is_file() else "?"
     task = task.get("name") if isinstance(task, dict) else task
     label = METHODS[method].label
     text = f"""---
-base_model: {summary.get('student', '?')}
+base_model: {summary.get("student", "?")}
 tags: [ftcot, {method}, chain-of-thought, distillation]
 ---
 
-# {label} student: {summary.get('student', '?')}
+# {label} student: {summary.get("student", "?")}
 
 Fine-tuned by [ftcot](https://arxiv.org/abs/2212.10071)'s {label} recipe ({METHODS[method].trains_on} of the
 task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `AutoModelForSeq2SeqLM`) and
@@ -104,15 +126,14 @@ task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `Au
 | | |
 |---|---|
 | task | {task} |
-| base model | {summary.get('student', '?')} ({summary.get('parameters', '?')} parameters, {summary.get('kind', '?')}) |
+| base model | {summary.get("student", "?")} ({summary.get("parameters", "?")} parameters, {summary.get("kind", "?")}) |
 | method | {label} ({method}) |
 | teacher | {teacher_line} |
-| training data | {summary.get('examples', '?')} examples; curation kept {curated.get('kept', '?')}, removed {curated.get('removed', '?')} |
-| training | {summary.get('protocol', '?')} protocol, best epoch {summary.get('best_epoch', '?')} of {summary.get('epochs_trained', '?')} ({summary.get('stop_reason', '?')}), {'LoRA' if summary.get('lora') else 'all weights'}, {summary.get('precision', '?')} |
-| validation accuracy | {summary.get('best_val_accuracy', '?')}% (questions carved from train) |
+| training data | {summary.get("examples", "?")} examples; curation kept {curated.get("kept", "?")}, removed {curated.get("removed", "?")} |
+| training | {summary.get("protocol", "?")} protocol, best epoch {summary.get("best_epoch", "?")} of {summary.get("epochs_trained", "?")} ({summary.get("stop_reason", "?")}), {"LoRA" if summary.get("lora") else "all weights"}, {summary.get("precision", "?")} |
+| validation accuracy | {summary.get("best_val_accuracy", "?")}% (questions carved from train) |
 | test accuracy | {test} |
-| environment | {', '.join(f'{k} {v}' for k, v in (environment.get('packages') or {}).items() if v)} |
-| made by | `{summary.get('command', '?')}` |
+| environment | {", ".join(f"{k} {v}" for k, v in (environment.get("packages") or {}).items() if v)} |
+| made by | `{summary.get("command", "?")}` |
 """
     write_text(best / "README.md", text)
-

@@ -22,8 +22,12 @@ class _TransientFetchError(Exception):
     pass
 
 
-@retry(retry=retry_if_exception_type(_TransientFetchError), stop=stop_after_attempt(3),
-       wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
+@retry(
+    retry=retry_if_exception_type(_TransientFetchError),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
 def _download(url: str, dest, client: httpx.Client) -> None:
     dest.seek(0)
     dest.truncate()
@@ -75,8 +79,11 @@ def fetch_file(file: DataFile, root: Path, source: str | None, client: httpx.Cli
     if is_verified(file, root):
         return "verified"
     origin = _source_of(file, source)
-    if file.derived_from and (origin is None or not Path(origin).is_file()) \
-            and is_verified(DATA_FILES_BY_PATH[file.derived_from], root):
+    if (
+        file.derived_from
+        and (origin is None or not Path(origin).is_file())
+        and is_verified(DATA_FILES_BY_PATH[file.derived_from], root)
+    ):
         return _derive(file, root)
     if origin is None:
         return f"skipped: no public source ({file.origin}); pass --source"
@@ -138,8 +145,13 @@ def _derive(file: DataFile, root: Path) -> str:
     return "derived"
 
 
-def fetch(root: Path, source: str | None = None, files: tuple[DataFile, ...] = DATA_FILES,
-          timeout: float = 60.0, progress=None) -> dict[str, str]:
+def fetch(
+    root: Path,
+    source: str | None = None,
+    files: tuple[DataFile, ...] = DATA_FILES,
+    timeout: float = 60.0,
+    progress=None,
+) -> dict[str, str]:
     """Fetch every data file that is not already present and verified; a file that cannot be fetched does not
     stop the others. Returns {path: outcome}: "fetched", "derived", "verified", "missing at source: ...",
     "failed: ..." or "skipped: ..."."""

@@ -10,8 +10,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ftcot.errors import UserError
 
@@ -32,8 +32,11 @@ def _parse(text: str, where: str, whole_file: bool):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{where}:{exc.lineno}: malformed JSON: {exc.msg}" if whole_file else
-                        f"{where}: malformed JSON line: {exc.msg}") from None
+        raise UserError(
+            f"{where}:{exc.lineno}: malformed JSON: {exc.msg}"
+            if whole_file
+            else f"{where}: malformed JSON line: {exc.msg}"
+        ) from None
     except RecursionError:
         raise UserError(f"{where}: JSON nested too deeply") from None
 

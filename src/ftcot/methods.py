@@ -5,8 +5,9 @@ curation, training, evaluation and the report read this table; a method is added
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from ftcot.errors import UserError
 from ftcot.tasks import prompts
@@ -25,7 +26,7 @@ class PromptContext:
 def _after_marker(text: str) -> bool:
     """A Fine-tune-CoT output is complete at the first newline after the answer that follows the marker."""
     at = text.find(ANSWER_MARKER)
-    return at != -1 and "\n" in text[at + len(ANSWER_MARKER):].lstrip()
+    return at != -1 and "\n" in text[at + len(ANSWER_MARKER) :].lstrip()
 
 
 def line_done(text: str) -> bool:
@@ -70,23 +71,69 @@ class Method:
         return self.reasoning and not self.answer_step
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("ft_cot", "Fine-tune-CoT", lambda q, c: prompts.ft_cot_pair(q, "", "", c.kind)[0], _after_marker,
-           ANSWER_MARKER, True, prompts.ft_cot_pair, "rationales"),
-    Method("vanilla", "Vanilla fine-tuning", lambda q, c: prompts.vanilla_pair(q, "", c.kind)[0], line_done,
-           None, False, lambda q, rationale, a, kind: prompts.vanilla_pair(q, a, kind), "answers"),
-    Method("zero_shot", "Zero-shot", lambda q, c: prompts.zero_shot(q, c.kind), line_done, None, False),
-    # Step 2's completion: the answer follows the trigger directly.
-    Method("zero_shot_cot", "Zero-shot-CoT", lambda q, c: prompts.zero_shot_cot_step1(q), _next_question, None,
-           True, cut=NEXT_QUESTION, answer_step=True, stop=(NEXT_QUESTION,)),
-    Method("few_shot_cot", "Few-shot-CoT", lambda q, c: prompts.few_shot_cot(q, c.few_shot_key, c.few_shot_prompts),
-           _next_question, "The answer is", True, cut=NEXT_QUESTION, few_shot=True, stop=(NEXT_QUESTION,)),
-    # Distilling step-by-step (Hsieh et al., 2023): the label and the rationale as two tasks told apart by a
-    # prefix; it answers from the label prompt alone, in a few tokens.
-    Method("dss", "Distilling step-by-step", lambda q, c: prompts.dss_label_pair(q, "", c.kind)[0], line_done,
-           None, False, lambda q, rationale, a, kind: prompts.dss_label_pair(q, a, kind), "rationales",
-           aux_pair=lambda q, rationale, a, kind: prompts.dss_rationale_pair(q, rationale, kind), default=False),
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "ft_cot",
+            "Fine-tune-CoT",
+            lambda q, c: prompts.ft_cot_pair(q, "", "", c.kind)[0],
+            _after_marker,
+            ANSWER_MARKER,
+            True,
+            prompts.ft_cot_pair,
+            "rationales",
+        ),
+        Method(
+            "vanilla",
+            "Vanilla fine-tuning",
+            lambda q, c: prompts.vanilla_pair(q, "", c.kind)[0],
+            line_done,
+            None,
+            False,
+            lambda q, rationale, a, kind: prompts.vanilla_pair(q, a, kind),
+            "answers",
+        ),
+        Method("zero_shot", "Zero-shot", lambda q, c: prompts.zero_shot(q, c.kind), line_done, None, False),
+        # Step 2's completion: the answer follows the trigger directly.
+        Method(
+            "zero_shot_cot",
+            "Zero-shot-CoT",
+            lambda q, c: prompts.zero_shot_cot_step1(q),
+            _next_question,
+            None,
+            True,
+            cut=NEXT_QUESTION,
+            answer_step=True,
+            stop=(NEXT_QUESTION,),
+        ),
+        Method(
+            "few_shot_cot",
+            "Few-shot-CoT",
+            lambda q, c: prompts.few_shot_cot(q, c.few_shot_key, c.few_shot_prompts),
+            _next_question,
+            "The answer is",
+            True,
+            cut=NEXT_QUESTION,
+            few_shot=True,
+            stop=(NEXT_QUESTION,),
+        ),
+        # Distilling step-by-step (Hsieh et al., 2023): the label and the rationale as two tasks told apart by a
+        # prefix; it answers from the label prompt alone, in a few tokens.
+        Method(
+            "dss",
+            "Distilling step-by-step",
+            lambda q, c: prompts.dss_label_pair(q, "", c.kind)[0],
+            line_done,
+            None,
+            False,
+            lambda q, rationale, a, kind: prompts.dss_label_pair(q, a, kind),
+            "rationales",
+            aux_pair=lambda q, rationale, a, kind: prompts.dss_rationale_pair(q, rationale, kind),
+            default=False,
+        ),
+    )
+}
 TRAINED = tuple(name for name, m in METHODS.items() if m.pair is not None)
 BASELINES = tuple(name for name, m in METHODS.items() if m.pair is None)
 DEFAULT_TRAINED = tuple(name for name in TRAINED if METHODS[name].default)

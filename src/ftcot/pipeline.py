@@ -13,10 +13,10 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml
@@ -24,11 +24,11 @@ from rich.console import Console
 
 from ftcot.config import RunConfig
 from ftcot.curate import Example, curate, permuted_copies, split_validation, vanilla_examples
-from ftcot.judge import solved
 from ftcot.data import data_dir
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import model_card
 from ftcot.files import folder_holder, hold_folder, read_json, read_jsonl, write_json, write_jsonl, write_text
+from ftcot.judge import solved
 from ftcot.methods import METHODS, TEACHER, TRAINED
 from ftcot.report import report
 from ftcot.run_folder import RunFolder
@@ -65,22 +65,52 @@ def context(cfg: RunConfig) -> RunContext:
 
 # Keys that change how a stage runs, not what it produces: changing them reruns nothing. (Which methods and
 # baselines run is not part of any one method's output either: adding one runs only it.)
-OPERATIONAL = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_attempts",
-                           "batch_poll_s", "prices", "max_cost"},
-               "train": {"checkpoint", "report_to", "methods"},
-               # a served student's address and names, and the client's manners
-               "evaluate": {"batch_size", "baselines", "base_url", "api_key_env", "models", "concurrency", "timeout_s",
-                            "max_attempts"}}
+OPERATIONAL = {
+    "teacher": {
+        "concurrency",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "timeout_s",
+        "max_attempts",
+        "batch_poll_s",
+        "prices",
+        "max_cost",
+    },
+    "train": {"checkpoint", "report_to", "methods"},
+    # a served student's address and names, and the client's manners
+    "evaluate": {
+        "batch_size",
+        "baselines",
+        "base_url",
+        "api_key_env",
+        "models",
+        "concurrency",
+        "timeout_s",
+        "max_attempts",
+    },
+}
 
 
 # Keys added after run folders were made: out of the hash at the value that does what those folders did, so
 # they stay complete (and a value that does something else reruns their stage).
-ADDED_KEYS = {"teacher": {"adaptive": None, "rationalize": False},
-              "curate": {"rationalized": "keep", "consistency": False, "choice_order": "teacher", "permute_choices": 0,
-                         "permute_seed": 0},
-              "train": {"validate_with_calculator": False},
-              "evaluate": {"self_consistency": None, "choice_by_content": False, "engine": "hf",
-                           "compute_type": "float32", "calculator": False}}
+ADDED_KEYS = {
+    "teacher": {"adaptive": None, "rationalize": False},
+    "curate": {
+        "rationalized": "keep",
+        "consistency": False,
+        "choice_order": "teacher",
+        "permute_choices": 0,
+        "permute_seed": 0,
+    },
+    "train": {"validate_with_calculator": False},
+    "evaluate": {
+        "self_consistency": None,
+        "choice_by_content": False,
+        "engine": "hf",
+        "compute_type": "float32",
+        "calculator": False,
+    },
+}
 
 
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
@@ -128,8 +158,11 @@ def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
     if not path.is_file():
         return False
     summary = read_json(path)
-    return isinstance(summary, dict) and summary.get("fingerprint") == fingerprint(ctx, stage, method) \
+    return (
+        isinstance(summary, dict)
+        and summary.get("fingerprint") == fingerprint(ctx, stage, method)
         and not summary.get("stopped_by_budget")
+    )
 
 
 def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict:
@@ -142,6 +175,7 @@ def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict
 
 
 # --- teach --------------------------------------------------------------------------------------------------
+
 
 def teach_samples(ctx: RunContext) -> list[Sample]:
     samples = []
@@ -178,28 +212,45 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None,
             if not tables:
                 raise
             refused = any(s["test_rows_refused"] for s in tables) and "test" in tcfg.teach_on
-            raise UserError(f"{exc}; " + "; ".join(
-                f"{s['source']} has rationales for {s['questions']} train questions ({s['unmatched_rows']} rows "
-                f"unmatched, {s['ambiguous_rows']} ambiguous, {s['test_rows_refused']} test questions refused)"
-                for s in tables) + ("; a rationale table's test questions are never taken (teach_on: [train])"
-                                    if refused else "")) from None
+            raise UserError(
+                f"{exc}; "
+                + "; ".join(
+                    f"{s['source']} has rationales for {s['questions']} train questions ({s['unmatched_rows']} rows "
+                    f"unmatched, {s['ambiguous_rows']} ambiguous, {s['test_rows_refused']} test questions refused)"
+                    for s in tables
+                )
+                + ("; a rationale table's test questions are never taken (teach_on: [train])" if refused else "")
+            ) from None
         for source in tables:
-            console.print(f"teach: {source['teacher']} from {source['source']}: {source['rationales']} rationales "
-                          f"for {source['questions']} train questions from {source['rows']} rows ("
-                          f"{source['matched_exact']} matched exactly, {source['matched_whitespace']} with whitespace "
-                          f"normalised; left out: {source['unmatched_rows']} unmatched, {source['ambiguous_rows']} "
-                          f"ambiguous, {source['test_rows_refused']} test questions); answers: "
-                          f"{source['answers_from_source']} given, {source['answers_from_flag']} flagged, "
-                          f"{source['answers_from_rationale']} read from the rationale ({source['answers_none']} "
-                          "without one)", markup=False, highlight=False)
+            console.print(
+                f"teach: {source['teacher']} from {source['source']}: {source['rationales']} rationales "
+                f"for {source['questions']} train questions from {source['rows']} rows ("
+                f"{source['matched_exact']} matched exactly, {source['matched_whitespace']} with whitespace "
+                f"normalised; left out: {source['unmatched_rows']} unmatched, {source['ambiguous_rows']} "
+                f"ambiguous, {source['test_rows_refused']} test questions); answers: "
+                f"{source['answers_from_source']} given, {source['answers_from_flag']} flagged, "
+                f"{source['answers_from_rationale']} read from the rationale ({source['answers_none']} "
+                "without one)",
+                markup=False,
+                highlight=False,
+            )
         if dry_run:
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
         hold_folder(out)
-        summary = {"teacher": teacher.identity, "questions": len(samples), "expected": len(samples) * tcfg.num_samples,
-                   "collected": len(records), "questions_without_record": len(missing), "requests": 0,
-                   "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
-                   "sources": sources}
+        summary = {
+            "teacher": teacher.identity,
+            "questions": len(samples),
+            "expected": len(samples) * tcfg.num_samples,
+            "collected": len(records),
+            "questions_without_record": len(missing),
+            "requests": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_usd": 0.0,
+            "stopped_by_budget": False,
+            "sources": sources,
+        }
     else:
         if dry_run:  # reads the store if there is one, creates nothing
             store = CompletionStore(ctx.run.store, read_only=True)
@@ -217,27 +268,52 @@ def teach(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None,
             if dry_run:
                 if settled:  # as it would be: the ledger is not written
                     before -= settled["may_exceed_usd"]
-                note = f"the requests in flight of {holder} (it holds {out}) count at their worst case" if holder \
-                    else holds.describe() if holds and not settled else None
-                plans = plan(store, teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint), tcfg, trigger,
-                             samples, price, grown_questions(ctx), ctx.task.answer_format)
-                return show_plans(plans, tcfg, len(samples), price, before, budget, console, note) \
-                    | {"dead_holds": asdict(holds) if holds else None}
+                note = (
+                    f"the requests in flight of {holder} (it holds {out}) count at their worst case"
+                    if holder
+                    else holds.describe()
+                    if holds and not settled
+                    else None
+                )
+                plans = plan(
+                    store,
+                    teacher_identity(tcfg.backend, tcfg.model, tcfg.endpoint),
+                    tcfg,
+                    trigger,
+                    samples,
+                    price,
+                    grown_questions(ctx),
+                    ctx.task.answer_format,
+                )
+                return show_plans(plans, tcfg, len(samples), price, before, budget, console, note) | {
+                    "dead_holds": asdict(holds) if holds else None
+                }
             spending = Spending(price, budget, before, store)
-            outcome = collect(live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx),
-                              ctx.task.answer_format)
+            outcome = collect(
+                live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx), ctx.task.answer_format
+            )
         finally:
             store.close()
         records = outcome.records
-        summary = {"teacher": f"{tcfg.backend}:{tcfg.model}", "questions": len(samples), "expected": outcome.expected,
-                   "collected": len(records), "questions_without_record": 0, "requests": outcome.requests,
-                   "prompt_tokens": spending.prompt_tokens, "completion_tokens": spending.completion_tokens,
-                   "cost_usd": round(spending.cost, 6), "unconfirmed_usd": round(spending.unconfirmed, 6),
-                   "folder_spent_usd": round(before + spending.cost, 6), "budget_usd": budget,
-                   "stopped_by_budget": outcome.stopped_by_budget,
-                   "rounds": bool(tcfg.adaptive or tcfg.rationalize),
-                   # holds a killed run left, at their worst case (unless settled by this run)
-                   "dead_holds": asdict(holds) if holds and not settled else None, "settled_holds": settled}
+        summary = {
+            "teacher": f"{tcfg.backend}:{tcfg.model}",
+            "questions": len(samples),
+            "expected": outcome.expected,
+            "collected": len(records),
+            "questions_without_record": 0,
+            "requests": outcome.requests,
+            "prompt_tokens": spending.prompt_tokens,
+            "completion_tokens": spending.completion_tokens,
+            "cost_usd": round(spending.cost, 6),
+            "unconfirmed_usd": round(spending.unconfirmed, 6),
+            "folder_spent_usd": round(before + spending.cost, 6),
+            "budget_usd": budget,
+            "stopped_by_budget": outcome.stopped_by_budget,
+            "rounds": bool(tcfg.adaptive or tcfg.rationalize),
+            # holds a killed run left, at their worst case (unless settled by this run)
+            "dead_holds": asdict(holds) if holds and not settled else None,
+            "settled_holds": settled,
+        }
     summary["wall_s"] = round(time.perf_counter() - start, 3)
     write_records(records, ctx.run.completions)
     return finish(ctx, "teach", summary)
@@ -255,28 +331,40 @@ def _settle(store: CompletionStore, holds: Holds | None, dry_run: bool) -> dict 
     if not dry_run:
         store.settle_holds(*mean)
     exceed = holds.held_usd - holds.settle_usd
-    console.print(f"{'dry run: --settle-holds would count' if dry_run else 'settled (--settle-holds):'} "
-                  f"{holds.requests} request(s) a killed run left in flight (held since "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holds.since))}) at the mean of the {arrived} "
-                  f"answered, {mean[0]} prompt + {mean[1]} completion tokens each: ${holds.settle_usd:.4f} instead of "
-                  f"${holds.held_usd:.4f}; what the provider billed for them is unknown, so the cap could be exceeded "
-                  f"by at most ${exceed:.4f}", markup=False)
-    return {"requests": holds.requests, "since": holds.since, "prompt_tokens_each": mean[0],
-            "completion_tokens_each": mean[1], "held_usd": holds.held_usd, "settled_usd": holds.settle_usd,
-            "may_exceed_usd": exceed}
+    console.print(
+        f"{'dry run: --settle-holds would count' if dry_run else 'settled (--settle-holds):'} "
+        f"{holds.requests} request(s) a killed run left in flight (held since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holds.since))}) at the mean of the {arrived} "
+        f"answered, {mean[0]} prompt + {mean[1]} completion tokens each: ${holds.settle_usd:.4f} instead of "
+        f"${holds.held_usd:.4f}; what the provider billed for them is unknown, so the cap could be exceeded "
+        f"by at most ${exceed:.4f}",
+        markup=False,
+    )
+    return {
+        "requests": holds.requests,
+        "since": holds.since,
+        "prompt_tokens_each": mean[0],
+        "completion_tokens_each": mean[1],
+        "held_usd": holds.held_usd,
+        "settled_usd": holds.settle_usd,
+        "may_exceed_usd": exceed,
+    }
 
 
 def budget_stop(summary: dict) -> BudgetStop:
     more = " (and the rounds that questions short of correct rationales will ask for)" if summary.get("rounds") else ""
     holds = f"; of what it has spent, {Holds(**summary['dead_holds']).describe()}" if summary.get("dead_holds") else ""
-    return BudgetStop(f"stopped at the budget: this run folder has spent ${summary['folder_spent_usd']:.4f} of its "
-                      f"cap ${summary['budget_usd']:g} (${summary['cost_usd']:.4f} in this run), "
-                      f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
-                      f"get{more}; everything collected is stored: raise teacher.max_cost (or --max-cost), which "
-                      f"bounds the folder's spending in all, to go on{holds}")
+    return BudgetStop(
+        f"stopped at the budget: this run folder has spent ${summary['folder_spent_usd']:.4f} of its "
+        f"cap ${summary['budget_usd']:g} (${summary['cost_usd']:.4f} in this run), "
+        f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
+        f"get{more}; everything collected is stored: raise teacher.max_cost (or --max-cost), which "
+        f"bounds the folder's spending in all, to go on{holds}"
+    )
 
 
 # --- curate -------------------------------------------------------------------------------------------------
+
 
 def curate_stage(ctx: RunContext) -> dict:
     """Teacher records → curate/train_<method>.jsonl for each trained method, and curate/val.jsonl."""
@@ -284,11 +372,14 @@ def curate_stage(ctx: RunContext) -> dict:
     hold_folder(out)
     teacher_summary = ctx.run.summary("teach")
     if teacher_summary.is_file() and read_json(teacher_summary).get("stopped_by_budget"):
-        raise UserError("the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
-                        "with a new or raised --max-cost before curating")
+        raise UserError(
+            "the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
+            "with a new or raised --max-cost before curating"
+        )
     records = read_records(ctx.run.completions)
-    train, val = split_validation(ctx.task.split_samples("train", ctx.cfg.split),
-                                  ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed)
+    train, val = split_validation(
+        ctx.task.split_samples("train", ctx.cfg.split), ctx.cfg.curate.val_fraction, ctx.cfg.curate.seed
+    )
     c = ctx.cfg.curate
     examples, fates = curate(ctx.task, records, train, c, samples_per(ctx.cfg.teacher))
     # Shuffled copies of choice examples (seeded per question, so every method's copies match).
@@ -300,12 +391,24 @@ def curate_stage(ctx: RunContext) -> dict:
             write_jsonl([e.model_dump() for e in chosen], ctx.run.curated(name))
         else:
             (ctx.run.curated(name)).unlink(missing_ok=True)
-    write_jsonl([{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer}
-                 for s in val], ctx.run.validation)
+    write_jsonl(
+        [{"task": s.task, "sample_index": s.sample_index, "question": s.question, "answer": s.answer} for s in val],
+        ctx.run.validation,
+    )
     # Per train question: what the teacher drew, how many were correct, kept, and why the others were dropped.
-    per_question = {s.sample_index: {"sample_index": s.sample_index, "drawn": 0, "correct": 0, "rationalized": False,
-                                     "kept": 0, "kept_by_teacher": Counter(), "dropped": Counter(), "fates": {}}
-                    for s in train}
+    per_question = {
+        s.sample_index: {
+            "sample_index": s.sample_index,
+            "drawn": 0,
+            "correct": 0,
+            "rationalized": False,
+            "kept": 0,
+            "kept_by_teacher": Counter(),
+            "dropped": Counter(),
+            "fates": {},
+        }
+        for s in train
+    }
     for r, fate in fates:
         row = per_question[r.sample_index]
         row["fates"][r.completion_index] = fate  # each sample's, by completion_index
@@ -317,22 +420,40 @@ def curate_stage(ctx: RunContext) -> dict:
             row["kept_by_teacher"][r.model] += 1
         else:
             row["dropped"][fate] += 1
-    write_jsonl([{**row, "dropped": dict(row["dropped"]), "kept_by_teacher": dict(row["kept_by_teacher"])}
-                 for row in per_question.values()], ctx.run.per_question)
+    write_jsonl(
+        [
+            {**row, "dropped": dict(row["dropped"]), "kept_by_teacher": dict(row["kept_by_teacher"])}
+            for row in per_question.values()
+        ],
+        ctx.run.per_question,
+    )
     removed = Counter(fate for _, fate in fates if fate != "kept")
-    summary = {"train_questions": len(train), "val_questions": len(val), "kept": len(examples),
-               "removed": dict(removed), "questions_with_examples": sum(bool(r["kept"]) for r in per_question.values()),
-               "samples_drawn": len(fates), "rationalized_kept": sum(e.rationalized for e in examples),
-               # each teacher's samples and kept rationales (several sources: teacher.records as a list)
-               "by_teacher": {model: {"samples": sum(r.model == model for r, _ in fates),
-                                      "kept": sum(r.model == model and f == "kept" for r, f in fates)}
-                              for model in dict.fromkeys(r.model for r, _ in fates)},
-               # how the kept ones are framed: the task's question, moved to its option order, the teacher's
-               "frames": dict(Counter(e.frame for e in examples)),
-               "permuted_copies": {"per_example": c.permute_choices, "examples_without_copies": not_permuted}}
-    console.print(f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
-                  f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
-                  f"{len(val)} validation questions", markup=False)
+    summary = {
+        "train_questions": len(train),
+        "val_questions": len(val),
+        "kept": len(examples),
+        "removed": dict(removed),
+        "questions_with_examples": sum(bool(r["kept"]) for r in per_question.values()),
+        "samples_drawn": len(fates),
+        "rationalized_kept": sum(e.rationalized for e in examples),
+        # each teacher's samples and kept rationales (several sources: teacher.records as a list)
+        "by_teacher": {
+            model: {
+                "samples": sum(r.model == model for r, _ in fates),
+                "kept": sum(r.model == model and f == "kept" for r, f in fates),
+            }
+            for model in dict.fromkeys(r.model for r, _ in fates)
+        },
+        # how the kept ones are framed: the task's question, moved to its option order, the teacher's
+        "frames": dict(Counter(e.frame for e in examples)),
+        "permuted_copies": {"per_example": c.permute_choices, "examples_without_copies": not_permuted},
+    }
+    console.print(
+        f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
+        f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
+        f"{len(val)} validation questions",
+        markup=False,
+    )
     return finish(ctx, "curate", summary)
 
 
@@ -360,16 +481,21 @@ def generation_budget(ctx: RunContext, tokenizer, kind: str, quiet: bool = True)
             break
     records = ctx.run.completions
     if not rows and records.is_file():  # no method trained on rationales: the teacher's correct ones
-        rows = [{"question": r.question, "rationale": r.reasoning_completion.strip(), "answer": r.answer}
-                for r in read_records(records) if solved(ctx.task.answer_format, r.answer_completion, r.answer)]
+        rows = [
+            {"question": r.question, "rationale": r.reasoning_completion.strip(), "answer": r.answer}
+            for r in read_records(records)
+            if solved(ctx.task.answer_format, r.answer_completion, r.answer)
+        ]
     if not rows:
         return FALLBACK_MAX_NEW_TOKENS
     completions = [METHODS["ft_cot"].pairs(r["question"], r["rationale"], r["answer"], kind)[0][1] for r in rows]
     lengths = [len(ids) + 1 for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     p99 = int(np.percentile(lengths, 99, method="higher"))
     if not quiet:
-        console.print(f"generation: up to {p99 + MAX_NEW_TOKENS_MARGIN} new tokens (99th percentile of "
-                      f"{len(lengths)} curated completions, {p99}, plus {MAX_NEW_TOKENS_MARGIN})")
+        console.print(
+            f"generation: up to {p99 + MAX_NEW_TOKENS_MARGIN} new tokens (99th percentile of "
+            f"{len(lengths)} curated completions, {p99}, plus {MAX_NEW_TOKENS_MARGIN})"
+        )
     return p99 + MAX_NEW_TOKENS_MARGIN
 
 
@@ -381,6 +507,7 @@ def eval_batch_size(ctx: RunContext) -> int:
 
 
 # --- train --------------------------------------------------------------------------------------------------
+
 
 def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) -> dict:
     """Fine-tune the student with each method; the best epoch by validation accuracy goes to
@@ -406,34 +533,49 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
             continue
         curated = ctx.run.curated(method)
         if not curated.is_file():
-            raise UserError(f"no curated examples for {method} ({curated}): list it in train.methods and run "
-                            "`ftcot curate` again")
+            raise UserError(
+                f"no curated examples for {method} ({curated}): list it in train.methods and run `ftcot curate` again"
+            )
         examples = [Example(**r) for r in read_jsonl(curated)]
         if ctx.cfg.train.max_examples:  # the first N curated examples, each with its shuffled copies
             first = [(e.sample_index, e.completion_index) for e in examples if e.variant == 0]
             kept = set(first[: ctx.cfg.train.max_examples])
             examples = [e for e in examples if (e.sample_index, e.completion_index) in kept]
         if not examples:  # known before any model is loaded (or, on a new machine, converted)
-            raise UserError(f"no training examples for {method} in {curated}: check the teacher records and "
-                            "curation filters")
+            raise UserError(
+                f"no training examples for {method} in {curated}: check the teacher records and curation filters"
+            )
         tokenizer, kind = load_tokenizer(ctx.cfg.student)
         calculator = ctx.cfg.train.validate_with_calculator and METHODS[method].reasoning
-        validate = validation_accuracy(ctx.task, method, kind, tokenizer, val, generation_budget(ctx, tokenizer, kind),
-                                       eval_batch_size(ctx), calculator)
+        validate = validation_accuracy(
+            ctx.task,
+            method,
+            kind,
+            tokenizer,
+            val,
+            generation_budget(ctx, tokenizer, kind),
+            eval_batch_size(ctx),
+            calculator,
+        )
         t = ctx.cfg.train
-        say(f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
+        say(
+            f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
             f"{t.learning_rate:g} {t.lr_schedule}, batch {t.batch_size}x{t.grad_accum}, weight decay {t.weight_decay:g}"
             f"{f', patience {t.patience}' if t.patience else ''}{f', {t.max_minutes:g} min' if t.max_minutes else ''})"
-            f", {len(val)} validation questions{' (with the calculator)' if calculator else ''}", markup=False)
+            f", {len(val)} validation questions{' (with the calculator)' if calculator else ''}",
+            markup=False,
+        )
         summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
         summary["command"] = " ".join(["ftcot", *sys.argv[1:]])  # for the model card
         summary["validated_with_calculator"] = bool(calculator)
         if main:
             finish(ctx, "train", summary, method)
             model_card(ctx.run, method)
-        say(f"train {method}: best epoch {summary['best_epoch']} of {summary['epochs_trained']} "
+        say(
+            f"train {method}: best epoch {summary['best_epoch']} of {summary['epochs_trained']} "
             f"({summary['stop_reason']}; validation accuracy {summary['best_val_accuracy']}), "
-            f"{summary['tokens_per_s']} tokens/s")
+            f"{summary['tokens_per_s']} tokens/s"
+        )
         summaries[method] = summary
     end_processes()
     return summaries
@@ -441,15 +583,19 @@ def train_stage(ctx: RunContext, methods: list[str] | None = None, resume: bool 
 
 # --- evaluate -----------------------------------------------------------------------------------------------
 
+
 def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
     """The teacher's own accuracy on the test questions it was run on (its first completion of each)."""
     ids = {s.sample_index for s in test}
-    records = [r for r in read_records(ctx.run.completions)
-               if r.sample_index in ids and r.completion_index == 0]
+    records = [r for r in read_records(ctx.run.completions) if r.sample_index in ids and r.completion_index == 0]
     if not records:
         return None  # the teacher was not run on the test questions
-    return {"task": ctx.task.key, "method": TEACHER, "model": records[0].model,
-            **accuracy([solved(ctx.task.answer_format, r.answer_completion, r.answer) for r in records])}
+    return {
+        "task": ctx.task.key,
+        "method": TEACHER,
+        "model": records[0].model,
+        **accuracy([solved(ctx.task.answer_format, r.answer_completion, r.answer) for r in records]),
+    }
 
 
 def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
@@ -468,8 +614,9 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
     prompts_file = ctx.data / "few_shot_cot_prompts.json"
     few_shot = load_few_shot_prompts(ctx.data) if prompts_file.is_file() else {}
     if not methods:  # the configured baselines: one that needs a few-shot prompt the task lacks is left out
-        lacking = [m for m in wanted if m in METHODS and METHODS[m].few_shot
-                   and ctx.task.decl.few_shot_prompt not in few_shot]
+        lacking = [
+            m for m in wanted if m in METHODS and METHODS[m].few_shot and ctx.task.decl.few_shot_prompt not in few_shot
+        ]
         for method in lacking:
             console.print(f"evaluate {method}: skipped, task {ctx.task.key} has no few-shot-CoT prompt")
         wanted = [m for m in wanted if m not in lacking]
@@ -509,29 +656,39 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                 budget = generation_budget(ctx, tokenizer, kind, quiet=False)
             weights = str(ctx.run.best(method)) if method in TRAINED else None
             shared = method not in TRAINED and e.engine != "openai"  # the baselines share the base student
-            engine = base if shared and base is not None else \
-                open_engine(ctx.cfg, method, weights, ctx.run.eval, eval_batch_size(ctx))
+            engine = (
+                base
+                if shared and base is not None
+                else open_engine(ctx.cfg, method, weights, ctx.run.eval, eval_batch_size(ctx))
+            )
             base = engine if shared else base
             sc = e.self_consistency if METHODS[method].votes else None
             calculator = e.calculator and METHODS[method].reasoning  # the plain row, and one with the calculator
             try:
-                predictions, metrics = evaluate(ctx.task, engine, test, method, budget, few_shot,
-                                                choice_by_content=e.choice_by_content)
+                predictions, metrics = evaluate(
+                    ctx.task, engine, test, method, budget, few_shot, choice_by_content=e.choice_by_content
+                )
                 metrics |= {"model": ctx.cfg.student.model, "parameters": engine.parameters, "engine": e.engine}
                 if sc:
                     votes, metrics["self_consistency"] = self_consistency(
-                        ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot)
+                        ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot
+                    )
                 if calculator:
-                    counted, metrics["calculator"] = evaluate(ctx.task, engine, test, method, budget, few_shot,
-                                                              calculator=True)
+                    counted, metrics["calculator"] = evaluate(
+                        ctx.task, engine, test, method, budget, few_shot, calculator=True
+                    )
                 if calculator and sc:
                     counted_votes, metrics["calculator"]["self_consistency"] = self_consistency(
-                        ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot, True)
+                        ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot, True
+                    )
             finally:
                 if engine is not base:
                     engine.close()
-            written = {ctx.run.votes(method): sc and votes, ctx.run.calculated(method): calculator and counted,
-                       ctx.run.calculated_votes(method): calculator and sc and counted_votes}
+            written = {
+                ctx.run.votes(method): sc and votes,
+                ctx.run.calculated(method): calculator and counted,
+                ctx.run.calculated_votes(method): calculator and sc and counted_votes,
+            }
             for path, rows in written.items():
                 if rows:
                     write_jsonl(rows, path)
@@ -539,17 +696,23 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
                     path.unlink(missing_ok=True)  # of an earlier config
             if sc:
                 v = metrics["self_consistency"]
-                console.print(f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
-                              f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
-                              f"{v['questions_per_s']} questions/s", markup=False)
+                console.print(
+                    f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
+                    f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
+                    f"{v['questions_per_s']} questions/s",
+                    markup=False,
+                )
             if calculator:
                 c = metrics["calculator"]
                 own = c["calls"]["own_wrong_pct"]
                 own = f", the student's own number wrong at {own}% of them" if own is not None else ""
                 voted = f"; self-consistency k={sc.k}: {c['self_consistency']['accuracy']}%" if sc else ""
-                console.print(f"evaluate {method} + calculator: {c['accuracy']}% ({c['correct']}/{c['n']}, 95% CI "
-                              f"{c['ci95'][0]}-{c['ci95'][1]}; without it {metrics['accuracy']}%), "
-                              f"{c['calls']['per_output']} calls per output{own}{voted}", markup=False)
+                console.print(
+                    f"evaluate {method} + calculator: {c['accuracy']}% ({c['correct']}/{c['n']}, 95% CI "
+                    f"{c['ci95'][0]}-{c['ci95'][1]}; without it {metrics['accuracy']}%), "
+                    f"{c['calls']['per_output']} calls per output{own}{voted}",
+                    markup=False,
+                )
         write_jsonl(predictions, ctx.run.predictions(method))
         finish(ctx, "evaluate", metrics, method)
         if method in TRAINED:
@@ -557,13 +720,18 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
         d, why = metrics.get("diagnostics"), ""
         if d:
             cut = f"{d['no_answer_marker']}% without '{d['marker']}', " if d["marker"] else ""
-            why = (f"; {cut}{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
-                   f"({d['most_frequent_share']}%)")
+            why = (
+                f"; {cut}{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
+                f"({d['most_frequent_share']}%)"
+            )
         by_content = metrics.get("choice_by_content")
         if by_content:
             why += f"; by the option its rationale names: {by_content['accuracy']}%"
-        console.print(f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
-                      f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}", markup=False)
+        console.print(
+            f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
+            f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}",
+            markup=False,
+        )
         results[method] = metrics
     if base is not None:
         base.close()
@@ -572,6 +740,7 @@ def evaluate_stage(ctx: RunContext, methods: list[str] | None = None) -> dict:
 
 # --- the whole run ------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -579,12 +748,15 @@ class Stage:
     run: Callable[[RunContext], object]
 
 
-STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("teach", ("teacher",), teach),
-    Stage("curate", ("teacher", "curate"), curate_stage),
-    Stage("train", ("teacher", "curate", "student", "train"), train_stage),
-    Stage("evaluate", ("teacher", "curate", "student", "train", "evaluate"), evaluate_stage),
-)}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("teach", ("teacher",), teach),
+        Stage("curate", ("teacher", "curate"), curate_stage),
+        Stage("train", ("teacher", "curate", "student", "train"), train_stage),
+        Stage("evaluate", ("teacher", "curate", "student", "train", "evaluate"), evaluate_stage),
+    )
+}
 
 
 def environment() -> dict:
@@ -596,9 +768,14 @@ def environment() -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "cuda": torch.cuda.is_available(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "packages": versions}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "packages": versions,
+    }
 
 
 def start_run(ctx: RunContext) -> None:
@@ -618,8 +795,11 @@ def run(ctx: RunContext) -> dict:
     timings_path = ctx.run.timings
     timings = read_json(timings_path) if timings_path.exists() else {}
     for stage in STAGES.values():
-        if stage.name in ("teach", "curate") and is_done(ctx, stage.name) and (stage.name == "teach" or all(
-                ctx.run.curated(m).is_file() for m in ctx.cfg.train.methods)):
+        if (
+            stage.name in ("teach", "curate")
+            and is_done(ctx, stage.name)
+            and (stage.name == "teach" or all(ctx.run.curated(m).is_file() for m in ctx.cfg.train.methods))
+        ):
             console.print(f"{stage.name}: done already")
             continue
         start = time.perf_counter()

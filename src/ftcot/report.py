@@ -1,7 +1,8 @@
 """`ftcot report RUNS_DIR`: a results table laid out like the paper's Table 1 (rows: methods and student;
 columns: tasks; self-consistency beside greedy; failure diagnostics as its notes) as Markdown and CSV, a page
-to open in a browser with every question behind it (report_html.py), and PNG plots of validation accuracy against epoch, of test accuracy against the number of teacher samples D where
-several D were run, and of test accuracy against the teacher's dollars and tokens."""
+to open in a browser with every question behind it (report_html.py), and PNG plots of validation accuracy
+against epoch, of test accuracy against the number of teacher samples D where several D were run, and of test
+accuracy against the teacher's dollars and tokens."""
 
 from __future__ import annotations
 
@@ -20,14 +21,18 @@ from ftcot.tasks import PAPER_TASKS
 from ftcot.tasks.rationales import FAILURE_KINDS
 
 TASKS_ORDER = {task: i for i, task in enumerate(PAPER_TASKS)}
-FAILURES_NOTE = ("Counts of wrong test outputs by kind. A rationale's conclusion is the answer it reaches: for "
-                 "numbers the last sentence's numbers; for a choice task the option it names by text (for Date, the "
-                 "last date it states), so \"reaches the gold answer, the answer after the marker is wrong\" is the "
-                 "right option's text under a wrong letter. A loop is a repeated word sequence at the output's end.")
+FAILURES_NOTE = (
+    "Counts of wrong test outputs by kind. A rationale's conclusion is the answer it reaches: for "
+    "numbers the last sentence's numbers; for a choice task the option it names by text (for Date, the "
+    'last date it states), so "reaches the gold answer, the answer after the marker is wrong" is the '
+    "right option's text under a wrong letter. A loop is a repeated word sequence at the output's end."
+)
 
-CALCULATOR_NOTE = ("The same students scored with a calculator in decoding (evaluate.calculator): the value of each "
-                   "arithmetic expression before an `=` written for them. A call's own number is what the student "
-                   "wrote after that `=` itself.")
+CALCULATOR_NOTE = (
+    "The same students scored with a calculator in decoding (evaluate.calculator): the value of each "
+    "arithmetic expression before an `=` written for them. A call's own number is what the student "
+    "wrote after that `=` itself."
+)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -65,8 +70,11 @@ def _history(path: Path, summary: dict) -> list[dict]:
     """A student's epochs as its summary lists them: each with a numeric epoch and validation accuracy (or null)."""
     history = summary.get("history") or []
     if not isinstance(history, list) or not all(
-            isinstance(h, dict) and _number(h.get("epoch")) and (h.get("val_accuracy") is None
-                                                                 or _number(h.get("val_accuracy"))) for h in history):
+        isinstance(h, dict)
+        and _number(h.get("epoch"))
+        and (h.get("val_accuracy") is None or _number(h.get("val_accuracy")))
+        for h in history
+    ):
         raise UserError(f"{path}: history must be a list of {{epoch, val_accuracy}}")
     return history
 
@@ -82,8 +90,12 @@ def _row_label(method: str, metrics: dict, num_samples: int, collection: str = "
 
 def _accuracy(result) -> bool:
     ci = result.get("ci95") if isinstance(result, dict) else None
-    return isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and all(
-        _number(result.get(k)) for k in ("accuracy", "n"))
+    return (
+        isinstance(ci, list)
+        and len(ci) == 2
+        and all(map(_number, ci))
+        and all(_number(result.get(k)) for k in ("accuracy", "n"))
+    )
 
 
 def _outputs(path: Path, metrics: dict) -> dict:
@@ -94,21 +106,26 @@ def _outputs(path: Path, metrics: dict) -> dict:
         raise UserError(f"{path}: not an ftcot metrics file")
     failures = metrics.get("failures") or {}
     kinds = failures.get("kinds") if isinstance(failures, dict) else None
-    if failures and not (isinstance(kinds, dict) and all(map(_number, kinds.values()))
-                         and _number(failures.get("loops"))):
+    if failures and not (
+        isinstance(kinds, dict) and all(map(_number, kinds.values())) and _number(failures.get("loops"))
+    ):
         raise UserError(f"{path}: failures is not an ftcot failure taxonomy")
     calls = metrics.get("calls") or {}
-    if not isinstance(calls, dict) or not all(_number(calls.get(k)) or calls.get(k) is None
-                                              for k in ("per_output", "own_wrong_pct")):
+    if not isinstance(calls, dict) or not all(
+        _number(calls.get(k)) or calls.get(k) is None for k in ("per_output", "own_wrong_pct")
+    ):
         raise UserError(f"{path}: calls is not an ftcot calculator summary")
-    return {"no_answer_marker_pct": d.get("no_answer_marker"), "unparsed_pct": d.get("unparsed"),
-            "most_frequent_prediction": d.get("most_frequent_prediction"),
-            "most_frequent_share_pct": d.get("most_frequent_share"),
-            "majority_answer_share_pct": d.get("majority_answer_share"),
-            **{f"failed_{kind}": (kinds or {}).get(kind, 0) if failures else None for kind in FAILURE_KINDS},
-            "loops": failures.get("loops") if failures else None,
-            "calculator_calls_per_output": calls.get("per_output"),
-            "calculator_own_wrong_pct": calls.get("own_wrong_pct")}
+    return {
+        "no_answer_marker_pct": d.get("no_answer_marker"),
+        "unparsed_pct": d.get("unparsed"),
+        "most_frequent_prediction": d.get("most_frequent_prediction"),
+        "most_frequent_share_pct": d.get("most_frequent_share"),
+        "majority_answer_share_pct": d.get("majority_answer_share"),
+        **{f"failed_{kind}": (kinds or {}).get(kind, 0) if failures else None for kind in FAILURE_KINDS},
+        "loops": failures.get("loops") if failures else None,
+        "calculator_calls_per_output": calls.get("per_output"),
+        "calculator_own_wrong_pct": calls.get("own_wrong_pct"),
+    }
 
 
 def collect(runs: list[Path]) -> list[dict]:
@@ -134,16 +151,30 @@ def collect(runs: list[Path]) -> list[dict]:
             summary_path = folder.summary("train", method)
             summary = _read(summary_path) if summary_path.exists() else {}
             summary["history"] = _history(summary_path, summary)
-            rows.append({"run": str(run), "task": task, "method": method, "num_samples": num_samples,
-                         "samples_per_question": spent["samples_per_question"], "adaptive": adaptive,
-                         "collection": collection,
-                         "teacher_cost_usd": spent["cost_usd"], "teacher_tokens": spent["tokens"],
-                         "variant": "greedy", "agreement_pct": None,
-                         "label": _row_label(method, metrics, num_samples, collection), "accuracy": metrics["accuracy"],
-                         "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1], "n": metrics["n"],
-                         "best_epoch": summary.get("best_epoch", ""),
-                         "epochs_trained": summary.get("epochs_trained", len(summary.get("history", [])) or ""),
-                         "stop_reason": summary.get("stop_reason", ""), **_outputs(path, metrics)})
+            rows.append(
+                {
+                    "run": str(run),
+                    "task": task,
+                    "method": method,
+                    "num_samples": num_samples,
+                    "samples_per_question": spent["samples_per_question"],
+                    "adaptive": adaptive,
+                    "collection": collection,
+                    "teacher_cost_usd": spent["cost_usd"],
+                    "teacher_tokens": spent["tokens"],
+                    "variant": "greedy",
+                    "agreement_pct": None,
+                    "label": _row_label(method, metrics, num_samples, collection),
+                    "accuracy": metrics["accuracy"],
+                    "ci95_low": metrics["ci95"][0],
+                    "ci95_high": metrics["ci95"][1],
+                    "n": metrics["n"],
+                    "best_epoch": summary.get("best_epoch", ""),
+                    "epochs_trained": summary.get("epochs_trained", len(summary.get("history", [])) or ""),
+                    "stop_reason": summary.get("stop_reason", ""),
+                    **_outputs(path, metrics),
+                }
+            )
             greedy = rows[-1]
             by_content = metrics.get("choice_by_content")
             if by_content is not None:
@@ -155,8 +186,12 @@ def collect(runs: list[Path]) -> list[dict]:
             if calculated is not None:
                 if not _accuracy(calculated):
                     raise UserError(f"{path}: calculator is not an ftcot evaluation")
-                rows.append(_variant(greedy, "calculator", _row_label(method, metrics, num_samples, collection, True),
-                                     calculated) | _outputs(path, calculated))
+                rows.append(
+                    _variant(
+                        greedy, "calculator", _row_label(method, metrics, num_samples, collection, True), calculated
+                    )
+                    | _outputs(path, calculated)
+                )
                 rows += _self_consistency(path, rows[-1], calculated.get("self_consistency"))
     return rows
 
@@ -165,19 +200,40 @@ def _self_consistency(path: Path, greedy: dict, sc) -> list[dict]:
     """The self-consistency row beside a greedy one, where it was run."""
     if sc is None:
         return []
-    if not (isinstance(sc, dict) and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
-            and isinstance(sc.get("ci95"), list) and len(sc["ci95"]) == 2):
+    if not (
+        isinstance(sc, dict)
+        and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
+        and isinstance(sc.get("ci95"), list)
+        and len(sc["ci95"]) == 2
+    ):
         raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
-    return [_variant(greedy, f"{greedy['variant']}_self_consistency".removeprefix("greedy_"),
-                     f"{greedy['label']}, self-consistency k={sc['k']}", sc) | {"agreement_pct": sc["agreement"]}]
+    return [
+        _variant(
+            greedy,
+            f"{greedy['variant']}_self_consistency".removeprefix("greedy_"),
+            f"{greedy['label']}, self-consistency k={sc['k']}",
+            sc,
+        )
+        | {"agreement_pct": sc["agreement"]}
+    ]
 
 
 def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
     """A row beside a greedy one for another reading of the same method (its own accuracy), without the greedy
     outputs' diagnostics."""
-    return row | {key: None for key in row if key.endswith("_pct") or key.startswith(("failed_", "calculator_"))} | {
-        "variant": variant, "label": name, "accuracy": result["accuracy"], "ci95_low": result["ci95"][0],
-        "ci95_high": result["ci95"][1], "most_frequent_prediction": None, "loops": None}
+    return (
+        row
+        | {key: None for key in row if key.endswith("_pct") or key.startswith(("failed_", "calculator_"))}
+        | {
+            "variant": variant,
+            "label": name,
+            "accuracy": result["accuracy"],
+            "ci95_low": result["ci95"][0],
+            "ci95_high": result["ci95"][1],
+            "most_frequent_prediction": None,
+            "loops": None,
+        }
+    )
 
 
 def _teacher_spending(run: Path) -> dict:
@@ -187,22 +243,31 @@ def _teacher_spending(run: Path) -> dict:
     c = _read(curate) if curate.exists() else {}
     drawn, questions = c.get("samples_drawn"), c.get("train_questions")
     tokens = [t.get("prompt_tokens") or 0, t.get("completion_tokens") or 0]
-    return {"cost_usd": t.get("cost_usd") if _number(t.get("cost_usd")) else None,
-            "tokens": sum(tokens) if t and all(map(_number, tokens)) else None,
-            "samples_per_question": round(drawn / questions, 2) if _number(drawn) and _number(questions)
-            and questions > 0 else None}
+    return {
+        "cost_usd": t.get("cost_usd") if _number(t.get("cost_usd")) else None,
+        "tokens": sum(tokens) if t and all(map(_number, tokens)) else None,
+        "samples_per_question": round(drawn / questions, 2)
+        if _number(drawn) and _number(questions) and questions > 0
+        else None,
+    }
 
 
 def _distilled(rows: list[dict]) -> list[dict]:
     """The greedy rows of students trained on the teacher's rationales: what the plots set against the teacher."""
-    return [r for r in rows if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales"
-            and r["variant"] == "greedy"]
+    return [
+        r
+        for r in rows
+        if r["method"] != TEACHER and METHODS[r["method"]].trains_on == "rationales" and r["variant"] == "greedy"
+    ]
 
 
 def _noted(rows: list[dict]) -> list[dict]:
     """The rows with diagnostics, in the order of the footnotes that give them."""
-    return [r for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]))
-            if r["method"] != TEACHER and r["unparsed_pct"] is not None]
+    return [
+        r
+        for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]))
+        if r["method"] != TEACHER and r["unparsed_pct"] is not None
+    ]
 
 
 Table = tuple[list[str], list[list[str]]]  # a header and its rows of cells, rendered as Markdown or HTML
@@ -212,15 +277,32 @@ def diagnostics_table(rows: list[dict]) -> Table:
     """The table's footnotes: why answers are wrong, per task and method: cut off before the answer marker,
     unparseable, or one answer given to every question (the most frequent prediction, and predictions equal
     to the majority answer)."""
-    header = ["note", "task", "method: student", "epochs: best of trained (stop)", "no answer marker %",
-              "parsed to nothing %", "most frequent answer (share %)", "= majority answer %"]
+    header = [
+        "note",
+        "task",
+        "method: student",
+        "epochs: best of trained (stop)",
+        "no answer marker %",
+        "parsed to nothing %",
+        "most frequent answer (share %)",
+        "= majority answer %",
+    ]
     cells = []
     for n, r in enumerate(_noted(rows), 1):
         epochs = f"{r['best_epoch']} of {r['epochs_trained']} ({r['stop_reason']})" if r["best_epoch"] != "" else ""
         marker = "" if r["no_answer_marker_pct"] is None else r["no_answer_marker_pct"]
-        cells.append([f"[{n}]", r["task"], r["label"], epochs, marker, r["unparsed_pct"],
-                      f"{r['most_frequent_prediction']} ({r['most_frequent_share_pct']})",
-                      r["majority_answer_share_pct"]])
+        cells.append(
+            [
+                f"[{n}]",
+                r["task"],
+                r["label"],
+                epochs,
+                marker,
+                r["unparsed_pct"],
+                f"{r['most_frequent_prediction']} ({r['most_frequent_share_pct']})",
+                r["majority_answer_share_pct"],
+            ]
+        )
     return header, [[str(c) for c in row] for row in cells]
 
 
@@ -229,8 +311,10 @@ def failures_table(rows: list[dict]) -> Table:
     kinds = [kind for kind in FAILURE_KINDS if any(r[f"failed_{kind}"] for r in rows if r["loops"] is not None)]
     header = ["task", "method: student", "wrong", *(FAILURE_KINDS[k] for k in kinds), "loops (all outputs)"]
     cells = []
-    for r in sorted((r for r in rows if r["loops"] is not None and r["method"] != TEACHER),
-                    key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"])):
+    for r in sorted(
+        (r for r in rows if r["loops"] is not None and r["method"] != TEACHER),
+        key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]),
+    ):
         wrong = sum(r[f"failed_{kind}"] for kind in FAILURE_KINDS)
         cells.append([r["task"], r["label"], str(wrong), *(str(r[f"failed_{k}"]) for k in kinds), str(r["loops"])])
     return header, cells
@@ -249,11 +333,20 @@ def curation_table(runs: list[Path]) -> Table:
         cfg = _read(RunFolder(run).config) if RunFolder(run).config.exists() else {}
         by_teacher = c.get("by_teacher") if isinstance(c.get("by_teacher"), dict) else {}
         removed = c.get("removed") if isinstance(c.get("removed"), dict) else {}
-        cells.append([run.name, _task_name(cfg), str((cfg.get("teacher") or {}).get("num_samples", "")),
-                      str(c.get("train_questions", "")), str(c.get("samples_drawn", "")), str(c.get("kept", "")),
-                      ", ".join(f"{t} {v.get('kept')} of {v.get('samples')}" for t, v in by_teacher.items()
-                                if isinstance(v, dict)),
-                      ", ".join(f"{why} {n}" for why, n in sorted(removed.items(), key=lambda kv: -kv[1]))])
+        cells.append(
+            [
+                run.name,
+                _task_name(cfg),
+                str((cfg.get("teacher") or {}).get("num_samples", "")),
+                str(c.get("train_questions", "")),
+                str(c.get("samples_drawn", "")),
+                str(c.get("kept", "")),
+                ", ".join(
+                    f"{t} {v.get('kept')} of {v.get('samples')}" for t, v in by_teacher.items() if isinstance(v, dict)
+                ),
+                ", ".join(f"{why} {n}" for why, n in sorted(removed.items(), key=lambda kv: -kv[1])),
+            ]
+        )
     return header, cells
 
 
@@ -261,27 +354,43 @@ def calculator_table(rows: list[dict]) -> Table:
     """What the calculator did for each student scored with it: accuracy without and with it, its calls per
     output, and how often the student's own number at those `=` was wrong."""
     plain = {(r["run"], r["method"]): r for r in rows if r["variant"] == "greedy"}
-    header = ["task", "method: student", "accuracy without", "with the calculator", "calls per output",
-              "own number wrong at a call %"]
-    cells = [[r["task"], r["label"], f"{plain[r['run'], r['method']]['accuracy']:.2f}", f"{r['accuracy']:.2f}",
-              f"{r['calculator_calls_per_output']:g}",
-              "" if r["calculator_own_wrong_pct"] is None else f"{r['calculator_own_wrong_pct']:g}"]
-             for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]))
-             if r["variant"] == "calculator" and r["calculator_calls_per_output"] is not None]
+    header = [
+        "task",
+        "method: student",
+        "accuracy without",
+        "with the calculator",
+        "calls per output",
+        "own number wrong at a call %",
+    ]
+    cells = [
+        [
+            r["task"],
+            r["label"],
+            f"{plain[r['run'], r['method']]['accuracy']:.2f}",
+            f"{r['accuracy']:.2f}",
+            f"{r['calculator_calls_per_output']:g}",
+            "" if r["calculator_own_wrong_pct"] is None else f"{r['calculator_own_wrong_pct']:g}",
+        ]
+        for r in sorted(rows, key=lambda r: (TASKS_ORDER.get(r["task"], 99), r["task"], r["label"]))
+        if r["variant"] == "calculator" and r["calculator_calls_per_output"] is not None
+    ]
     return header, cells
 
 
 def markdown(table: Table) -> str:
     header, cells = table
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(row) + " |" for row in cells])
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        + ["| " + " | ".join(row) + " |" for row in cells]
+    )
 
 
 def table(rows: list[dict]) -> str:
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASKS_ORDER.get(t, len(TASKS_ORDER)), t))
     order = list(REPORT_ORDER)
-    labels = sorted({(order.index(r["method"]), r["num_samples"], r["variant"].startswith("calculator"), r["label"])
-                     for r in rows})  # a student with the calculator under the same student without it
+    labels = sorted(
+        {(order.index(r["method"]), r["num_samples"], r["variant"].startswith("calculator"), r["label"]) for r in rows}
+    )  # a student with the calculator under the same student without it
     cells = {(r["label"], r["task"]): r for r in rows}
     notes = {id(r): n for n, r in enumerate(_noted(rows), 1)}
     lines = ["| method: student | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
@@ -324,8 +433,13 @@ def plot_epochs(runs: list[Path], path: Path) -> bool:
                 continue
             history = [h for h in _history(summary, _read(summary)) if h.get("val_accuracy") is not None]
             if history:
-                series.append(([h["epoch"] for h in history], [h["val_accuracy"] for h in history],
-                               f"{task}: {label(summary.parent.name)}"))
+                series.append(
+                    (
+                        [h["epoch"] for h in history],
+                        [h["val_accuracy"] for h in history],
+                        f"{task}: {label(summary.parent.name)}",
+                    )
+                )
     if not series:
         return False
     from matplotlib.ticker import MaxNLocator
@@ -357,8 +471,15 @@ def plot_diverse(rows: list[dict], path: Path) -> bool:
         ax.plot(ds, [points[d] for d in ds], marker="o", label=name)
     for d, accuracy, name in adaptive:
         ax.scatter([d], [accuracy], marker="*", s=120, label=name)
-    _save(fig, ax, path, xlabel="teacher samples per train question (D; adaptive: mean drawn)",
-          ylabel="test accuracy (%)", xscale="log", title="Accuracy against D")
+    _save(
+        fig,
+        ax,
+        path,
+        xlabel="teacher samples per train question (D; adaptive: mean drawn)",
+        ylabel="test accuracy (%)",
+        xscale="log",
+        title="Accuracy against D",
+    )
     return True
 
 
@@ -371,8 +492,10 @@ def plot_cost(rows: list[dict], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for key, ax, xlabel in (("teacher_cost_usd", axes[0], "teacher cost (USD)"),
-                            ("teacher_tokens", axes[1], "teacher tokens (prompt + completion)")):
+    for key, ax, xlabel in (
+        ("teacher_cost_usd", axes[0], "teacher cost (USD)"),
+        ("teacher_tokens", axes[1], "teacher tokens (prompt + completion)"),
+    ):
         for r in points:
             if _number(r[key]):
                 d = f"D={r['samples_per_question']}" if r["adaptive"] else f"D={r['num_samples']}"
@@ -392,28 +515,53 @@ def report(root: Path) -> dict:
     rows = collect(runs)
     if not rows:
         raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
-    results, notes, failures, calculator = table(rows), diagnostics_table(rows), failures_table(rows), \
-        calculator_table(rows)
+    results, notes, failures, calculator = (
+        table(rows),
+        diagnostics_table(rows),
+        failures_table(rows),
+        calculator_table(rows),
+    )
     curation = curation_table(runs)
     root = Path(root)
     with open(root / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plots = [name for name, drawn in (("accuracy_vs_epoch.png", plot_epochs(runs, root / "accuracy_vs_epoch.png")),
-                                      ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png")),
-                                      ("cost_vs_accuracy.png", plot_cost(rows, root / "cost_vs_accuracy.png")))
-             if drawn]
+    plots = [
+        name
+        for name, drawn in (
+            ("accuracy_vs_epoch.png", plot_epochs(runs, root / "accuracy_vs_epoch.png")),
+            ("accuracy_vs_D.png", plot_diverse(rows, root / "accuracy_vs_D.png")),
+            ("cost_vs_accuracy.png", plot_cost(rows, root / "cost_vs_accuracy.png")),
+        )
+        if drawn
+    ]
     failures = [failures] if failures[1] else []  # only where evaluation sorted the wrong answers
     calculator = [calculator] if calculator[1] else []
-    text = ("# Results\n\nTest accuracy (%), from " + ", ".join(str(r) for r in runs) + ".\n\n" + results + "\n"
-            + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n" + markdown(notes)
-            + "\n" + "".join(f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{markdown(f)}\n" for f in failures)
-            + "".join(f"\n## The calculator\n\n{CALCULATOR_NOTE}\n\n{markdown(c)}\n" for c in calculator)
-            + (f"\n## Curation\n\nThe teacher's samples of the train questions, kept or dropped.\n\n{markdown(curation)}\n"
-               if curation[1] else "")
-            + "".join(f"\n![{p}]({p})\n" for p in plots))
+    text = (
+        "# Results\n\nTest accuracy (%), from "
+        + ", ".join(str(r) for r in runs)
+        + ".\n\n"
+        + results
+        + "\n"
+        + "\n## Failure diagnostics\n\nThe table's notes: shares of the test outputs.\n\n"
+        + markdown(notes)
+        + "\n"
+        + "".join(f"\n## Why answers are wrong\n\n{FAILURES_NOTE}\n\n{markdown(f)}\n" for f in failures)
+        + "".join(f"\n## The calculator\n\n{CALCULATOR_NOTE}\n\n{markdown(c)}\n" for c in calculator)
+        + (
+            f"\n## Curation\n\nThe teacher's samples of the train questions, kept or dropped.\n\n{markdown(curation)}\n"
+            if curation[1]
+            else ""
+        )
+        + "".join(f"\n![{p}]({p})\n" for p in plots)
+    )
     (root / "report.md").write_text(text)
-    page = write_html(root, [(run, _task_name(_read(RunFolder(run).config))) for run in runs], rows, plots,
-                      [notes, *failures, *calculator, *([curation] if curation[1] else [])])
+    page = write_html(
+        root,
+        [(run, _task_name(_read(RunFolder(run).config))) for run in runs],
+        rows,
+        plots,
+        [notes, *failures, *calculator, *([curation] if curation[1] else [])],
+    )
     return {"table": results, "rows": rows, "plots": plots, "html": page}

@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 from ftcot.config import load_config
-from ftcot.judge import solved
 from ftcot.data import data_dir
 from ftcot.errors import UserError
 from ftcot.files import read_jsonl, write_text
+from ftcot.judge import solved
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.run_folder import RunFolder
 from ftcot.tasks import BUILTIN, load_task
@@ -65,12 +65,18 @@ def _run_data(run: Path, task: str) -> dict:
             question = _question(prompt)
             failure = p.get("failure")
             if "failure" not in p and fmt is not None:  # written before the taxonomy
-                failure = failure_kind(output, p.get("prediction"), bool(p.get("correct")), fmt, question, gold,
-                                       m.answer_prefix, m.votes)
+                failure = failure_kind(
+                    output, p.get("prediction"), bool(p.get("correct")), fmt, question, gold, m.answer_prefix, m.votes
+                )
             shown = prompt.rsplit(COT_TRIGGER, 1)[-1] + "\n" + output if m.answer_step else output  # its rationale
             by_content = p.get("prediction_by_content")  # evaluate.choice_by_content's reading, where made
-            rows[str(p["sample_index"])] = [p.get("prediction"), bool(p.get("correct")), failure, shown,
-                                            None if by_content is None else [by_content, p.get("correct_by_content")]]
+            rows[str(p["sample_index"])] = [
+                p.get("prediction"),
+                bool(p.get("correct")),
+                failure,
+                shown,
+                None if by_content is None else [by_content, p.get("correct_by_content")],
+            ]
             questions.setdefault(str(p["sample_index"]), [question, gold])
         if rows:
             methods[name] = rows
@@ -79,18 +85,29 @@ def _run_data(run: Path, task: str) -> dict:
     for r in read_records(records) if records.is_file() else []:
         right = solved(fmt, r.answer_completion, r.answer) if fmt is not None else None
         entry = teacher.setdefault(str(r.sample_index), {"question": r.question, "samples": []})
-        entry["samples"].append([r.completion_index, r.reasoning_completion.strip(), r.answer_completion.strip(),
-                                 right])
+        entry["samples"].append(
+            [r.completion_index, r.reasoning_completion.strip(), r.answer_completion.strip(), right]
+        )
     per_question = folder.per_question
     curated = {}
     for q in read_jsonl(per_question) if per_question.is_file() else []:
         if isinstance(q, dict) and "sample_index" in q:
             # A run curated before each sample's fate was kept: with one sample, its fate is the counts'.
-            old = ({"0": "kept" if q.get("kept") else next(iter(q.get("dropped") or {"not kept": 1}))}
-                   if q.get("drawn") == 1 else {})
+            old = (
+                {"0": "kept" if q.get("kept") else next(iter(q.get("dropped") or {"not kept": 1}))}
+                if q.get("drawn") == 1
+                else {}
+            )
             curated[str(q["sample_index"])] = q.get("fates") or old
-    return {"run": str(run.name), "task": task, "labels": {m: label(m) for m in methods}, "methods": methods,
-            "questions": questions, "teacher": teacher, "curated": curated}
+    return {
+        "run": str(run.name),
+        "task": task,
+        "labels": {m: label(m) for m in methods},
+        "methods": methods,
+        "questions": questions,
+        "teacher": teacher,
+        "curated": curated,
+    }
 
 
 def _table(rows: list[dict]) -> str:
@@ -100,13 +117,17 @@ def _table(rows: list[dict]) -> str:
     order = list(REPORT_ORDER)
     labels = sorted({(order.index(r["method"]), r["variant"].startswith("calculator"), r["label"]) for r in rows})
     cells = {(r["label"], r["run"]): r for r in rows}
-    head = "".join(f"<th>{html.escape(task)}<br><small>{html.escape(Path(run).name)}</small></th>"
-                   for run, task in runs)
+    head = "".join(
+        f"<th>{html.escape(task)}<br><small>{html.escape(Path(run).name)}</small></th>" for run, task in runs
+    )
     body = []
     for *_, name in labels:
         values = "".join(
             f"<td>{r['accuracy']:.2f} <small>[{r['ci95_low']:.1f}, {r['ci95_high']:.1f}]</small></td>"
-            if (r := cells.get((name, run))) else "<td></td>" for run, _ in runs)
+            if (r := cells.get((name, run)))
+            else "<td></td>"
+            for run, _ in runs
+        )
         body.append(f"<tr><th>{html.escape(name)}</th>{values}</tr>")
     return f"<div class=wide><table class=results><tr><th>method: student</th>{head}</tr>{''.join(body)}</table></div>"
 
@@ -119,19 +140,31 @@ def _html_table(table: tuple[list[str], list[list[str]]]) -> str:
     return f"<table class=notes><tr>{head}</tr>{body}</table>"
 
 
-def write_html(root: Path, runs: list[tuple[Path, str]], rows: list[dict], plots: list[str],
-               notes: list[tuple[list[str], list[list[str]]]]) -> Path:
+def write_html(
+    root: Path,
+    runs: list[tuple[Path, str]],
+    rows: list[dict],
+    plots: list[str],
+    notes: list[tuple[list[str], list[list[str]]]],
+) -> Path:
     """report.html in root, from the runs (folder, task), the report's rows, its plots and its notes tables
     (the failure diagnostics, why answers are wrong)."""
     data = {"runs": [_run_data(run, task) for run, task in runs], "kinds": FAILURE_KINDS, "teacher": TEACHER}
     # JSON inside <script>: every "<" escaped, so no text can close the element or open a comment; a lone
     # surrogate (which no page can hold as text) shown as U+FFFD.
     blob = re.sub("[\ud800-\udfff]", "\ufffd", json.dumps(data, ensure_ascii=False)).replace("<", "\\u003c")
-    images = "".join(f'<figure><img alt="{html.escape(p)}" src="data:image/png;base64,'
-                     f'{base64.b64encode((root / p).read_bytes()).decode()}"></figure>' for p in plots)
-    parts = {"TABLE": _table(rows) + "<h3>Failure diagnostics</h3>"
-                      + "".join(f"<div class=wide>{_html_table(note)}</div>" for note in notes),
-             "PLOTS": images, "DATA": blob}
+    images = "".join(
+        f'<figure><img alt="{html.escape(p)}" src="data:image/png;base64,'
+        f'{base64.b64encode((root / p).read_bytes()).decode()}"></figure>'
+        for p in plots
+    )
+    parts = {
+        "TABLE": _table(rows)
+        + "<h3>Failure diagnostics</h3>"
+        + "".join(f"<div class=wide>{_html_table(note)}</div>" for note in notes),
+        "PLOTS": images,
+        "DATA": blob,
+    }
     page = re.sub(r"\{\{(TABLE|PLOTS|DATA)\}\}", lambda m: parts[m.group(1)], PAGE)  # once: no name is rescanned
     out = root / "report.html"
     write_text(out, re.sub("[\ud800-\udfff]", "\ufffd", page))

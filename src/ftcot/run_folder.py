@@ -82,6 +82,9 @@ class RunFolder:
 
     # each stage's summary, stamped with its fingerprint (a trained student's and an evaluated method's are theirs)
     def summary(self, stage: str, method: str = "") -> Path:
-        return {"teach": self.teacher / "summary.json", "curate": self.curate / "summary.json",
-                "train": self.student(method) / "summary.json",
-                "evaluate": self.evaluated(method) / "metrics.json"}[stage]
+        return {
+            "teach": self.teacher / "summary.json",
+            "curate": self.curate / "summary.json",
+            "train": self.student(method) / "summary.json",
+            "evaluate": self.evaluated(method) / "metrics.json",
+        }[stage]

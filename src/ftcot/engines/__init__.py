@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ftcot.config import RunConfig
 from ftcot.tasks.prompts import ModelKind
@@ -26,15 +27,22 @@ class Engine(Protocol):
     tokens: int  # new tokens generated so far
     tokenizer: object  # the student's (the calculator counts the tokens of its rounds with it)
 
-    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
-                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        done: Callable[[str], bool],
+        stop: tuple[str, ...] = (),
+        k: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
         """k continuations of each prompt (greedy at temperature 0, where k is 1): each ends at EOS, once its
         text is `done`, at a `stop` string, or after max_new_tokens."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> Engine:
@@ -59,8 +67,11 @@ def weights_stamp(folder: str | None) -> str:
     student is retrained, and only then."""
     if not folder or not Path(folder).is_dir():
         return "base"
-    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in Path(folder).rglob("*") if p.is_file() and p.suffix != ".md")
+    files = sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in Path(folder).rglob("*")
+        if p.is_file() and p.suffix != ".md"
+    )
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
 
 

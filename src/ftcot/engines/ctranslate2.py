@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ftcot.config import RunConfig
 from ftcot.engines import stop_rule, until_done, weights_stamp
@@ -25,9 +25,17 @@ class CTranslate2Engine:
         self.parameters = None
         self.tokens = 0
 
-    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
-                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        done: Callable[[str], bool],
+        stop: tuple[str, ...] = (),
+        k: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
         import ctranslate2
 
         if temperature > 0:
@@ -37,11 +45,15 @@ class CTranslate2Engine:
         outputs: list[list[str]] = [[] for _ in prompts]
         per_batch, finished = max(1, self.batch_size // k), stop_rule(done, stop)
         for at in range(0, len(order), per_batch):
-            rows = [i for i in order[at:at + per_batch] for _ in range(k)]
+            rows = [i for i in order[at : at + per_batch] for _ in range(k)]
             results = self.generator.generate_batch(
-                [tokens[i] for i in rows], max_length=max_new_tokens, include_prompt_in_result=False,
-                end_token=self.tokenizer.eos_token, sampling_topk=1 if temperature == 0 else 0,
-                sampling_temperature=temperature or 1.0)
+                [tokens[i] for i in rows],
+                max_length=max_new_tokens,
+                include_prompt_in_result=False,
+                end_token=self.tokenizer.eos_token,
+                sampling_topk=1 if temperature == 0 else 0,
+                sampling_temperature=temperature or 1.0,
+            )
             for i, result in zip(rows, results):
                 ids = result.sequences_ids[0]
                 self.tokens += len(ids)
@@ -65,7 +77,9 @@ def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, 
     try:
         import ctranslate2
     except ImportError:
-        raise UserError("evaluate.engine ctranslate2 needs the ctranslate2 package: pip install 'ftcot[bench]'") from None
+        raise UserError(
+            "evaluate.engine ctranslate2 needs the ctranslate2 package: pip install 'ftcot[bench]'"
+        ) from None
     tokenizer, kind = load_tokenizer(cfg.student, weights)
     if kind != "decoder":
         raise UserError("evaluate.engine ctranslate2 runs decoder students; use hf for an encoder-decoder one")

@@ -6,7 +6,8 @@ a prompt share its computation."""
 from __future__ import annotations
 
 import inspect
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -30,19 +31,48 @@ class HFEngine:
         self.parameters = sum(p.numel() for p in model.parameters())
         self.tokens = 0
 
-    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
-                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
-        return [[c.text for c in row] for row in self.continuations(prompts, max_new_tokens, done, stop, k,
-                                                                    temperature, seed, progress)]
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        done: Callable[[str], bool],
+        stop: tuple[str, ...] = (),
+        k: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
+        return [
+            [c.text for c in row]
+            for row in self.continuations(prompts, max_new_tokens, done, stop, k, temperature, seed, progress)
+        ]
 
-    def continuations(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
-                      stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
-                      progress: Callable[[int], None] | None = None) -> list[list[Continuation]]:
+    def continuations(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        done: Callable[[str], bool],
+        stop: tuple[str, ...] = (),
+        k: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[Continuation]]:
         """generate's continuations with how many tokens each took and whether it ended before the budget (the
         local teacher's finish reasons and usage)."""
-        outputs = _generate(self.model, self.tokenizer, prompts, max_new_tokens, max(1, self.batch_size // k),
-                            stop_rule(done, stop), progress, k, temperature, seed, self.add_special_tokens)
+        outputs = _generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens,
+            max(1, self.batch_size // k),
+            stop_rule(done, stop),
+            progress,
+            k,
+            temperature,
+            seed,
+            self.add_special_tokens,
+        )
         self.tokens += sum(c.tokens for row in outputs for c in row)
         return outputs
 
@@ -63,7 +93,7 @@ class StopWhenDone(StoppingCriteria):
         self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
         return torch.tensor([self.done(t) for t in texts], device=input_ids.device)
 
 
@@ -76,9 +106,18 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 # Generation-config settings that change which token greedy decoding picks; a model that sets any of them is
 # left to transformers' generate, which applies them.
-_LOGITS_SETTINGS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None, "min_length": 0,
-                    "min_new_tokens": None, "suppress_tokens": None, "begin_suppress_tokens": None,
-                    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None}
+_LOGITS_SETTINGS = {
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+}
 
 
 def _forward_parameters(model):
@@ -106,8 +145,16 @@ def _prunable(cache) -> bool:
 
 
 @torch.inference_mode()
-def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repeat: int = 1,
-           temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+def decode(
+    model,
+    batch,
+    max_new_tokens: int,
+    stop_ids: set[int],
+    finished,
+    repeat: int = 1,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
     """Greedy (or, with a temperature, sampled) decoding with the KV cache for a left-padded decoder batch,
     which drops each row from the batch the step it finishes (a stop id, or `finished(its new tokens)`): one
     long answer does not keep every other row generating to the limit, and no row is ever computed past its
@@ -118,8 +165,7 @@ def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repe
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     mask = batch["attention_mask"]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
-                **keep_last)
+    out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True, **keep_last)
     cache, positions, logits = getattr(out, cache_arg), positions[:, -1:], out.logits[:, -1]
     prune = _prunable(cache)
     if repeat > 1 and not prune:  # a cache that cannot be copied row by row: each row computed alone
@@ -156,14 +202,30 @@ def decode(model, batch, max_new_tokens: int, stop_ids: set[int], finished, repe
             rows = [rows[j] for j in going]
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
         positions = positions + 1
-        out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{cache_arg: cache})
+        out = model(
+            input_ids=next_ids[:, None],
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{cache_arg: cache},
+        )
         logits = out.logits[:, -1]
     return tokens
 
 
-def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int, done, progress,
-              k: int = 1, temperature: float = 0.0, seed: int = 0, special: bool = True) -> list[list[Continuation]]:
+def _generate(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    done,
+    progress,
+    k: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    special: bool = True,
+) -> list[list[Continuation]]:
     """k continuations of each text, batched by length (longest first)."""
     encoder_decoder = model.config.is_encoder_decoder
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -177,17 +239,28 @@ def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_siz
         torch.manual_seed(seed)  # transformers' generate samples from the global generator
     model.eval()
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                          add_special_tokens=special).to(model.device)
+        rows = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=special).to(
+            model.device
+        )
         if not plain:  # transformers' generate; rows stay in the batch until all are done
             prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
             criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} \
-                if temperature > 0 else {"do_sample": False}
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+                if temperature > 0
+                else {"do_sample": False}
+            )
             with torch.inference_mode():
-                new = model.generate(**batch, max_new_tokens=max_new_tokens, use_cache=True, num_return_sequences=k,
-                                     pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria, **sampling)
+                new = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    use_cache=True,
+                    num_return_sequences=k,
+                    pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=criteria,
+                    **sampling,
+                )
             new = new[:, prompt_length:]
         else:
             new = decode(model, batch, max_new_tokens, stop_ids, finished, k, temperature, generator)
@@ -195,11 +268,12 @@ def _generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_siz
             ids = [int(i) for i in ids]
             if not plain:  # generate's rows: after an encoder-decoder's start token, the new tokens up to EOS
                 ids = ids[1:] if encoder_decoder else ids  # (BART's start token is its EOS)
-                ids = ids[:next((n for n, i in enumerate(ids) if i in stop_ids), len(ids))]
+                ids = ids[: next((n for n, i in enumerate(ids) if i in stop_ids), len(ids))]
                 while ids and ids[-1] == tokenizer.pad_token_id:  # a row the stop rule ended, padded after
                     ids.pop()
-            outputs[rows[j // k]].append(Continuation(tokenizer.decode(ids, skip_special_tokens=True), len(ids),
-                                                      len(ids) < max_new_tokens))
+            outputs[rows[j // k]].append(
+                Continuation(tokenizer.decode(ids, skip_special_tokens=True), len(ids), len(ids) < max_new_tokens)
+            )
         if progress is not None:
             progress(len(rows))
     tokenizer.padding_side = side  # training right after validation pads on the right

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import openai
 
@@ -32,25 +32,47 @@ class OpenAIEngine:
         self.parameters = None  # the server's to know
         self.tokens = 0
 
-    def generate(self, prompts: list[str], max_new_tokens: int, done: Callable[[str], bool],
-                 stop: tuple[str, ...] = (), k: int = 1, temperature: float = 0.0, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
-        params = {"max_tokens": max_new_tokens, "temperature": temperature, **({"stop": list(stop)} if stop else {}),
-                  **({"seed": seed} if temperature > 0 else {})}
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        done: Callable[[str], bool],
+        stop: tuple[str, ...] = (),
+        k: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
+        params = {
+            "max_tokens": max_new_tokens,
+            "temperature": temperature,
+            **({"stop": list(stop)} if stop else {}),
+            **({"seed": seed} if temperature > 0 else {}),
+        }
         store = CompletionStore(self.store_path)
         try:
             return asyncio.run(self._all(store, prompts, params, k, done, progress))
         except (openai.APIError, MalformedResponse, json.JSONDecodeError) as exc:  # retries exhausted
             why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
-            raise UserError(f"the student server at {self.cfg.base_url} ({self.served}) failed after "
-                            f"{self.cfg.max_attempts} attempts: {type(why).__name__}: {why}") from None
+            raise UserError(
+                f"the student server at {self.cfg.base_url} ({self.served}) failed after "
+                f"{self.cfg.max_attempts} attempts: {type(why).__name__}: {why}"
+            ) from None
         finally:
             store.close()
 
     async def _all(self, store: CompletionStore, prompts: list[str], params: dict, k: int, done, progress):
         c = self.cfg
-        client = OpenAITeacher(self.served, c.base_url, c.api_key_env, "completions", c.concurrency,
-                               timeout_s=c.timeout_s, max_attempts=c.max_attempts, role="evaluate")
+        client = OpenAITeacher(
+            self.served,
+            c.base_url,
+            c.api_key_env,
+            "completions",
+            c.concurrency,
+            timeout_s=c.timeout_s,
+            max_attempts=c.max_attempts,
+            role="evaluate",
+        )
 
         async def one(prompt: str) -> list[str]:
             got = [store.get(self.identity, prompt, params, j) for j in range(k)]
@@ -61,7 +83,7 @@ class OpenAIEngine:
                     store.put(self.identity, prompt, params, j, generation)
                     got[j] = generation
                     self.tokens += generation.completion_tokens or 0
-                missing = missing[len(generations):]
+                missing = missing[len(generations) :]
             if progress is not None:
                 progress(1)
             return [until_done(g.text, done) for g in got]
@@ -78,11 +100,15 @@ class OpenAIEngine:
 def check(cfg: RunConfig, method: str) -> None:
     """The served model's name and the key, which need no model."""
     if cfg.evaluate.models.get(method) is None:
-        raise UserError(f"evaluate.models names no served model for {method} (engine openai): add "
-                        f"'{method}: <the name the server gives it>'")
+        raise UserError(
+            f"evaluate.models names no served model for {method} (engine openai): add "
+            f"'{method}: <the name the server gives it>'"
+        )
     if cfg.evaluate.api_key_env and not os.environ.get(cfg.evaluate.api_key_env):
-        raise UserError(f"the environment variable {cfg.evaluate.api_key_env} (evaluate.api_key_env) is not set; "
-                        "for a server that needs no key, set evaluate.api_key_env: null")
+        raise UserError(
+            f"the environment variable {cfg.evaluate.api_key_env} (evaluate.api_key_env) is not set; "
+            "for a server that needs no key, set evaluate.api_key_env: null"
+        )
 
 
 def open_engine(cfg: RunConfig, method: str, weights: str | None, folder: Path, batch_size: int) -> OpenAIEngine:

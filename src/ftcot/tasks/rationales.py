@@ -16,7 +16,6 @@ from ftcot.calculator import equations
 from ftcot.tasks.answers import ALPHABET, YES_NO, AnswerFormat
 from ftcot.tasks.prompts import ANSWER_MARKER
 
-
 # --- a multiple-choice question --------------------------------------------------------------------------
 
 _HEAD = re.compile(r" Answer [Cc]hoices: (?=\(A\))")
@@ -41,7 +40,7 @@ class ChoiceQuestion:
         listed = self.separator.join(f"({letter}) {option}" for letter, option in zip(ALPHABET, self.options))
         return f"{self.stem}{self.head}{listed}{self.end}"
 
-    def permuted(self, order: list[int]) -> "ChoiceQuestion":
+    def permuted(self, order: list[int]) -> ChoiceQuestion:
         """The question with option order[i] in slot i."""
         return ChoiceQuestion(self.stem, tuple(self.options[j] for j in order), self.head, self.separator, self.end)
 
@@ -53,7 +52,7 @@ def parse_choices(question: str) -> ChoiceQuestion | None:
     if not heads:
         return None
     head = heads[-1]
-    parts = re.split(r"\(([A-Z])\) ", question[head.end():])[1:]
+    parts = re.split(r"\(([A-Z])\) ", question[head.end() :])[1:]
     letters, texts = "".join(parts[0::2]), parts[1::2]
     if len(texts) < 2 or letters != ALPHABET[: len(texts)]:
         return None
@@ -68,17 +67,25 @@ def parse_choices(question: str) -> ChoiceQuestion | None:
 
 # --- letter mentions -------------------------------------------------------------------------------------
 
+
 def _mention_patterns(letters: str) -> list[re.Pattern]:
     """Ways a rationale names an option by its letter: "(B)", "B)", "option B", "choice (B)", "answer is B"."""
     x = f"[{letters}]"
-    return [re.compile(rf"\(({x})\)"), re.compile(rf"(?<![\w(])({x})\)"),
-            re.compile(rf"\b(?i:option|choice|answer(?:\s+(?:is|was|would\s+be|will\s+be))?)\s*:?\s+({x})"
-                       rf"(?![\w'’)]|\.\w)")]
+    return [
+        re.compile(rf"\(({x})\)"),
+        re.compile(rf"(?<![\w(])({x})\)"),
+        re.compile(
+            rf"\b(?i:option|choice|answer(?:\s+(?:is|was|would\s+be|will\s+be))?)\s*:?\s+({x})"
+            rf"(?![\w'’)]|\.\w)"
+        ),
+    ]
 
 
 # Words after which a capital "A" is a letter ("A is correct"), not the article ("A week ago").
-_AFTER_LETTER = re.compile(r"\s+(?:is|was|were|or|and|would|could|should|will|can|cannot|must|seems?|has|does|"
-                           r"to|fits|matches|gives)\b")
+_AFTER_LETTER = re.compile(
+    r"\s+(?:is|was|were|or|and|would|could|should|will|can|cannot|must|seems?|has|does|"
+    r"to|fits|matches|gives)\b"
+)
 
 
 def letter_mentions(text: str, letters: str) -> list[tuple[int, int, str]] | None:
@@ -90,7 +97,7 @@ def letter_mentions(text: str, letters: str) -> list[tuple[int, int, str]] | Non
         for m in pattern.finditer(text):
             spans.setdefault(m.start(1), (m.start(1), m.end(1), m.group(1)))
     for m in re.finditer(rf"\b[{letters}]\b", text):
-        after = text[m.end():]
+        after = text[m.end() :]
         article = m.group() == "A" and re.match(r"\s+[a-z]", after) and not _AFTER_LETTER.match(after)
         if m.start() not in spans and not article:
             return None
@@ -118,12 +125,16 @@ def letter_mapping(order: list[int], letters: str) -> dict[str, str]:
 # --- options named by their text -------------------------------------------------------------------------
 
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_MONTH = r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|" \
-         r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
+    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
-_DATES = [(re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b"), (0, 1, 2)),
-          (re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b", re.I), (0, 1, 2)),
-          (re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I), (1, 0, 2))]
+_DATES = [
+    (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b"), (0, 1, 2)),
+    (re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b", re.I), (0, 1, 2)),
+    (re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I), (1, 0, 2)),
+]
 
 
 def _month(word: str) -> int:
@@ -274,8 +285,9 @@ def supports(text: str, fmt: AnswerFormat, question: str, gold: str) -> bool | N
     students" concludes on 13); a free-text rationale supports its gold answer when it contains it."""
     if fmt.choice:
         parsed = parse_choices(question)
-        said = {c for c in (letter_conclusion(text, parsed), content_conclusion(text, parsed)) if c} if parsed \
-            else set()
+        said = (
+            {c for c in (letter_conclusion(text, parsed), content_conclusion(text, parsed)) if c} if parsed else set()
+        )
         return None if not said else said == {gold}
     if fmt.name == "text":  # free text: only the gold's own words can be looked for
         return True if fmt.normalize(gold) in normalized(text) else None
@@ -318,6 +330,7 @@ def option_by_content(output: str, question: str, marker: str | None = ANSWER_MA
 
 # --- why an output is wrong ------------------------------------------------------------------------------
 
+
 def is_loop(text: str, min_repeats: int = 3, min_words: int = 8) -> bool:
     """Whether the text ends in a loop: its last words (at least min_words of them) repeat with a period of n
     words (n up to 40), at least min_repeats times over; a last word cut off by the token limit is left out."""
@@ -345,8 +358,16 @@ FAILURE_KINDS = {
 }
 
 
-def failure_kind(output: str, prediction: str | None, correct: bool, fmt: AnswerFormat, question: str,
-                 gold: str, marker: str | None, reasoning: bool) -> str | None:
+def failure_kind(
+    output: str,
+    prediction: str | None,
+    correct: bool,
+    fmt: AnswerFormat,
+    question: str,
+    gold: str,
+    marker: str | None,
+    reasoning: bool,
+) -> str | None:
     """Why a prediction is wrong (a key of FAILURE_KINDS), or None when it is right."""
     if correct:
         return None

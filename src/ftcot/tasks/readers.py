@@ -8,9 +8,9 @@ records unchanged (`json`, `jsonl`, `examples`) leaves the fields to the declara
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -32,8 +32,9 @@ class Reader:
         data = read_jsonl(path) if self.file == "jsonl" else read_json(path)
         records = data.get("examples") if self.file == "examples" and isinstance(data, dict) else data
         if not isinstance(records, list):
-            raise UserError(f"{path}: expected a list of records" + (' under "examples"' if self.file == "examples"
-                                                                       else ""))
+            raise UserError(
+                f"{path}: expected a list of records" + (' under "examples"' if self.file == "examples" else "")
+            )
         try:
             return self.rows(records)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
@@ -69,8 +70,11 @@ def _bigbench_stem(record: dict) -> str:
 
 
 def _tracking(record: dict) -> dict:
-    return {"question": _bigbench_stem(record), "answer": ALPHABET[_correct_choice(record["target_scores"])],
-            "choices": _lettered(c.removesuffix(".") for c in record["target_scores"])}
+    return {
+        "question": _bigbench_stem(record),
+        "answer": ALPHABET[_correct_choice(record["target_scores"])],
+        "choices": _lettered(c.removesuffix(".") for c in record["target_scores"]),
+    }
 
 
 def _date(records: list[dict]) -> list[dict]:
@@ -84,8 +88,13 @@ def _date(records: list[dict]) -> list[dict]:
         slots = [""] * len(choices)
         for j, slot in enumerate(perm):
             slots[slot] = choices[j]
-        rows.append({"question": _bigbench_stem(record), "choices": _lettered(slots),
-                     "answer": ALPHABET[int(perm[_correct_choice(record["target_scores"])])]})
+        rows.append(
+            {
+                "question": _bigbench_stem(record),
+                "choices": _lettered(slots),
+                "answer": ALPHABET[int(perm[_correct_choice(record["target_scores"])])],
+            }
+        )
     return rows
 
 
@@ -101,18 +110,39 @@ READERS: dict[str, Reader] = {
     "mawps": Reader("json", _mawps(str)),  # "43.0": str() of the file's float
     "mawps_integer": Reader("json", _mawps(lambda x: str(int(x)))),
     "gsm8k": Reader("jsonl", _each(lambda r: {"question": r["question"], "answer": r["answer"].split("#### ")[1]})),
-    "aqua": Reader("jsonl", _each(lambda r: {"question": r["question"], "answer": r["correct"],
-                                             "choices": _lettered(o[2:] for o in r["options"])})),  # "A)5" -> "5"
-    "svamp": Reader("json", _each(lambda r: {"question": r["Body"].strip() + " " + r["Question"].strip(),
-                                             "answer": str(r["Answer"])})),
+    "aqua": Reader(
+        "jsonl",
+        _each(
+            lambda r: {
+                "question": r["question"],
+                "answer": r["correct"],
+                "choices": _lettered(o[2:] for o in r["options"]),
+            }
+        ),
+    ),  # "A)5" -> "5"
+    "svamp": Reader(
+        "json",
+        _each(lambda r: {"question": r["Body"].strip() + " " + r["Question"].strip(), "answer": str(r["Answer"])}),
+    ),
     "bigbench_date": Reader("examples", _date),
     "bigbench_choice": Reader("examples", _each(_tracking)),
-    "bigbench_yes_no": Reader("examples", _each(lambda r: {
-        "question": r["input"], "answer": next(k for k, v in r["target_scores"].items() if v == 1)})),
-    "commonsense_qa": Reader("jsonl", _each(lambda r: {
-        "question": r["question"]["stem"], "answer": r["answerKey"],
-        "choices": {"label": [c["label"] for c in r["question"]["choices"]],
-                    "text": [c["text"] for c in r["question"]["choices"]]}})),
+    "bigbench_yes_no": Reader(
+        "examples",
+        _each(lambda r: {"question": r["input"], "answer": next(k for k, v in r["target_scores"].items() if v == 1)}),
+    ),
+    "commonsense_qa": Reader(
+        "jsonl",
+        _each(
+            lambda r: {
+                "question": r["question"]["stem"],
+                "answer": r["answerKey"],
+                "choices": {
+                    "label": [c["label"] for c in r["question"]["choices"]],
+                    "text": [c["text"] for c in r["question"]["choices"]],
+                },
+            }
+        ),
+    ),
 }
 
 

@@ -16,10 +16,11 @@ import hashlib
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import yaml
@@ -90,13 +91,13 @@ class TaskDecl(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _index_needs_choices(self) -> "TaskDecl":
+    def _index_needs_choices(self) -> TaskDecl:
         if self.answer_index and (self.answer_format != "choice" or not self.choices_field):
             raise ValueError("answer_index: an index needs choices (answer_format: choice and a choices_field)")
         return self
 
     @model_validator(mode="after")
-    def _one_test_side(self) -> "TaskDecl":
+    def _one_test_side(self) -> TaskDecl:
         if self.splits is not None:
             if self.test_fraction is not None:
                 raise ValueError("test_fraction: the split files name each side's rows")
@@ -106,21 +107,35 @@ class TaskDecl(BaseModel):
             raise ValueError("give either test (a file) or test_fraction (a share of train)")
         return self
 
-    def resolved(self, base: Path) -> "TaskDecl":
+    def resolved(self, base: Path) -> TaskDecl:
         """The same task with its paths made absolute from base."""
-        absolute = {key: str((base / value).resolve()) for key in ("train", "test")
-                    if (value := getattr(self, key)) is not None}
+        absolute = {
+            key: str((base / value).resolve()) for key in ("train", "test") if (value := getattr(self, key)) is not None
+        }
         if self.splits:
             absolute["splits"] = {name: str((base / path).resolve()) for name, path in self.splits.items()}
         return self.model_copy(update=absolute)
 
 
 # The paper's tasks, in its Table 1 order; each declared in builtin/<name>.yaml.
-PAPER_TASKS = ("single_eq", "addsub", "multiarith", "gsm8k", "aqua", "svamp", "date_understanding",
-               "tracking_shuffled_objects", "last_letter_concatenation", "coin_flip", "commonsense_qa", "strategy_qa")
+PAPER_TASKS = (
+    "single_eq",
+    "addsub",
+    "multiarith",
+    "gsm8k",
+    "aqua",
+    "svamp",
+    "date_understanding",
+    "tracking_shuffled_objects",
+    "last_letter_concatenation",
+    "coin_flip",
+    "commonsense_qa",
+    "strategy_qa",
+)
 BUILTIN: dict[str, TaskDecl] = {
     name: TaskDecl.model_validate(yaml.safe_load((Path(__file__).parent / "builtin" / f"{name}.yaml").read_text()))
-    for name in PAPER_TASKS}
+    for name in PAPER_TASKS
+}
 
 
 @dataclass(frozen=True)
@@ -193,8 +208,9 @@ class Task:
             return ""
         samples = self.samples()
         splits = [self.split(name) for name in self.splits]
-        return hashlib.sha256(json.dumps([[s.question, s.answer] for s in samples.values()] + splits).encode(
-            "utf-8", "surrogatepass")).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps([[s.question, s.answer] for s in samples.values()] + splits).encode("utf-8", "surrogatepass")
+        ).hexdigest()[:16]
 
     def available(self) -> bool:
         """Whether its data is here (a built-in task's files come with `ftcot data fetch`)."""
@@ -233,8 +249,10 @@ class Task:
         if n is None or wanted is None or any(i < n for i in wanted):
             out = dict(enumerate(self._read("train")))
             if n is not None and n < len(out):
-                raise UserError(f"task {self.key}: test_offset {n} is less than train's {len(out)} rows: test's "
-                                "sample indices would repeat train's")
+                raise UserError(
+                    f"task {self.key}: test_offset {n} is less than train's {len(out)} rows: test's "
+                    "sample indices would repeat train's"
+                )
             n = len(out) if n is None else n
         if self.decl.test and (wanted is None or any(i >= n for i in wanted)):
             out.update({n + k: row for k, row in enumerate(self._read("test"))})
@@ -248,11 +266,21 @@ class Task:
         rows = self._numbered(wanted)
         missing = [i for i in wanted or [] if i not in rows]
         if missing:
-            raise UserError(f"sample index {missing[0]} out of range for task {self.key} "
-                            f"({len(missing)} of {len(wanted)} requested indices do not exist)")
+            raise UserError(
+                f"sample index {missing[0]} out of range for task {self.key} "
+                f"({len(missing)} of {len(wanted)} requested indices do not exist)"
+            )
         keep = set(rows if wanted is None else wanted)
-        return {i: Sample(self.key, i, verbalize(r.question, r.choices[1]) if r.choices else r.question,
-                          _gold(r, self.decl, self.answer_format)) for i, r in rows.items() if i in keep}
+        return {
+            i: Sample(
+                self.key,
+                i,
+                verbalize(r.question, r.choices[1]) if r.choices else r.question,
+                _gold(r, self.decl, self.answer_format),
+            )
+            for i, r in rows.items()
+            if i in keep
+        }
 
     def split(self, name: str = "default") -> dict[str, list[int]]:
         """{"train": [sample_index...], "test": [...]}: the declared split file's, or train's rows and test's."""
@@ -260,14 +288,18 @@ class Task:
             raise UserError(f"task {self.key} has no split {name!r}; it has: {', '.join(self.splits)}")
         if self.decl.splits is None:
             indices = sorted(self._numbered(None))
-            train = len(self._read("train")) if self.decl.test else \
-                len(indices) - round(self.decl.test_fraction * len(indices))
+            train = (
+                len(self._read("train"))
+                if self.decl.test
+                else len(indices) - round(self.decl.test_fraction * len(indices))
+            )
             return {"train": indices[:train], "test": indices[train:]}
         path = data_path(self.decl.splits[name], self.root)
         split = read_json(path)
         if not isinstance(split, dict) or not all(
-                isinstance(split.get(s), list) and all(type(i) is int for i in split[s]) for s in ("train", "test")):
-            raise UserError(f"{path}: a split file must be {{\"train\": [sample_index, ...], \"test\": [...]}}")
+            isinstance(split.get(s), list) and all(type(i) is int for i in split[s]) for s in ("train", "test")
+        ):
+            raise UserError(f'{path}: a split file must be {{"train": [sample_index, ...], "test": [...]}}')
         return {"train": split["train"], "test": split["test"]}
 
     def split_samples(self, part: str, split: str = "default") -> list[Sample]:
@@ -282,8 +314,10 @@ def load_task(task: str | TaskDecl, root: Path | None = None) -> Task:
     user's data is read and checked now, so a bad row stops a run before anything is spent."""
     if isinstance(task, str):
         if task not in BUILTIN:
-            raise UserError(f"unknown task {task!r}; known tasks: {', '.join(BUILTIN)}, or a custom task "
-                            "(a mapping, or a task YAML file)")
+            raise UserError(
+                f"unknown task {task!r}; known tasks: {', '.join(BUILTIN)}, or a custom task "
+                "(a mapping, or a task YAML file)"
+            )
         task = BUILTIN[task]
     shipped = BUILTIN.get(task.name) == task
     if task.name in BUILTIN and not shipped:
@@ -311,19 +345,29 @@ def read_table(path: Path) -> list[dict]:
         if path.is_dir():
             data = datasets.load_from_disk(str(path))
             if isinstance(data, datasets.DatasetDict):
-                raise UserError(f"{path} holds several splits ({', '.join(data)}): name one of them, e.g. "
-                                f"{path / next(iter(data))}")
+                raise UserError(
+                    f"{path} holds several splits ({', '.join(data)}): name one of them, e.g. {path / next(iter(data))}"
+                )
         elif path.suffix in TABLES and path.is_file() and path.stat().st_size < 4096 and not path.read_bytes().strip():
             raise UserError(f"{path}: no rows (the file is empty)")
         elif path.suffix in TABLES:
             # Read afresh into memory each time (a cache keyed by path and mtime can return a file's old rows
             # after `cp -p`), and CSV cells as text: "01234" stays "01234".
-            text_columns = {"features": datasets.Features({name: datasets.Value("string") for name in _header(path)})
-                            } if path.suffix == ".csv" else {}
+            text_columns = (
+                {"features": datasets.Features({name: datasets.Value("string") for name in _header(path)})}
+                if path.suffix == ".csv"
+                else {}
+            )
             with tempfile.TemporaryDirectory() as cache:
-                data = datasets.load_dataset(TABLES[path.suffix], data_files=str(path), split="train",
-                                             keep_in_memory=True, cache_dir=cache, download_mode="force_redownload",
-                                             **text_columns)
+                data = datasets.load_dataset(
+                    TABLES[path.suffix],
+                    data_files=str(path),
+                    split="train",
+                    keep_in_memory=True,
+                    cache_dir=cache,
+                    download_mode="force_redownload",
+                    **text_columns,
+                )
         elif path.exists():
             raise UserError(f"{path}: a table is .jsonl, .json, .csv, .parquet or a datasets folder")
         else:
@@ -335,8 +379,10 @@ def read_table(path: Path) -> list[dict]:
         cause = exc.__cause__ or exc.__context__ or exc  # datasets wraps the reader's own error
         if "corresponds to no data" in str(exc):  # a JSON list or CSV of no rows
             raise UserError(f"{path}: no rows") from None
-        raise UserError(f"{path}: cannot read it as a table ({type(cause).__name__}: "
-                        f"{str(cause).splitlines()[0] if str(cause) else ''})") from None
+        raise UserError(
+            f"{path}: cannot read it as a table ({type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''})"
+        ) from None
 
 
 def _header(path: Path) -> list[str]:
@@ -362,15 +408,20 @@ def _choices(value, where: str) -> tuple[list[str], list[str]]:
             raise UserError(f"{where}: a choices mapping with 'label' needs 'text', a list of the choices' texts")
         labels = value.get("label", [])
         if not isinstance(labels, list) or labels and len(labels) != len(value["text"]):
-            raise UserError(f"{where}: {len(labels) if isinstance(labels, list) else 'no list of'} labels for "
-                            f"{len(value['text'])} texts")
+            raise UserError(
+                f"{where}: {len(labels) if isinstance(labels, list) else 'no list of'} labels for "
+                f"{len(value['text'])} texts"
+            )
         labels, texts = labels, value["text"]
     elif isinstance(value, dict):
         labels, texts = list(value), list(value.values())
     else:
         labels, texts = [], value
-    if not isinstance(texts, list) or not texts or not all(
-            isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in [*texts, *labels]):
+    if (
+        not isinstance(texts, list)
+        or not texts
+        or not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in [*texts, *labels])
+    ):
         raise UserError(f"{where}: choices must be a non-empty list (or mapping) of texts")
     if len(texts) > len(ALPHABET):
         raise UserError(f"{where}: {len(texts)} choices; at most {len(ALPHABET)} (A-Z)")
@@ -429,8 +480,10 @@ def _gold(row: Row, decl: TaskDecl, fmt: AnswerFormat) -> str:
             known = [] if decl.answer_index else [i for i, x in enumerate(labels or texts) if x == answer]
             index = known[0] if known else int(answer) if re.fullmatch(r"\d+", answer) else -1
             if not 0 <= index < len(texts):
-                raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not an index of its {len(texts)} "
-                                f"choices (0-{len(texts) - 1})")
+                raise UserError(
+                    f"{where}: {decl.answer_field!r} {answer!r} is not an index of its {len(texts)} "
+                    f"choices (0-{len(texts) - 1})"
+                )
             return ALPHABET[index]
         for known in (labels, texts):
             if answer in known:
@@ -438,8 +491,10 @@ def _gold(row: Row, decl: TaskDecl, fmt: AnswerFormat) -> str:
         letter = answer.strip("() .").upper()
         if len(letter) != 1 or letter not in ALPHABET[: len(texts) or 26]:
             named = f"one of the labels ({', '.join(labels)})" if labels else "a choice's text"
-            raise UserError(f"{where}: {decl.answer_field!r} {answer!r} is not {named} nor a letter in range "
-                            f"(A-{ALPHABET[len(texts) - 1] if texts else 'Z'})")
+            raise UserError(
+                f"{where}: {decl.answer_field!r} {answer!r} is not {named} nor a letter in range "
+                f"(A-{ALPHABET[len(texts) - 1] if texts else 'Z'})"
+            )
         return letter
     if decl.answer_format == "yes_no":  # "Yes", "no.", "YES!" are all fine
         word = answer.strip(" .!\"'")

@@ -19,19 +19,27 @@ def teacher_identity(backend: str, model: str, endpoint: str = "completions") ->
 def check_teacher(cfg: TeacherConfig, budget: float | None, price, dry_run: bool) -> None:
     """Teacher settings that cannot work together, one line each, before anything is asked or written."""
     if (cfg.adaptive or cfg.rationalize) and cfg.backend == "recorded":
-        raise UserError("teacher.adaptive and teacher.rationalize ask the teacher again; the recorded backend can "
-                        "only replay: use the openai or hf backend")
+        raise UserError(
+            "teacher.adaptive and teacher.rationalize ask the teacher again; the recorded backend can "
+            "only replay: use the openai or hf backend"
+        )
     if budget is None or dry_run:
         return
     if cfg.backend != "openai":
-        raise UserError(f"a budget is for a paid API (backend: openai); the {cfg.backend} backend costs nothing "
-                        "per request: remove max_cost")
+        raise UserError(
+            f"a budget is for a paid API (backend: openai); the {cfg.backend} backend costs nothing "
+            "per request: remove max_cost"
+        )
     if cfg.batch:
-        raise UserError("a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
-                        "after the fact); collect without batch, or without a budget")
+        raise UserError(
+            "a budget cannot be held with teacher.batch: true (the Batch API bills a whole batch "
+            "after the fact); collect without batch, or without a budget"
+        )
     if price is None:
-        raise UserError(f"a budget is set but the price of {cfg.model} is unknown: add it under teacher.prices "
-                        f"({cfg.model}: {{input: USD per million prompt tokens, output: ...}})")
+        raise UserError(
+            f"a budget is set but the price of {cfg.model} is unknown: add it under teacher.prices "
+            f"({cfg.model}: {{input: USD per million prompt tokens, output: ...}})"
+        )
 
 
 def make_live_teacher(cfg: TeacherConfig):
@@ -40,10 +48,20 @@ def make_live_teacher(cfg: TeacherConfig):
     if cfg.backend == "openai":
         from ftcot.teachers.openai_api import OpenAITeacher
 
-        return OpenAITeacher(cfg.model, cfg.base_url, cfg.api_key_env, cfg.endpoint, cfg.concurrency,
-                             cfg.requests_per_minute, cfg.tokens_per_minute, cfg.timeout_s, cfg.max_attempts,
-                             honour_n=cfg.n_per_request, max_tokens_param=cfg.max_tokens_param,
-                             strip_think=cfg.strip_think)
+        return OpenAITeacher(
+            cfg.model,
+            cfg.base_url,
+            cfg.api_key_env,
+            cfg.endpoint,
+            cfg.concurrency,
+            cfg.requests_per_minute,
+            cfg.tokens_per_minute,
+            cfg.timeout_s,
+            cfg.max_attempts,
+            honour_n=cfg.n_per_request,
+            max_tokens_param=cfg.max_tokens_param,
+            strip_think=cfg.strip_think,
+        )
     if cfg.backend == "hf":
         from ftcot.teachers.hf import HFTeacher
 
@@ -51,8 +69,9 @@ def make_live_teacher(cfg: TeacherConfig):
     raise ValueError(cfg.backend)
 
 
-def make_recorded_teacher(cfg: TeacherConfig, task: Task, split: str, data_root: Path
-                          ) -> tuple[RecordedTeacher, list[dict]]:
+def make_recorded_teacher(
+    cfg: TeacherConfig, task: Task, split: str, data_root: Path
+) -> tuple[RecordedTeacher, list[dict]]:
     """The recorded teacher over every configured source, and each source's report."""
     records, reports = recorded_completions(cfg, task, split, data_root)
     return RecordedTeacher(records, cfg.on_missing), reports

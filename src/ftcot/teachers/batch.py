@@ -27,15 +27,15 @@ def batch_line(teacher, prompt: str, params: dict, ks: list[int]) -> dict:
     url = "/v1/chat/completions" if teacher.endpoint == "chat" else "/v1/completions"
     # custom_id carries the ks; each choice's store key is rebuilt from prompt, params and its k.
     key = completion_key(teacher.identity, prompt, params, ks[0])[:16]
-    return {"custom_id": f"{','.join(map(str, ks))}:{key}", "method": "POST",
-            "url": url, "body": body}
+    return {"custom_id": f"{','.join(map(str, ks))}:{key}", "method": "POST", "url": url, "body": body}
 
 
 async def _submit(teacher, store: CompletionStore, lines: list[dict]) -> str:
     payload = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
     uploaded = await teacher.client.files.create(file=("batch.jsonl", io.BytesIO(payload)), purpose="batch")
-    batch = await teacher.client.batches.create(input_file_id=uploaded.id, endpoint=lines[0]["url"],
-                                                completion_window="24h")
+    batch = await teacher.client.batches.create(
+        input_file_id=uploaded.id, endpoint=lines[0]["url"], completion_window="24h"
+    )
     store.save_batch(batch.id, teacher.identity, "submitted")
     return batch.id
 
@@ -74,9 +74,15 @@ async def _ingest(teacher, store: CompletionStore, batch_id: str, poll_s: float)
         for k, choice in zip(ks, choices):
             text = choice["message"]["content"] if "message" in choice else choice["text"]
             share = (usage.get("completion_tokens") or 0) // len(choices)
-            stored += store.put(teacher.identity, prompt, params, k,
-                                Generation(text, choice.get("finish_reason"),
-                                           usage.get("prompt_tokens") if k == ks[0] else 0, share, None))
+            stored += store.put(
+                teacher.identity,
+                prompt,
+                params,
+                k,
+                Generation(
+                    text, choice.get("finish_reason"), usage.get("prompt_tokens") if k == ks[0] else 0, share, None
+                ),
+            )
     store.ingested(batch_id, teacher.identity, *used)
     return stored
 

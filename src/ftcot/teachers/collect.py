@@ -20,8 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ftcot.config import Sampling, TeacherConfig
-from ftcot.judge import solved
 from ftcot.errors import UserError
+from ftcot.judge import solved
 from ftcot.tasks import Sample
 from ftcot.tasks.answers import AnswerFormat
 from ftcot.tasks.prompts import rationalize_step1, zero_shot_cot_step1, zero_shot_cot_step2
@@ -48,8 +48,16 @@ class Outcome:
 
 
 class Collector:
-    def __init__(self, teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, spending: Spending,
-                 grown: frozenset[int] = frozenset(), fmt: AnswerFormat | None = None):
+    def __init__(
+        self,
+        teacher,
+        store: CompletionStore,
+        cfg: TeacherConfig,
+        trigger: str,
+        spending: Spending,
+        grown: frozenset[int] = frozenset(),
+        fmt: AnswerFormat | None = None,
+    ):
         self.teacher = teacher
         self.grown = grown  # sample indices that adaptive rounds and rationalization apply to (train questions)
         self.fmt = fmt  # the task's answer format, in which their answers are judged
@@ -94,7 +102,7 @@ class Collector:
                         generation = self.store.get(identity, prompt, params, k)  # the first one stored wins
                     self.in_flight.pop(completion_key(identity, prompt, params, k)).set_result(generation)
                     done_ks.add(k)
-                missing = missing[len(generations):]
+                missing = missing[len(generations) :]
                 self._show()
         except BaseException as exc:
             for k in (k for k in missing if k not in done_ks):  # whoever shares these learns why they will not come
@@ -120,15 +128,23 @@ class Collector:
             async with self.questions:
                 step1 = zero_shot_cot_step1(sample.question)
                 records = await self.round(sample, step1, range(cfg.num_samples))
-                while cfg.adaptive and grows and (short := cfg.adaptive.want_correct - correct()) > 0 \
-                        and len(records) < cfg.adaptive.max_samples:
+                while (
+                    cfg.adaptive
+                    and grows
+                    and (short := cfg.adaptive.want_correct - correct()) > 0
+                    and len(records) < cfg.adaptive.max_samples
+                ):
                     more = range(len(records), min(len(records) + short, cfg.adaptive.max_samples))
                     self._grow(len(more))
                     records += await self.round(sample, step1, more)
                 if cfg.rationalize and grows and not correct():
                     self._grow(1)
-                    hinted = await self.round(sample, rationalize_step1(sample.question, sample.answer),
-                                              range(len(records), len(records) + 1), answer_from=step1)
+                    hinted = await self.round(
+                        sample,
+                        rationalize_step1(sample.question, sample.answer),
+                        range(len(records), len(records) + 1),
+                        answer_from=step1,
+                    )
                     records += [r.model_copy(update={"rationalized": True}) for r in hinted]
         except BudgetReached:
             return []
@@ -136,25 +152,41 @@ class Collector:
             self.progress.advance(self.progress_task, len(records))
         return records
 
-    async def round(self, sample: Sample, step1: str, ks: range, answer_from: str | None = None
-                    ) -> list[TeacherCompletion]:
+    async def round(
+        self, sample: Sample, step1: str, ks: range, answer_from: str | None = None
+    ) -> list[TeacherCompletion]:
         """Completions ks of step 1, then each one's step 2 (after `answer_from`, default step 1: a hinted
         rationale's answer is read without the hint in view), as records."""
         rationales = await self.sample_ks(step1, ks, self.rationale_params)
         texts = [rationale_of(r, self.cfg) for r in rationales]
         step2s = [zero_shot_cot_step2(answer_from or step1, text, self.trigger) for text in texts]
-        answers = await asyncio.gather(*(self.sample_ks(p, range(k, k + 1), self.answer_params)
-                                         for k, p in zip(ks, step2s)))
-        return [TeacherCompletion(
-            task=sample.task, sample_index=sample.sample_index, completion_index=k, question=sample.question,
-            answer=sample.answer, reasoning_prompt=step1, reasoning_completion=text,
-            reasoning_finish_reason=rationale.finish_reason, step1_reasoning=rationale.reasoning, answer_prompt=step2,
-            answer_completion=answer.text, answer_finish_reason=answer.finish_reason, model=self.teacher.model,
-            params={"rationale": self.rationale_params, "answer": self.answer_params},
-            usage={"prompt_tokens": (rationale.prompt_tokens or 0) + (answer.prompt_tokens or 0),
-                   "completion_tokens": (rationale.completion_tokens or 0) + (answer.completion_tokens or 0)},
-            latency_s=(rationale.latency_s or 0) + (answer.latency_s or 0))
-            for k, rationale, text, step2, (answer,) in zip(ks, rationales, texts, step2s, answers)]
+        answers = await asyncio.gather(
+            *(self.sample_ks(p, range(k, k + 1), self.answer_params) for k, p in zip(ks, step2s))
+        )
+        return [
+            TeacherCompletion(
+                task=sample.task,
+                sample_index=sample.sample_index,
+                completion_index=k,
+                question=sample.question,
+                answer=sample.answer,
+                reasoning_prompt=step1,
+                reasoning_completion=text,
+                reasoning_finish_reason=rationale.finish_reason,
+                step1_reasoning=rationale.reasoning,
+                answer_prompt=step2,
+                answer_completion=answer.text,
+                answer_finish_reason=answer.finish_reason,
+                model=self.teacher.model,
+                params={"rationale": self.rationale_params, "answer": self.answer_params},
+                usage={
+                    "prompt_tokens": (rationale.prompt_tokens or 0) + (answer.prompt_tokens or 0),
+                    "completion_tokens": (rationale.completion_tokens or 0) + (answer.completion_tokens or 0),
+                },
+                latency_s=(rationale.latency_s or 0) + (answer.latency_s or 0),
+            )
+            for k, rationale, text, step2, (answer,) in zip(ks, rationales, texts, step2s, answers)
+        ]
 
     def _grow(self, completions: int) -> None:
         """A further round: the progress bar's total grows by what it will collect."""
@@ -195,13 +227,29 @@ class RateColumn(ProgressColumn):
 
 
 def progress_bar(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TextColumn("{task.fields[tokens]:,} tok"),
-                    TextColumn("${task.fields[cost]:.4f}"), TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("{task.fields[tokens]:,} tok"),
+        TextColumn("${task.fields[cost]:.4f}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
-def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-            spending: Spending, console: Console | None = None, grown: frozenset[int] = frozenset(),
-            fmt: AnswerFormat | None = None) -> Outcome:
+def collect(
+    teacher,
+    store: CompletionStore,
+    cfg: TeacherConfig,
+    trigger: str,
+    samples: list[Sample],
+    spending: Spending,
+    console: Console | None = None,
+    grown: frozenset[int] = frozenset(),
+    fmt: AnswerFormat | None = None,
+) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
     collector = Collector(teacher, store, cfg, trigger, spending, grown, fmt)
     if hasattr(teacher, "spending"):  # each request through the ledger (priced or not: tokens are recorded)
@@ -217,12 +265,14 @@ def collect(teacher, store: CompletionStore, cfg: TeacherConfig, trigger: str, s
         except (openai.APIError, MalformedResponse, json.JSONDecodeError) as exc:  # retries exhausted
             # The SDK reports a refused connection as a timeout; its cause says what happened.
             why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
-            raise UserError(f"teacher {teacher.identity} failed after {teacher.max_attempts} attempts: "
-                            f"{type(why).__name__}: {why}") from None
+            raise UserError(
+                f"teacher {teacher.identity} failed after {teacher.max_attempts} attempts: {type(why).__name__}: {why}"
+            ) from None
         # Rounds started after the first grew the bar's total: what this run set out to collect.
         expected = int(next(t for t in progress.tasks if t.id == collector.progress_task).total)
-    return Outcome(records, expected, spending.stopped, spending, getattr(teacher, "requests", 0),
-                   time.perf_counter() - start)
+    return Outcome(
+        records, expected, spending.stopped, spending, getattr(teacher, "requests", 0), time.perf_counter() - start
+    )
 
 
 @dataclass
@@ -250,14 +300,22 @@ def _rounds(cfg: TeacherConfig, n: int, c: int, p: float | None, memo: dict) -> 
     if p is None:
         later = [max(o[i] for o in outcomes) for i in range(3)]
     else:
-        chances = [math.comb(r, j) * p ** j * (1 - p) ** (r - j) for j in range(r + 1)]
+        chances = [math.comb(r, j) * p**j * (1 - p) ** (r - j) for j in range(r + 1)]
         later = [sum(chance * o[i] for chance, o in zip(chances, outcomes)) for i in range(3)]
     memo[(n, c)] = r + later[0], (1 if cfg.n_per_request else r) + later[1], later[2]
     return memo[(n, c)]
 
 
-def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str, samples: list[Sample],
-         price, grown: frozenset[int] = frozenset(), fmt: AnswerFormat | None = None) -> list[Plan]:
+def plan(
+    store: CompletionStore,
+    identity: str,
+    cfg: TeacherConfig,
+    trigger: str,
+    samples: list[Sample],
+    price,
+    grown: frozenset[int] = frozenset(),
+    fmt: AnswerFormat | None = None,
+) -> list[Plan]:
     """What a run would still request: [the worst case] or, for adaptive runs whose first round is (partly)
     stored, [worst case, expected case at the first round's solve rate]. Token counts are estimates: ~4
     characters a prompt token, and every completion at its max_tokens (an upper bound)."""
@@ -270,30 +328,45 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
         step1 = zero_shot_cot_step1(sample.question)
         drawn_at_most = samples_per(cfg) - cfg.rationalize  # the hint, if any, comes after these
         stored = [store.get(identity, step1, rationale_params, k) for k in range(drawn_at_most)]
-        answers = [store.get(identity, zero_shot_cot_step2(step1, rationale_of(g, cfg), trigger), answer_params, k)
-                   if g is not None else None for k, g in enumerate(stored)]
+        answers = [
+            store.get(identity, zero_shot_cot_step2(step1, rationale_of(g, cfg), trigger), answer_params, k)
+            if g is not None
+            else None
+            for k, g in enumerate(stored)
+        ]
         if sample.sample_index in grown:
             n = next((k for k, a in enumerate(answers) if a is None), len(answers))
             right = [solved(fmt, a.text, sample.answer) for a in answers[:n]]
-            first_round[0] += sum(right[:cfg.num_samples])
-            first_round[1] += len(right[:cfg.num_samples])
+            first_round[0] += sum(right[: cfg.num_samples])
+            first_round[1] += len(right[: cfg.num_samples])
             hint = rationalize_step1(sample.question, sample.answer)
             hinted = store.get(identity, hint, rationale_params, drawn_at_most)  # a question none solved drew all
-            hint_stored = hinted is not None and store.get(identity, zero_shot_cot_step2(
-                step1, rationale_of(hinted, cfg), trigger), answer_params, drawn_at_most) is not None
+            hint_stored = (
+                hinted is not None
+                and store.get(
+                    identity,
+                    zero_shot_cot_step2(step1, rationale_of(hinted, cfg), trigger),
+                    answer_params,
+                    drawn_at_most,
+                )
+                is not None
+            )
             states.append((len(step1) // 4 + 1, n, sum(right), hint_stored))
             continue
-        missing = sum(g is None for g in stored[:cfg.num_samples])
+        missing = sum(g is None for g in stored[: cfg.num_samples])
         if missing:
             calls = 1 if cfg.n_per_request else missing
             fixed[0] += calls
             fixed[1] += calls * (len(step1) // 4 + 1)
             fixed[2] += missing * cfg.rationale.max_tokens
-        for rationale, answer in zip(stored[:cfg.num_samples], answers):
+        for rationale, answer in zip(stored[: cfg.num_samples], answers):
             if answer is None:
                 fixed[0] += 1
-                fixed[1] += len(step1) // 4 + step2_extra if rationale is None else \
-                    len(zero_shot_cot_step2(step1, rationale_of(rationale, cfg), trigger)) // 4 + 1
+                fixed[1] += (
+                    len(step1) // 4 + step2_extra
+                    if rationale is None
+                    else len(zero_shot_cot_step2(step1, rationale_of(rationale, cfg), trigger)) // 4 + 1
+                )
                 fixed[2] += cfg.answer.max_tokens
     rates: list[float | None] = [None]  # the worst case
     if first_round[1]:
@@ -306,16 +379,26 @@ def plan(store: CompletionStore, identity: str, cfg: TeacherConfig, trigger: str
             drawn, calls, unsolved = _rounds(cfg, n, c, p, memo)
             hinted = unsolved if cfg.rationalize and not hint_stored else 0.0
             requests += calls + drawn + 2 * hinted
-            prompt_tokens += calls * step1_tokens + hinted * (step1_tokens + 12) \
-                + (drawn + hinted) * (step1_tokens + step2_extra)
+            prompt_tokens += (
+                calls * step1_tokens + hinted * (step1_tokens + 12) + (drawn + hinted) * (step1_tokens + step2_extra)
+            )
             completion_tokens += (drawn + hinted) * (cfg.rationale.max_tokens + cfg.answer.max_tokens)
-        plans.append(Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens),
-                          p))
+        plans.append(
+            Plan(requests, prompt_tokens, completion_tokens, cost_of(price, prompt_tokens, completion_tokens), p)
+        )
     return plans if cfg.adaptive else plans[:1]
 
 
-def show_plans(plans: list[Plan], cfg: TeacherConfig, questions: int, price, before: float, budget: float | None,
-               console: Console, holds: str | None = None) -> dict:
+def show_plans(
+    plans: list[Plan],
+    cfg: TeacherConfig,
+    questions: int,
+    price,
+    before: float,
+    budget: float | None,
+    console: Console,
+    holds: str | None = None,
+) -> dict:
     """`teach --dry-run`: what the folder has spent, its cap, what of it is held by requests whose answers have
     not come (`holds`), and what is left to ask in the worst (and, for adaptive runs, the expected) case; the last
     case's numbers, with the worst case's beside."""
@@ -325,15 +408,26 @@ def show_plans(plans: list[Plan], cfg: TeacherConfig, questions: int, price, bef
         console.print(f"dry run: of what it has spent, {holds}", markup=False)
     note = "" if price else f" (no price known for {cfg.model}: set teacher.prices)"
     for p, case in zip(plans, ("worst case" if cfg.adaptive or cfg.rationalize else "", "expected")):
-        rate = f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" if case == "expected" else ""
-        console.print(f"dry run{f' ({case})' if case else ''}: {questions} questions x D={cfg.num_samples}{rate}: "
-                      f"{p.requests:,.0f} requests, ~{p.prompt_tokens:,.0f} prompt tokens, <= "
-                      f"{p.completion_tokens:,.0f} completion tokens, <= ${p.cost:.4f}{note}", markup=False)
+        rate = (
+            f" at a solve rate of {p.solve_rate:.2f} a sample (the stored first round's)" if case == "expected" else ""
+        )
+        console.print(
+            f"dry run{f' ({case})' if case else ''}: {questions} questions x D={cfg.num_samples}{rate}: "
+            f"{p.requests:,.0f} requests, ~{p.prompt_tokens:,.0f} prompt tokens, <= "
+            f"{p.completion_tokens:,.0f} completion tokens, <= ${p.cost:.4f}{note}",
+            markup=False,
+        )
     if cfg.adaptive and len(plans) == 1:
         console.print("dry run (expected): known once the first round is stored (its solve rate)")
     p = plans[-1]
-    return {"requests": p.requests, "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
-            "cost_usd": p.cost, "worst_case_requests": plans[0].requests, "worst_case_cost_usd": plans[0].cost}
+    return {
+        "requests": p.requests,
+        "prompt_tokens": p.prompt_tokens,
+        "completion_tokens": p.completion_tokens,
+        "cost_usd": p.cost,
+        "worst_case_requests": plans[0].requests,
+        "worst_case_cost_usd": plans[0].cost,
+    }
 
 
 def samples_per(cfg: TeacherConfig) -> int:

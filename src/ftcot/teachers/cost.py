@@ -108,8 +108,9 @@ class Spending:
         if self.ledger:
             held.row = self.ledger.hold(*held.worst)
 
-    async def settle(self, held: Held, prompt_tokens: int | None, completion_tokens: int | None,
-                     answered: bool = True) -> None:
+    async def settle(
+        self, held: Held, prompt_tokens: int | None, completion_tokens: int | None, answered: bool = True
+    ) -> None:
         """Release a reservation and charge the request's reported usage; a request that got no usable answer
         (a timeout, a dropped connection, a malformed body, a gateway error) is charged its worst case, since it
         may be billed."""
@@ -121,8 +122,9 @@ class Spending:
             else:
                 self.unconfirmed += held.amount
             if held.row is not None:
-                self.ledger.charge(held.row, *((prompt_tokens or 0, completion_tokens or 0) if answered
-                                               else held.worst))
+                self.ledger.charge(
+                    held.row, *((prompt_tokens or 0, completion_tokens or 0) if answered else held.worst)
+                )
             self._changed.notify_all()
 
 
@@ -139,13 +141,17 @@ class Holds:
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
-        what = (f"{self.requests} request(s) in flight when their run was killed hold ${self.held_usd:.4f} at their "
-                f"worst case since {when}")
+        what = (
+            f"{self.requests} request(s) in flight when their run was killed hold ${self.held_usd:.4f} at their "
+            f"worst case since {when}"
+        )
         if self.settle_usd is None:
             return f"{what} (no completion has arrived yet to take a mean cost from)"
-        return (f"{what}; `ftcot teach --settle-holds` counts them at the mean cost of the {self.arrived} requests "
-                f"that were answered (${self.settle_usd:.4f} in all), after which the cap could be exceeded by at "
-                f"most ${self.held_usd - self.settle_usd:.4f}")
+        return (
+            f"{what}; `ftcot teach --settle-holds` counts them at the mean cost of the {self.arrived} requests "
+            f"that were answered (${self.settle_usd:.4f} in all), after which the cap could be exceeded by at "
+            f"most ${self.held_usd - self.settle_usd:.4f}"
+        )
 
 
 def dead_holds(store, price: Price | None) -> Holds | None:
@@ -154,5 +160,10 @@ def dead_holds(store, price: Price | None) -> Holds | None:
     if not requests:
         return None
     arrived, mean = store.mean_request()
-    return Holds(requests, cost_of(price, prompt_tokens, completion_tokens), since, arrived,
-                 requests * cost_of(price, *mean) if mean else None)
+    return Holds(
+        requests,
+        cost_of(price, prompt_tokens, completion_tokens),
+        since,
+        arrived,
+        requests * cost_of(price, *mean) if mean else None,
+    )

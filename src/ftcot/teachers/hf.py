@@ -18,10 +18,10 @@ from ftcot.teachers.store import Generation
 
 
 class HFTeacher:
-    def __init__(self, model_name: str, device: str = "auto", trust_remote_code: bool = False,
-                 batch_size: int = 64):
-        model, tokenizer, _ = load_student(StudentConfig(model=model_name, kind="decoder",
-                                                         trust_remote_code=trust_remote_code))
+    def __init__(self, model_name: str, device: str = "auto", trust_remote_code: bool = False, batch_size: int = 64):
+        model, tokenizer, _ = load_student(
+            StudentConfig(model=model_name, kind="decoder", trust_remote_code=trust_remote_code)
+        )
         self.model = model_name
         self.identity = teacher_identity("hf", model_name)
         self.tokenizer = tokenizer
@@ -37,8 +37,9 @@ class HFTeacher:
 
     def _text(self, prompt: str) -> str:
         if self.chat:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         return prompt
 
     def _encode(self, prompt: str):
@@ -53,9 +54,15 @@ class HFTeacher:
         texts = [self._text(p) for p in prompts]
         self.engine.add_special_tokens = not self.chat  # a chat template frames the prompt with its own tokens
         start = time.perf_counter()
-        outputs = self.engine.continuations(texts, params.get("max_tokens", 128), None, stop,
-                                            n if sample else 1, params["temperature"] if sample else 0.0,
-                                            params.get("seed", 0))
+        outputs = self.engine.continuations(
+            texts,
+            params.get("max_tokens", 128),
+            None,
+            stop,
+            n if sample else 1,
+            params["temperature"] if sample else 0.0,
+            params.get("seed", 0),
+        )
         latency = (time.perf_counter() - start) / len(prompts)
         prompt_tokens = [self._encode(p)["input_ids"].shape[1] for p in prompts]
         out = []
@@ -63,9 +70,15 @@ class HFTeacher:
             generations = []
             for i, c in enumerate(row):
                 cut = min((c.text.index(s) for s in stop if s in c.text), default=None)
-                generations.append(Generation(c.text if cut is None else c.text[:cut],
-                                              "stop" if c.ended or cut is not None else "length",
-                                              length if i == 0 else 0, c.tokens, latency))
+                generations.append(
+                    Generation(
+                        c.text if cut is None else c.text[:cut],
+                        "stop" if c.ended or cut is not None else "length",
+                        length if i == 0 else 0,
+                        c.tokens,
+                        latency,
+                    )
+                )
             out.append(generations if sample else generations * n)
         return out
 

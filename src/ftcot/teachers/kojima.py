@@ -17,9 +17,13 @@ from ftcot.files import read_text, write_text
 from ftcot.tasks import load_task
 
 COT_TRIGGER = "Let's think step by step."
-_BLOCK = re.compile(r"\*{25}\n(\d+)st data\n1_th_sampling\nQ: (.*?)\nA: " + re.escape(COT_TRIGGER)
-                    + r"(.*?)\npred_before : (.*?)\npred_after : (.*?)\npred_list : .*?\npred_mode : .*?\nGT : (.*?)\n"
-                    r"\*{25}\n", re.DOTALL)
+_BLOCK = re.compile(
+    r"\*{25}\n(\d+)st data\n1_th_sampling\nQ: (.*?)\nA: "
+    + re.escape(COT_TRIGGER)
+    + r"(.*?)\npred_before : (.*?)\npred_after : (.*?)\npred_list : .*?\npred_mode : .*?\nGT : (.*?)\n"
+    r"\*{25}\n",
+    re.DOTALL,
+)
 _TRIGGER = re.compile(r"direct_answer_trigger='\\n([^']*)'")
 
 
@@ -44,13 +48,12 @@ def _split_answer(body: str, trigger: str, pred_before: str) -> tuple[str, str]:
     cuts = [m.start() for m in re.finditer(re.escape(marker), body)]
     for rule in (lambda c: c, lambda c: c.replace(":", "").strip()):
         for at in cuts:
-            completion = body[at + len(marker):]
+            completion = body[at + len(marker) :]
             if rule(completion) == pred_before:
                 return body[:at], completion
     if len(cuts) == 1:
-        return body[:cuts[0]], body[cuts[0] + len(marker):]
-    raise UserError(f"cannot tell rationale from answer in a log record (trigger {trigger!r} found {len(cuts)} "
-                    "times)")
+        return body[: cuts[0]], body[cuts[0] + len(marker) :]
+    raise UserError(f"cannot tell rationale from answer in a log record (trigger {trigger!r} found {len(cuts)} times)")
 
 
 def parse_log(text: str, task: str, data_root: Path) -> list[dict]:
@@ -71,10 +74,20 @@ def parse_log(text: str, task: str, data_root: Path) -> list[dict]:
     for k, (_, question, body, pred_before, pred_after, gold) in enumerate(blocks):
         rationale, completion = _split_answer(body, trigger, pred_before)
         sample_index = order[k] + offset
-        records.append({"task": task, "sample_index": sample_index, "split": sides.get(sample_index),
-                        "question": question, "reasoning_prompt": f"Q: {question}\nA: {COT_TRIGGER}",
-                        "reasoning_completion": rationale.rstrip(), "answer_prompt": trigger,
-                        "answer_completion": completion, "gold": gold, "log_prediction": pred_after})
+        records.append(
+            {
+                "task": task,
+                "sample_index": sample_index,
+                "split": sides.get(sample_index),
+                "question": question,
+                "reasoning_prompt": f"Q: {question}\nA: {COT_TRIGGER}",
+                "reasoning_completion": rationale.rstrip(),
+                "answer_prompt": trigger,
+                "answer_completion": completion,
+                "gold": gold,
+                "log_prediction": pred_after,
+            }
+        )
     return records
 
 

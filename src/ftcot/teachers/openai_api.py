@@ -1,6 +1,7 @@
 """Teacher backend for any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp server, Ollama) via the
 official SDK: async, bounded concurrency, `n` per request, retries with backoff and jitter that honour
-Retry-After, and request/token-per-minute limits that hold in every 60-second window. The API key comes from the environment only.
+Retry-After, and request/token-per-minute limits that hold in every 60-second window. The API key comes from
+the environment only.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class MalformedResponse(Exception):
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError, MalformedResponse,
-                        json.JSONDecodeError)):
+    if isinstance(
+        exc, (openai.APIConnectionError, openai.APIResponseValidationError, MalformedResponse, json.JSONDecodeError)
+    ):
         return True  # timeouts, dropped connections and bodies that are not a completion
     return isinstance(exc, openai.APIStatusError) and (exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500)
 
@@ -80,12 +82,25 @@ class WindowLimit:
 
 
 class OpenAITeacher:
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
-                 endpoint: str = "completions", concurrency: int = 32, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None, timeout_s: float = 60.0, max_attempts: int = 6,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, honour_n: bool = True,
-                 rate_period_s: float = 60.0, max_tokens_param: str = "max_tokens", strip_think: bool = False,
-                 role: str = "teacher"):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        endpoint: str = "completions",
+        concurrency: int = 32,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        timeout_s: float = 60.0,
+        max_attempts: int = 6,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        honour_n: bool = True,
+        rate_period_s: float = 60.0,
+        max_tokens_param: str = "max_tokens",
+        strip_think: bool = False,
+        role: str = "teacher",
+    ):
         self.model, self.role = model, role  # role: the config section named in messages (teacher, evaluate)
         self.endpoint = endpoint
         self.identity = teacher_identity("openai", model, endpoint)
@@ -95,11 +110,14 @@ class OpenAITeacher:
         # api_key_env None: a local server (vLLM, llama.cpp) that takes any key.
         key = os.environ.get(api_key_env) if api_key_env else "no-key"
         if not key:
-            raise UserError(f"the environment variable {api_key_env} ({role}.api_key_env) is not set; for a server "
-                            f"that needs no key, set {role}.api_key_env: null")
+            raise UserError(
+                f"the environment variable {api_key_env} ({role}.api_key_env) is not set; for a server "
+                f"that needs no key, set {role}.api_key_env: null"
+            )
         # aiohttp transport: about a third less CPU per request than the default httpx one.
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url,
-                                         timeout=timeout_s, max_retries=0, http_client=openai.DefaultAioHttpClient())
+        self.client = openai.AsyncOpenAI(
+            api_key=key, base_url=base_url, timeout=timeout_s, max_retries=0, http_client=openai.DefaultAioHttpClient()
+        )
         self.slots = asyncio.Semaphore(concurrency)
         self.rpm = WindowLimit(requests_per_minute, rate_period_s) if requests_per_minute else None
         self.tpm = WindowLimit(tokens_per_minute, rate_period_s) if tokens_per_minute else None
@@ -119,16 +137,21 @@ class OpenAITeacher:
     async def sample(self, prompt: str, n: int, params: dict) -> list[Generation]:
         """Up to n continuations of prompt (a server may return fewer than asked, e.g. llama.cpp returns one)."""
         n = n if self.honour_n else 1
-        async for attempt in AsyncRetrying(retry=retry_if_exception(_retryable), wait=self._wait,
-                                           stop=stop_after_attempt(self.max_attempts), reraise=True):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=self._wait,
+            stop=stop_after_attempt(self.max_attempts),
+            reraise=True,
+        ):
             with attempt:
                 try:
                     return await self._request(prompt, n, params)
                 except openai.APIStatusError as exc:
                     if _retryable(exc):
                         raise
-                    raise UserError(f"{self.role} request rejected by {self.client.base_url}: HTTP {exc.status_code}: "
-                                    f"{exc.message}") from None
+                    raise UserError(
+                        f"{self.role} request rejected by {self.client.base_url}: HTTP {exc.status_code}: {exc.message}"
+                    ) from None
         raise AssertionError("unreachable")
 
     async def _request(self, prompt: str, n: int, params: dict) -> list[Generation]:
@@ -137,8 +160,10 @@ class OpenAITeacher:
             args[self.max_tokens_param] = args.pop("max_tokens")
         worst = worst_case_tokens(prompt, n, params.get("max_tokens") or 0)
         if self.tpm and sum(worst) > self.tpm.limit:
-            raise UserError(f"one request may use {sum(worst):,} tokens (prompt bytes + n x max_tokens), "
-                            f"more than teacher.tokens_per_minute ({self.tpm.limit:g})")
+            raise UserError(
+                f"one request may use {sum(worst):,} tokens (prompt bytes + n x max_tokens), "
+                f"more than teacher.tokens_per_minute ({self.tpm.limit:g})"
+            )
         async with self.slots:
             held = await self.spending.reserve(*worst) if self.spending else None
             sent = False
@@ -156,7 +181,8 @@ class OpenAITeacher:
                 start = time.perf_counter()
                 if self.endpoint == "chat":
                     response = await self.client.chat.completions.create(
-                        model=self.model, messages=[{"role": "user", "content": prompt}], n=n, **args)
+                        model=self.model, messages=[{"role": "user", "content": prompt}], n=n, **args
+                    )
                 else:
                     response = await self.client.completions.create(model=self.model, prompt=prompt, n=n, **args)
                 generations = _generations(response, self.endpoint, time.perf_counter() - start, self.strip_think)
@@ -174,8 +200,12 @@ class OpenAITeacher:
         if held is not None:
             known = all(g.prompt_tokens is not None and g.completion_tokens is not None for g in generations)
             # A server that does not say what it used is charged what it may have used.
-            await self.spending.settle(held, sum(g.prompt_tokens or 0 for g in generations),
-                                       sum(g.completion_tokens or 0 for g in generations), answered=known)
+            await self.spending.settle(
+                held,
+                sum(g.prompt_tokens or 0 for g in generations),
+                sum(g.completion_tokens or 0 for g in generations),
+                answered=known,
+            )
         return generations
 
 
@@ -194,8 +224,12 @@ def _generations(response, endpoint: str, latency: float, strip_think: bool = Fa
     try:
         choices = sorted(response.choices, key=lambda c: c.index or 0)
         # A reasoning model may answer with its reasoning alone: its text is then empty.
-        texts = [(c.message.content if c.message.content is not None or not _reasoning(c, endpoint) else "")
-                 if endpoint == "chat" else c.text for c in choices]
+        texts = [
+            (c.message.content if c.message.content is not None or not _reasoning(c, endpoint) else "")
+            if endpoint == "chat"
+            else c.text
+            for c in choices
+        ]
         if not texts or any(not isinstance(t, str) for t in texts):
             raise MalformedResponse("no completion text in response")
         usage = response.usage
@@ -213,11 +247,14 @@ def _generations(response, endpoint: str, latency: float, strip_think: bool = Fa
         if strip_think and (thoughts := _THINK.findall(text)):
             text = _THINK.sub("", text).lstrip()
             reasoning = reasoning or "\n".join(t.strip() for t in thoughts)
-        text, reasoning = (t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if t else t  # U+FFFD
-                           for t in (text, reasoning))
+        text, reasoning = (
+            t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if t else t  # U+FFFD
+            for t in (text, reasoning)
+        )
         finish = choice.finish_reason if isinstance(choice.finish_reason, str) else None
-        out.append(Generation(text, finish, prompt_tokens if i == 0 or prompt_tokens is None else 0, share, latency,
-                              reasoning))
+        out.append(
+            Generation(text, finish, prompt_tokens if i == 0 or prompt_tokens is None else 0, share, latency, reasoning)
+        )
     return out
 
 

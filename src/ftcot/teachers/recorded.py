@@ -29,8 +29,10 @@ class RecordedTeacher:
             found = self.by_sample.get((sample.task, sample.sample_index), [])[:num_samples]
             if not found:
                 if self.on_missing == "error":
-                    raise UserError(f"no recorded teacher completion for {sample.task} sample {sample.sample_index} "
-                                    f"(set teacher.on_missing: skip to leave such questions out)")
+                    raise UserError(
+                        f"no recorded teacher completion for {sample.task} sample {sample.sample_index} "
+                        f"(set teacher.on_missing: skip to leave such questions out)"
+                    )
                 missing.append(sample.sample_index)
             out.extend(found)
         return out, missing

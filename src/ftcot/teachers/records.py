@@ -62,11 +62,20 @@ def read_shared_jsonl(path: Path) -> list[TeacherCompletion]:
     for lineno, raw in jsonl_lines(path):
         try:
             step2 = zero_shot_cot_step2(raw["reasoning_prompt"], raw["reasoning_completion"], raw["answer_prompt"])
-            out.append(TeacherCompletion(
-                task=raw["task"], sample_index=raw["sample_index"], question=raw["question"], answer=raw["gold"],
-                reasoning_prompt=raw["reasoning_prompt"], reasoning_completion=raw["reasoning_completion"],
-                answer_prompt=step2, answer_completion=raw["answer_completion"],
-                model=RECORDED_MODEL, params=RECORDED_PARAMS))
+            out.append(
+                TeacherCompletion(
+                    task=raw["task"],
+                    sample_index=raw["sample_index"],
+                    question=raw["question"],
+                    answer=raw["gold"],
+                    reasoning_prompt=raw["reasoning_prompt"],
+                    reasoning_completion=raw["reasoning_completion"],
+                    answer_prompt=step2,
+                    answer_completion=raw["answer_completion"],
+                    model=RECORDED_MODEL,
+                    params=RECORDED_PARAMS,
+                )
+            )
         except KeyError as exc:
             raise UserError(f"{path}:{lineno}: malformed record: missing field {exc.args[0]!r}") from None
         except (ValidationError, TypeError) as exc:
@@ -84,7 +93,7 @@ def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
     """Records from the paper's released CompletionDataset JSON."""
     raw = read_json(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-        raise UserError(f"{path}: not a CompletionDataset (expected {{\"metadata\": ..., \"data\": {{...}}}})")
+        raise UserError(f'{path}: not a CompletionDataset (expected {{"metadata": ..., "data": {{...}}}})')
     meta = raw.get("metadata") or {}
     if not isinstance(meta, dict):
         raise UserError(f"{path}: malformed CompletionDataset: metadata is not an object")
@@ -97,15 +106,26 @@ def read_completion_dataset(path: Path) -> list[TeacherCompletion]:
             if not isinstance(c, dict):
                 raise UserError(f"{where}: malformed record: not an object")
             try:
-                out.append(TeacherCompletion(
-                    task=c.get("task", meta.get("dataset_key")), sample_index=c.get("sample_index", key),
-                    completion_index=c.get("completion_index", i), question=c.get("question"),
-                    answer=c.get("answer"), reasoning_prompt=c.get("reasoning_prompt"),
-                    reasoning_completion=c.get("reasoning_completion"),
-                    reasoning_finish_reason=c.get("reasoning_finish_reason"), answer_prompt=c.get("prompt"),
-                    answer_completion=c.get("completion"), answer_finish_reason=c.get("finish_reason"),
-                    model=c.get("model", meta.get("base_model")), params=c.get("params", {}),
-                    usage=c.get("usage", {}), latency_s=c.get("latency_s"), rationalized=c.get("rationalized", False)))
+                out.append(
+                    TeacherCompletion(
+                        task=c.get("task", meta.get("dataset_key")),
+                        sample_index=c.get("sample_index", key),
+                        completion_index=c.get("completion_index", i),
+                        question=c.get("question"),
+                        answer=c.get("answer"),
+                        reasoning_prompt=c.get("reasoning_prompt"),
+                        reasoning_completion=c.get("reasoning_completion"),
+                        reasoning_finish_reason=c.get("reasoning_finish_reason"),
+                        answer_prompt=c.get("prompt"),
+                        answer_completion=c.get("completion"),
+                        answer_finish_reason=c.get("finish_reason"),
+                        model=c.get("model", meta.get("base_model")),
+                        params=c.get("params", {}),
+                        usage=c.get("usage", {}),
+                        latency_s=c.get("latency_s"),
+                        rationalized=c.get("rationalized", False),
+                    )
+                )
             except ValidationError as exc:
                 raise _field_error(where, exc) from None
     return out
@@ -116,20 +136,40 @@ def write_completion_dataset(records: list[TeacherCompletion], path: Path) -> No
     tasks = {r.task for r in records}
     models = {r.model for r in records}
     if len(tasks) > 1 or len(models) > 1:
-        raise UserError(f"a CompletionDataset holds one task and model; got tasks {sorted(tasks)}, models {sorted(models)}")
+        raise UserError(
+            f"a CompletionDataset holds one task and model; got tasks {sorted(tasks)}, models {sorted(models)}"
+        )
     data: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: (r.sample_index, r.completion_index)):
-        data.setdefault(str(r.sample_index), []).append({
-            "sample_index": r.sample_index, "completion_index": r.completion_index, "question": r.question,
-            "answer": r.answer, "prompt": r.answer_prompt, "completion": r.answer_completion,
-            "finish_reason": r.answer_finish_reason, "reasoning_prompt": r.reasoning_prompt,
-            "reasoning_completion": r.reasoning_completion, "reasoning_finish_reason": r.reasoning_finish_reason,
-            "task": r.task, "model": r.model, "params": r.params, "usage": r.usage, "latency_s": r.latency_s,
-            **({"rationalized": True} if r.rationalized else {}),  # ours: asked with the answer as a hint
-        })
-    metadata = {"base_model": next(iter(models), None), "dataset_key": next(iter(tasks), None),
-                "completion_key": "zs_cot", "finetune_key": None, "train_key": None, "epoch": None,
-                "prediction_template": "zs_cot"}
+        data.setdefault(str(r.sample_index), []).append(
+            {
+                "sample_index": r.sample_index,
+                "completion_index": r.completion_index,
+                "question": r.question,
+                "answer": r.answer,
+                "prompt": r.answer_prompt,
+                "completion": r.answer_completion,
+                "finish_reason": r.answer_finish_reason,
+                "reasoning_prompt": r.reasoning_prompt,
+                "reasoning_completion": r.reasoning_completion,
+                "reasoning_finish_reason": r.reasoning_finish_reason,
+                "task": r.task,
+                "model": r.model,
+                "params": r.params,
+                "usage": r.usage,
+                "latency_s": r.latency_s,
+                **({"rationalized": True} if r.rationalized else {}),  # ours: asked with the answer as a hint
+            }
+        )
+    metadata = {
+        "base_model": next(iter(models), None),
+        "dataset_key": next(iter(tasks), None),
+        "completion_key": "zs_cot",
+        "finetune_key": None,
+        "train_key": None,
+        "epoch": None,
+        "prediction_template": "zs_cot",
+    }
     write_json({"metadata": metadata, "data": data}, path)
 
 

@@ -32,20 +32,28 @@ from ftcot.teachers.records import RECORDED_MODEL, TeacherCompletion, read_recor
 # rationales a question that its authors kept because they reach the gold answer.
 MENTOR_KD_MODEL = "gpt-3.5-turbo-instruct"
 MENTOR_KD = {
-    "date_understanding": RationaleSource(path="mentor_kd/data/prompt/date_understanding_6.json",
-                                          question="instruction", rationale="output"),
-    "last_letter_concatenation": RationaleSource(path="mentor_kd/data/prompt/last_letter_concatenation_6.json",
-                                                 question="instruction", rationale="output"),
-    "tracking_shuffled_objects": RationaleSource(path="mentor_kd/data/prompt/tracking_shuffled_objects_6.json",
-                                                 question="instruction", rationale="output"),
-    "strategy_qa": RationaleSource(path="mentor_kd/data/main/strategy_qa_3_train.json", question="input",
-                                   rationale="chain", correct="initial_correct"),
+    "date_understanding": RationaleSource(
+        path="mentor_kd/data/prompt/date_understanding_6.json", question="instruction", rationale="output"
+    ),
+    "last_letter_concatenation": RationaleSource(
+        path="mentor_kd/data/prompt/last_letter_concatenation_6.json", question="instruction", rationale="output"
+    ),
+    "tracking_shuffled_objects": RationaleSource(
+        path="mentor_kd/data/prompt/tracking_shuffled_objects_6.json", question="instruction", rationale="output"
+    ),
+    "strategy_qa": RationaleSource(
+        path="mentor_kd/data/main/strategy_qa_3_train.json",
+        question="input",
+        rationale="chain",
+        correct="initial_correct",
+    ),
 }
 NAMED = (RECORDED_MODEL, MENTOR_KD_MODEL)
 
 
-def recorded_completions(cfg: TeacherConfig, task: Task, split: str, root: Path
-                         ) -> tuple[list[TeacherCompletion], list[dict]]:
+def recorded_completions(
+    cfg: TeacherConfig, task: Task, split: str, root: Path
+) -> tuple[list[TeacherCompletion], list[dict]]:
     """Every configured source's records, a later source's completions of a question numbered after the earlier
     ones', and one report a source (what it held, what matched, what was left out and why)."""
     entries = cfg.records if isinstance(cfg.records, list) else [cfg.model if cfg.records is None else cfg.records]
@@ -68,8 +76,11 @@ def source_files(cfg: TeacherConfig) -> list[Path]:
     """The user's files among the configured sources (a rationale table, a file of teacher records); the named
     sources' files are pinned by checksum instead (`ftcot data verify`)."""
     entries = cfg.records if isinstance(cfg.records, list) else [] if cfg.records is None else [cfg.records]
-    return [Path(e.path) if isinstance(e, RationaleSource) else Path(e) for e in entries
-            if isinstance(e, RationaleSource) or e not in NAMED]
+    return [
+        Path(e.path) if isinstance(e, RationaleSource) else Path(e)
+        for e in entries
+        if isinstance(e, RationaleSource) or e not in NAMED
+    ]
 
 
 def source_digests(cfg: TeacherConfig) -> dict[str, str]:
@@ -82,8 +93,11 @@ def _digest(path: Path) -> str:
     try:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
-            return hashlib.sha256("\n".join(f"{p.relative_to(path).as_posix()} {_file_digest(p)}" for p in files
-                                            ).encode("utf-8", "surrogatepass")).hexdigest()
+            return hashlib.sha256(
+                "\n".join(f"{p.relative_to(path).as_posix()} {_file_digest(p)}" for p in files).encode(
+                    "utf-8", "surrogatepass"
+                )
+            ).hexdigest()
         return _file_digest(path)
     except OSError:
         return "missing"
@@ -100,8 +114,9 @@ def _hashed(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return sha256_of(Path(path))
 
 
-def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: str, root: Path
-          ) -> tuple[list[TeacherCompletion], dict]:
+def _read(
+    entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: str, root: Path
+) -> tuple[list[TeacherCompletion], dict]:
     if isinstance(entry, RationaleSource):
         # Unnamed, a user's rationales are not the default teacher's (text-davinci-002): they keep their file's name
         teacher = entry.teacher or (cfg.model if "model" in cfg.model_fields_set else Path(entry.path).name)
@@ -112,24 +127,29 @@ def _read(entry: str | RationaleSource, cfg: TeacherConfig, task: Task, split: s
     if entry == MENTOR_KD_MODEL:
         source = MENTOR_KD.get(task.key)
         if source is None:
-            raise UserError(f"the named source {MENTOR_KD_MODEL} has rationales for {', '.join(MENTOR_KD)}, not "
-                            f"{task.key}")
+            raise UserError(
+                f"the named source {MENTOR_KD_MODEL} has rationales for {', '.join(MENTOR_KD)}, not {task.key}"
+            )
         return read_rationales(source, MENTOR_KD_MODEL, task, split, data_path(source.path, root))
     path = Path(entry)
     if not path.exists():
         raise UserError(f"teacher.records: {entry!r} is neither a named source ({', '.join(NAMED)}) nor a file")
     records = read_records(path)
-    return records, {"source": str(path), "sha256": _digest(path),
-                     "teacher": ", ".join(sorted({r.model for r in records})),
-                     "records": len(records)}
+    return records, {
+        "source": str(path),
+        "sha256": _digest(path),
+        "teacher": ", ".join(sorted({r.model for r in records})),
+        "records": len(records),
+    }
 
 
 def _ws(text: str) -> str:
     return " ".join(text.split())
 
 
-def read_rationales(source: RationaleSource, teacher: str, task: Task, split: str, path: Path
-                    ) -> tuple[list[TeacherCompletion], dict]:
+def read_rationales(
+    source: RationaleSource, teacher: str, task: Task, split: str, path: Path
+) -> tuple[list[TeacherCompletion], dict]:
     """A rationale table's records for the train questions of a split, and its report."""
     train, test = task.split_samples("train", split), task.split_samples("test", split)
     on_test = {s.sample_index for s in test}
@@ -178,16 +198,44 @@ def read_rationales(source: RationaleSource, teacher: str, task: Task, split: st
             k = taken[sample.sample_index]
             taken[sample.sample_index] += 1
             prompt = zero_shot_cot_step1(sample.question)
-            records.append(TeacherCompletion(
-                task=task.key, sample_index=sample.sample_index, completion_index=k, question=sample.question,
-                answer=sample.answer, reasoning_prompt=prompt, reasoning_completion=f" {text.strip()}",
-                answer_prompt="", answer_completion="" if given is None else f" {given}.", model=teacher,
-                params={"source": str(path), "matched": how}, answer_from=origin))
-    report = {"source": str(path), "sha256": _digest(path), "teacher": teacher, "rows": len(rows),
-              "rationales": len(records),
-              "questions": len(taken), **{k: counts[k] for k in (
-                  "matched_exact", "matched_whitespace", "unmatched_rows", "ambiguous_rows", "test_rows_refused",
-                  "answers_from_source", "answers_from_flag", "answers_from_rationale", "answers_none")}}
+            records.append(
+                TeacherCompletion(
+                    task=task.key,
+                    sample_index=sample.sample_index,
+                    completion_index=k,
+                    question=sample.question,
+                    answer=sample.answer,
+                    reasoning_prompt=prompt,
+                    reasoning_completion=f" {text.strip()}",
+                    answer_prompt="",
+                    answer_completion="" if given is None else f" {given}.",
+                    model=teacher,
+                    params={"source": str(path), "matched": how},
+                    answer_from=origin,
+                )
+            )
+    report = {
+        "source": str(path),
+        "sha256": _digest(path),
+        "teacher": teacher,
+        "rows": len(rows),
+        "rationales": len(records),
+        "questions": len(taken),
+        **{
+            k: counts[k]
+            for k in (
+                "matched_exact",
+                "matched_whitespace",
+                "unmatched_rows",
+                "ambiguous_rows",
+                "test_rows_refused",
+                "answers_from_source",
+                "answers_from_flag",
+                "answers_from_rationale",
+                "answers_none",
+            )
+        },
+    }
     return records, report
 
 

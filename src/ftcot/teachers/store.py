@@ -47,8 +47,10 @@ CREATE TABLE IF NOT EXISTS spending (
 """
 # A store made before the ledger: its completions' tokens (a completion without usage at its worst case, as
 # cost.worst_case_tokens counts it).
-_EARLIER = (f"COALESCE(SUM(COALESCE(prompt_tokens, LENGTH(CAST(prompt AS BLOB)) + {PROMPT_TOKEN_OVERHEAD})), 0), "
-            "COALESCE(SUM(COALESCE(completion_tokens, json_extract(params, '$.max_tokens'), 0)), 0)")
+_EARLIER = (
+    f"COALESCE(SUM(COALESCE(prompt_tokens, LENGTH(CAST(prompt AS BLOB)) + {PROMPT_TOKEN_OVERHEAD})), 0), "
+    "COALESCE(SUM(COALESCE(completion_tokens, json_extract(params, '$.max_tokens'), 0)), 0)"
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,11 @@ class CompletionStore:
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             self.unledgered = "completions" in tables and "spending" not in tables  # made before the ledger
             if self.unledgered and not read_only:  # counted once, in the transaction that makes the ledger
-                self.db.executescript(f"BEGIN; {SCHEMA} INSERT INTO spending (held_prompt, held_completion, "
-                                      f"prompt_tokens, completion_tokens, created) SELECT 0, 0, {_EARLIER}, "
-                                      f"{time.time()} FROM completions; COMMIT;")
+                self.db.executescript(
+                    f"BEGIN; {SCHEMA} INSERT INTO spending (held_prompt, held_completion, "
+                    f"prompt_tokens, completion_tokens, created) SELECT 0, 0, {_EARLIER}, "
+                    f"{time.time()} FROM completions; COMMIT;"
+                )
                 self.unledgered = False
             if not read_only or not exists:
                 self.db.executescript(SCHEMA)
@@ -104,8 +108,9 @@ class CompletionStore:
             self.reasoning_column = "reasoning" if "reasoning" in columns or not read_only else "NULL"
             self.db.execute("SELECT key, text FROM completions LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{path} is not a readable completion store ({exc}): move it away to start a new one"
-                            ) from None
+            raise UserError(
+                f"{path} is not a readable completion store ({exc}): move it away to start a new one"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -113,7 +118,9 @@ class CompletionStore:
     def get(self, teacher: str, prompt: str, params: dict, k: int) -> Generation | None:
         row = self.db.execute(
             f"SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s, {self.reasoning_column} "
-            "FROM completions WHERE key=?", (completion_key(teacher, prompt, params, k),)).fetchone()
+            "FROM completions WHERE key=?",
+            (completion_key(teacher, prompt, params, k),),
+        ).fetchone()
         return Generation(*row) if row else None
 
     def put(self, teacher: str, prompt: str, params: dict, k: int, generation: Generation) -> bool:
@@ -122,9 +129,21 @@ class CompletionStore:
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO completions (key, teacher, prompt, params, k, text, finish_reason, prompt_tokens,"
                 " completion_tokens, latency_s, created, reasoning) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (completion_key(teacher, prompt, params, k), teacher, prompt, json.dumps(params, sort_keys=True), k,
-                 generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens,
-                 generation.latency_s, time.time(), generation.reasoning))
+                (
+                    completion_key(teacher, prompt, params, k),
+                    teacher,
+                    prompt,
+                    json.dumps(params, sort_keys=True),
+                    k,
+                    generation.text,
+                    generation.finish_reason,
+                    generation.prompt_tokens,
+                    generation.completion_tokens,
+                    generation.latency_s,
+                    time.time(),
+                    generation.reasoning,
+                ),
+            )
         except (sqlite3.Error, UnicodeEncodeError) as exc:  # a full disk; a prompt that is not text
             raise UserError(f"cannot store a completion in {self.path}: {exc}") from None
         return cursor.rowcount == 1
@@ -135,25 +154,34 @@ class CompletionStore:
     # a kill left unsettled counts at its worst case.
 
     def hold(self, prompt_tokens: int, completion_tokens: int) -> int:
-        return self._write("INSERT INTO spending (held_prompt, held_completion, created) VALUES (?, ?, ?)",
-                           (prompt_tokens, completion_tokens, time.time())).lastrowid
+        return self._write(
+            "INSERT INTO spending (held_prompt, held_completion, created) VALUES (?, ?, ?)",
+            (prompt_tokens, completion_tokens, time.time()),
+        ).lastrowid
 
     def charge(self, row: int | None, prompt_tokens: int, completion_tokens: int) -> None:
         """Settle a held row at the tokens it used, or (row None) add tokens that no request held."""
         if row is None:
-            self._write("INSERT INTO spending (held_prompt, held_completion, prompt_tokens, completion_tokens, "
-                        "created) VALUES (0, 0, ?, ?, ?)", (prompt_tokens, completion_tokens, time.time()))
+            self._write(
+                "INSERT INTO spending (held_prompt, held_completion, prompt_tokens, completion_tokens, "
+                "created) VALUES (0, 0, ?, ?, ?)",
+                (prompt_tokens, completion_tokens, time.time()),
+            )
         else:
-            self._write("UPDATE spending SET prompt_tokens=?, completion_tokens=? WHERE id=?",
-                        (prompt_tokens, completion_tokens, row))
+            self._write(
+                "UPDATE spending SET prompt_tokens=?, completion_tokens=? WHERE id=?",
+                (prompt_tokens, completion_tokens, row),
+            )
 
     def spent(self) -> tuple[int, int]:
         """The (prompt, completion) tokens the folder's requests used, those never settled at their worst case."""
         if self.unledgered:  # a dry run reading a store made before the ledger: what the ledger would start with
             row = self.db.execute(f"SELECT {_EARLIER} FROM completions").fetchone()
             return int(row[0]), int(row[1])
-        row = self.db.execute("SELECT COALESCE(SUM(COALESCE(prompt_tokens, held_prompt)), 0), "
-                              "COALESCE(SUM(COALESCE(completion_tokens, held_completion)), 0) FROM spending").fetchone()
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(COALESCE(prompt_tokens, held_prompt)), 0), "
+            "COALESCE(SUM(COALESCE(completion_tokens, held_completion)), 0) FROM spending"
+        ).fetchone()
         return int(row[0]), int(row[1])
 
     def unsettled(self) -> tuple[int, int, int, float | None]:
@@ -162,8 +190,10 @@ class CompletionStore:
         killed), these are requests it had sent and whose answers never came."""
         if self.unledgered:
             return 0, 0, 0, None
-        row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(held_prompt), 0), COALESCE(SUM(held_completion), 0), "
-                              "MIN(created) FROM spending WHERE prompt_tokens IS NULL").fetchone()
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(held_prompt), 0), COALESCE(SUM(held_completion), 0), "
+            "MIN(created) FROM spending WHERE prompt_tokens IS NULL"
+        ).fetchone()
         return row[0], row[1], row[2], row[3]
 
     def mean_request(self) -> tuple[int, tuple[int, int] | None]:
@@ -172,15 +202,18 @@ class CompletionStore:
         table: a kill can fall between a response's usage and its completions being stored."""
         requests, prompt_tokens, completion_tokens = self.db.execute(
             "SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM spending "
-            "WHERE prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL").fetchone()
+            "WHERE prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL"
+        ).fetchone()
         if not requests:
             return 0, None
         return requests, (-(-prompt_tokens // requests), -(-completion_tokens // requests))
 
     def settle_holds(self, prompt_tokens: int, completion_tokens: int) -> None:
         """Count every unsettled hold at these tokens (teach --settle-holds, for holds of a process that is gone)."""
-        self._write("UPDATE spending SET prompt_tokens=?, completion_tokens=? WHERE prompt_tokens IS NULL",
-                    (prompt_tokens, completion_tokens))
+        self._write(
+            "UPDATE spending SET prompt_tokens=?, completion_tokens=? WHERE prompt_tokens IS NULL",
+            (prompt_tokens, completion_tokens),
+        )
 
     def _write(self, sql: str, args: tuple) -> sqlite3.Cursor:
         try:
@@ -203,12 +236,15 @@ class CompletionStore:
             raise
 
     def save_batch(self, batch_id: str, teacher: str, state: str) -> None:
-        self.db.execute("INSERT INTO batches VALUES (?,?,?,?) ON CONFLICT(batch_id) DO UPDATE SET state=excluded.state",
-                        (batch_id, teacher, state, time.time()))
+        self.db.execute(
+            "INSERT INTO batches VALUES (?,?,?,?) ON CONFLICT(batch_id) DO UPDATE SET state=excluded.state",
+            (batch_id, teacher, state, time.time()),
+        )
 
     def open_batches(self, teacher: str) -> list[str]:
-        rows = self.db.execute("SELECT batch_id FROM batches WHERE teacher=? AND state!='ingested' ORDER BY created",
-                               (teacher,))
+        rows = self.db.execute(
+            "SELECT batch_id FROM batches WHERE teacher=? AND state!='ingested' ORDER BY created", (teacher,)
+        )
         return [r[0] for r in rows]
 
 
@@ -217,7 +253,9 @@ def rationale_of(generation: Generation, cfg) -> str:
     if cfg.rationale_from == "content":
         return generation.text
     if not generation.reasoning:
-        raise UserError(f"teacher {cfg.model} returned no reasoning beside its text (rationale_from: reasoning): "
-                        "its server must return reasoning_content or reasoning, or set teacher.strip_think for "
-                        "<think> blocks")
+        raise UserError(
+            f"teacher {cfg.model} returned no reasoning beside its text (rationale_from: reasoning): "
+            "its server must return reasoning_content or reasoning, or set teacher.strip_think for "
+            "<think> blocks"
+        )
     return generation.reasoning
