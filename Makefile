@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHARED_DATA := $(wildcard ../shared/data)
 export FTCOT_DATA_DIR ?= $(if $(SHARED_DATA),$(abspath $(SHARED_DATA)),$(HOME)/.cache/ftcot/data)
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ demo: install
 	$(if $(SHARED_DATA),,$(BIN)/ftcot data fetch)
 	$(BIN)/ftcot run configs/quickstart.yaml
 
-test: install
+# The linter and the formatter first: seconds, and a red CI says why in one line.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/pytest -q
 
 clean:
