@@ -23,8 +23,9 @@ ENGINES = ("hf", "openai", "ctranslate2")  # ftcot.engines' modules
 
 
 class Strict(BaseModel):
-    # No unknown keys; no inf or nan where a number is asked for (a price of .inf makes every cost NaN).
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # No unknown keys; no inf or nan where a number is asked for (a price of .inf makes every cost NaN). A field's
+    # docstring is its description, from which docs/configuration.md is generated (ftcot.config_guide).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 # A server's address and key, for the teacher and for a served student. The messages never repeat the value: it
@@ -57,15 +58,24 @@ class Sampling(Strict):
     """Sampling parameters of one zero-shot-CoT step, sent as-is to the backend."""
 
     temperature: float = Field(0.0, ge=0, le=2)
+    """0: greedy."""
     top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling's probability mass (the hf teacher takes only 1)."""
     max_tokens: int = Field(128, ge=1)
+    """The step's token limit."""
     stop: list[str] | None = None
+    """Strings that end the completion."""
     seed: int | None = None
+    """The backend's sampling seed, where it takes one."""
 
 
 class Price(Strict):
-    input: float = Field(ge=0)  # USD per million prompt tokens
-    output: float = Field(ge=0)  # USD per million completion tokens
+    """A model's price, in USD per million tokens."""
+
+    input: float = Field(ge=0)
+    """USD per million prompt tokens."""
+    output: float = Field(ge=0)
+    """USD per million completion tokens."""
 
 
 class Adaptive(Strict):
@@ -73,7 +83,9 @@ class Adaptive(Strict):
     until it has want_correct correct ones or max_samples in all; the first round draws num_samples."""
 
     max_samples: int = Field(16, ge=1)
+    """Rationales a question may draw in all, every round counted (at least num_samples and want_correct)."""
     want_correct: int = Field(2, ge=1)
+    """Correct rationales a question is asked again for, its shortfall at a time."""
 
 
 class RationaleSource(Strict):
@@ -82,62 +94,101 @@ class RationaleSource(Strict):
     them a row, matched to the task's questions by text (exactly, else with whitespace normalised). Each rationale
     becomes a recorded completion k = 0, 1, ... of its question; rows of one question add up in file order."""
 
-    path: str  # relative to the directory ftcot runs in
-    # the teacher's name each record keeps; default: teacher.model where the config sets it, else the file's name
+    path: str
+    """The file or folder, relative to the directory ftcot runs in."""
     teacher: str | None = None
-    question: str = "question"  # field names in the file
-    rationale: str = "rationale"  # a text, or a list of texts
-    # the answer each rationale reached (a text, or a list beside a list of rationales); without it the answer is
-    # read from the rationale's conclusion, as curation's consistency check reads it
+    """The teacher's name each record keeps; default: teacher.model where the config sets it, else the file's
+    name."""
+    question: str = "question"
+    """The field holding the question."""
+    rationale: str = "rationale"
+    """The field holding a rationale, or a list of them."""
     answer: str | None = None
-    correct: str | None = None  # a flag (or a list of flags): the rationale is known to reach the gold answer
+    """The field holding the answer each rationale reached (a text, or a list beside a list of rationales);
+    without it the answer is read from the rationale's conclusion, as curation's consistency check reads it."""
+    correct: str | None = None
+    """The field holding a flag (or a list of flags): the rationale is known to reach the gold answer."""
 
 
 class TeacherConfig(Strict):
+    """The teacher: zero-shot-CoT on the configured questions, step 1 (`Q: {question}\\nA: Let's think step by
+    step.`) sampling a rationale, step 2 (step 1, the rationale and the answer trigger) reading the answer."""
+
     backend: Literal["openai", "hf", "recorded"] = "recorded"
+    """openai: any OpenAI-compatible server; hf: a local transformers model; recorded: completions someone
+    already has (records)."""
     model: str = "text-davinci-002"
-    num_samples: int = Field(1, ge=1)  # D: rationales per question (diverse reasoning when > 1)
+    """openai: the served model's name; hf: a hub id, a local path or smollm2-135m; recorded: the named source
+    read when records is unset."""
+    num_samples: int = Field(1, ge=1)
+    """D: rationales per question (diverse reasoning when > 1)."""
     rationale: Sampling = Sampling(max_tokens=128)
+    """Step 1, the rationale."""
     answer: Sampling = Sampling(max_tokens=32)
-    answer_trigger: str | None = None  # default: the task's trigger
+    """Step 2, the answer."""
+    answer_trigger: str | None = None
+    """Step 2's trigger; default: the task's trigger."""
     teach_on: list[Literal["train", "test"]] = ["train"]
-    max_samples: int | None = Field(None, ge=1)  # first N questions of each side, for quick runs
-    adaptive: Adaptive | None = None  # train questions only (test questions are asked num_samples times)
-    rationalize: bool = False  # a train question no sample solved is asked once more, its answer as a hint
+    """The sides of the split whose questions the teacher answers."""
+    max_samples: int | None = Field(None, ge=1)
+    """The first N questions of each side, for quick runs."""
+    adaptive: Adaptive | None = None
+    """Diverse reasoning in rounds; train questions only (test questions are asked num_samples times)."""
+    rationalize: bool = False
+    """A train question no sample solved is asked once more, its answer as a hint (STaR); needs a live
+    teacher."""
     # openai backend
-    base_url: BaseUrl | None = None  # default: https://api.openai.com/v1; never with credentials in it
-    # the variable the key is read from (the key itself is never stored); null: a local server that needs none
+    base_url: BaseUrl | None = None
+    """openai: the server, e.g. http://127.0.0.1:8000/v1 (vLLM, llama.cpp, Ollama); default:
+    https://api.openai.com/v1; never with credentials in it."""
     api_key_env: KeyVariable | None = "OPENAI_API_KEY"
+    """openai: the variable the key is read from (the key itself is never stored); null: a local server that needs
+    none."""
     endpoint: Literal["completions", "chat"] = "completions"
-    # Reasoning models on the chat endpoint: the name of the token limit they accept (o-series and newer reject
-    # max_tokens), the rationale taken from the answer text or from the reasoning the server returns beside it
-    # (reasoning_content / reasoning), and <think>...</think> blocks moved out of the answer text.
+    """openai: the completions endpoint, or chat (the prompt goes as one user message)."""
+    # Reasoning models on the chat endpoint.
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    """openai: the name of the token limit the model accepts (o-series and newer reject max_tokens)."""
     rationale_from: Literal["content", "reasoning"] = "content"
+    """openai: the rationale is the answer text, or the reasoning the server returns beside it (reasoning_content
+    / reasoning)."""
     strip_think: bool = False
-    # At most the SDK's connection pool (1000): a request that holds its worst case in the ledger is on the
-    # wire at once, never queued in the client for a connection.
+    """openai: <think>...</think> blocks are moved out of the answer text and become the reasoning."""
     concurrency: int = Field(32, ge=1, le=1000)
+    """openai: requests in flight. At most the SDK's connection pool (1000): a request that holds its worst case in
+    the ledger is on the wire at once, never queued in the client for a connection."""
     requests_per_minute: float | None = Field(None, ge=1)
+    """openai: requests in any 60-second window; null: no limit."""
     tokens_per_minute: float | None = Field(None, ge=1)
+    """openai: tokens in any 60-second window, a request counted at its worst case; null: no limit."""
     timeout_s: float = Field(60.0, gt=0)
+    """openai: seconds a request may take."""
     max_attempts: int = Field(6, ge=1)
-    n_per_request: bool = True  # ask for several samples in one request (servers that ignore n are handled)
-    batch: bool = False  # use the OpenAI Batch API
+    """openai: attempts of a request (retried with backoff) before its one-line error."""
+    n_per_request: bool = True
+    """openai: ask for several samples in one request (servers that ignore n are handled)."""
+    batch: bool = False
+    """openai: use the OpenAI Batch API (submit, poll, ingest; resumes from the batch id); not with a budget."""
     batch_poll_s: float = Field(30.0, gt=0)
-    prices: dict[str, Price] = {}  # overrides the built-in price table, by model name
-    # USD, a hard limit on what the run folder spends in all, over every invocation: each request holds its worst
-    # case before it is sent; a stop exits 3; raise it to go on
+    """openai: seconds between polls of a batch."""
+    prices: dict[str, Price] = {}
+    """Prices by model name; overrides the built-in price table."""
     max_cost: float | None = Field(None, ge=0)
+    """USD, a hard limit on what the run folder spends in all, over every invocation: each request holds its
+    worst case before it is sent; a stop exits 3; raise it to go on. Needs the model's price."""
     # hf backend
-    device: str = "auto"  # auto: the GPU when there is one, else the CPU
+    device: str = "auto"
+    """hf: the device; auto: the GPU when there is one, else the CPU."""
     trust_remote_code: bool = False
-    # recorded backend: a named source (text-davinci-002: Kojima et al.'s logs, every task; gpt-3.5-turbo-instruct:
-    # Mentor-KD's release, 4 tasks), a file of teacher records (what `ftcot teach` writes, the paper's
-    # CompletionDataset JSON), a RationaleSource, or a list of them, whose completions add up per question in
-    # order (num_samples takes the first D). Default: the named source teacher.model.
+    """hf: run the model's own code from its repository."""
+    # recorded backend
     records: str | RationaleSource | list[str | RationaleSource] | None = None
+    """recorded: a named source (text-davinci-002: Kojima et al.'s logs, every task; gpt-3.5-turbo-instruct:
+    Mentor-KD's release, 4 tasks), a file of teacher records (what `ftcot teach` writes, the paper's
+    CompletionDataset JSON), a table of rationales, or a list of them, whose completions add up per question in
+    order (num_samples takes the first D). Default: the named source teacher.model."""
     on_missing: Literal["error", "skip"] = "error"
+    """recorded: a question without a record is an error, or left out."""
 
     @model_validator(mode="after")
     def _adaptive_can_work(self) -> TeacherConfig:
@@ -158,41 +209,67 @@ class TeacherConfig(Strict):
 
 
 class CurateConfig(Strict):
-    val_fraction: float = Field(0.1, ge=0, lt=1)  # of the train questions, held out to choose epochs
+    """Curation: the teacher's correct rationales become training examples; the validation split is carved from
+    the train questions (nothing is ever selected on the test split)."""
+
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    """The share of the train questions held out to choose epochs."""
     seed: int = 0
-    drop_truncated: bool = True  # rationales cut off by the token limit
+    """The seed of the validation split."""
+    drop_truncated: bool = True
+    """Drop rationales cut off by the token limit (records without a finish reason: ending mid-sentence at about
+    their token limit)."""
     drop_empty: bool = True
-    dedupe: bool = True  # identical rationales of one question
-    max_per_question: int | None = Field(None, ge=1)  # default: teacher.num_samples
-    # task: train on the task's own question text and gold answer (what evaluation shows the student), in the
-    # teacher's choice order where that differs (recorded Date logs);
-    # teacher: on the question and answer as the teacher saw them (recorded logs use another format).
+    """Drop empty rationales."""
+    dedupe: bool = True
+    """Drop identical rationales of one question."""
+    max_per_question: int | None = Field(None, ge=1)
+    """Examples kept per question at most; default: the most completions a question can have (teacher.num_samples,
+    or adaptive's max_samples, plus a rationalization)."""
     question_source: Literal["task", "teacher"] = "task"
-    rationalized: Literal["keep", "drop"] = "keep"  # examples the teacher wrote with the answer as a hint
-    # Keep a rationale only if its own conclusion is the gold answer (the option it names last, the last number,
-    # the last yes/no); one that states none is kept. Default: on, except under train.protocol paper, which keeps
-    # the paper's filter (a correct teacher answer).
+    """task: train on the task's own question text and gold answer (what evaluation shows the student), in the
+    teacher's choice order where that differs (recorded Date logs); teacher: on the question and answer as the
+    teacher saw them (recorded logs use another format)."""
+    rationalized: Literal["keep", "drop"] = "keep"
+    """Keep or drop the examples the teacher wrote with the answer as a hint (teacher.rationalize)."""
     consistency: bool | None = None
-    # A choice question the teacher saw in another option order (Kojima's Date logs) is trained in the test's
-    # order, the letters inside its rationale remapped; teacher: in the order the teacher saw.
+    """Keep a rationale only if its own conclusion is the gold answer (the option it names last, the last number,
+    the last yes/no); one that states none is kept. Default: on, except under train.protocol paper, which keeps
+    the paper's filter (a correct teacher answer)."""
     choice_order: Literal["test", "teacher"] = "test"
-    # Each multiple-choice training example K more times with its options shuffled (letters remapped in the
-    # question, the rationale and the answer), so the student learns no letter prior; 0: off.
-    permute_choices: int = Field(0, ge=0, le=100, strict=True)  # at most the options' other orders (n! - 1)
-    permute_seed: int = 0  # the shuffles' seed (the validation split keeps curate.seed)
+    """test: a choice question the teacher saw in another option order (Kojima's Date logs) is trained in the
+    test's order, the letters inside its rationale remapped; teacher: in the order the teacher saw."""
+    permute_choices: int = Field(0, ge=0, le=100, strict=True)
+    """K: each multiple-choice training example K more times (at most its options' n! - 1 other orders) with its
+    options shuffled (letters remapped in the question, the rationale and the answer), so the student learns no
+    letter prior; 0: off. Choice tasks only."""
+    permute_seed: int = 0
+    """The shuffles' seed (the validation split keeps curate.seed)."""
 
 
 class StudentConfig(Strict):
-    model: str = "smollm2-135m"  # hub id, local path, or an alias: smollm2-135m, gemma3-270m (the gemma extra)
+    """The student fine-tuned and evaluated: a causal LM or a seq2seq model."""
+
+    model: str = "smollm2-135m"
+    """A hub id, a local path, or an alias: smollm2-135m (bundled), gemma3-270m (the gemma extra)."""
     kind: Literal["auto", "decoder", "encoder_decoder"] = "auto"
+    """auto: read from the model's config."""
     trust_remote_code: bool = False
+    """Run the model's own code from its repository."""
 
 
 class LoraConfig(Strict):
+    """LoRA adapters (peft) instead of all weights."""
+
     r: int = Field(16, ge=1)
+    """The adapters' rank."""
     alpha: int = Field(32, ge=1)
+    """LoRA's scaling alpha."""
     dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the adapters' input."""
     save: Literal["merged", "adapter"] = "merged"
+    """merged: best/ holds the merged model; adapter: the adapter alone (AutoPeftModelForCausalLM loads it,
+    `ftcot evaluate` merges it into the base model)."""
 
 
 # What the paper's training script does (reasoning-teacher `custom_train.py` and the `configure_optimizers` of its
@@ -230,32 +307,51 @@ TRACKERS = (
 
 
 class TrainConfig(Strict):
-    # paper: the values above for every key not set in the config; custom: the defaults below
+    """Fine-tuning the student with transformers' Trainer: every epoch is validated and the best one kept."""
+
     protocol: Literal["custom", "paper"] = "custom"
+    """paper: the paper's training script (PROTOCOLS) for every key not set in the config; custom: the defaults
+    here."""
     methods: list[Literal[TRAINED]] = list(DEFAULT_TRAINED)
+    """The trained methods (dss: distilling step-by-step)."""
     epochs: int = Field(3, ge=1)
+    """Epochs at most; each is validated."""
     learning_rate: float = Field(1e-4, gt=0)
+    """AdamW's learning rate."""
     lr_schedule: Literal["linear", "constant"] = "linear"
+    """linear: decay to 0; constant."""
     batch_size: int = Field(8, ge=1)
+    """Examples per step and device."""
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=8)  # tokens of prompt + completion
+    """Gradient accumulation steps."""
+    max_length: int = Field(512, ge=8)
+    """Tokens of prompt + completion."""
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    """The share of the steps spent warming the learning rate up."""
     weight_decay: float = Field(0.0, ge=0)
-    patience: int | None = Field(None, ge=1)  # stop after this many epochs without a validation gain
-    max_minutes: float | None = Field(None, gt=0)  # stop before an epoch that would end past this (train + validate)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
-    checkpoint: bool = True  # save model and optimizer each epoch, so a killed run resumes (costs a write)
-    lora: LoraConfig | None = None  # set to fine-tune LoRA adapters instead of all weights
-    max_examples: int | None = Field(None, ge=1)  # first N training examples (after curation, with their shuffled
-    # copies), for quick runs
-    # Experiment trackers, passed to the Trainer as they are: tensorboard, wandb, mlflow, trackio, ... (each
-    # needs its package installed); TensorBoard's event files go to students/<method>/logs.
+    """AdamW's weight decay."""
+    patience: int | None = Field(None, ge=1)
+    """Stop after this many epochs without a validation gain."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Stop before an epoch that would end past this many minutes (training + validation)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: bf16 autocast on a GPU that has it, else fp32."""
+    checkpoint: bool = True
+    """Save model and optimizer each epoch, so a killed run resumes (costs a write)."""
+    lora: LoraConfig | None = None
+    """Set to fine-tune LoRA adapters instead of all weights."""
+    max_examples: int | None = Field(None, ge=1)
+    """The first N training examples (after curation, with their shuffled copies), for quick runs."""
     report_to: list[Literal[TRACKERS]] = []
-    dss_alpha: float = Field(1.0, ge=0)  # dss: weight of the rationale task's loss beside the label task's
-    # Reasoning methods: validation writes with the calculator (evaluate.calculator), so the epoch is chosen as
-    # the student is scored; default: as evaluate.calculator.
+    """Experiment trackers, passed to the Trainer as they are: tensorboard, wandb, mlflow, trackio, ... (each
+    needs its package installed); TensorBoard's event files go to students/<method>/logs."""
+    dss_alpha: float = Field(1.0, ge=0)
+    """dss: weight of the rationale task's loss beside the label task's."""
     validate_with_calculator: bool | None = None
+    """Reasoning methods: validation writes with the calculator (evaluate.calculator), so the epoch is chosen as
+    the student is scored; default: as evaluate.calculator."""
     seed: int = 0
+    """The Trainer's seed."""
 
     @model_validator(mode="after")
     def _apply_protocol(self) -> TrainConfig:
@@ -266,37 +362,56 @@ class TrainConfig(Strict):
 
 
 class SelfConsistency(Strict):
-    k: int = Field(8, ge=1)  # sampled rationales per test question, voted on
+    """Self-consistency: k rationales sampled per test question, their answers voted on."""
+
+    k: int = Field(8, ge=1)
+    """Sampled rationales per test question, voted on."""
     temperature: float = Field(0.7, gt=0, le=2)
+    """The sampling temperature."""
     seed: int = 0
+    """The sampling seed."""
 
 
 class EvalConfig(Strict):
+    """Test accuracy of the teacher, the prompting baselines on the base student and the fine-tuned students."""
+
     baselines: list[Literal[BASELINES]] = list(BASELINES)
-    # also sample and vote for each reasoning method whose answer is in its output (ft_cot, few_shot_cot)
+    """The prompting baselines on the base student (few_shot_cot is left out for a task without a few-shot
+    prompt)."""
     self_consistency: SelfConsistency | None = None
-    batch_size: int | None = Field(None, ge=1)  # default: 256 on a GPU, 64 on the CPU (a step reads every weight)
-    # for reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
-    # length in student tokens, plus a margin
+    """Also sample and vote for each reasoning method whose answer is in its output (ft_cot, few_shot_cot)."""
+    batch_size: int | None = Field(None, ge=1)
+    """Default: 256 on a GPU, 64 on the CPU (a step reads every weight)."""
     max_new_tokens: int | None = Field(None, ge=1)
-    max_samples: int | None = Field(None, ge=1)  # first N test questions, for quick runs
-    # Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
-    # object...), as a row of its own beside the paper's parser (which reads the letter after the marker).
+    """For reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
+    length in student tokens, plus a margin."""
+    max_samples: int | None = Field(None, ge=1)
+    """The first N test questions, for quick runs."""
     choice_by_content: bool = False
-    # Number tasks: each reasoning method is also scored with a calculator in decoding (ftcot.calculator: the
-    # value of every arithmetic expression before an `=` written for the student), as a row of its own.
+    """Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
+    object...), as a row of its own beside the paper's parser (which reads the letter after the marker)."""
     calculator: bool = False
-    # The engine that generates the students' outputs (ftcot.engines): hf in this process; openai, a server
-    # (vLLM, llama.cpp, TGI) at base_url serving each method's student under the name `models` gives it;
-    # ctranslate2, each student converted once into the run folder (the `bench` extra).
+    """Number tasks: each reasoning method is also scored with a calculator in decoding (ftcot.calculator: the
+    value of every arithmetic expression before an `=` written for the student), as a row of its own."""
     engine: Literal[ENGINES] = "hf"
+    """The engine that generates the students' outputs (ftcot.engines): hf in this process; openai, a server
+    (vLLM, llama.cpp, TGI) at base_url serving each method's student under the name `models` gives it;
+    ctranslate2, each student converted once into the run folder (the `bench` extra)."""
     base_url: BaseUrl | None = None
-    api_key_env: KeyVariable | None = None  # a local server takes any key
-    models: dict[str, str] = {}  # method -> served model name; the methods evaluated on the server
+    """openai: the server, e.g. http://127.0.0.1:8000/v1; never with credentials in it."""
+    api_key_env: KeyVariable | None = None
+    """openai: the variable holding the key; null: a local server, which takes any key."""
+    models: dict[str, str] = {}
+    """openai: method -> served model name, e.g. {ft_cot: ft_cot, zero_shot: base}; the methods evaluated on the
+    server."""
     concurrency: int = Field(32, ge=1)
+    """openai: requests in flight."""
     timeout_s: float = Field(300.0, gt=0)
+    """openai: seconds a request may take."""
     max_attempts: int = Field(6, ge=1)
-    compute_type: Literal["float32", "int8"] = "float32"  # ctranslate2's
+    """openai: attempts of a request (retried with backoff) before its one-line error."""
+    compute_type: Literal["float32", "int8"] = "float32"
+    """ctranslate2: the converted student's compute type."""
 
     @model_validator(mode="after")
     def _a_server_is_named(self) -> EvalConfig:
@@ -309,15 +424,26 @@ class EvalConfig(Strict):
 
 
 class RunConfig(Strict):
-    task: str | TaskDecl  # a built-in task's key, a custom task, or the path of a YAML file declaring one
+    """A run: one task, its teacher, curation, student, training and evaluation, in one run folder."""
+
+    task: str | TaskDecl
+    """A built-in task's key, a custom task, or the path of a YAML file declaring one."""
     split: str = "default"
-    data_dir: str | None = None  # default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data
+    """The task's split by name (the paper's split files; a custom task's splits)."""
+    data_dir: str | None = None
+    """The data folder; default: $FTCOT_DATA_DIR, else ~/.cache/ftcot/data."""
     run_dir: str = Field("runs/default", min_length=1)
+    """The run folder every stage reads and writes."""
     teacher: TeacherConfig = TeacherConfig()
+    """The teacher."""
     curate: CurateConfig = CurateConfig()
+    """Curation."""
     student: StudentConfig = StudentConfig()
+    """The student."""
     train: TrainConfig = TrainConfig()
+    """Training."""
     evaluate: EvalConfig = EvalConfig()
+    """Evaluation."""
 
     @field_validator("task", mode="before")
     @classmethod

@@ -38,31 +38,47 @@ from ftcot.tasks.readers import READERS, TEACHER_QUESTIONS
 class TaskDecl(BaseModel):
     """A task as declared: a built-in one's YAML, or a user's in the run config (ftcot.config)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names files and folders
-    title: str | None = None  # in tables; default: the name
-    train: str  # .jsonl, .json, .csv, .parquet, or a datasets save_to_disk folder (or a named reader's file)
-    test: str | None = None  # or test_fraction of train, split with a seeded permutation
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """The task's name; it names files and folders."""
+    title: str | None = None
+    """The name in tables; default: the name."""
+    train: str
+    """The train rows: .jsonl, .json, .csv, .parquet, or a datasets save_to_disk folder (or a named reader's
+    file)."""
+    test: str | None = None
+    """The test rows; or test_fraction of train, split with a seeded permutation."""
     test_fraction: float | None = Field(None, gt=0, lt=1)
-    # Split files by name, each {"train": [sample_index, ...], "test": [...]}; default: one split, "default",
-    # of the train and test rows.
+    """The share of the train rows taken as test, with a seeded permutation, where there is no test file."""
     splits: dict[str, str] | None = None
-    # The sample_index of test's first row (default: the number of train rows): test rows load without train.
+    """Split files by name, each {"train": [sample_index, ...], "test": [...]}; default: one split, "default", of
+    the train and test rows."""
     test_offset: int | None = Field(None, ge=0)
-    reader: str | None = None  # a named reader for a raw file's own layout (ftcot.tasks.readers)
+    """The sample_index of test's first row (default: the number of train rows): test rows load without train."""
+    reader: str | None = None
+    """A named reader for a raw file's own layout (ftcot.tasks.readers)."""
     question_field: str = "question"
+    """The field holding the question."""
     answer_field: str = "answer"
-    # The choices, verbalized "Answer choices: (A) ...": a field holding a list of texts, a mapping of label to
-    # text or datasets' {label: [...], text: [...]}; or a list of columns, one per choice (MMLU's A, B, C, D).
+    """The field holding the gold answer."""
     choices_field: str | list[str] | None = None
-    answer_index: bool = False  # the answer is a 0-based index into the choices (an integer column is read so)
-    id_field: str | None = None  # if set, ids must not repeat
-    answer_format: str = "text"  # one of answers.FORMAT_NAMES, or regex:<pattern>
-    answer_trigger: str | None = None  # default: the paper's trigger for the format
-    num_choices: int | None = Field(None, ge=2, le=26)  # a choice format's letters; default: the most any row has
-    teacher_question: str | None = None  # the recorded teacher's question in the task's format (named)
-    few_shot_prompt: str | None = None  # its few-shot-CoT prompt in the paper's prompt file
+    """The choices, verbalized "Answer choices: (A) ...": a field holding a list of texts, a mapping of label to
+    text or datasets' {label: [...], text: [...]}; or a list of columns, one per choice (MMLU's A, B, C, D)."""
+    answer_index: bool = False
+    """The answer is a 0-based index into the choices (an integer column is read so)."""
+    id_field: str | None = None
+    """A field of ids; if set, ids must not repeat."""
+    answer_format: str = "text"
+    """A named answer format (ftcot.tasks.answers), or regex:<pattern>."""
+    answer_trigger: str | None = None
+    """Zero-shot-CoT's answer trigger (step 2); default: the paper's trigger for the format."""
+    num_choices: int | None = Field(None, ge=2, le=26)
+    """A choice format's letters; default: the most any row has."""
+    teacher_question: str | None = None
+    """The recorded teacher's question in the task's format (named)."""
+    few_shot_prompt: str | None = None
+    """Its few-shot-CoT prompt in the paper's prompt file, for few_shot_cot."""
 
     @field_validator("answer_format")
     @classmethod
