@@ -27,7 +27,8 @@ from openai_server import ChanceAdder, OpenAIServer  # noqa: E402
 
 from ftcot.config import RunConfig  # noqa: E402
 from ftcot.judge import solved  # noqa: E402
-from ftcot.pipeline import context, teach  # noqa: E402
+from ftcot.pipeline import context  # noqa: E402
+from ftcot.stages.teach import run as teach  # noqa: E402
 
 QUESTIONS = 200  # train questions (--questions)
 PRICE = {"input": 0.15, "output": 0.60}  # USD per million tokens (gpt-4o-mini's), for a sense of scale

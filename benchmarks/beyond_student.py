@@ -20,7 +20,8 @@ from ftcot.config import load_config
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate, self_consistency
 from ftcot.methods import label
-from ftcot.pipeline import context, eval_batch_size, generation_budget, run
+from ftcot.pipeline import context, run
+from ftcot.stages.generation import eval_batch_size, generation_budget
 from ftcot.students.load import load_student
 
 ROOT = Path(__file__).resolve().parents[1]

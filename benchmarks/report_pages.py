@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ftcot.config import RunConfig  # noqa: E402
-from ftcot.pipeline import context, curate_stage, teach  # noqa: E402
+from ftcot.pipeline import context  # noqa: E402
 from ftcot.report import report  # noqa: E402
+from ftcot.stages.curate import run as curate_stage  # noqa: E402
+from ftcot.stages.teach import run as teach  # noqa: E402
 
 
 def rebuild(result: dict, predictions: Path, run: Path) -> Path:

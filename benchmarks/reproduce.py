@@ -84,7 +84,7 @@ prompting baselines on the same student. The paper's numbers come from its offic
 take the best of 20 epochs chosen on the *test* split.
 
 Caveats, read before the table: the recorded teacher is Kojima et al.'s text-davinci-002 run, not the
-paper's own (see README, Data); a row is one run (one training seed) unless its seed columns give the mean ± sd
+paper's own (see docs/data.md); a row is one run (one training seed) unless its seed columns give the mean ± sd
 over several, and validation splits are small (26-160 questions), so the choice of epoch and setting is noisy.
 Each row names its machine: the CPU rows ran on this project's 2-core development machine, the GPU rows on one
 NVIDIA H200 or H100 lent for 15 minutes (each row names its card).
@@ -294,7 +294,9 @@ def run_side_by_side(todo: list[tuple[str, argparse.Namespace]], args, commands:
 
     from ftcot.config import RunConfig
     from ftcot.files import write_json
-    from ftcot.pipeline import context, curate_stage, start_run, teach
+    from ftcot.pipeline import context, start_run
+    from ftcot.stages.curate import run as curate_stage
+    from ftcot.stages.teach import run as teach
     from ftcot.students.load import resolve
 
     resolve(args.student)  # convert the bundled student once, before the processes that load it
@@ -659,6 +661,12 @@ def details_markdown(by_task: dict[str, list[dict]]) -> str:
 PAPER_PROTOCOL_RUNS = ("paper-full-nall-tauto-m8", "paper-full-nall-tauto-m9")
 
 
+def rebased(markdown: str, prefix: str) -> str:
+    """Markdown written beside its links (docs/results/NOTES.md), quoted from a folder above them (docs/): each
+    relative link prefixed with the way down."""
+    return re.sub(r"\]\((?![a-z]+:|#|/)", f"]({prefix}", markdown)
+
+
 def write_results_doc() -> None:
     by_task = attempts()
     notes = RESULTS / "NOTES.md"
@@ -709,7 +717,7 @@ def write_results_doc() -> None:
             "teacher rationales a train question (the first D of each, then curated), under the paper's protocol "
             "with the epoch count of the setting's name (`-eN`) for every D, the epoch kept on validation; vanilla "
             "trains on the gold answers alone, so it does not depend on D. `gpt-3.5-turbo-instruct` is the named "
-            "source of Mentor-KD's released rationales (README, Data). Each row is one run (its seed), on the machine "
+            "source of Mentor-KD's released rationales (docs/data.md). Each row is one run (its seed), on the machine "
             "it names.\n\n"
             + diverse_markdown(diverse)
             + "\n"
@@ -739,7 +747,7 @@ def write_results_doc() -> None:
         + details_markdown(by_task)
         + "\n"
         + (f"\n## Beyond the paper\n{beyond_text}" if beyond_text else "")
-        + ("\n" + notes.read_text() if notes.exists() else "")
+        + ("\n" + rebased(notes.read_text(), "results/") if notes.exists() else "")
     )
     (ROOT / "docs" / "RESULTS.md").write_text(text)
 

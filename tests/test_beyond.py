@@ -16,7 +16,9 @@ from ftcot.config import RunConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.judge import solved
-from ftcot.pipeline import context, curate_stage, teach
+from ftcot.pipeline import context
+from ftcot.stages.curate import run as curate_stage
+from ftcot.stages.teach import run as teach
 from ftcot.tasks import Sample
 
 

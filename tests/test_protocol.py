@@ -16,7 +16,8 @@ from ftcot.config import TRACKERS, RunConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import diagnostics
 from ftcot.files import write_jsonl
-from ftcot.pipeline import FALLBACK_MAX_NEW_TOKENS, MAX_NEW_TOKENS_MARGIN, context, generation_budget
+from ftcot.pipeline import context
+from ftcot.stages.generation import FALLBACK_MAX_NEW_TOKENS, MAX_NEW_TOKENS_MARGIN, generation_budget
 from ftcot.students.train import precision_args, train
 from ftcot.tasks import load_task
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path

@@ -432,7 +432,8 @@ def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_di
     """The stages' fingerprints hold what a user's source files hold, not only their paths: a file edited in
     place between two runs is read again (and so is everything made from it); an untouched one is not."""
     from ftcot.config import load_config
-    from ftcot.pipeline import context, fingerprint, is_done, teach
+    from ftcot.pipeline import context, fingerprint, is_done
+    from ftcot.stages.teach import run as teach
 
     task, train, _ = _coin_flip(data_dir)
     rows = [{"question": s.question, "rationale": f"So the answer is {s.answer}."} for s in train[:3]]

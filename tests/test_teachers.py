@@ -16,7 +16,8 @@ from openai_server import OpenAIServer, default_responder
 
 from ftcot.config import Price, RunConfig, TeacherConfig, load_config
 from ftcot.errors import UserError
-from ftcot.pipeline import context, teach
+from ftcot.pipeline import context
+from ftcot.stages.teach import run as teach
 from ftcot.tasks import load_task
 from ftcot.teachers.collect import collect
 from ftcot.teachers.cost import Spending, cost_of, worst_case_tokens

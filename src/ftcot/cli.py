@@ -23,8 +23,8 @@ from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
 from ftcot.teachers.records import read_shared_jsonl
 
-# The stages (ftcot.pipeline) are imported by the commands that run them: they bring the openai SDK, and the
-# students torch and transformers, which take a second or more to import.
+# The stages (ftcot.pipeline, ftcot.stages) are imported by the commands that run them: they bring the openai
+# SDK, and the students torch and transformers, which take a second or more to import.
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -217,7 +217,8 @@ def teach_command(
     """Collect zero-shot-CoT teacher completions (stage 1); stored completions are never requested again."""
     import math
 
-    from ftcot.pipeline import budget_stop, teach
+    from ftcot.stages.teach import budget_stop
+    from ftcot.stages.teach import run as teach
 
     if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
         raise UserError(f"--max-cost must be a number of USD >= 0, not {max_cost}")
@@ -255,9 +256,9 @@ def run_command(config: Path) -> None:
 @app.command("curate")
 def curate_command(config: Path) -> None:
     """Keep correct teacher rationales as training examples; carve the validation split (stage 2)."""
-    from ftcot.pipeline import curate_stage
+    from ftcot.pipeline import STAGES
 
-    curate_stage(_context(config))
+    STAGES["curate"].run(_context(config))
 
 
 @app.command("train")
@@ -267,17 +268,17 @@ def train_command(
     resume: bool = typer.Option(True, help="Resume from the last epoch checkpoint."),
 ) -> None:
     """Fine-tune the student (stage 3): Fine-tune-CoT and/or vanilla; keeps the best epoch on validation."""
-    from ftcot.pipeline import train_stage
+    from ftcot.pipeline import STAGES
 
-    train_stage(_context(config), method, resume)
+    STAGES["train"].run(_context(config), methods=method, resume=resume)
 
 
 @app.command("evaluate")
 def evaluate_command(config: Path, method: list[str] | None = Methods) -> None:
     """Test accuracy of the teacher, the prompting baselines and the fine-tuned students (stage 4)."""
-    from ftcot.pipeline import evaluate_stage
+    from ftcot.pipeline import STAGES
 
-    evaluate_stage(_context(config), method)
+    STAGES["evaluate"].run(_context(config), methods=method)
 
 
 @app.command("report")
