@@ -1,14 +1,42 @@
-"""Teachers: the completion record type and the backends that produce completions."""
+"""Teachers: the protocol a live teacher follows, and the backends that produce completions (live ones:
+openai_api.py, hf.py; recorded ones: recorded.py over sources.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from ftcot.config import TeacherConfig
 from ftcot.errors import UserError
 from ftcot.tasks import Task
 from ftcot.teachers.recorded import RecordedTeacher
 from ftcot.teachers.sources import recorded_completions
+
+if TYPE_CHECKING:
+    from ftcot.teachers.cost import Spending
+    from ftcot.teachers.store import Generation
+
+
+class Teacher(Protocol):
+    """A live teacher as the collector (teachers/collect.py) asks it: continuations of one prompt at a time,
+    concurrently; the collector stores each before it asks for more."""
+
+    identity: str  # part of every store key (teacher_identity): another model's completions are never mixed in
+    model: str
+    requests: int  # sent so far (the hf teacher: batched generate calls)
+    max_attempts: int  # tries of one request before the collection stops (a failure is one line)
+    # Whether each request goes through the ledger as it is sent (its worst case held against the budget, then
+    # settled): collect gives such a teacher its `spending`; another's completions are charged as they return.
+    through_ledger: bool
+    spending: Spending | None
+
+    async def sample(self, prompt: str, n: int, params: dict) -> list[Generation]:
+        """Up to n continuations of prompt under params (a server may return fewer than asked)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Closes connections, inside the event loop that opened them."""
+        ...
 
 
 def teacher_identity(backend: str, model: str, endpoint: str = "completions") -> str:
@@ -42,7 +70,7 @@ def check_teacher(cfg: TeacherConfig, budget: float | None, price, dry_run: bool
         )
 
 
-def make_live_teacher(cfg: TeacherConfig):
+def make_live_teacher(cfg: TeacherConfig) -> Teacher:
     """An OpenAI-compatible or local transformers teacher, from its config."""
     # Each backend's module is imported when it is chosen: it brings its own SDK (openai; torch).
     if cfg.backend == "openai":

@@ -13,6 +13,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import openai
 from rich.console import Console
@@ -30,6 +31,9 @@ from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.openai_api import MalformedResponse
 from ftcot.teachers.records import TeacherCompletion
 from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of, sent_from
+
+if TYPE_CHECKING:
+    from ftcot.teachers import Teacher
 
 
 def request_params(sampling: Sampling) -> dict:
@@ -50,7 +54,7 @@ class Outcome:
 class Collector:
     def __init__(
         self,
-        teacher,
+        teacher: Teacher,
         store: CompletionStore,
         cfg: TeacherConfig,
         trigger: str,
@@ -96,7 +100,7 @@ class Collector:
                 n = len(missing) if self.cfg.n_per_request else 1
                 generations = await self.teacher.sample(prompt, n, sent_from(params, missing[0]))
                 for k, generation in zip(missing, generations):
-                    if getattr(self.teacher, "spending", None) is None:  # else charged as each request returned
+                    if not self.teacher.through_ledger:  # else charged as each request returned
                         self.spending.add(generation.prompt_tokens, generation.completion_tokens)
                     if not self.store.put(identity, prompt, params, k, generation):
                         generation = self.store.get(identity, prompt, params, k)  # the first one stored wins
@@ -213,8 +217,7 @@ class Collector:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            if hasattr(self.teacher, "aclose"):
-                await self.teacher.aclose()  # inside the loop that owns its connections
+            await self.teacher.aclose()  # inside the loop that owns its connections
         return [r for task in tasks for r in task.result()]
 
 
@@ -240,7 +243,7 @@ def progress_bar(console: Console) -> Progress:
 
 
 def collect(
-    teacher,
+    teacher: Teacher,
     store: CompletionStore,
     cfg: TeacherConfig,
     trigger: str,
@@ -252,7 +255,7 @@ def collect(
 ) -> Outcome:
     """Run the collection to the end (or to the budget) and return the complete records."""
     collector = Collector(teacher, store, cfg, trigger, spending, grown, fmt)
-    if hasattr(teacher, "spending"):  # each request through the ledger (priced or not: tokens are recorded)
+    if teacher.through_ledger:  # each request through the ledger (priced or not: tokens are recorded)
         teacher.spending = spending
     console = console or Console(stderr=True)
     expected = len(samples) * cfg.num_samples  # the first round's; further rounds add to it as they start
@@ -270,9 +273,7 @@ def collect(
             ) from None
         # Rounds started after the first grew the bar's total: what this run set out to collect.
         expected = int(next(t for t in progress.tasks if t.id == collector.progress_task).total)
-    return Outcome(
-        records, expected, spending.stopped, spending, getattr(teacher, "requests", 0), time.perf_counter() - start
-    )
+    return Outcome(records, expected, spending.stopped, spending, teacher.requests, time.perf_counter() - start)
 
 
 @dataclass

@@ -30,6 +30,11 @@ class HFTeacher:
         self.waiting: list[tuple[str, int, dict, asyncio.Future]] = []
         self.worker: asyncio.Task | None = None
         self.requests = 0  # batched generate calls
+        self.max_attempts = 1  # a local model has no transient failures to retry
+        self.through_ledger, self.spending = False, None  # nothing to pay: the collector counts the tokens
+
+    async def aclose(self) -> None:
+        pass  # nothing to close: the model stays loaded for its owner
 
     @property
     def chat(self) -> bool:

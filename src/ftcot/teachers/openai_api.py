@@ -125,7 +125,8 @@ class OpenAITeacher:
         self.backoff = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
         self.max_backoff_s = max_backoff_s
         self.requests = 0  # HTTP requests sent, retries included
-        self.spending = None  # a Spending with a budget: every attempt holds its worst case as it is sent
+        self.through_ledger = True  # every attempt holds its worst case in `spending` as it is sent
+        self.spending = None  # set by collect (teachers.Teacher)
 
     async def aclose(self) -> None:
         await self.client.close()
