@@ -1,4 +1,4 @@
-"""A small synthetic data folder in the layout and raw file formats of the shared data (README "Data"), so that
+"""A small synthetic data folder in the layout and raw file formats of the shared data (docs/data.md), so that
 the tests that need *some* data run on a machine without it. Every question is generated here with its
 answer computed; nothing is copied from a benchmark.
 

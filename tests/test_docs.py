@@ -63,14 +63,7 @@ def test_the_readme_links_to_docs_that_exist():
     assert not missing, f"README.md links to files or headings that do not exist: {missing}"
 
 
-# docs/RESULTS.md quotes docs/results/NOTES.md as it is (benchmarks/reproduce.py), its links relative to
-# docs/results/ included, so four of them lead nowhere from docs/; reproduce.py is where that is to be fixed.
-PAGES = [
-    pytest.param(p, marks=pytest.mark.xfail(reason="NOTES.md's links, quoted from docs/results/"))
-    if p.name == "RESULTS.md"
-    else p
-    for p in sorted((ROOT / "docs").glob("*.md"))
-]
+PAGES = sorted((ROOT / "docs").glob("*.md"))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

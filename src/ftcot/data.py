@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ftcot.errors import UserError
 
-# Upstream repositories at the commits the paper's data came from (see README "Data").
+# Upstream repositories at the commits the paper's data came from (docs/data.md).
 # Full commit SHAs: raw.githubusercontent.com does not resolve short ones.
 KOJIMA = "https://raw.githubusercontent.com/kojima-takeshi188/zero_shot_cot/5ef330fcdeec0cd26aee27943504f91f8ec1c33c"
 REASONING_TEACHER = (

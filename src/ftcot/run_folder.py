@@ -1,4 +1,4 @@
-"""The run folder: every artifact's path, written once (the README's "The run folder" lists what each holds).
+"""The run folder: every artifact's path, written once (docs/run-folder.md says what each holds).
 The stages, the report, export and the commands all find their files here."""
 
 from __future__ import annotations
