@@ -54,6 +54,7 @@ TASKS = [
     "strategy_qa",
 ]
 CHOICE_TASKS = ("date_understanding", "tracking_shuffled_objects")  # answered by an option letter
+BASELINES = ("zero_shot", "zero_shot_cot")  # evaluated unless --baselines says otherwise
 NUMBER_TASKS = ("single_eq", "addsub", "multiarith", "svamp")  # where --calculator applies
 RECORDED = "text-davinci-002"  # the recorded teacher of every task (Kojima et al.'s logs)
 
@@ -189,7 +190,7 @@ def config_for(task: str, args) -> dict:
         "student": {"model": args.student},
         "train": train,
         "evaluate": {
-            "baselines": ["zero_shot", "zero_shot_cot"],
+            "baselines": args.baselines,
             "batch_size": args.eval_batch_size,
             "max_new_tokens": args.max_new_tokens,
             "max_samples": args.max_test,
@@ -514,6 +515,11 @@ def plot_diverse(by_task: dict[str, list[dict]], path: Path) -> bool:
     return True
 
 
+def score(accuracy: dict, method: str) -> str:
+    """A method's test accuracy as a cell; "not run" where the run left it out (--baselines)."""
+    return f"{accuracy[method]:.2f}" if method in accuracy else "not run"
+
+
 def _trained(student: dict) -> str:
     """e.g. '11 of 13 (time budget)': the winning epoch, the epochs trained and why training stopped."""
     done = student.get("epochs_trained") or student["epochs"]
@@ -547,7 +553,7 @@ def protocol_markdown(by_task: dict[str, list[dict]]) -> str:
             lines.append(
                 f"| {task} | {r['setting']} | {student_of(r)} | {a['ft_cot']:.2f} | {a['vanilla']:.2f} | {verdict} "
                 f"| {target:.2f} "
-                f"| {a['ft_cot'] - target:+.2f} | {best:.2f} | {a['zero_shot']:.2f} | {a['zero_shot_cot']:.2f} "
+                f"| {a['ft_cot'] - target:+.2f} | {best:.2f} | {score(a, 'zero_shot')} | {score(a, 'zero_shot_cot')} "
                 f"| {_trained(r['train']['ft_cot'])} | {_trained(r['train']['vanilla'])} | {r.get('max_new_tokens')} "
                 f"| {r['machine'].split(', torch')[0]} |"
             )
@@ -634,7 +640,7 @@ def results_markdown(by_task: dict[str, list[dict]]) -> str:
             f"| {task} | {teacher:.2f} (recorded: {a.get('teacher', float('nan')):.2f}) | {gpt2:.2f} "
             f"| {t5:.2f} | {ada:.2f} | {best:.2f} | {a['ft_cot']:.2f} | {v['accuracy']['vanilla']:.2f} "
             f"| {over_seeds(by_task[task], r, 'ft_cot')} | {over_seeds(by_task[task], v, 'vanilla')} "
-            f"| {a['zero_shot']:.2f} | {a['zero_shot_cot']:.2f} | {a['ft_cot'] - best:+.2f} | {chosen} "
+            f"| {score(a, 'zero_shot')} | {score(a, 'zero_shot_cot')} | {a['ft_cot'] - best:+.2f} | {chosen} "
             f"| {epochs} | {r['n_test']} | {' / '.join(sorted(machines))} |"
         )
     return "\n".join(lines)
@@ -804,6 +810,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--choice-order", choices=["test", "teacher"], default="test", help="curate.choice_order")
     parser.add_argument("--choice-by-content", action="store_true", help="evaluate.choice_by_content on choice tasks")
     parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=list(BASELINES),
+        help="evaluate.baselines, the base student's prompting rows (none: leave them out; no trained student changes)",
+    )
+    parser.add_argument(
         "--calculator",
         action="store_true",
         help="evaluate.calculator on the number tasks (validation with it too): a second row",
@@ -820,7 +832,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the student: smollm2-135m, gemma3-270m (the setting's name says which), or a path",
     )
     parser.add_argument("--force", action="store_true", help="rerun settings that have results")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.baselines = [b for b in args.baselines if b != "none"]
+    return args
 
 
 def main() -> None:
@@ -852,6 +866,7 @@ def main() -> None:
             + ([f"--choice-order {args.choice_order}"] if args.choice_order != "test" else [])
             + (["--choice-by-content"] if args.choice_by_content else [])
             + (["--calculator"] if args.calculator else [])
+            + ([f"--baselines {' '.join(args.baselines) or 'none'}"] if tuple(args.baselines) != BASELINES else [])
             + (["--keep-truncated"] if args.keep_truncated else [])
             + ([f"--student {args.student}"] if student_tag(args) else [])
         )
