@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +18,28 @@ from ftcot.tasks import BUILTIN, TaskDecl
 from ftcot.tasks.answers import NAMED
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+# How a key counts in the fingerprints that decide which stages rerun (ftcot.pipeline.fingerprint); every other key
+# of a section reruns the stages that depend on that section when it changes.
+@dataclass(frozen=True)
+class Operational:
+    """A key that changes how a stage runs, not what it produces: changing it reruns nothing."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """A key added after run folders were made: at `value`, which does what those folders did, it is out of the
+    fingerprint, so they stay complete (any other value reruns the stage)."""
+
+    value: object
+
+
+def keys_marked(model: type[BaseModel], marker: type) -> dict[str, object]:
+    """The model's fields that carry a marker (Operational, Added), each with its marker."""
+    return {
+        name: mark for name, field in model.model_fields.items() for mark in field.metadata if isinstance(mark, marker)
+    }
 
 
 ENGINES = ("hf", "openai", "ctranslate2")  # ftcot.engines' modules
@@ -132,9 +155,9 @@ class TeacherConfig(Strict):
     """The sides of the split whose questions the teacher answers."""
     max_samples: int | None = Field(None, ge=1)
     """The first N questions of each side, for quick runs."""
-    adaptive: Adaptive | None = None
+    adaptive: Annotated[Adaptive | None, Added(None)] = None
     """Diverse reasoning in rounds; train questions only (test questions are asked num_samples times)."""
-    rationalize: bool = False
+    rationalize: Annotated[bool, Added(False)] = False
     """A train question no sample solved is asked once more, its answer as a hint (STaR); needs a live
     teacher."""
     # openai backend
@@ -154,26 +177,26 @@ class TeacherConfig(Strict):
     / reasoning)."""
     strip_think: bool = False
     """openai: <think>...</think> blocks are moved out of the answer text and become the reasoning."""
-    concurrency: int = Field(32, ge=1, le=1000)
+    concurrency: Annotated[int, Operational()] = Field(32, ge=1, le=1000)
     """openai: requests in flight. At most the SDK's connection pool (1000): a request that holds its worst case in
     the ledger is on the wire at once, never queued in the client for a connection."""
-    requests_per_minute: float | None = Field(None, ge=1)
+    requests_per_minute: Annotated[float | None, Operational()] = Field(None, ge=1)
     """openai: requests in any 60-second window; null: no limit."""
-    tokens_per_minute: float | None = Field(None, ge=1)
+    tokens_per_minute: Annotated[float | None, Operational()] = Field(None, ge=1)
     """openai: tokens in any 60-second window, a request counted at its worst case; null: no limit."""
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: Annotated[float, Operational()] = Field(60.0, gt=0)
     """openai: seconds a request may take."""
-    max_attempts: int = Field(6, ge=1)
+    max_attempts: Annotated[int, Operational()] = Field(6, ge=1)
     """openai: attempts of a request (retried with backoff) before its one-line error."""
     n_per_request: bool = True
     """openai: ask for several samples in one request (servers that ignore n are handled)."""
     batch: bool = False
     """openai: use the OpenAI Batch API (submit, poll, ingest; resumes from the batch id); not with a budget."""
-    batch_poll_s: float = Field(30.0, gt=0)
+    batch_poll_s: Annotated[float, Operational()] = Field(30.0, gt=0)
     """openai: seconds between polls of a batch."""
-    prices: dict[str, Price] = {}
+    prices: Annotated[dict[str, Price], Operational()] = {}
     """Prices by model name; overrides the built-in price table."""
-    max_cost: float | None = Field(None, ge=0)
+    max_cost: Annotated[float | None, Operational()] = Field(None, ge=0)
     """USD, a hard limit on what the run folder spends in all, over every invocation: each request holds its
     worst case before it is sent; a stop exits 3; raise it to go on. Needs the model's price."""
     # hf backend
@@ -230,20 +253,20 @@ class CurateConfig(Strict):
     """task: train on the task's own question text and gold answer (what evaluation shows the student), in the
     teacher's choice order where that differs (recorded Date logs); teacher: on the question and answer as the
     teacher saw them (recorded logs use another format)."""
-    rationalized: Literal["keep", "drop"] = "keep"
+    rationalized: Annotated[Literal["keep", "drop"], Added("keep")] = "keep"
     """Keep or drop the examples the teacher wrote with the answer as a hint (teacher.rationalize)."""
-    consistency: bool | None = None
+    consistency: Annotated[bool | None, Added(False)] = None
     """Keep a rationale only if its own conclusion is the gold answer (the option it names last, the last number,
     the last yes/no); one that states none is kept. Default: on, except under train.protocol paper, which keeps
     the paper's filter (a correct teacher answer)."""
-    choice_order: Literal["test", "teacher"] = "test"
+    choice_order: Annotated[Literal["test", "teacher"], Added("teacher")] = "test"
     """test: a choice question the teacher saw in another option order (Kojima's Date logs) is trained in the
     test's order, the letters inside its rationale remapped; teacher: in the order the teacher saw."""
-    permute_choices: int = Field(0, ge=0, le=100, strict=True)
+    permute_choices: Annotated[int, Added(0)] = Field(0, ge=0, le=100, strict=True)
     """K: each multiple-choice training example K more times (at most its options' n! - 1 other orders) with its
     options shuffled (letters remapped in the question, the rationale and the answer), so the student learns no
     letter prior; 0: off. Choice tasks only."""
-    permute_seed: int = 0
+    permute_seed: Annotated[int, Added(0)] = 0
     """The shuffles' seed (the validation split keeps curate.seed)."""
 
 
@@ -312,7 +335,7 @@ class TrainConfig(Strict):
     protocol: Literal["custom", "paper"] = "custom"
     """paper: the paper's training script (PROTOCOLS) for every key not set in the config; custom: the defaults
     here."""
-    methods: list[Literal[TRAINED]] = list(DEFAULT_TRAINED)
+    methods: Annotated[list[Literal[TRAINED]], Operational()] = list(DEFAULT_TRAINED)
     """The trained methods (dss: distilling step-by-step)."""
     epochs: int = Field(3, ge=1)
     """Epochs at most; each is validated."""
@@ -336,18 +359,18 @@ class TrainConfig(Strict):
     """Stop before an epoch that would end past this many minutes (training + validation)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto: bf16 autocast on a GPU that has it, else fp32."""
-    checkpoint: bool = True
+    checkpoint: Annotated[bool, Operational()] = True
     """Save model and optimizer each epoch, so a killed run resumes (costs a write)."""
     lora: LoraConfig | None = None
     """Set to fine-tune LoRA adapters instead of all weights."""
     max_examples: int | None = Field(None, ge=1)
     """The first N training examples (after curation, with their shuffled copies), for quick runs."""
-    report_to: list[Literal[TRACKERS]] = []
+    report_to: Annotated[list[Literal[TRACKERS]], Operational()] = []
     """Experiment trackers, passed to the Trainer as they are: tensorboard, wandb, mlflow, trackio, ... (each
     needs its package installed); TensorBoard's event files go to students/<method>/logs."""
     dss_alpha: float = Field(1.0, ge=0)
     """dss: weight of the rationale task's loss beside the label task's."""
-    validate_with_calculator: bool | None = None
+    validate_with_calculator: Annotated[bool | None, Added(False)] = None
     """Reasoning methods: validation writes with the calculator (evaluate.calculator), so the epoch is chosen as
     the student is scored; default: as evaluate.calculator."""
     seed: int = 0
@@ -375,42 +398,42 @@ class SelfConsistency(Strict):
 class EvalConfig(Strict):
     """Test accuracy of the teacher, the prompting baselines on the base student and the fine-tuned students."""
 
-    baselines: list[Literal[BASELINES]] = list(BASELINES)
+    baselines: Annotated[list[Literal[BASELINES]], Operational()] = list(BASELINES)
     """The prompting baselines on the base student (few_shot_cot is left out for a task without a few-shot
     prompt)."""
-    self_consistency: SelfConsistency | None = None
+    self_consistency: Annotated[SelfConsistency | None, Added(None)] = None
     """Also sample and vote for each reasoning method whose answer is in its output (ft_cot, few_shot_cot)."""
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: Annotated[int | None, Operational()] = Field(None, ge=1)
     """Default: 256 on a GPU, 64 on the CPU (a step reads every weight)."""
     max_new_tokens: int | None = Field(None, ge=1)
     """For reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
     length in student tokens, plus a margin."""
     max_samples: int | None = Field(None, ge=1)
     """The first N test questions, for quick runs."""
-    choice_by_content: bool = False
+    choice_by_content: Annotated[bool, Added(False)] = False
     """Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
     object...), as a row of its own beside the paper's parser (which reads the letter after the marker)."""
-    calculator: bool = False
+    calculator: Annotated[bool, Added(False)] = False
     """Number tasks: each reasoning method is also scored with a calculator in decoding (ftcot.calculator: the
     value of every arithmetic expression before an `=` written for the student), as a row of its own."""
-    engine: Literal[ENGINES] = "hf"
+    engine: Annotated[Literal[ENGINES], Added("hf")] = "hf"
     """The engine that generates the students' outputs (ftcot.engines): hf in this process; openai, a server
     (vLLM, llama.cpp, TGI) at base_url serving each method's student under the name `models` gives it;
     ctranslate2, each student converted once into the run folder (the `bench` extra)."""
-    base_url: BaseUrl | None = None
+    base_url: Annotated[BaseUrl | None, Operational()] = None
     """openai: the server, e.g. http://127.0.0.1:8000/v1; never with credentials in it."""
-    api_key_env: KeyVariable | None = None
+    api_key_env: Annotated[KeyVariable | None, Operational()] = None
     """openai: the variable holding the key; null: a local server, which takes any key."""
-    models: dict[str, str] = {}
+    models: Annotated[dict[str, str], Operational()] = {}
     """openai: method -> served model name, e.g. {ft_cot: ft_cot, zero_shot: base}; the methods evaluated on the
     server."""
-    concurrency: int = Field(32, ge=1)
+    concurrency: Annotated[int, Operational()] = Field(32, ge=1)
     """openai: requests in flight."""
-    timeout_s: float = Field(300.0, gt=0)
+    timeout_s: Annotated[float, Operational()] = Field(300.0, gt=0)
     """openai: seconds a request may take."""
-    max_attempts: int = Field(6, ge=1)
+    max_attempts: Annotated[int, Operational()] = Field(6, ge=1)
     """openai: attempts of a request (retried with backoff) before its one-line error."""
-    compute_type: Literal["float32", "int8"] = "float32"
+    compute_type: Annotated[Literal["float32", "int8"], Added("float32")] = "float32"
     """ctranslate2: the converted student's compute type."""
 
     @model_validator(mode="after")

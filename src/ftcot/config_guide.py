@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ftcot.config import PROTOCOLS, RunConfig
+from ftcot.config import PROTOCOLS, Operational, RunConfig
 from ftcot.tasks import BUILTIN, TaskDecl
 from ftcot.tasks.answers import FORMAT_NAMES
 
@@ -113,7 +113,8 @@ def _table(path: str, model: type[BaseModel], defaults: BaseModel | None) -> lis
     for name, field in model.model_fields.items():
         value = getattr(defaults, name) if defaults is not None else field.default
         kind = type_text(field.annotation, _nested(path, name, field.annotation))
-        rows.append(f"| `{name}` | {_cell(kind)} | {default_text(value)} | {_cell(field.description or '')} |")
+        note = " Changing it reruns nothing." if any(isinstance(m, Operational) for m in field.metadata) else ""
+        rows.append(f"| `{name}` | {_cell(kind)} | {default_text(value)} | {_cell((field.description or '') + note)} |")
     return rows
 
 
@@ -132,7 +133,9 @@ def render(root: Path | None = None) -> str:
         "`ftcot config CONFIG.yaml` validates one and prints every key with its value. An unknown key or a bad",
         "value is one line naming the key, exit code 2. This page is generated from the config's pydantic",
         "models (`src/ftcot/config.py`, each field's docstring its description):",
-        f"`{COMMAND}` rewrites it, and `tests/test_docs.py` fails when it is out of date. What the keys do at",
+        f"`{COMMAND}` rewrites it, and `tests/test_docs.py` fails when it is out of date. A run folder's stages",
+        "rerun when a key of a section they depend on changes, except the keys marked so below",
+        "([the run folder](run-folder.md)). What the keys do at",
         "length: [your task](your-task.md), [teachers](teachers.md), [engines](engines.md) and",
         "[beyond the paper](beyond-the-paper.md).",
         "",

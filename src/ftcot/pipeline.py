@@ -19,7 +19,16 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from ftcot.config import RunConfig
+from ftcot.config import (
+    Added,
+    CurateConfig,
+    EvalConfig,
+    Operational,
+    RunConfig,
+    TeacherConfig,
+    TrainConfig,
+    keys_marked,
+)
 from ftcot.data import data_dir
 from ftcot.files import hold_folder, read_json, write_json, write_text
 from ftcot.methods import METHODS
@@ -49,54 +58,12 @@ def context(cfg: RunConfig) -> RunContext:
 
 # --- stage bookkeeping --------------------------------------------------------------------------------------
 
-# Keys that change how a stage runs, not what it produces: changing them reruns nothing. (Which methods and
-# baselines run is not part of any one method's output either: adding one runs only it.)
-OPERATIONAL = {
-    "teacher": {
-        "concurrency",
-        "requests_per_minute",
-        "tokens_per_minute",
-        "timeout_s",
-        "max_attempts",
-        "batch_poll_s",
-        "prices",
-        "max_cost",
-    },
-    "train": {"checkpoint", "report_to", "methods"},
-    # a served student's address and names, and the client's manners
-    "evaluate": {
-        "batch_size",
-        "baselines",
-        "base_url",
-        "api_key_env",
-        "models",
-        "concurrency",
-        "timeout_s",
-        "max_attempts",
-    },
-}
-
-
-# Keys added after run folders were made: out of the hash at the value that does what those folders did, so
-# they stay complete (and a value that does something else reruns their stage).
-ADDED_KEYS = {
-    "teacher": {"adaptive": None, "rationalize": False},
-    "curate": {
-        "rationalized": "keep",
-        "consistency": False,
-        "choice_order": "teacher",
-        "permute_choices": 0,
-        "permute_seed": 0,
-    },
-    "train": {"validate_with_calculator": False},
-    "evaluate": {
-        "self_consistency": None,
-        "choice_by_content": False,
-        "engine": "hf",
-        "compute_type": "float32",
-        "calculator": False,
-    },
-}
+# Which keys of a section count in its stages' fingerprints is declared on the config's fields (config.Operational,
+# config.Added). (Which methods and baselines run is not part of any one method's output either: adding one runs
+# only it.)
+SECTIONS = {"teacher": TeacherConfig, "curate": CurateConfig, "train": TrainConfig, "evaluate": EvalConfig}
+OPERATIONAL = {name: set(keys) for name, model in SECTIONS.items() if (keys := keys_marked(model, Operational))}
+ADDED_KEYS = {name: {k: m.value for k, m in keys_marked(model, Added).items()} for name, model in SECTIONS.items()}
 
 
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
