@@ -399,8 +399,8 @@ def teacher_of(result: dict) -> tuple[str, int]:
 
 
 def attempts(diverse: bool = False) -> dict[str, list[dict]]:
-    """Every cached result by task, the chosen one (best Fine-tune-CoT validation accuracy) first: those of the
-    recorded text-davinci-002 at D=1, or (diverse) those of any other teacher or D."""
+    """Every cached result by task, the chosen one (best Fine-tune-CoT validation accuracy, without the calculator)
+    first: those of the recorded text-davinci-002 at D=1, or (diverse) those of any other teacher or D."""
     by_task = {}
     for task in TASKS:
         runs = [
@@ -408,7 +408,15 @@ def attempts(diverse: bool = False) -> dict[str, list[dict]]:
             for p in sorted((RESULTS / task).glob("*.json"))
             if (teacher_of(r := json.loads(p.read_text())) != (RECORDED, 1)) == diverse
         ]
-        by_task[task] = sorted(runs, key=lambda r: -(r["train"]["ft_cot"]["best_val_accuracy"] or 0.0))
+        # A run validated with the calculator has the calculator's validation accuracy: it is chosen only where
+        # no run without it was made.
+        by_task[task] = sorted(
+            runs,
+            key=lambda r: (
+                bool(r.get("config", {}).get("evaluate", {}).get("calculator")),
+                -(r["train"]["ft_cot"]["best_val_accuracy"] or 0.0),
+            ),
+        )
     return by_task
 
 
