@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 from helpers import run_cli
-from openai_server import ChanceAdder, OpenAIServer
 
 from ftcot.config import RunConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.judge import solved
+from ftcot.loopback import ChanceAdder, OpenAIServer
 from ftcot.pipeline import context
 from ftcot.stages.curate import run as curate_stage
 from ftcot.stages.teach import run as teach

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 from helpers import run_cli, write_table
-from openai_server import OpenAIServer
 
 from ftcot.errors import UserError
+from ftcot.loopback import OpenAIServer
 from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.answers import parse_prediction
 from ftcot.teachers.records import TeacherCompletion, write_completion_dataset

@@ -7,12 +7,12 @@ import os
 import pytest
 import yaml
 from helpers import run_cli
-from openai_server import OpenAIServer, TransformersStudent
 
 from ftcot.config import RunConfig, StudentConfig
 from ftcot.engines import open_engine
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate, self_consistency
+from ftcot.loopback import OpenAIServer, TransformersStudent
 from ftcot.students.load import load_student
 from ftcot.tasks import load_task
 

@@ -12,10 +12,10 @@ import minidata
 import pytest
 import yaml
 from helpers import run_cli
-from openai_server import OpenAIServer, default_responder
 
 from ftcot.config import Price, RunConfig, TeacherConfig, load_config
 from ftcot.errors import UserError
+from ftcot.loopback import OpenAIServer, default_responder
 from ftcot.pipeline import context
 from ftcot.stages.teach import run as teach
 from ftcot.tasks import load_task
