@@ -6,7 +6,7 @@ import os
 
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import run_cli, run_config
 
 from ftcot.config import RunConfig, StudentConfig
 from ftcot.engines import open_engine
@@ -48,10 +48,9 @@ def served(student):
 
 
 def _config(tmp_path, data_dir, student, **evaluate) -> RunConfig:
-    return RunConfig(
-        task="coin_flip",
-        data_dir=str(data_dir),
-        run_dir=str(tmp_path / "run"),
+    return run_config(
+        tmp_path,
+        data_dir,
         student={"model": str(student)},
         evaluate={"max_samples": 8, "max_new_tokens": 24, **evaluate},
     )
