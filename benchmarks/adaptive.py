@@ -1,6 +1,6 @@
 """Adaptive diverse reasoning against a fixed D, on a loopback teacher whose correctness is controlled.
 
-The teacher (tests/openai_server.py's ChanceAdder) answers "What is A plus B?" correctly with probability p
+The teacher (ftcot.loopback's ChanceAdder) answers "What is A plus B?" correctly with probability p
 per sample. For each p, the same 200 train questions are collected with fixed D=8 and adaptively (first round
 1 sample, then one at a time until a correct rationale or 8 samples: `adaptive: {max_samples: 8,
 want_correct: 1}`), both through ftcot's own collector and store, side by side in one run. Both give every
@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from openai_server import ChanceAdder, OpenAIServer  # noqa: E402
+from ftcot.config import RunConfig
+from ftcot.judge import solved
+from ftcot.loopback import ChanceAdder, OpenAIServer
+from ftcot.pipeline import context
+from ftcot.stages.teach import run as teach
 
-from ftcot.config import RunConfig  # noqa: E402
-from ftcot.judge import solved  # noqa: E402
-from ftcot.pipeline import context  # noqa: E402
-from ftcot.stages.teach import run as teach  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 QUESTIONS = 200  # train questions (--questions)
 PRICE = {"input": 0.15, "output": 0.60}  # USD per million tokens (gpt-4o-mini's), for a sense of scale

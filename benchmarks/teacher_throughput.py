@@ -23,14 +23,14 @@ from pathlib import Path
 import openai
 from rich.console import Console
 
+from ftcot.config import TeacherConfig
+from ftcot.tasks import Sample
+from ftcot.teachers.collect import collect
+from ftcot.teachers.cost import Spending
+from ftcot.teachers.openai_api import OpenAITeacher
+from ftcot.teachers.store import CompletionStore
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from ftcot.config import TeacherConfig  # noqa: E402
-from ftcot.tasks import Sample  # noqa: E402
-from ftcot.teachers.collect import collect  # noqa: E402
-from ftcot.teachers.cost import Spending  # noqa: E402
-from ftcot.teachers.openai_api import OpenAITeacher  # noqa: E402
-from ftcot.teachers.store import CompletionStore  # noqa: E402
 
 LATENCY = 0.2
 SECONDS_PER_LEVEL = 15.0
@@ -77,7 +77,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "openai_server.py"), str(port), str(LATENCY)],
+        [sys.executable, "-m", "ftcot.loopback", str(port), str(LATENCY)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -105,7 +105,7 @@ def main() -> None:
     section = (
         "## Teacher throughput\n\n"
         "`.venv/bin/python benchmarks/teacher_throughput.py` — loopback OpenAI-compatible server "
-        "(`tests/openai_server.py`, in its own process) with a fixed 200 ms latency per request; each zero-shot-CoT sample is "
+        "(`python -m ftcot.loopback`, in its own process) with a fixed 200 ms latency per request; each zero-shot-CoT sample is "
         "two requests (rationale, answer), every completion committed to the SQLite store. The sequential "
         f"client (one request at a time, like the paper's scripts) reached {seq:.2f} completions/s.\n\n"
         + "\n".join(table)

@@ -98,8 +98,7 @@ def engine_rates(
     """Questions per second, accuracy and set-up seconds (loading, converting) of each engine on the same
     student and questions, greedy, batches of 64: hf; ctranslate2 float32 and int8 (where installed); openai
     against a loopback server that runs the student with transformers' generate, one request at a time."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from openai_server import OpenAIServer, TransformersStudent
+    from ftcot.loopback import OpenAIServer, TransformersStudent
 
     model, tokenizer, _ = load_student(student, student_dir)
     server = OpenAIServer()

@@ -55,22 +55,11 @@ def bundled_student(tmp_path_factory, data_dir):
     """The bundled student converted once per test run in a cold cache, by a real `ftcot evaluate` (the zero-shot
     baseline on 2 synthetic Coin Flip questions): (the cache folder, the command's result). Tests of the real
     model reuse the folder, so the conversion is paid once."""
-    import yaml
-    from helpers import run_cli
+    from helpers import run_cli, run_config
 
     cache = tmp_path_factory.mktemp("cold_cache")
     work = tmp_path_factory.mktemp("bundled_student")
-    config = work / "c.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(work / "run"),
-                "data_dir": str(data_dir),
-                "evaluate": {"max_samples": 2, "max_new_tokens": 8},
-            }
-        )
-    )
+    config = run_config(work, data_dir, as_file="c.yaml", evaluate={"max_samples": 2, "max_new_tokens": 8})
     return cache, run_cli("evaluate", config, "--method", "zero_shot", env={"FTCOT_CACHE_DIR": str(cache)})
 
 

@@ -3,6 +3,35 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+
+def run_config(tmp_path, data_dir=None, task="coin_flip", *, as_file: bool | str = False, **sections):
+    """A test's run config: {task, run_dir: tmp_path/run, data_dir (left out when None)} with each keyword's value
+    deep-merged over it (a section's dict into the one there, anything else replacing; run_dir=... moves the run).
+    A validated RunConfig; with as_file (True: tmp_path/run.yaml, or a file name in tmp_path), the YAML written as
+    given, unvalidated, as a user writes one for the commands to check, and its path."""
+    config = {"task": task, "run_dir": str(Path(tmp_path) / "run")}
+    if data_dir is not None:
+        config["data_dir"] = str(data_dir)
+    config = merged(config, sections)
+    if as_file:
+        import yaml
+
+        path = Path(tmp_path) / ("run.yaml" if as_file is True else as_file)
+        path.write_text(yaml.safe_dump(config))
+        return path
+    from ftcot.config import RunConfig
+
+    return RunConfig.model_validate(config)
+
+
+def merged(base: dict, over: dict) -> dict:
+    """base with over's keys deep-merged in (dicts into dicts; anything else replaces); neither is changed."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def run_cli(*args, env=None):

@@ -9,13 +9,13 @@ import re
 import pytest
 import torch
 import yaml
-from helpers import run_cli
-from openai_server import ChanceAdder, OpenAIServer
+from helpers import run_cli, run_config
 
 from ftcot.config import RunConfig
 from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.judge import solved
+from ftcot.loopback import ChanceAdder, OpenAIServer
 from ftcot.pipeline import context
 from ftcot.stages.curate import run as curate_stage
 from ftcot.stages.teach import run as teach
@@ -40,10 +40,10 @@ def _sums(tmp_path, train: int = 40, test: int = 10) -> dict:
 
 
 def _config(tmp_path, server, **teacher) -> RunConfig:
-    return RunConfig(
-        task=_sums(tmp_path),
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(tmp_path),
+    return run_config(
+        tmp_path,
+        tmp_path,
+        _sums(tmp_path),
         teacher={
             "backend": "openai",
             "model": "adder",
@@ -183,7 +183,7 @@ def test_adaptive_settings_that_cannot_work_are_one_line(tmp_path, teacher, mess
 def test_keys_one_method_reads_rerun_that_method_alone(tmp_path):
     from ftcot.pipeline import fingerprint
 
-    one = context(RunConfig(task=_sums(tmp_path), run_dir=str(tmp_path / "r")))
+    one = context(run_config(tmp_path, None, _sums(tmp_path), run_dir=str(tmp_path / "r")))
     other = context(
         RunConfig.model_validate(
             {**one.cfg.model_dump(), "train": {"dss_alpha": 0.3}, "evaluate": {"self_consistency": {"k": 4}}}
@@ -197,7 +197,7 @@ def test_keys_one_method_reads_rerun_that_method_alone(tmp_path):
 
 
 def test_adaptive_and_rationalize_are_refused_for_the_recorded_backend(tmp_path):
-    cfg = RunConfig(task=_sums(tmp_path), run_dir=str(tmp_path / "run"), teacher={"adaptive": {}})
+    cfg = run_config(tmp_path, None, _sums(tmp_path), teacher={"adaptive": {}})
     with pytest.raises(UserError, match="recorded backend can only replay"):
         teach(context(cfg))
 

@@ -369,12 +369,11 @@ def counting(tmp_path_factory):
 
 
 def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, tmp_path):
-    from openai_server import OpenAIServer, TransformersStudent
-
     from ftcot.config import RunConfig, StudentConfig
     from ftcot.engines import open_engine
     from ftcot.engines.hf import HFEngine
     from ftcot.evaluate import evaluate
+    from ftcot.loopback import OpenAIServer, TransformersStudent
     from ftcot.students.load import load_student
 
     path, task = counting

@@ -6,10 +6,10 @@ import re
 
 import pytest
 import yaml
-from helpers import run_cli, write_table
-from openai_server import OpenAIServer
+from helpers import run_cli, run_config, write_table
 
 from ftcot.errors import UserError
+from ftcot.loopback import OpenAIServer
 from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.answers import parse_prediction
 from ftcot.teachers.records import TeacherCompletion, write_completion_dataset
@@ -132,7 +132,7 @@ def test_a_choice_letter_out_of_range_is_named(tmp_path):
         )
 
 
-def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict) -> str:
+def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict):
     train = write_table(_questions(200, 1), tmp_path / "train.jsonl")
     test = write_table(_questions(50, 2), tmp_path / "test.jsonl")
     (tmp_path / "sums.yaml").write_text(
@@ -140,21 +140,16 @@ def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict) -> str:
             {"name": "sums", "train": train.name, "test": test.name, "answer_format": "integer", "id_field": "id"}
         )
     )
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "task": str(tmp_path / "sums.yaml"),
-                "run_dir": str(tmp_path / "run"),
-                "data_dir": str(data_dir),
-                "teacher": {"num_samples": 1, "teach_on": ["train", "test"], **teacher},
-                "student": {"model": str(tiny_lm)},
-                "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
-                "evaluate": {"max_samples": 8, "max_new_tokens": 12},
-            }
-        )
+    return run_config(
+        tmp_path,
+        data_dir,
+        str(tmp_path / "sums.yaml"),
+        as_file=True,
+        teacher={"num_samples": 1, "teach_on": ["train", "test"], **teacher},
+        student={"model": str(tiny_lm)},
+        train={"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
+        evaluate={"max_samples": 8, "max_new_tokens": 12},
     )
-    return config
 
 
 def _check_run(result, tmp_path):
@@ -390,17 +385,7 @@ def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):
 
 
 def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, data_dir):
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(tmp_path / "run"),
-                "data_dir": str(data_dir),
-                "teacher": {"max_samples": 12},
-            }
-        )
-    )
+    config = run_config(tmp_path, data_dir, as_file="c.yaml", teacher={"max_samples": 12})
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     result = run_cli("export", tmp_path / "run", "--to", tmp_path / "out", "--format", "messages")

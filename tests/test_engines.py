@@ -6,13 +6,13 @@ import os
 
 import pytest
 import yaml
-from helpers import run_cli
-from openai_server import OpenAIServer, TransformersStudent
+from helpers import run_cli, run_config
 
 from ftcot.config import RunConfig, StudentConfig
 from ftcot.engines import open_engine
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate, self_consistency
+from ftcot.loopback import OpenAIServer, TransformersStudent
 from ftcot.students.load import load_student
 from ftcot.tasks import load_task
 
@@ -48,10 +48,9 @@ def served(student):
 
 
 def _config(tmp_path, data_dir, student, **evaluate) -> RunConfig:
-    return RunConfig(
-        task="coin_flip",
-        data_dir=str(data_dir),
-        run_dir=str(tmp_path / "run"),
+    return run_config(
+        tmp_path,
+        data_dir,
         student={"model": str(student)},
         evaluate={"max_samples": 8, "max_new_tokens": 24, **evaluate},
     )

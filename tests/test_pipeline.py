@@ -3,32 +3,27 @@ import shutil
 
 import minidata
 import yaml
-from helpers import run_cli
+from helpers import run_cli, run_config
 
 from ftcot.tasks import load_task
 
 
 def _config(tmp_path, data_dir, tiny_lm, **evaluate):
-    path = tmp_path / "run.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(tmp_path / "runs" / "tiny"),
-                "data_dir": str(data_dir),
-                "teacher": {"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
-                "student": {"model": str(tiny_lm)},
-                "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
-                "evaluate": {
-                    "baselines": ["zero_shot", "zero_shot_cot", "few_shot_cot"],
-                    "max_samples": 8,
-                    "max_new_tokens": 16,
-                    **evaluate,
-                },
-            }
-        )
+    return run_config(
+        tmp_path,
+        data_dir,
+        as_file=True,
+        run_dir=str(tmp_path / "runs" / "tiny"),
+        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
+        student={"model": str(tiny_lm)},
+        train={"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
+        evaluate={
+            "baselines": ["zero_shot", "zero_shot_cot", "few_shot_cot"],
+            "max_samples": 8,
+            "max_new_tokens": 16,
+            **evaluate,
+        },
     )
-    return path
 
 
 def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, data_dir, tiny_lm):

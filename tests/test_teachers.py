@@ -10,12 +10,11 @@ import time
 
 import minidata
 import pytest
-import yaml
-from helpers import run_cli
-from openai_server import OpenAIServer, default_responder
+from helpers import run_cli, run_config
 
-from ftcot.config import Price, RunConfig, TeacherConfig, load_config
+from ftcot.config import Price, TeacherConfig, load_config
 from ftcot.errors import UserError
+from ftcot.loopback import OpenAIServer, default_responder
 from ftcot.pipeline import context
 from ftcot.stages.teach import run as teach
 from ftcot.tasks import load_task
@@ -257,21 +256,7 @@ def test_a_lone_surrogate_in_a_completion_is_stored_as_a_replacement_character(s
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
-    cfg = RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="priced",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=1,
-            max_samples=20,
-            concurrency=1,
-            prices={"priced": Price(input=1000.0, output=1000.0)},
-        ),
-    )
+    cfg = _priced_config(server, data_dir, tmp_path, max_samples=20, concurrency=1)
     first = teach(context(cfg), max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
     assert first["stopped_by_budget"] and 0 < first["collected"] < 20
     assert 1.0 - 0.5 <= first["cost_usd"] <= 1.0  # stops once the next request's worst case does not fit
@@ -284,18 +269,17 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
 
 
 def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
-    cfg = RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="gpt-4o-mini",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=4,
-            max_samples=10,
-        ),
+    cfg = run_config(
+        tmp_path,
+        data_dir,
+        teacher={
+            "backend": "openai",
+            "model": "gpt-4o-mini",
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "num_samples": 4,
+            "max_samples": 10,
+        },
     )
     plan = teach(context(cfg), dry_run=True)
     assert plan["requests"] == 10 + 40 and plan["completion_tokens"] == 10 * 4 * 128 + 40 * 32
@@ -304,21 +288,20 @@ def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
 
 
 def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, tmp_path):
-    cfg = RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="m",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=2,
-            max_samples=5,
-            batch=True,
-            batch_poll_s=0.01,
-            rationale={"temperature": 0.7},
-        ),
+    cfg = run_config(
+        tmp_path,
+        data_dir,
+        teacher={
+            "backend": "openai",
+            "model": "m",
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "num_samples": 2,
+            "max_samples": 5,
+            "batch": True,
+            "batch_poll_s": 0.01,
+            "rationale": {"temperature": 0.7},
+        },
     )
     summary = teach(context(cfg))
     assert summary["collected"] == 10
@@ -343,26 +326,16 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, t
 
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, data_dir):
     server = OpenAIServer(latency_s=0.05).start()
-    config = tmp_path / "teach.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(tmp_path / "run"),
-                "data_dir": str(data_dir),
-                "teacher": {
-                    "backend": "openai",
-                    "model": "m",
-                    "base_url": server.base_url,
-                    "api_key_env": None,
-                    "num_samples": 2,
-                    "max_samples": 40,
-                    "concurrency": 4,
-                    "n_per_request": False,
-                    "rationale": {"temperature": 0.7},
-                },
-            }
-        )
+    config = _teach_config(
+        tmp_path,
+        data_dir,
+        base_url=server.base_url,
+        api_key_env=None,
+        num_samples=2,
+        max_samples=40,
+        concurrency=4,
+        n_per_request=False,
+        rationale={"temperature": 0.7},
     )
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     try:
@@ -419,7 +392,7 @@ def test_recorded_teacher_replays_shared_records_and_reports_missing(data_dir, t
 
 
 def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
-    cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir))
+    cfg = run_config(tmp_path, data_dir)
     summary = teach(context(cfg))
     train = minidata.counts("coin_flip")[1]
     assert summary["collected"] == train and summary["requests"] == 0
@@ -431,18 +404,12 @@ def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
 
 
 def _teach_config(tmp_path, data_dir, **teacher):
-    path = tmp_path / "teach.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(tmp_path / "run"),
-                "data_dir": str(data_dir),
-                "teacher": {"backend": "openai", "model": "m", "max_samples": 3, **teacher},
-            }
-        )
+    return run_config(
+        tmp_path,
+        data_dir,
+        as_file="teach.yaml",
+        teacher={"backend": "openai", "model": "m", "max_samples": 3, **teacher},
     )
-    return path
 
 
 @pytest.mark.parametrize(
@@ -770,19 +737,18 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
     """Tokens go to the ledger whatever the path: a model without a price, the Batch API, a 504 after which the
     server may have billed (at its worst case); a later run with a price and a cap counts them all."""
     server.faults.append(("status", 504))
-    unpriced = RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="free",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=1,
-            max_samples=4,
-            concurrency=1,
-        ),
+    unpriced = run_config(
+        tmp_path,
+        data_dir,
+        teacher={
+            "backend": "openai",
+            "model": "free",
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "num_samples": 1,
+            "max_samples": 4,
+            "concurrency": 1,
+        },
     )
     teach(context(unpriced))
     batched = unpriced.model_copy(deep=True)
@@ -810,22 +776,7 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
     """A dropped connection may still be billed: the budget counts its worst case, so the cap still holds."""
     server.faults.append(("drop",))
-    cfg = RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="priced",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=1,
-            max_samples=4,
-            concurrency=1,
-            max_cost=100.0,
-            prices={"priced": Price(input=1000.0, output=1000.0)},
-        ),
-    )
+    cfg = _priced_config(server, data_dir, tmp_path, max_samples=4, concurrency=1, max_cost=100.0)
     summary = teach(context(cfg))
     first = server.completion_requests()[0]
     worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
@@ -837,24 +788,8 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir,
 
 def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_dir, tmp_path):
     server = OpenAIServer(latency_s=0.3).start()
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(tmp_path / "run"),
-                "data_dir": str(data_dir),
-                "teacher": {
-                    "backend": "openai",
-                    "model": "m",
-                    "base_url": server.base_url,
-                    "api_key_env": None,
-                    "num_samples": 1,
-                    "max_samples": 6,
-                    "concurrency": 1,
-                },
-            }
-        )
+    config = _teach_config(
+        tmp_path, data_dir, base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=6, concurrency=1
     )
     first = subprocess.Popen(
         [sys.executable, "-m", "ftcot.cli", "teach", str(config)],
@@ -882,20 +817,19 @@ def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_
 
 
 def _priced_config(server, data_dir, tmp_path, **teacher):
-    return RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="priced",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=1,
-            max_samples=10,
-            prices={"priced": Price(input=1000.0, output=1000.0)},
+    return run_config(
+        tmp_path,
+        data_dir,
+        teacher={
+            "backend": "openai",
+            "model": "priced",
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "num_samples": 1,
+            "max_samples": 10,
+            "prices": {"priced": {"input": 1000.0, "output": 1000.0}},
             **teacher,
-        ),
+        },
     )
 
 
@@ -956,20 +890,19 @@ def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
 
 
 def _chat_config(server, data_dir, tmp_path, **teacher):
-    return RunConfig(
-        task="coin_flip",
-        run_dir=str(tmp_path / "run"),
-        data_dir=str(data_dir),
-        teacher=TeacherConfig(
-            backend="openai",
-            model="thinker",
-            endpoint="chat",
-            base_url=server.base_url,
-            api_key_env=None,
-            num_samples=1,
-            max_samples=3,
+    return run_config(
+        tmp_path,
+        data_dir,
+        teacher={
+            "backend": "openai",
+            "model": "thinker",
+            "endpoint": "chat",
+            "base_url": server.base_url,
+            "api_key_env": None,
+            "num_samples": 1,
+            "max_samples": 3,
             **teacher,
-        ),
+        },
     )
 
 

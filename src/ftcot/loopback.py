@@ -1,9 +1,17 @@
-"""A small OpenAI-compatible server on 127.0.0.1 for tests and benchmarks.
+"""A real OpenAI-compatible server on 127.0.0.1, for tests, benchmarks and trying ftcot offline.
 
 It answers /v1/completions, /v1/chat/completions and the Batch API (/v1/files, /v1/batches) with
 deterministic text, and injects faults on request: a queue of actions consumed one per request
 (`("status", 429, {"Retry-After": "0.1"})`, `("status", 500)`, `("delay", seconds)`, `("malformed",)`,
 `("drop",)`, `("body", bytes, content_type)`). It can stop and start again on the same port.
+
+    server = OpenAIServer().start()   # teacher.base_url: server.base_url, teacher.api_key_env: null
+    ...
+    server.stop()
+
+`python -m ftcot.loopback PORT LATENCY_S` serves the completion routes alone, on asyncio, in a process of its
+own. The standard library is all it needs; `TransformersStudent` imports torch when it first generates. Nothing
+in ftcot imports this module: only who uses it.
 """
 
 from __future__ import annotations
@@ -372,7 +380,7 @@ async def serve_completions(port: int, latency_s: float) -> None:
     await server.serve_forever()
 
 
-if __name__ == "__main__":  # `python tests/openai_server.py PORT LATENCY_S`: completions only, on asyncio
+if __name__ == "__main__":  # `python -m ftcot.loopback PORT LATENCY_S`: completions only, on asyncio
     import asyncio
     import sys
 
