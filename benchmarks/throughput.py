@@ -128,9 +128,9 @@ def engine_rates(
             set_up = time.perf_counter() - start
             _, metrics = evaluate(task, engine, samples, "ft_cot", max_new_tokens)
             engine.close()
-            rates[name] = (metrics["questions_per_s"], metrics["accuracy"], set_up)
+            rates[name] = (metrics.questions_per_s, metrics.accuracy, set_up)
             print(
-                f"(b) engine {name}: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}% "
+                f"(b) engine {name}: {metrics.questions_per_s:.3f} questions/s, accuracy {metrics.accuracy}% "
                 f"(set-up {set_up:.1f} s)",
                 flush=True,
             )

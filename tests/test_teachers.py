@@ -321,7 +321,7 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, t
         ),
     )
     summary = teach(context(cfg))
-    assert summary["collected"] == 10
+    assert summary.collected == 10
     live = [r for r in server.requests if r[0] == "POST" and r[1].endswith("completions")]
     batched = [r for r in server.requests if r[0] == "BATCH"]
     assert live == [] and len(batched) == 5 + 10 and len(server.batches) == 2
@@ -422,7 +422,7 @@ def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
     cfg = RunConfig(task="coin_flip", run_dir=str(tmp_path / "run"), data_dir=str(data_dir))
     summary = teach(context(cfg))
     train = minidata.counts("coin_flip")[1]
-    assert summary["collected"] == train and summary["requests"] == 0
+    assert summary.collected == train and summary.requests == 0
     records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
     assert len(records) == train and records[0].model == "text-davinci-002"
     # The teacher's own output replays as a recorded teacher too.
@@ -829,10 +829,10 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir,
     summary = teach(context(cfg))
     first = server.completion_requests()[0]
     worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
-    assert summary["collected"] == 4 and summary["unconfirmed_usd"] == pytest.approx(worst)
-    answered = (summary["prompt_tokens"] + summary["completion_tokens"]) * 1000.0 / 1e6
-    assert summary["cost_usd"] == pytest.approx(answered + worst)
-    assert summary["cost_usd"] >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill
+    assert summary.collected == 4 and summary.unconfirmed_usd == pytest.approx(worst)
+    answered = (summary.prompt_tokens + summary.completion_tokens) * 1000.0 / 1e6
+    assert summary.cost_usd == pytest.approx(answered + worst)
+    assert summary.cost_usd >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill
 
 
 def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_dir, tmp_path):
@@ -917,9 +917,9 @@ def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(serve
     worst = [
         cost_of(Price(input=1000.0, output=1000.0), *worst_case_tokens(b["prompt"], 1, b["max_tokens"])) for b in bodies
     ]
-    assert summary["stopped_by_budget"] and summary["cost_usd"] <= 1.0
-    assert summary["cost_usd"] == pytest.approx(sum(worst), abs=1e-5)  # each request at its worst case
-    assert summary["collected"] < 10
+    assert summary.stopped_by_budget and summary.cost_usd <= 1.0
+    assert summary.cost_usd == pytest.approx(sum(worst), abs=1e-5)  # each request at its worst case
+    assert summary.collected < 10
 
 
 def test_a_budget_of_zero_on_a_finished_run_is_not_a_budget_stop(server, data_dir, tmp_path):
@@ -980,7 +980,7 @@ def test_a_reasoning_model_gets_max_completion_tokens_where_it_rejects_max_token
     refused = len(server.completion_requests())
     summary = teach(context(_chat_config(server, data_dir, tmp_path / "b", max_tokens_param="max_completion_tokens")))
     bodies = server.completion_requests()[refused:]
-    assert summary["collected"] == 3 and len(bodies) == 6
+    assert summary.collected == 3 and len(bodies) == 6
     assert all("max_tokens" not in b and b["max_completion_tokens"] in (128, 32) for b in bodies)
 
 
