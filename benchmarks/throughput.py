@@ -158,7 +158,7 @@ def main() -> None:
         summary = train(
             examples, "ft_cot", student, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4), Path(tmp) / "ft_cot"
         )
-        trained = summary["tokens_per_s"]
+        trained = summary.tokens_per_s
         print(f"(a) ftcot train: {trained:.1f} useful tokens/s ({trained / plain:.0%} of the plain loop)", flush=True)
         student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
         task = load_task("coin_flip")

@@ -273,14 +273,14 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
         ),
     )
     first = teach(context(cfg), max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
-    assert first["stopped_by_budget"] and 0 < first["collected"] < 20
-    assert 1.0 - 0.5 <= first["cost_usd"] <= 1.0  # stops once the next request's worst case does not fit
-    assert first["requests"] == len(server.completion_requests())
+    assert first.stopped_by_budget and 0 < first.collected < 20
+    assert 1.0 - 0.5 <= first.cost_usd <= 1.0  # stops once the next request's worst case does not fit
+    assert first.requests == len(server.completion_requests())
     before = len(server.completion_requests())
     dry = teach(context(cfg), dry_run=True)
     second = teach(context(cfg))
-    assert second["collected"] == 20 and not second["stopped_by_budget"]
-    assert len(server.completion_requests()) - before == second["requests"] == dry["requests"]
+    assert second.collected == 20 and not second.stopped_by_budget
+    assert len(server.completion_requests()) - before == second.requests == dry["requests"]
 
 
 def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
@@ -758,12 +758,12 @@ def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server,
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     with sqlite3.connect(db) as con:
         con.execute("DROP TABLE spending")  # as an older ftcot left it
-    spent = (done["prompt_tokens"] + done["completion_tokens"]) * 1000.0 / 1e6
+    spent = (done.prompt_tokens + done.completion_tokens) * 1000.0 / 1e6
     cfg.teacher.max_samples = 12  # two questions more to ask
     before = len(server.completion_requests())
     again = teach(context(cfg), max_cost=spent * 0.99)
-    assert again["stopped_by_budget"] and len(server.completion_requests()) == before
-    assert again["folder_spent_usd"] == pytest.approx(spent)
+    assert again.stopped_by_budget and len(server.completion_requests()) == before
+    assert again.folder_spent_usd == pytest.approx(spent)
 
 
 def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(server, data_dir, tmp_path):
@@ -804,7 +804,7 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
     priced.teacher.prices = {"free": Price(input=1000.0, output=1000.0)}
     before = len(server.completion_requests())
     again = teach(context(priced), max_cost=(prompt_tokens + completion_tokens) * 1000.0 / 1e6)
-    assert again["stopped_by_budget"] and len(server.completion_requests()) == before
+    assert again.stopped_by_budget and len(server.completion_requests()) == before
 
 
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
@@ -924,9 +924,9 @@ def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(serve
 
 def test_a_budget_of_zero_on_a_finished_run_is_not_a_budget_stop(server, data_dir, tmp_path):
     cfg = _priced_config(server, data_dir, tmp_path)
-    assert not teach(context(cfg))["stopped_by_budget"]
+    assert not teach(context(cfg)).stopped_by_budget
     again = teach(context(cfg), max_cost=0.0)
-    assert not again["stopped_by_budget"] and again["requests"] == 0 and again["collected"] == 10
+    assert not again.stopped_by_budget and again.requests == 0 and again.collected == 10
 
 
 def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
