@@ -3,7 +3,7 @@ trained student, through the configured engine (with self-consistency and the ca
 
 from __future__ import annotations
 
-from ftcot.artifacts import Metrics, parse_summary
+from ftcot.artifacts import Metrics, TrainSummary, parse_summary, read_summary
 from ftcot.errors import UserError
 from ftcot.export import model_card
 from ftcot.files import hold_folder, write_jsonl
@@ -63,6 +63,8 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
         for method in (m for m in todo if m in TRAINED):
             if not ctx.run.best(method).is_dir():
                 raise UserError(f"no trained {method} student in {ctx.run.best(method)}: run `ftcot train` first")
+            # its summary (the model card's): one an earlier ftcot made is one line here, before any model loads
+            read_summary(ctx.run.summary("train", method), TrainSummary)
     for method in todo:
         if METHODS[method].few_shot:  # asked for by name (the configured ones were left out above)
             try:
