@@ -79,10 +79,10 @@ def collect_once(folder: Path, task: dict, p: float, teacher: dict, questions: i
             continue  # the test question a custom task needs (not asked: teach_on is train)
         by_question.setdefault(r["sample_index"], []).append(solved(fmt, r["answer_completion"], r["answer"]))
     return {
-        "requests": summary["requests"],
-        "samples": summary["collected"],
-        "tokens": summary["prompt_tokens"] + summary["completion_tokens"],
-        "cost": summary["cost_usd"],
+        "requests": summary.requests,
+        "samples": summary.collected,
+        "tokens": summary.prompt_tokens + summary.completion_tokens,
+        "cost": summary.cost_usd,
         "covered": sum(any(v) for v in by_question.values()),
         "correct": sum(sum(v) for v in by_question.values()),
     }

@@ -12,10 +12,10 @@ With `--config` a tiny student's config, `--max-test` and `--out` it is CI's smo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from ftcot.artifacts import TrainSummary, parse_summary
 from ftcot.config import load_config
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate, self_consistency
@@ -50,11 +50,11 @@ def main() -> None:
         model, tokenizer, kind = load_student(ctx.cfg.student, str(ctx.run.best(method)))
         budget = generation_budget(ctx, tokenizer, kind)
         _, measured[method] = evaluate(ctx.task, HFEngine(model, tokenizer, kind, batch), test, method, budget)
-        m, t = measured[method], json.loads(ctx.run.summary("train", method).read_text())
+        m, t = measured[method], parse_summary(ctx.run.summary("train", method), TrainSummary)
         lines.append(
-            f"| {label(method)} | {m['accuracy']:.2f} ({m['ci95'][0]}-{m['ci95'][1]}) | {t['examples']} pairs "
-            f"| {t['tokens_per_epoch']:,} | {t['best_epoch']} ({t['best_val_accuracy']}) "
-            f"| {m['questions_per_s']} |"
+            f"| {label(method)} | {m.accuracy:.2f} ({m.ci95[0]}-{m.ci95[1]}) | {t.examples} pairs "
+            f"| {t.tokens_per_epoch:,} | {t.best_epoch} ({t.best_val_accuracy}) "
+            f"| {m.questions_per_s} |"
         )
         print(lines[-1], flush=True)
     methods_table = "\n".join(lines)
@@ -65,8 +65,7 @@ def main() -> None:
         "| decoding | test accuracy (95% CI) | samples agree with the vote | any sample right | questions/s "
         "| time vs greedy |",
         "|---|---|---|---|---|---|",
-        f"| greedy | {greedy['accuracy']:.2f} ({greedy['ci95'][0]}-{greedy['ci95'][1]}) | | "
-        f"| {greedy['questions_per_s']} | 1.00 |",
+        f"| greedy | {greedy.accuracy:.2f} ({greedy.ci95[0]}-{greedy.ci95[1]}) | | | {greedy.questions_per_s} | 1.00 |",
     ]
     print(lines[-1], flush=True)
     for k in KS:
@@ -74,9 +73,9 @@ def main() -> None:
             ctx.task, HFEngine(model, tokenizer, kind, batch), test, "ft_cot", budget, k, TEMPERATURE, seed=0
         )
         lines.append(
-            f"| self-consistency k={k}, T={TEMPERATURE} | {sc['accuracy']:.2f} ({sc['ci95'][0]}-"
-            f"{sc['ci95'][1]}) | {sc['agreement']}% | {sc['any_correct']}% | {sc['questions_per_s']} "
-            f"| {sc['wall_s'] / greedy['wall_s']:.2f} |"
+            f"| self-consistency k={k}, T={TEMPERATURE} | {sc.accuracy:.2f} ({sc.ci95[0]}-"
+            f"{sc.ci95[1]}) | {sc.agreement}% | {sc.any_correct}% | {sc.questions_per_s} "
+            f"| {sc.wall_s / greedy.wall_s:.2f} |"
         )
         print(lines[-1], flush=True)
     text = (

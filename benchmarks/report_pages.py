@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from ftcot.artifacts import SCHEMA_VERSION, Metrics  # noqa: E402
 from ftcot.config import RunConfig  # noqa: E402
 from ftcot.pipeline import context  # noqa: E402
 from ftcot.report import report  # noqa: E402
@@ -41,16 +42,21 @@ def rebuild(result: dict, predictions: Path, run: Path) -> Path:
         method = path.stem
         (run / "eval" / method).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, run / "eval" / method / "predictions.jsonl")
-        metrics = {
-            "task": result["task"],
-            "method": method,
-            "n": result["n_test"],
-            "accuracy": result["accuracy"][method],
-            "ci95": result["ci95"][method],
-            "model": cfg["student"]["model"],
+        # The committed result's numbers as a metrics file (no fingerprint: no stage made it); its predictions may
+        # lack newer fields (the question, the failure kind), which the report reads back or works out again.
+        n, accuracy = result["n_test"], result["accuracy"][method]
+        metrics = Metrics(
+            task=result["task"],
+            method=method,
+            n=n,
+            correct=round(accuracy * n / 100),  # accuracy is 100 * correct / n to two decimals
+            accuracy=accuracy,
+            ci95=result["ci95"][method],
+            model=cfg["student"]["model"],
             **({"diagnostics": result["diagnostics"][method]} if method in result.get("diagnostics", {}) else {}),
-        }
-        (run / "eval" / method / "metrics.json").write_text(json.dumps(metrics))
+            schema_version=SCHEMA_VERSION,
+        )
+        (run / "eval" / method / "metrics.json").write_text(json.dumps(metrics.dump()))
     return report(run)["html"]
 
 

@@ -224,9 +224,14 @@ def machine(env: dict, precision: str = "float32") -> str:
 
 def collect_result(task: str, args, command: str, wall: float) -> dict:
     """The run folder's numbers as one cached result, docs/results/<task>/<setting>.json."""
+    from ftcot.artifacts import CurateSummary, Metrics, TrainSummary, parse_summary
+
     run_dir = ROOT / "runs" / "reproduce" / task / setting(args)
-    metrics = {m.parent.name: json.loads(m.read_text()) for m in (run_dir / "eval").glob("*/metrics.json")}
-    students = {s.parent.name: json.loads(s.read_text()) for s in (run_dir / "students").glob("*/summary.json")}
+    # read through the models (a summary of another schema version is one line), as the dicts they wrote
+    metrics = {m.parent.name: parse_summary(m, Metrics).dump() for m in (run_dir / "eval").glob("*/metrics.json")}
+    students = {
+        s.parent.name: parse_summary(s, TrainSummary).dump() for s in (run_dir / "students").glob("*/summary.json")
+    }
 
     def recorded(key: str) -> dict:  # each method's metrics[key], where its evaluation wrote one
         return {m: metrics[m][key] for m in metrics if key in metrics[m]}
@@ -259,7 +264,7 @@ def collect_result(task: str, args, command: str, wall: float) -> dict:
         "choice_by_content": recorded("choice_by_content"),
         "calculator": recorded("calculator"),
         "max_new_tokens": metrics["ft_cot"].get("max_new_tokens"),
-        "curate": json.loads((run_dir / "curate" / "summary.json").read_text()),
+        "curate": parse_summary(run_dir / "curate" / "summary.json", CurateSummary).dump(),
         "train": {m: {k: s.get(k) for k in keys} for m, s in students.items()},
         "eval_questions_per_s": {m: metrics[m].get("questions_per_s") for m in metrics},
         "timings_s": json.loads((run_dir / "timings.json").read_text()),

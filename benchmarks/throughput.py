@@ -127,9 +127,9 @@ def engine_rates(
             set_up = time.perf_counter() - start
             _, metrics = evaluate(task, engine, samples, "ft_cot", max_new_tokens)
             engine.close()
-            rates[name] = (metrics["questions_per_s"], metrics["accuracy"], set_up)
+            rates[name] = (metrics.questions_per_s, metrics.accuracy, set_up)
             print(
-                f"(b) engine {name}: {metrics['questions_per_s']:.3f} questions/s, accuracy {metrics['accuracy']}% "
+                f"(b) engine {name}: {metrics.questions_per_s:.3f} questions/s, accuracy {metrics.accuracy}% "
                 f"(set-up {set_up:.1f} s)",
                 flush=True,
             )
@@ -157,7 +157,7 @@ def main() -> None:
         summary = train(
             examples, "ft_cot", student, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4), Path(tmp) / "ft_cot"
         )
-        trained = summary["tokens_per_s"]
+        trained = summary.tokens_per_s
         print(f"(a) ftcot train: {trained:.1f} useful tokens/s ({trained / plain:.0%} of the plain loop)", flush=True)
         student_dir = args.student or str(Path(tmp) / "ft_cot" / "best")
         task = load_task("coin_flip")

@@ -97,16 +97,16 @@ def test_adaptive_rounds_sample_until_enough_are_correct_and_a_rerun_pays_nothin
             grew += 1
             assert sum(map(ok, rs[:-1])) < 2
     assert grew > 5 and len(records) == 50
-    assert summary["requests"] == len(server.completion_requests())
+    assert summary.requests == len(server.completion_requests())
     before = len(server.completion_requests())
     again = teach(context(_config(tmp_path, server, num_samples=2, adaptive={"max_samples": 8, "want_correct": 2})))
-    assert len(server.completion_requests()) == before and again["collected"] == summary["collected"]
+    assert len(server.completion_requests()) == before and again.collected == summary.collected
     curated = curate_stage(ctx)
     per_question = [json.loads(line) for line in (tmp_path / "run" / "curate" / "per_question.jsonl").open()]
     assert {q["sample_index"]: q["drawn"] for q in per_question} == {
         i: len(records[i]) for i in train if i in {q["sample_index"] for q in per_question}
     }
-    assert sum(q["kept"] for q in per_question) == curated["kept"]
+    assert sum(q["kept"] for q in per_question) == curated.kept
     assert all(q["kept"] <= q["correct"] for q in per_question)
 
 
@@ -138,13 +138,13 @@ def test_rationalization_asks_with_the_answer_as_a_hint_and_curation_keeps_or_dr
     rerun = teach(context(_config(tmp_path, server, rationalize=True)), dry_run=True)
     assert rerun["requests"] == 0  # the hints are stored: nothing is left to ask
     kept = curate_stage(ctx)
-    assert kept["kept"] == kept["rationalized_kept"] == 36  # the train questions outside validation
+    assert kept.kept == kept.rationalized_kept == 36  # the train questions outside validation
     rows = [json.loads(line) for line in (tmp_path / "run" / "curate" / "train_ft_cot.jsonl").open()]
     assert all(r["rationalized"] and "Hint" not in r["question"] for r in rows)
     cfg = _config(tmp_path, server, rationalize=True).model_dump()
     dropped = context(RunConfig.model_validate({**cfg, "curate": {"rationalized": "drop"}}))
     summary = curate_stage(dropped)
-    assert summary["kept"] == 0 and summary["removed"]["rationalized"] == 36
+    assert summary.kept == 0 and summary.removed["rationalized"] == 36
 
 
 def test_after_a_budget_stop_in_the_first_round_the_worst_case_bounds_what_the_rerun_asks(tmp_path, chance_server):
@@ -156,7 +156,7 @@ def test_after_a_budget_stop_in_the_first_round_the_worst_case_bounds_what_the_r
         "concurrency": 2,
     }
     first = teach(context(_config(tmp_path, server, **adaptive)), max_cost=0.004)
-    assert first["stopped_by_budget"] and "rounds" in first
+    assert first.stopped_by_budget and "rounds" in first.model_fields_set
     plan = teach(context(_config(tmp_path, server, **adaptive)), dry_run=True)
     before = len(server.completion_requests())
     teach(context(_config(tmp_path, server, **adaptive)))
@@ -248,7 +248,7 @@ def test_self_consistency_votes_over_samples_that_share_their_prompts_computatio
     )
     hook.remove()
     assert [shape[0] for shape in prefill_rows] == [12]  # one prefill of the 12 prompts for 48 samples
-    assert all(len(r["outputs"]) == 4 for r in rows) and metrics["k"] == 4 and len(rows) == 12
+    assert all(len(r["outputs"]) == 4 for r in rows) and metrics.k == 4 and len(rows) == 12
     assert len({o for r in rows for o in r["outputs"]}) > 12  # sampled: not 4 copies of one text
     again, _ = self_consistency(
         sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "ft_cot", 20, 4, 1.0, seed=1
@@ -259,8 +259,8 @@ def test_self_consistency_votes_over_samples_that_share_their_prompts_computatio
     cold, cold_metrics = self_consistency(
         sums_sc, HFEngine(model, tokenizer, "decoder", 5), samples, "ft_cot", 20, 3, 1e-4
     )
-    assert [r["outputs"] for r in cold] == [[g["output"]] * 3 for g in greedy]
-    assert cold_metrics["accuracy"] == greedy_metrics["accuracy"]
+    assert [r["outputs"] for r in cold] == [[g.output] * 3 for g in greedy]
+    assert cold_metrics.accuracy == greedy_metrics.accuracy
     assert all(r["agreement"] == (1.0 if r["prediction"] is not None else 0.0) for r in cold)
     with pytest.raises(UserError, match="second answer step"):
         self_consistency(sums_sc, HFEngine(model, tokenizer, "decoder", 64), samples, "zero_shot_cot", 20, 2, 0.7)
@@ -424,11 +424,11 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
         own = model(**collate([{k: v for k, v in f.items() if k != "loss_weight"} for f in features])).loss
     assert weighted.item() == pytest.approx(own.item(), rel=1e-5)  # alpha 1: the model's own loss
     summary = train(examples, "dss", student, TrainConfig(epochs=1, batch_size=4), tmp_path / "out")
-    assert summary["examples"] == 8
+    assert summary.examples == 8
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
     _, metrics = evaluate(sums_sc, HFEngine(model, tok, kind, 4), _questions(4), "dss", 8)
     rows, sc = self_consistency(sums_sc, HFEngine(model, tok, kind, 8), _questions(4), "ft_cot", 8, 2, 0.7)
-    assert metrics["n"] == 4 and sc["k"] == 2 and all(len(r["outputs"]) == 2 for r in rows)
+    assert metrics.n == 4 and sc.k == 2 and all(len(r["outputs"]) == 2 for r in rows)
 
 
 def test_dss_alpha_reaches_the_loss_of_a_real_training_run(tiny, tiny_lm, tmp_path):
@@ -450,7 +450,7 @@ def test_dss_alpha_reaches_the_loss_of_a_real_training_run(tiny, tiny_lm, tmp_pa
             TrainConfig(epochs=1, batch_size=4, dss_alpha=alpha, checkpoint=False),
             tmp_path / str(alpha),
         )
-        losses[alpha] = summary["history"][0]["loss"]
+        losses[alpha] = summary.history[0].loss
     assert losses[0.0] is not None and losses[0.0] < losses[1.0]  # the rationale pairs' loss counts only with alpha
 
 

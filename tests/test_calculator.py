@@ -7,6 +7,7 @@ config and the fingerprints; `ftcot evaluate` and `ftcot report` with the calcul
 import json
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 import yaml
@@ -382,17 +383,17 @@ def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, 
     hf = HFEngine(model, tokenizer, kind, 4)
     plain, _ = evaluate(task, hf, samples, "ft_cot", 48)
     written, metrics = evaluate(task, hf, samples, "ft_cot", 48, calculator=True)
-    calls = [p["calculator"] for p in written]
-    assert sum(map(len, calls)) >= 6 and metrics["calls"]["calls"] == sum(map(len, calls))
+    calls = [p.calculator for p in written]
+    assert sum(map(len, calls)) >= 6 and metrics.calls.calls == sum(map(len, calls))
     for p, w, made in zip(plain, written, calls):
         if not made:  # no `=` after an expression: the plain engine's output
-            assert w["output"] == p["output"]
+            assert w.output == p.output
         else:  # the student's own text up to its first `=`, then the value
-            first = p["output"].index("=") + 1
-            assert w["output"][:first] == p["output"][:first]
-            assert all(c["value"] == calc.format_value(calc.compute(c["expression"])) for c in made)
-            assert made[0]["own"] == p["output"][first:].split()[0]
-    assert metrics["calls"]["own_wrong"] >= 6  # the student's own sums are wrong
+            first = p.output.index("=") + 1
+            assert w.output[:first] == p.output[:first]
+            assert all(c.value == calc.format_value(calc.compute(c.expression)) for c in made)
+            assert made[0].own == p.output[first:].split()[0]
+    assert metrics.calls.own_wrong >= 6  # the student's own sums are wrong
     server = OpenAIServer()
     server.student, server.models = TransformersStudent(model, tokenizer), {"counting"}
     server.start()
@@ -420,9 +421,7 @@ def test_the_three_engines_write_the_same_outputs_with_the_calculator(counting, 
             )
         for name, engine in engines.items():
             theirs, _ = evaluate(task, engine, samples, "ft_cot", 48, calculator=True)
-            assert [(t["output"], t["calculator"]) for t in theirs] == [
-                (w["output"], c) for w, c in zip(written, calls)
-            ], name
+            assert [(t.output, t.calculator) for t in theirs] == [(w.output, c) for w, c in zip(written, calls)], name
     finally:
         server.stop()
 
@@ -443,13 +442,13 @@ def test_validation_chooses_the_epoch_with_the_calculator_where_asked(counting, 
     data = tmp_path / "as_written.jsonl"  # a task whose gold answers are what the student says with the calculator
     data.write_text(
         "".join(
-            json.dumps({"question": s.question, "answer": w["prediction"] or "-1"}) + "\n"
+            json.dumps({"question": s.question, "answer": w.prediction or "-1"}) + "\n"
             for s, w in zip(task.split_samples("test"), written)
         )
     )
     as_written = load_task(TaskDecl(name="w", train=str(data), test=str(data), answer_format="number"))
     val = as_written.split_samples("test")
-    right = 100 * sum(w["prediction"] is not None for w in written) / len(written)
+    right = 100 * sum(w.prediction is not None for w in written) / len(written)
     assert validation_accuracy(as_written, "ft_cot", kind, tokenizer, val, 48, 4, True)(model) == right
     assert validation_accuracy(as_written, "ft_cot", kind, tokenizer, val, 48, 4)(model) < right
 
@@ -460,7 +459,8 @@ def test_ftcot_evaluate_scores_a_student_with_and_without_the_calculator_and_the
     path, task = counting
     run = tmp_path / "run"
     shutil.copytree(path, run / "students" / "ft_cot" / "best")
-    (run / "students" / "ft_cot" / "summary.json").write_text(json.dumps({"student": str(path), "best_epoch": 1}))
+    summary = json.loads((Path(__file__).parent / "artifacts" / "train_summary.json").read_text())  # as train writes
+    (run / "students" / "ft_cot" / "summary.json").write_text(json.dumps(summary | {"student": str(path)}))
     config = tmp_path / "c.yaml"
     settings = {
         "task": {

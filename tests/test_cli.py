@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import minidata
 import pytest
@@ -272,22 +273,28 @@ def test_a_dry_run_writes_nothing(data_dir, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+METRICS = {"task": "coin_flip", "method": "ft_cot", "n": 2, "correct": 1, "accuracy": 50.0, "ci95": [10.0, 90.0]}
+
+
 @pytest.mark.parametrize(
-    "metrics",
+    "metrics,pattern",
     [
-        "{bad",
-        '"a string"',
-        '{"accuracy": "high"}',
-        '{"accuracy": 1, "n": 2, "ci95": [0, 9], "failures": {"kinds": [1]}}',
-        '{"accuracy": 1, "n": 2, "ci95": [0, 9], "choice_by_content": {"n": 2}}',
+        ("{bad", ""),
+        ('"a string"', "not an ftcot evaluate summary"),
+        (json.dumps(METRICS), "made by an earlier ftcot .*: rerun `ftcot evaluate`$"),
+        (json.dumps(METRICS | {"schema_version": 99}), "made by ftcot schema_version 99; .*: rerun `ftcot evaluate`$"),
+        (json.dumps(METRICS | {"schema_version": 1, "accuracy": "high"}), "accuracy: "),
+        (json.dumps(METRICS | {"schema_version": 1, "failures": {"kinds": [1]}}), "failures.kinds: "),
+        (json.dumps(METRICS | {"schema_version": 1, "choice_by_content": {"n": 2}}), "choice_by_content.correct: "),
     ],
+    ids=["bad json", "a string", "no schema_version", "another schema_version", "text", "kinds", "by content"],
 )
-def test_report_on_a_broken_metrics_file_is_one_line(metrics, tmp_path):
+def test_report_on_a_broken_metrics_file_is_one_line(metrics, pattern, tmp_path):
     run = tmp_path / "runs" / "a"
     (run / "eval" / "ft_cot").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
     (run / "eval" / "ft_cot" / "metrics.json").write_text(metrics)
-    _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json(:1)?: ")
+    _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json(:1)?: .*" + pattern)
 
 
 @pytest.mark.parametrize(
@@ -324,8 +331,9 @@ def test_report_on_odd_run_folders_is_one_line_or_skips_what_is_not_a_method(cas
     (run / "eval").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
     (run / "eval" / ".lock").write_text("")
-    metrics = {"accuracy": 50.0, "n": 2, "correct": 1, "ci95": [10.0, 90.0]}
-    summary = {"history": [{"epoch": 1, "val_accuracy": 50.0}], "best_epoch": 1}
+    metrics = METRICS | {"schema_version": 1}
+    summary = json.loads((Path(__file__).parent / "artifacts" / "train_summary.json").read_text())
+    summary["history"] = [summary["history"][0] | {"epoch": 1, "val_accuracy": 50.0}]
     if case != "only a lock":
         metrics |= {"short ci": {"ci95": []}, "diagnostics not a mapping": {"diagnostics": "x"}}.get(case, {})
         summary |= {

@@ -72,21 +72,21 @@ def test_the_engines_give_the_same_greedy_predictions_and_sample_for_self_consis
         engines["ctranslate2"] = lambda m: open_engine(ct2, m, str(student), tmp_path / "eval", 4)
     for method in METHODS:
         ours, metrics = evaluate(task, hf, samples, method, 24)
-        assert metrics["tokens_generated"] > 0
+        assert metrics.tokens_generated > 0
         for name, make in engines.items():
             theirs, _ = evaluate(task, make(method), samples, method, 24)
-            assert [p["prediction"] for p in theirs] == [p["prediction"] for p in ours], (name, method)
+            assert [p.prediction for p in theirs] == [p.prediction for p in ours], (name, method)
             # Each engine stops where the method's rule holds: the hf engine at a token's end, the others at
             # the character, so theirs is ours or a prefix of it.
-            assert all(o["output"].startswith(t["output"].rstrip()) for o, t in zip(ours, theirs)), (name, method)
+            assert all(o.output.startswith(t.output.rstrip()) for o, t in zip(ours, theirs)), (name, method)
     assert (tmp_path / "eval" / "ctranslate2" / "ft_cot" / "model.bin").is_file() or "ctranslate2" not in engines
     # Self-consistency through each: k samples a question, and at a temperature near 0 the vote is greedy's.
     greedy, _ = evaluate(task, hf, samples, "ft_cot", 24)
     for name, engine in {"hf": hf, **{n: make("ft_cot") for n, make in engines.items()}}.items():
         rows, sc = self_consistency(task, engine, samples, "ft_cot", 24, 3, 0.7, seed=1)
-        assert len(rows) == 8 and all(len(r["outputs"]) == 3 for r in rows) and sc["k"] == 3, name
+        assert len(rows) == 8 and all(len(r["outputs"]) == 3 for r in rows) and sc.k == 3, name
         cold, _ = self_consistency(task, engine, samples, "ft_cot", 24, 2, 1e-4, seed=1)
-        assert [r["prediction"] for r in cold] == [g["prediction"] for g in greedy], name
+        assert [r["prediction"] for r in cold] == [g.prediction for g in greedy], name
     requests = served.completion_requests()
     assert {tuple(r["stop"]) for r in requests if "stop" in r} == {("\nQ:",)}  # zero-shot-CoT's made-up question
     assert any(r.get("n") == 3 and r["temperature"] == 0.7 and r["seed"] == 1 for r in requests)

@@ -116,6 +116,7 @@ def test_bad_config_values_are_one_line_errors(tmp_path):
 def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, data_dir, tiny_lm):
     """Every stage's summary is written in one place with its fingerprint, so `ftcot teach` and `ftcot curate`
     followed by `ftcot run` do not redo them; a teacher stopped by its budget is never done."""
+    from ftcot.artifacts import TeachSummary
     from ftcot.config import load_config
     from ftcot.pipeline import context, finish, is_done
 
@@ -130,7 +131,7 @@ def test_a_stage_run_alone_counts_as_done_for_a_whole_run(tmp_path, data_dir, ti
     assert "teach: done already" in result.stderr and "curate: done already" in result.stderr
     assert ctx.run.summary("teach").stat().st_mtime_ns == before
     stopped = json.loads(ctx.run.summary("teach").read_text()) | {"stopped_by_budget": True}
-    finish(ctx, "teach", stopped)
+    finish(ctx, "teach", TeachSummary.model_validate(stopped))
     assert not is_done(ctx, "teach")
 
 

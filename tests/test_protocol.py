@@ -12,6 +12,7 @@ from helpers import run_cli, run_torchrun
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ftcot.artifacts import Prediction
 from ftcot.config import TRACKERS, RunConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.evaluate import diagnostics
@@ -90,14 +91,14 @@ def test_patience_stops_training_and_keeps_the_best_epoch(tiny_lm, data_dir, tmp
         _scripted([10.0, 30.0, 20.0, 25.0, 90.0], saved),
     )
     # epochs 3 and 4 bring no gain over epoch 2: stop after epoch 4, never reaching the 90 of epoch 5
-    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4]
-    assert (summary["stop_reason"], summary["epochs_trained"], summary["epochs"]) == ("patience", 4, 10)
-    assert summary["best_epoch"] == 2 and summary["protocol"] == "paper"
+    assert [h.epoch for h in summary.history] == [1, 2, 3, 4]
+    assert (summary.stop_reason, summary.epochs_trained, summary.epochs) == ("patience", 4, 10)
+    assert summary.best_epoch == 2 and summary.protocol == "paper"
     best = AutoModelForCausalLM.from_pretrained(tmp_path / "ft_cot" / "best")
     for name, value in best.state_dict().items():
         assert torch.equal(value, saved[30.0][name]), name
     on_disk = json.loads((tmp_path / "ft_cot" / "history.json").read_text())  # the stage writes summary.json
-    assert on_disk == summary["history"]
+    assert on_disk == [h.dump() for h in summary.history]
 
 
 def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_lm, data_dir, tmp_path):
@@ -111,9 +112,9 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_lm, data_dir,
         tmp_path / "out",
         _scripted([10.0] * 5, {}, delay=0.5),
     )
-    assert (summary["stop_reason"], summary["epochs_trained"]) == ("time budget", 1)
+    assert (summary.stop_reason, summary.epochs_trained) == ("time budget", 1)
     assert (tmp_path / "out" / "best" / "model.safetensors").exists()
-    assert summary["history"][0]["val_s"] >= 0.5
+    assert summary.history[0].val_s >= 0.5
 
 
 def test_a_fresh_start_forgets_the_history_of_an_unfinished_attempt(tiny_lm, data_dir, tmp_path):
@@ -132,7 +133,7 @@ def test_a_fresh_start_forgets_the_history_of_an_unfinished_attempt(tiny_lm, dat
         out,
         _scripted([5.0], {}),
     )
-    assert [h["val_accuracy"] for h in summary["history"]] == [5.0]
+    assert [h.val_accuracy for h in summary.history] == [5.0]
 
 
 def test_report_to_tensorboard_writes_event_files_into_the_students_folder(tiny_lm, data_dir, tmp_path):
@@ -168,7 +169,7 @@ def test_precision(tiny_lm, data_dir, tmp_path):
         TrainConfig(epochs=1, batch_size=4, precision="bf16", checkpoint=False),
         tmp_path / "bf16",
     )
-    assert summary["precision"] == "bf16"
+    assert summary.precision == "bf16"
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "best")
     assert all(p.dtype == torch.float32 for p in saved.parameters())  # autocast: weights stay float32
 
@@ -204,12 +205,17 @@ def test_generation_budget_covers_the_curated_completions(tiny_lm, data_dir, tmp
 def test_diagnostics_name_cut_offs_unparsed_outputs_and_one_answer_for_all():
     fmt = load_task("tracking_shuffled_objects").answer_format
     predictions = [
-        {"output": "Alice swaps ... --> (B)", "prediction": "B", "answer": "C"},
-        {"output": "Bob has the --> B", "prediction": "B", "answer": "C"},
-        {"output": "Claire then swaps with", "prediction": None, "answer": "A"},  # cut off before -->
-        {"output": "so --> (C)", "prediction": "C", "answer": "C"},
+        Prediction(sample_index=i, prompt="", correct=p["prediction"] == p["answer"], **p)
+        for i, p in enumerate(
+            [
+                {"output": "Alice swaps ... --> (B)", "prediction": "B", "answer": "C"},
+                {"output": "Bob has the --> B", "prediction": "B", "answer": "C"},
+                {"output": "Claire then swaps with", "prediction": None, "answer": "A"},  # cut off before -->
+                {"output": "so --> (C)", "prediction": "C", "answer": "C"},
+            ]
+        )
     ]
-    d = diagnostics(predictions, "-->", fmt)
+    d = diagnostics(predictions, "-->", fmt).dump()
     assert d == {
         "marker": "-->",
         "no_answer_marker": 25.0,
@@ -219,7 +225,7 @@ def test_diagnostics_name_cut_offs_unparsed_outputs_and_one_answer_for_all():
         "majority_answer": "C",
         "majority_answer_share": 25.0,
     }
-    assert diagnostics(predictions, None, fmt)["no_answer_marker"] is None
+    assert diagnostics(predictions, None, fmt).no_answer_marker is None
 
 
 def test_torchrun_two_processes_validate_and_write_once(tiny_lm, data_dir, tmp_path):

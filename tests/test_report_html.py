@@ -12,6 +12,7 @@ import pytest
 import yaml
 from helpers import run_cli
 
+from ftcot.artifacts import SCHEMA_VERSION, Metrics
 from ftcot.config import RunConfig
 from ftcot.files import write_jsonl
 from ftcot.teachers.records import TeacherCompletion, write_records
@@ -59,6 +60,7 @@ def _run(root, questions: int = 12):
             rows.append(
                 {
                     "sample_index": i,
+                    "question": f"Is coin {i} still heads up?",
                     "prompt": f"Is coin {i} still heads up? ###",
                     "output": output,
                     "prediction": said,
@@ -70,19 +72,17 @@ def _run(root, questions: int = 12):
         rows[3]["output"] += " \ud800"  # a lone surrogate, as JSON can carry it
         (run / "eval" / method / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         correct = sum(r["correct"] for r in rows)
-        (run / "eval" / method / "metrics.json").write_text(
-            json.dumps(
-                {
-                    "task": "coin_flip",
-                    "method": method,
-                    "n": questions,
-                    "correct": correct,
-                    "accuracy": round(100 * correct / questions, 2),
-                    "ci95": [1.5, 99.5],
-                    "model": "tiny",
-                }
-            )
+        metrics = Metrics(
+            task="coin_flip",
+            method=method,
+            n=questions,
+            correct=correct,
+            accuracy=round(100 * correct / questions, 2),
+            ci95=[1.5, 99.5],
+            model="tiny",
+            schema_version=SCHEMA_VERSION,
         )
+        (run / "eval" / method / "metrics.json").write_text(json.dumps(metrics.dump()))
     return root / "runs"
 
 

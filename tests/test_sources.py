@@ -459,7 +459,7 @@ def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_di
     )
     ctx = context(load_config(tmp_path / "c.yaml"))
     summary = teach(ctx)
-    assert is_done(ctx, "teach") and summary["sources"][0]["sha256"]
+    assert is_done(ctx, "teach") and summary.sources[0]["sha256"]
     curate_before = fingerprint(ctx, "curate")
     # The same rows again, one rationale changed.
     if kind == "records file":

@@ -155,9 +155,9 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_
         tmp_path / "ft_cot",
         validate,
     )
-    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
-    assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == 30.0
-    assert summary["tokens_per_s"] > 0 and summary["examples"] == 24
+    assert [h.epoch for h in summary.history] == [1, 2, 3]
+    assert summary.best_epoch == 2 and summary.best_val_accuracy == 30.0
+    assert summary.tokens_per_s > 0 and summary.examples == 24
     best = AutoModelForCausalLM.from_pretrained(tmp_path / "ft_cot" / "best")
     assert (tmp_path / "ft_cot" / "best" / "model.safetensors").exists()
     for name, value in best.state_dict().items():
@@ -208,12 +208,12 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_pat
     tokenizer.save_pretrained(tmp_path / "t5")
     student = StudentConfig(model=str(tmp_path / "t5"))
     summary = train(_examples(data_dir, 8), "ft_cot", student, TrainConfig(epochs=1, batch_size=4), tmp_path / "out")
-    assert summary["kind"] == "encoder_decoder"
+    assert summary.kind == "encoder_decoder"
     model, tok, kind = load_student(student, str(tmp_path / "out" / "best"))
     assert isinstance(model, T5ForConditionalGeneration) and kind == "encoder_decoder"
     task = load_task("coin_flip", data_dir)
     predictions, metrics = evaluate(task, HFEngine(model, tok, kind, 4), task.split_samples("test")[:4], "ft_cot", 8)
-    assert metrics["n"] == 4 and predictions[0]["prompt"] == predictions[0]["prompt"].strip()
+    assert metrics.n == 4 and predictions[0].prompt == predictions[0].prompt.strip()
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
 
 

@@ -258,14 +258,14 @@ def test_a_lone_surrogate_in_a_completion_is_stored_as_a_replacement_character(s
 def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
     cfg = _priced_config(server, data_dir, tmp_path, max_samples=20, concurrency=1)
     first = teach(context(cfg), max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
-    assert first["stopped_by_budget"] and 0 < first["collected"] < 20
-    assert 1.0 - 0.5 <= first["cost_usd"] <= 1.0  # stops once the next request's worst case does not fit
-    assert first["requests"] == len(server.completion_requests())
+    assert first.stopped_by_budget and 0 < first.collected < 20
+    assert 1.0 - 0.5 <= first.cost_usd <= 1.0  # stops once the next request's worst case does not fit
+    assert first.requests == len(server.completion_requests())
     before = len(server.completion_requests())
     dry = teach(context(cfg), dry_run=True)
     second = teach(context(cfg))
-    assert second["collected"] == 20 and not second["stopped_by_budget"]
-    assert len(server.completion_requests()) - before == second["requests"] == dry["requests"]
+    assert second.collected == 20 and not second.stopped_by_budget
+    assert len(server.completion_requests()) - before == second.requests == dry["requests"]
 
 
 def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
@@ -304,7 +304,7 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, t
         },
     )
     summary = teach(context(cfg))
-    assert summary["collected"] == 10
+    assert summary.collected == 10
     live = [r for r in server.requests if r[0] == "POST" and r[1].endswith("completions")]
     batched = [r for r in server.requests if r[0] == "BATCH"]
     assert live == [] and len(batched) == 5 + 10 and len(server.batches) == 2
@@ -395,7 +395,7 @@ def test_recorded_stage_writes_records_that_read_back(data_dir, tmp_path):
     cfg = run_config(tmp_path, data_dir)
     summary = teach(context(cfg))
     train = minidata.counts("coin_flip")[1]
-    assert summary["collected"] == train and summary["requests"] == 0
+    assert summary.collected == train and summary.requests == 0
     records = read_records(tmp_path / "run" / "teacher" / "completions.jsonl")
     assert len(records) == train and records[0].model == "text-davinci-002"
     # The teacher's own output replays as a recorded teacher too.
@@ -736,12 +736,12 @@ def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server,
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     with sqlite3.connect(db) as con:
         con.execute("DROP TABLE spending")  # as an older ftcot left it
-    spent = (done["prompt_tokens"] + done["completion_tokens"]) * 1000.0 / 1e6
+    spent = (done.prompt_tokens + done.completion_tokens) * 1000.0 / 1e6
     cfg.teacher.max_samples = 12  # two questions more to ask
     before = len(server.completion_requests())
     again = teach(context(cfg), max_cost=spent * 0.99)
-    assert again["stopped_by_budget"] and len(server.completion_requests()) == before
-    assert again["folder_spent_usd"] == pytest.approx(spent)
+    assert again.stopped_by_budget and len(server.completion_requests()) == before
+    assert again.folder_spent_usd == pytest.approx(spent)
 
 
 def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(server, data_dir, tmp_path):
@@ -781,7 +781,7 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
     priced.teacher.prices = {"free": Price(input=1000.0, output=1000.0)}
     before = len(server.completion_requests())
     again = teach(context(priced), max_cost=(prompt_tokens + completion_tokens) * 1000.0 / 1e6)
-    assert again["stopped_by_budget"] and len(server.completion_requests()) == before
+    assert again.stopped_by_budget and len(server.completion_requests()) == before
 
 
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
@@ -791,10 +791,10 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir,
     summary = teach(context(cfg))
     first = server.completion_requests()[0]
     worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
-    assert summary["collected"] == 4 and summary["unconfirmed_usd"] == pytest.approx(worst)
-    answered = (summary["prompt_tokens"] + summary["completion_tokens"]) * 1000.0 / 1e6
-    assert summary["cost_usd"] == pytest.approx(answered + worst)
-    assert summary["cost_usd"] >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill
+    assert summary.collected == 4 and summary.unconfirmed_usd == pytest.approx(worst)
+    answered = (summary.prompt_tokens + summary.completion_tokens) * 1000.0 / 1e6
+    assert summary.cost_usd == pytest.approx(answered + worst)
+    assert summary.cost_usd >= _server_cost(server, 1000.0 / 1e6)  # never less than the server could bill
 
 
 def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_dir, tmp_path):
@@ -862,16 +862,16 @@ def test_a_server_that_does_not_say_what_it_used_is_charged_its_worst_case(serve
     worst = [
         cost_of(Price(input=1000.0, output=1000.0), *worst_case_tokens(b["prompt"], 1, b["max_tokens"])) for b in bodies
     ]
-    assert summary["stopped_by_budget"] and summary["cost_usd"] <= 1.0
-    assert summary["cost_usd"] == pytest.approx(sum(worst), abs=1e-5)  # each request at its worst case
-    assert summary["collected"] < 10
+    assert summary.stopped_by_budget and summary.cost_usd <= 1.0
+    assert summary.cost_usd == pytest.approx(sum(worst), abs=1e-5)  # each request at its worst case
+    assert summary.collected < 10
 
 
 def test_a_budget_of_zero_on_a_finished_run_is_not_a_budget_stop(server, data_dir, tmp_path):
     cfg = _priced_config(server, data_dir, tmp_path)
-    assert not teach(context(cfg))["stopped_by_budget"]
+    assert not teach(context(cfg)).stopped_by_budget
     again = teach(context(cfg), max_cost=0.0)
-    assert not again["stopped_by_budget"] and again["requests"] == 0 and again["collected"] == 10
+    assert not again.stopped_by_budget and again.requests == 0 and again.collected == 10
 
 
 def test_requests_that_waited_on_the_budget_still_keep_the_rate_window(samples):
@@ -924,7 +924,7 @@ def test_a_reasoning_model_gets_max_completion_tokens_where_it_rejects_max_token
     refused = len(server.completion_requests())
     summary = teach(context(_chat_config(server, data_dir, tmp_path / "b", max_tokens_param="max_completion_tokens")))
     bodies = server.completion_requests()[refused:]
-    assert summary["collected"] == 3 and len(bodies) == 6
+    assert summary.collected == 3 and len(bodies) == 6
     assert all("max_tokens" not in b and b["max_completion_tokens"] in (128, 32) for b in bodies)
 
 

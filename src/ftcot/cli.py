@@ -226,12 +226,12 @@ def teach_command(
     if dry_run:
         return
     console.print(
-        f"teacher: {summary['collected']}/{summary['expected']} completions, {summary['requests']} "
-        f"requests, {summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
-        f"${summary['cost_usd']:.4f}, {summary['wall_s']:.1f}s",
+        f"teacher: {summary.collected}/{summary.expected} completions, {summary.requests} "
+        f"requests, {summary.prompt_tokens + summary.completion_tokens:,} tokens, "
+        f"${summary.cost_usd:.4f}, {summary.wall_s:.1f}s",
         markup=False,
     )
-    if summary["stopped_by_budget"]:
+    if summary.stopped_by_budget:
         raise budget_stop(summary)
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 
 from ftcot import calculator as calc
 from ftcot import judge
+from ftcot.artifacts import Accuracy, Call, Calls, Diagnostics, Evaluation, Failures, Prediction, SelfConsistency
 from ftcot.engines import Engine
 from ftcot.errors import UserError
 from ftcot.methods import PromptContext, get_method, line_done
@@ -31,8 +32,8 @@ def evaluate(
     progress=None,
     choice_by_content: bool = False,
     calculator: bool = False,
-) -> tuple[list[dict], dict]:
-    """Predictions (one dict per sample, with why it is wrong) and metrics of one method on samples of one
+) -> tuple[list[Prediction], Evaluation]:
+    """Predictions (one row per sample, with why it is wrong) and metrics of one method on samples of one
     task; with choice_by_content, each output with its rationale inside is also read by the option it names;
     with calculator, a reasoning method's rationales are written with the calculator."""
     start, tokens = time.perf_counter(), engine.tokens
@@ -62,56 +63,57 @@ def evaluate(
     for s, prompt, output in zip(samples, inputs, outputs):
         parsed = judge.read(fmt, output, m)
         right = fmt.matches(parsed, s.answer)
-        row = {
-            "sample_index": s.sample_index,
-            "prompt": prompt,
-            "output": output,
-            "prediction": parsed,
-            "answer": s.answer,
-            "correct": right,
-            "failure": failure_kind(output, parsed, right, fmt, s.question, s.answer, m.answer_prefix, m.votes),
-        }
+        row = Prediction(
+            sample_index=s.sample_index,
+            question=s.question,
+            prompt=prompt,
+            output=output,
+            prediction=parsed,
+            answer=s.answer,
+            correct=right,
+            failure=failure_kind(output, parsed, right, fmt, s.question, s.answer, m.answer_prefix, m.votes),
+        )
         if choice_by_content and m.votes:  # the option its rationale names, where it names one by its text
-            by_content = option_by_content(output, s.question, m.answer_prefix) or parsed
-            row |= {"prediction_by_content": by_content, "correct_by_content": fmt.matches(by_content, s.answer)}
+            row.prediction_by_content = option_by_content(output, s.question, m.answer_prefix) or parsed
+            row.correct_by_content = fmt.matches(row.prediction_by_content, s.answer)
         if calls is not None:
-            row["calculator"] = [c.record() for c in calls[len(predictions)]]
+            row.calculator = [Call(**c.record()) for c in calls[len(predictions)]]
         predictions.append(row)
-    metrics = {
-        "task": task.key,
-        "method": method,
-        **accuracy([p["correct"] for p in predictions]),
-        "max_new_tokens": max_new_tokens,
-        "wall_s": round(wall, 2),
-        "questions_per_s": round(len(samples) / wall, 3),
-        "tokens_generated": engine.tokens - tokens,
-        "diagnostics": diagnostics(predictions, m.answer_prefix, fmt),
-        "failures": {
-            "kinds": dict(Counter(p["failure"] for p in predictions if p["failure"])),
-            "loops": sum(is_loop(p["output"]) for p in predictions),
-            "n_wrong": sum(not p["correct"] for p in predictions),
-        },
-    }
-    if predictions and "correct_by_content" in predictions[0]:
-        metrics["choice_by_content"] = accuracy([p["correct_by_content"] for p in predictions])
+    metrics = Evaluation(
+        task=task.key,
+        method=method,
+        **accuracy([p.correct for p in predictions]),
+        max_new_tokens=max_new_tokens,
+        wall_s=round(wall, 2),
+        questions_per_s=round(len(samples) / wall, 3),
+        tokens_generated=engine.tokens - tokens,
+        diagnostics=diagnostics(predictions, m.answer_prefix, fmt),
+        failures=Failures(
+            kinds=dict(Counter(p.failure for p in predictions if p.failure)),
+            loops=sum(is_loop(p.output) for p in predictions),
+            n_wrong=sum(not p.correct for p in predictions),
+        ),
+    )
+    if choice_by_content and m.votes and predictions:
+        metrics.choice_by_content = Accuracy(**accuracy([p.correct_by_content for p in predictions]))
     if calls is not None:
-        metrics["calls"] = calls_summary([p["calculator"] for p in predictions])
+        metrics.calls = calls_summary([p.calculator for p in predictions])
     return predictions, metrics
 
 
-def calls_summary(calls: list[list[dict]]) -> dict:
+def calls_summary(calls: list[list[Call]]) -> Calls:
     """How often the calculator wrote a value (calls per output), and how often the student's own number at
     those `=` was wrong (in percent of the calls where it wrote one)."""
     made = [c for output in calls for c in output]
-    own = [c["own_right"] for c in made if c["own_right"] is not None]
-    return {
-        "calls": len(made),
-        "per_output": round(len(made) / max(len(calls), 1), 3),
-        "outputs_with_calls": sum(bool(output) for output in calls),
-        "own_wrong": own.count(False),
-        "own_missing": len(made) - len(own),
-        "own_wrong_pct": round(100 * own.count(False) / len(own), 2) if own else None,
-    }
+    own = [c.own_right for c in made if c.own_right is not None]
+    return Calls(
+        calls=len(made),
+        per_output=round(len(made) / max(len(calls), 1), 3),
+        outputs_with_calls=sum(bool(output) for output in calls),
+        own_wrong=own.count(False),
+        own_missing=len(made) - len(own),
+        own_wrong_pct=round(100 * own.count(False) / len(own), 2) if own else None,
+    )
 
 
 def self_consistency(
@@ -125,7 +127,7 @@ def self_consistency(
     seed: int = 0,
     few_shot_prompts: dict | None = None,
     calculator: bool = False,
-) -> tuple[list[dict], dict]:
+) -> tuple[list[dict], SelfConsistency]:
     """Self-consistency (Wang et al., 2023): k sampled rationales per question (with calculator, written with
     it), a vote on their parsed answers (ties go to the answer sampled first); its accuracy, how much the
     samples agree with the vote, and how often any sample was right."""
@@ -163,36 +165,36 @@ def self_consistency(
         )
         if calculator:
             rows[-1]["calculator"] = [[c.record() for c in w.calls] for w in written[n]]
-    metrics = {
-        "k": k,
-        "temperature": temperature,
-        "seed": seed,
+    metrics = SelfConsistency(
+        k=k,
+        temperature=temperature,
+        seed=seed,
         **accuracy([r["correct"] for r in rows]),
-        "agreement": round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
-        "any_correct": round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
-        "wall_s": round(wall, 2),
-        "questions_per_s": round(len(rows) / wall, 3),
-    }
+        agreement=round(100 * sum(r["agreement"] for r in rows) / len(rows), 2),
+        any_correct=round(100 * sum(r["any_correct"] for r in rows) / len(rows), 2),
+        wall_s=round(wall, 2),
+        questions_per_s=round(len(rows) / wall, 3),
+    )
     if calculator:
-        metrics["calls"] = calls_summary([sample for r in rows for sample in r["calculator"]])
+        metrics.calls = calls_summary([[Call(**c) for c in sample] for r in rows for sample in r["calculator"]])
     return rows, metrics
 
 
-def diagnostics(predictions: list[dict], marker: str | None, fmt) -> dict:
+def diagnostics(predictions: list[Prediction], marker: str | None, fmt) -> Diagnostics:
     """Why answers are wrong, in percent of outputs: no answer marker (the output was cut off, or never
     answered), nothing parseable, and how often the student gives one answer (its most frequent, and the
     questions' majority answer) whatever the question."""
     n = len(predictions) or 1
     share = lambda count: round(100 * count / n, 2)  # noqa: E731
-    given = Counter(p["prediction"] for p in predictions if p["prediction"] is not None)
+    given = Counter(p.prediction for p in predictions if p.prediction is not None)
     top, top_count = given.most_common(1)[0] if given else (None, 0)
-    majority = Counter(p["answer"] for p in predictions).most_common(1)[0][0] if predictions else None
-    return {
-        "marker": marker,
-        "no_answer_marker": share(sum(marker not in p["output"] for p in predictions)) if marker else None,
-        "unparsed": share(sum(p["prediction"] is None for p in predictions)),
-        "most_frequent_prediction": top,
-        "most_frequent_share": share(top_count),
-        "majority_answer": majority,
-        "majority_answer_share": share(sum(fmt.matches(p["prediction"], majority) for p in predictions)),
-    }
+    majority = Counter(p.answer for p in predictions).most_common(1)[0][0] if predictions else None
+    return Diagnostics(
+        marker=marker,
+        no_answer_marker=share(sum(marker not in p.output for p in predictions)) if marker else None,
+        unparsed=share(sum(p.prediction is None for p in predictions)),
+        most_frequent_prediction=top,
+        most_frequent_share=share(top_count),
+        majority_answer=majority,
+        majority_answer_share=share(sum(fmt.matches(p.prediction, majority) for p in predictions)),
+    )

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from ftcot.artifacts import (
+    CurateSummary,
+    Metrics,
+    TeachSummary,
+    TrainSummary,
+    parse_summary,
+    read_run_config,
+    read_summary,
+)
 from ftcot.errors import UserError
-from ftcot.files import read_json, read_jsonl, read_text, write_jsonl, write_text
+from ftcot.files import read_json, read_jsonl, write_jsonl, write_text
 from ftcot.methods import METHODS, TRAINED
 from ftcot.run_folder import RunFolder
 from ftcot.teachers.records import read_records, write_completion_dataset
@@ -93,31 +100,32 @@ def model_card(run: RunFolder, method: str) -> None:
     best = run.best(method)
     if not best.is_dir():
         return
-    optional = lambda path: read_json(path) if path.is_file() else {}  # noqa: E731
-    environment, summary = optional(run.environment), read_json(run.summary("train", method))
-    curated, teacher = optional(run.summary("curate")), optional(run.summary("teach"))
-    metrics = optional(run.summary("evaluate", method)) or None
+    environment = read_json(run.environment) if run.environment.is_file() else {}
+    summary = parse_summary(run.summary("train", method), TrainSummary)
+    curated = read_summary(run.summary("curate"), CurateSummary)
+    teacher = read_summary(run.summary("teach"), TeachSummary)
+    metrics = read_summary(run.summary("evaluate", method), Metrics)
     test = (
-        f"{metrics['accuracy']}% on {metrics['n']} test questions (95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]})"
+        f"{metrics.accuracy}% on {metrics.n} test questions (95% CI {metrics.ci95[0]}-{metrics.ci95[1]})"
         if metrics
         else "not evaluated yet (`ftcot evaluate`)"
     )
     rationales = METHODS[method].trains_on == "rationales"
     teacher_line = (
-        f"{teacher.get('teacher', '?')}: {teacher.get('collected', '?')} completions for "
-        f"{teacher.get('questions', '?')} questions"
+        f"{teacher.teacher}: {teacher.collected} completions for {teacher.questions} questions"
         if teacher and rationales
         else "none: trained on the gold answers"
     )
-    task = yaml.safe_load(read_text(run.config)).get("task") if run.config.is_file() else "?"
-    task = task.get("name") if isinstance(task, dict) else task
+    kept, removed = (curated.kept, curated.removed) if curated else ("?", "?")
+    task = read_run_config(run.root).task_name if run.config.is_file() else "?"
     label = METHODS[method].label
+    s = summary
     text = f"""---
-base_model: {summary.get("student", "?")}
+base_model: {s.student}
 tags: [ftcot, {method}, chain-of-thought, distillation]
 ---
 
-# {label} student: {summary.get("student", "?")}
+# {label} student: {s.student}
 
 Fine-tuned by [ftcot](https://arxiv.org/abs/2212.10071)'s {label} recipe ({METHODS[method].trains_on} of the
 task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `AutoModelForSeq2SeqLM`) and
@@ -126,14 +134,14 @@ task's train split). Load it with `AutoModelForCausalLM.from_pretrained` (or `Au
 | | |
 |---|---|
 | task | {task} |
-| base model | {summary.get("student", "?")} ({summary.get("parameters", "?")} parameters, {summary.get("kind", "?")}) |
+| base model | {s.student} ({s.parameters} parameters, {s.kind}) |
 | method | {label} ({method}) |
 | teacher | {teacher_line} |
-| training data | {summary.get("examples", "?")} examples; curation kept {curated.get("kept", "?")}, removed {curated.get("removed", "?")} |
-| training | {summary.get("protocol", "?")} protocol, best epoch {summary.get("best_epoch", "?")} of {summary.get("epochs_trained", "?")} ({summary.get("stop_reason", "?")}), {"LoRA" if summary.get("lora") else "all weights"}, {summary.get("precision", "?")} |
-| validation accuracy | {summary.get("best_val_accuracy", "?")}% (questions carved from train) |
+| training data | {s.examples} examples; curation kept {kept}, removed {removed} |
+| training | {s.protocol} protocol, best epoch {s.best_epoch} of {s.epochs_trained} ({s.stop_reason}), {"LoRA" if s.lora else "all weights"}, {s.precision} |
+| validation accuracy | {s.best_val_accuracy}% (questions carved from train) |
 | test accuracy | {test} |
 | environment | {", ".join(f"{k} {v}" for k, v in (environment.get("packages") or {}).items() if v)} |
-| made by | `{summary.get("command", "?")}` |
+| made by | `{s.command or "?"}` |
 """
     write_text(best / "README.md", text)

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from ftcot.artifacts import SCHEMA_VERSION, SUMMARIES, S, current
 from ftcot.config import (
     Added,
     CurateConfig,
@@ -106,23 +107,25 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
 
 
 def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
-    """Whether the stage's summary is there, made under the same config sections, and complete."""
-    path = ctx.run.summary(stage, method)
-    if not path.is_file():
-        return False
-    summary = read_json(path)
+    """Whether the stage's summary is there, of this schema version, made under the same config sections, and
+    complete. A summary an earlier ftcot made (another schema_version, or none) is not done: the stage reruns
+    and writes it anew, as after a config change, rather than a run stopping on it (a reader that needs it,
+    the report or export, refuses it in one line)."""
+    summary = current(ctx.run.summary(stage, method), SUMMARIES[stage])
     return (
-        isinstance(summary, dict)
-        and summary.get("fingerprint") == fingerprint(ctx, stage, method)
-        and not summary.get("stopped_by_budget")
+        summary is not None
+        and summary.fingerprint == fingerprint(ctx, stage, method)
+        and not getattr(summary, "stopped_by_budget", False)
     )
 
 
-def finish(ctx: RunContext, stage: str, summary: dict, method: str = "") -> dict:
-    """The one place a stage's summary is written, with its fingerprint; the run's config.yaml beside it, so a
-    folder made stage by stage is a run folder too (for the report and export)."""
-    summary["fingerprint"] = fingerprint(ctx, stage, method)
-    write_json(summary, ctx.run.summary(stage, method))
+def finish(ctx: RunContext, stage: str, summary: S, method: str = "") -> S:
+    """The one place a stage's summary is written, with its fingerprint and schema version; the run's
+    config.yaml beside it, so a folder made stage by stage is a run folder too (for the report and export)."""
+    summary = summary.model_copy(
+        update={"fingerprint": fingerprint(ctx, stage, method), "schema_version": SCHEMA_VERSION}
+    )
+    write_json(summary.dump(), ctx.run.summary(stage, method))
     write_text(ctx.run.config, yaml.safe_dump(ctx.cfg.model_dump(), sort_keys=False))
     return summary
 
@@ -135,7 +138,7 @@ class Stage:
     name: str
     sections: tuple[str, ...]  # the config sections its outputs depend on (with task and split)
 
-    def run(self, ctx: RunContext, **options) -> dict:
+    def run(self, ctx: RunContext, **options):
         """ftcot.stages.<name>.run: imported when the stage runs (train and evaluate bring torch; the stages
         import this module)."""
         return import_module(f"ftcot.stages.{self.name}").run(ctx, **options)
@@ -199,7 +202,7 @@ def run(ctx: RunContext) -> dict:
             continue
         start = time.perf_counter()
         summary = stage.run(ctx)
-        if stage.name == "teach" and summary["stopped_by_budget"]:
+        if stage.name == "teach" and summary.stopped_by_budget:
             raise budget_stop(summary)
         timings[stage.name] = round(time.perf_counter() - start, 2)
         write_json(timings, timings_path)

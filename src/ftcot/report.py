@@ -10,10 +10,18 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
-
+from ftcot.artifacts import (
+    Accuracy,
+    CurateSummary,
+    Evaluation,
+    Metrics,
+    SelfConsistency,
+    TeachSummary,
+    TrainSummary,
+    read_run_config,
+    read_summary,
+)
 from ftcot.errors import UserError
-from ftcot.files import read_json, read_text
 from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.report_html import write_html
 from ftcot.run_folder import RunFolder
@@ -42,89 +50,29 @@ def find_runs(root: Path) -> list[Path]:
     return runs
 
 
-def _read(path: Path) -> dict:
-    """A run's JSON or YAML file as a dict; anything else is a one-line error naming the file."""
-    if path.suffix != ".yaml":
-        data = read_json(path)
-    else:
-        try:
-            data = yaml.safe_load(read_text(path))
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise UserError(f"{path}: not valid YAML ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON/YAML object, not {type(data).__name__}")
-    return data
-
-
-def _task_name(cfg: dict) -> str:
-    """A run's task: a built-in key, or a custom task's name."""
-    task = cfg["task"]
-    return str(task["name"] if isinstance(task, dict) else task)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _history(path: Path, summary: dict) -> list[dict]:
-    """A student's epochs as its summary lists them: each with a numeric epoch and validation accuracy (or null)."""
-    history = summary.get("history") or []
-    if not isinstance(history, list) or not all(
-        isinstance(h, dict)
-        and _number(h.get("epoch"))
-        and (h.get("val_accuracy") is None or _number(h.get("val_accuracy")))
-        for h in history
-    ):
-        raise UserError(f"{path}: history must be a list of {{epoch, val_accuracy}}")
-    return history
-
-
-def _row_label(method: str, metrics: dict, num_samples: int, collection: str = "", calculator: bool = False) -> str:
+def _row_label(method: str, metrics: Metrics, num_samples: int, collection: str = "", calculator: bool = False) -> str:
     if method == "teacher":
-        return f"{label(method)}: {metrics.get('model', '?')}"
-    size = f" ({metrics['parameters'] / 1e6:.0f}M)" if metrics.get("parameters") else ""
+        return f"{label(method)}: {metrics.model or '?'}"
+    size = f" ({metrics.parameters / 1e6:.0f}M)" if metrics.parameters else ""
     rationales = METHODS[method].trains_on == "rationales"
     diverse = (f", D={num_samples}" if num_samples > 1 else "") + collection if rationales else ""
-    return f"{label(method)}{' + calculator' if calculator else ''}{diverse}: {metrics.get('model', '?')}{size}"
+    return f"{label(method)}{' + calculator' if calculator else ''}{diverse}: {metrics.model or '?'}{size}"
 
 
-def _accuracy(result) -> bool:
-    ci = result.get("ci95") if isinstance(result, dict) else None
-    return (
-        isinstance(ci, list)
-        and len(ci) == 2
-        and all(map(_number, ci))
-        and all(_number(result.get(k)) for k in ("accuracy", "n"))
-    )
-
-
-def _outputs(path: Path, metrics: dict) -> dict:
+def _outputs(result: Evaluation) -> dict:
     """The columns read from greedy outputs: why answers are wrong (diagnostics, failure kinds, loops) and, for
     outputs written with the calculator, its calls."""
-    d = metrics.get("diagnostics") or {}
-    if not isinstance(d, dict):
-        raise UserError(f"{path}: not an ftcot metrics file")
-    failures = metrics.get("failures") or {}
-    kinds = failures.get("kinds") if isinstance(failures, dict) else None
-    if failures and not (
-        isinstance(kinds, dict) and all(map(_number, kinds.values())) and _number(failures.get("loops"))
-    ):
-        raise UserError(f"{path}: failures is not an ftcot failure taxonomy")
-    calls = metrics.get("calls") or {}
-    if not isinstance(calls, dict) or not all(
-        _number(calls.get(k)) or calls.get(k) is None for k in ("per_output", "own_wrong_pct")
-    ):
-        raise UserError(f"{path}: calls is not an ftcot calculator summary")
+    d, failures, calls = result.diagnostics, result.failures, result.calls
     return {
-        "no_answer_marker_pct": d.get("no_answer_marker"),
-        "unparsed_pct": d.get("unparsed"),
-        "most_frequent_prediction": d.get("most_frequent_prediction"),
-        "most_frequent_share_pct": d.get("most_frequent_share"),
-        "majority_answer_share_pct": d.get("majority_answer_share"),
-        **{f"failed_{kind}": (kinds or {}).get(kind, 0) if failures else None for kind in FAILURE_KINDS},
-        "loops": failures.get("loops") if failures else None,
-        "calculator_calls_per_output": calls.get("per_output"),
-        "calculator_own_wrong_pct": calls.get("own_wrong_pct"),
+        "no_answer_marker_pct": d and d.no_answer_marker,
+        "unparsed_pct": d and d.unparsed,
+        "most_frequent_prediction": d and d.most_frequent_prediction,
+        "most_frequent_share_pct": d and d.most_frequent_share,
+        "majority_answer_share_pct": d and d.majority_answer_share,
+        **{f"failed_{kind}": failures.kinds.get(kind, 0) if failures else None for kind in FAILURE_KINDS},
+        "loops": failures.loops if failures else None,
+        "calculator_calls_per_output": calls and calls.per_output,
+        "calculator_own_wrong_pct": calls and calls.own_wrong_pct,
     }
 
 
@@ -132,25 +80,16 @@ def collect(runs: list[Path]) -> list[dict]:
     rows = []
     for run in runs:
         folder = RunFolder(run)
-        cfg = _read(folder.config)
-        try:
-            num_samples, task = int(cfg["teacher"]["num_samples"]), _task_name(cfg)
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{folder.config}: not an ftcot run config (no task or teacher.num_samples)") from None
-        teacher = cfg["teacher"] if isinstance(cfg["teacher"], dict) else {}
-        adaptive = bool(teacher.get("adaptive"))
-        collection = (", adaptive" if adaptive else "") + (", rationalized" if teacher.get("rationalize") else "")
+        cfg = read_run_config(run)
+        num_samples, task = cfg.teacher.num_samples, cfg.task_name
+        adaptive = bool(cfg.teacher.adaptive)
+        collection = (", adaptive" if adaptive else "") + (", rationalized" if cfg.teacher.rationalize else "")
         spent = _teacher_spending(run)
         for method in REPORT_ORDER:
-            path = folder.summary("evaluate", method)
-            if not path.is_file():
+            metrics = read_summary(folder.summary("evaluate", method), Metrics)
+            if metrics is None:
                 continue
-            metrics = _read(path)
-            if not _accuracy(metrics):
-                raise UserError(f"{path}: not an ftcot metrics file")
-            summary_path = folder.summary("train", method)
-            summary = _read(summary_path) if summary_path.exists() else {}
-            summary["history"] = _history(summary_path, summary)
+            summary = read_summary(folder.summary("train", method), TrainSummary)
             rows.append(
                 {
                     "run": str(run),
@@ -165,60 +104,52 @@ def collect(runs: list[Path]) -> list[dict]:
                     "variant": "greedy",
                     "agreement_pct": None,
                     "label": _row_label(method, metrics, num_samples, collection),
-                    "accuracy": metrics["accuracy"],
-                    "ci95_low": metrics["ci95"][0],
-                    "ci95_high": metrics["ci95"][1],
-                    "n": metrics["n"],
-                    "best_epoch": summary.get("best_epoch", ""),
-                    "epochs_trained": summary.get("epochs_trained", len(summary.get("history", [])) or ""),
-                    "stop_reason": summary.get("stop_reason", ""),
-                    **_outputs(path, metrics),
+                    "accuracy": metrics.accuracy,
+                    "ci95_low": metrics.ci95[0],
+                    "ci95_high": metrics.ci95[1],
+                    "n": metrics.n,
+                    "best_epoch": summary.best_epoch if summary else "",
+                    "epochs_trained": summary.epochs_trained if summary else "",
+                    "stop_reason": summary.stop_reason if summary else "",
+                    **_outputs(metrics),
                 }
             )
             greedy = rows[-1]
-            by_content = metrics.get("choice_by_content")
-            if by_content is not None:
-                if not _accuracy(by_content):
-                    raise UserError(f"{path}: choice_by_content is not an ftcot accuracy")
-                rows.append(_variant(greedy, "by_content", f"{greedy['label']}, answer read by content", by_content))
-            rows += _self_consistency(path, greedy, metrics.get("self_consistency"))
-            calculated = metrics.get("calculator")  # the same student written with the calculator: its own outputs
+            if metrics.choice_by_content is not None:
+                rows.append(
+                    _variant(
+                        greedy, "by_content", f"{greedy['label']}, answer read by content", metrics.choice_by_content
+                    )
+                )
+            rows += _self_consistency(greedy, metrics.self_consistency)
+            calculated = metrics.calculator  # the same student written with the calculator: its own outputs
             if calculated is not None:
-                if not _accuracy(calculated):
-                    raise UserError(f"{path}: calculator is not an ftcot evaluation")
                 rows.append(
                     _variant(
                         greedy, "calculator", _row_label(method, metrics, num_samples, collection, True), calculated
                     )
-                    | _outputs(path, calculated)
+                    | _outputs(calculated)
                 )
-                rows += _self_consistency(path, rows[-1], calculated.get("self_consistency"))
+                rows += _self_consistency(rows[-1], calculated.self_consistency)
     return rows
 
 
-def _self_consistency(path: Path, greedy: dict, sc) -> list[dict]:
+def _self_consistency(greedy: dict, sc: SelfConsistency | None) -> list[dict]:
     """The self-consistency row beside a greedy one, where it was run."""
     if sc is None:
         return []
-    if not (
-        isinstance(sc, dict)
-        and all(_number(sc.get(k)) for k in ("k", "accuracy", "agreement"))
-        and isinstance(sc.get("ci95"), list)
-        and len(sc["ci95"]) == 2
-    ):
-        raise UserError(f"{path}: self_consistency is not an ftcot self-consistency result")
     return [
         _variant(
             greedy,
             f"{greedy['variant']}_self_consistency".removeprefix("greedy_"),
-            f"{greedy['label']}, self-consistency k={sc['k']}",
+            f"{greedy['label']}, self-consistency k={sc.k}",
             sc,
         )
-        | {"agreement_pct": sc["agreement"]}
+        | {"agreement_pct": sc.agreement}
     ]
 
 
-def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
+def _variant(row: dict, variant: str, name: str, result: Accuracy) -> dict:
     """A row beside a greedy one for another reading of the same method (its own accuracy), without the greedy
     outputs' diagnostics."""
     return (
@@ -227,9 +158,9 @@ def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
         | {
             "variant": variant,
             "label": name,
-            "accuracy": result["accuracy"],
-            "ci95_low": result["ci95"][0],
-            "ci95_high": result["ci95"][1],
+            "accuracy": result.accuracy,
+            "ci95_low": result.ci95[0],
+            "ci95_high": result.ci95[1],
             "most_frequent_prediction": None,
             "loops": None,
         }
@@ -238,17 +169,12 @@ def _variant(row: dict, variant: str, name: str, result: dict) -> dict:
 
 def _teacher_spending(run: Path) -> dict:
     """What the run's teacher cost (dollars, tokens) and how many samples it drew per train question."""
-    teach, curate = RunFolder(run).summary("teach"), RunFolder(run).summary("curate")
-    t = _read(teach) if teach.exists() else {}
-    c = _read(curate) if curate.exists() else {}
-    drawn, questions = c.get("samples_drawn"), c.get("train_questions")
-    tokens = [t.get("prompt_tokens") or 0, t.get("completion_tokens") or 0]
+    t = read_summary(RunFolder(run).summary("teach"), TeachSummary)
+    c = read_summary(RunFolder(run).summary("curate"), CurateSummary)
     return {
-        "cost_usd": t.get("cost_usd") if _number(t.get("cost_usd")) else None,
-        "tokens": sum(tokens) if t and all(map(_number, tokens)) else None,
-        "samples_per_question": round(drawn / questions, 2)
-        if _number(drawn) and _number(questions) and questions > 0
-        else None,
+        "cost_usd": t and t.cost_usd,
+        "tokens": t and t.prompt_tokens + t.completion_tokens,
+        "samples_per_question": round(c.samples_drawn / c.train_questions, 2) if c and c.train_questions else None,
     }
 
 
@@ -326,25 +252,20 @@ def curation_table(runs: list[Path]) -> Table:
     header = ["run", "task", "D", "train questions", "samples", "kept", "kept by teacher", "dropped (why)"]
     cells = []
     for run in runs:
-        path = RunFolder(run).summary("curate")
-        c = _read(path) if path.exists() else {}
-        if not c:
+        c = read_summary(RunFolder(run).summary("curate"), CurateSummary)
+        if c is None:
             continue
-        cfg = _read(RunFolder(run).config) if RunFolder(run).config.exists() else {}
-        by_teacher = c.get("by_teacher") if isinstance(c.get("by_teacher"), dict) else {}
-        removed = c.get("removed") if isinstance(c.get("removed"), dict) else {}
+        cfg = read_run_config(run)
         cells.append(
             [
                 run.name,
-                _task_name(cfg),
-                str((cfg.get("teacher") or {}).get("num_samples", "")),
-                str(c.get("train_questions", "")),
-                str(c.get("samples_drawn", "")),
-                str(c.get("kept", "")),
-                ", ".join(
-                    f"{t} {v.get('kept')} of {v.get('samples')}" for t, v in by_teacher.items() if isinstance(v, dict)
-                ),
-                ", ".join(f"{why} {n}" for why, n in sorted(removed.items(), key=lambda kv: -kv[1])),
+                cfg.task_name,
+                str(cfg.teacher.num_samples),
+                str(c.train_questions),
+                str(c.samples_drawn),
+                str(c.kept),
+                ", ".join(f"{t} {v.kept} of {v.samples}" for t, v in c.by_teacher.items()),
+                ", ".join(f"{why} {n}" for why, n in sorted(c.removed.items(), key=lambda kv: -kv[1])),
             ]
         )
     return header, cells
@@ -427,18 +348,13 @@ def _save(fig, ax, path: Path, **labels) -> None:
 def plot_epochs(runs: list[Path], path: Path) -> bool:
     series = []
     for run in runs:
-        task = _task_name(_read(RunFolder(run).config))
-        for summary in (RunFolder(run).summary("train", m) for m in METHODS):
-            if not summary.is_file():
-                continue
-            history = [h for h in _history(summary, _read(summary)) if h.get("val_accuracy") is not None]
+        task = read_run_config(run).task_name
+        for method in METHODS:
+            summary = read_summary(RunFolder(run).summary("train", method), TrainSummary)
+            history = [h for h in summary.history if h.val_accuracy is not None] if summary else []
             if history:
                 series.append(
-                    (
-                        [h["epoch"] for h in history],
-                        [h["val_accuracy"] for h in history],
-                        f"{task}: {label(summary.parent.name)}",
-                    )
+                    ([h.epoch for h in history], [h.val_accuracy for h in history], f"{task}: {label(method)}")
                 )
     if not series:
         return False
@@ -497,7 +413,7 @@ def plot_cost(rows: list[dict], path: Path) -> bool:
         ("teacher_tokens", axes[1], "teacher tokens (prompt + completion)"),
     ):
         for r in points:
-            if _number(r[key]):
+            if r[key] is not None:
                 d = f"D={r['samples_per_question']}" if r["adaptive"] else f"D={r['num_samples']}"
                 ax.scatter(r[key], r["accuracy"], label=f"{r['task']}: {label(r['method'])}, {d}{r['collection']}")
         ax.set(xlabel=xlabel, ylabel="student test accuracy (%)")
@@ -559,7 +475,7 @@ def report(root: Path) -> dict:
     (root / "report.md").write_text(text)
     page = write_html(
         root,
-        [(run, _task_name(_read(RunFolder(run).config))) for run in runs],
+        [(run, read_run_config(run).task_name) for run in runs],
         rows,
         plots,
         [notes, *failures, *calculator, *([curation] if curation[1] else [])],

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from ftcot.config import load_config
+from ftcot.artifacts import read_predictions, read_run_config
 from ftcot.data import data_dir
 from ftcot.errors import UserError
 from ftcot.files import read_jsonl, write_text
@@ -23,17 +23,9 @@ from ftcot.methods import METHODS, REPORT_ORDER, TEACHER, label
 from ftcot.run_folder import RunFolder
 from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.answers import AnswerFormat
-from ftcot.tasks.prompts import COT_TRIGGER, FT_QUESTION_END
+from ftcot.tasks.prompts import COT_TRIGGER
 from ftcot.tasks.rationales import FAILURE_KINDS, failure_kind
 from ftcot.teachers.records import read_records
-
-
-def _question(prompt: str) -> str:
-    """The question in a student's prompt (a fine-tuned student's `q ###`, a zero-shot `Q: q\n\nA:`, or the
-    last question of a few-shot or zero-shot-CoT prompt)."""
-    text = prompt.removesuffix(FT_QUESTION_END).removesuffix("\n\nA:")
-    text = text.rsplit("\nQ: ", 1)[-1].removeprefix("Q: ")
-    return text.split("\nA:", 1)[0]
 
 
 def _answer_format(run: Path, task: str) -> AnswerFormat | None:
@@ -42,7 +34,7 @@ def _answer_format(run: Path, task: str) -> AnswerFormat | None:
     if task in BUILTIN:
         return load_task(task).answer_format
     try:
-        cfg = load_config(RunFolder(run).config)
+        cfg = read_run_config(run)
         return load_task(cfg.task, data_dir(cfg.data_dir)).answer_format
     except UserError:
         return None
@@ -58,26 +50,23 @@ def _run_data(run: Path, task: str) -> dict:
         if not path.is_file():
             continue
         m, rows = METHODS[name], {}
-        for p in read_jsonl(path):
-            if not isinstance(p, dict) or "sample_index" not in p:
-                continue
-            prompt, output, gold = str(p.get("prompt") or ""), str(p.get("output") or ""), str(p.get("answer", ""))
-            question = _question(prompt)
-            failure = p.get("failure")
-            if "failure" not in p and fmt is not None:  # written before the taxonomy
+        for p in read_predictions(path):
+            question = p.question_text()  # rows without a question (committed predictions): from the prompt
+            failure = p.failure
+            if "failure" not in p.model_fields_set and fmt is not None:  # committed rows, from before the taxonomy
                 failure = failure_kind(
-                    output, p.get("prediction"), bool(p.get("correct")), fmt, question, gold, m.answer_prefix, m.votes
+                    p.output, p.prediction, p.correct, fmt, question, p.answer, m.answer_prefix, m.votes
                 )
-            shown = prompt.rsplit(COT_TRIGGER, 1)[-1] + "\n" + output if m.answer_step else output  # its rationale
-            by_content = p.get("prediction_by_content")  # evaluate.choice_by_content's reading, where made
-            rows[str(p["sample_index"])] = [
-                p.get("prediction"),
-                bool(p.get("correct")),
+            shown = p.prompt.rsplit(COT_TRIGGER, 1)[-1] + "\n" + p.output if m.answer_step else p.output  # rationale
+            by_content = p.prediction_by_content  # evaluate.choice_by_content's reading, where made
+            rows[str(p.sample_index)] = [
+                p.prediction,
+                p.correct,
                 failure,
                 shown,
-                None if by_content is None else [by_content, p.get("correct_by_content")],
+                None if by_content is None else [by_content, p.correct_by_content],
             ]
-            questions.setdefault(str(p["sample_index"]), [question, gold])
+            questions.setdefault(str(p.sample_index), [question, p.answer])
         if rows:
             methods[name] = rows
     records = folder.completions
@@ -91,14 +80,7 @@ def _run_data(run: Path, task: str) -> dict:
     per_question = folder.per_question
     curated = {}
     for q in read_jsonl(per_question) if per_question.is_file() else []:
-        if isinstance(q, dict) and "sample_index" in q:
-            # A run curated before each sample's fate was kept: with one sample, its fate is the counts'.
-            old = (
-                {"0": "kept" if q.get("kept") else next(iter(q.get("dropped") or {"not kept": 1}))}
-                if q.get("drawn") == 1
-                else {}
-            )
-            curated[str(q["sample_index"])] = q.get("fates") or old
+        curated[str(q["sample_index"])] = q["fates"]
     return {
         "run": str(run.name),
         "task": task,

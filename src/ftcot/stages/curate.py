@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ftcot.artifacts import CurateSummary, PermutedCopies, TeacherCount, TeachSummary, read_summary
 from ftcot.curate import curate, permuted_copies, split_validation, vanilla_examples
 from ftcot.errors import UserError
-from ftcot.files import hold_folder, read_json, write_jsonl
+from ftcot.files import hold_folder, write_jsonl
 from ftcot.methods import METHODS, TRAINED
 from ftcot.pipeline import RunContext, console, finish
 from ftcot.tasks import Sample
@@ -15,12 +16,12 @@ from ftcot.teachers.collect import samples_per
 from ftcot.teachers.records import read_records
 
 
-def run(ctx: RunContext) -> dict:
+def run(ctx: RunContext) -> CurateSummary:
     """Teacher records → curate/train_<method>.jsonl for each trained method, and curate/val.jsonl."""
     out = ctx.run.curate
     hold_folder(out)
-    teacher_summary = ctx.run.summary("teach")
-    if teacher_summary.is_file() and read_json(teacher_summary).get("stopped_by_budget"):
+    teacher_summary = read_summary(ctx.run.summary("teach"), TeachSummary)
+    if teacher_summary is not None and teacher_summary.stopped_by_budget:
         raise UserError(
             "the teacher stopped at its budget, so its completions are partial: rerun `ftcot teach` "
             "with a new or raised --max-cost before curating"
@@ -77,28 +78,28 @@ def run(ctx: RunContext) -> dict:
         ctx.run.per_question,
     )
     removed = Counter(fate for _, fate in fates if fate != "kept")
-    summary = {
-        "train_questions": len(train),
-        "val_questions": len(val),
-        "kept": len(examples),
-        "removed": dict(removed),
-        "questions_with_examples": sum(bool(r["kept"]) for r in per_question.values()),
-        "samples_drawn": len(fates),
-        "rationalized_kept": sum(e.rationalized for e in examples),
+    summary = CurateSummary(
+        train_questions=len(train),
+        val_questions=len(val),
+        kept=len(examples),
+        removed=dict(removed),
+        questions_with_examples=sum(bool(r["kept"]) for r in per_question.values()),
+        samples_drawn=len(fates),
+        rationalized_kept=sum(e.rationalized for e in examples),
         # each teacher's samples and kept rationales (several sources: teacher.records as a list)
-        "by_teacher": {
-            model: {
-                "samples": sum(r.model == model for r, _ in fates),
-                "kept": sum(r.model == model and f == "kept" for r, f in fates),
-            }
+        by_teacher={
+            model: TeacherCount(
+                samples=sum(r.model == model for r, _ in fates),
+                kept=sum(r.model == model and f == "kept" for r, f in fates),
+            )
             for model in dict.fromkeys(r.model for r, _ in fates)
         },
         # how the kept ones are framed: the task's question, moved to its option order, the teacher's
-        "frames": dict(Counter(e.frame for e in examples)),
-        "permuted_copies": {"per_example": c.permute_choices, "examples_without_copies": not_permuted},
-    }
+        frames=dict(Counter(e.frame for e in examples)),
+        permuted_copies=PermutedCopies(per_example=c.permute_choices, examples_without_copies=not_permuted),
+    )
     console.print(
-        f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary['questions_with_examples']}"
+        f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary.questions_with_examples}"
         f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
         f"{len(val)} validation questions",
         markup=False,

@@ -3,9 +3,10 @@ trained student, through the configured engine (with self-consistency and the ca
 
 from __future__ import annotations
 
+from ftcot.artifacts import Metrics, TrainSummary, parse_summary, read_summary
 from ftcot.errors import UserError
 from ftcot.export import model_card
-from ftcot.files import hold_folder, read_json, write_jsonl
+from ftcot.files import hold_folder, write_jsonl
 from ftcot.judge import solved
 from ftcot.methods import METHODS, TEACHER, TRAINED
 from ftcot.pipeline import RunContext, console, finish, is_done
@@ -16,21 +17,21 @@ from ftcot.tasks.prompts import few_shot_cot, load_few_shot_prompts
 from ftcot.teachers.records import read_records
 
 
-def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> dict | None:
+def _teacher_metrics(ctx: RunContext, test: list[Sample]) -> Metrics | None:
     """The teacher's own accuracy on the test questions it was run on (its first completion of each)."""
     ids = {s.sample_index for s in test}
     records = [r for r in read_records(ctx.run.completions) if r.sample_index in ids and r.completion_index == 0]
     if not records:
         return None  # the teacher was not run on the test questions
-    return {
-        "task": ctx.task.key,
-        "method": TEACHER,
-        "model": records[0].model,
+    return Metrics(
+        task=ctx.task.key,
+        method=TEACHER,
+        model=records[0].model,
         **accuracy([solved(ctx.task.answer_format, r.answer_completion, r.answer) for r in records]),
-    }
+    )
 
 
-def run(ctx: RunContext, methods: list[str] | None = None) -> dict:
+def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]:
     """Accuracy on the test split: the teacher (from its records), the prompting baselines on the base student,
     and each fine-tuned student. Writes eval/<method>/{predictions.jsonl,metrics.json}."""
     from ftcot.engines import check_engine, open_engine  # deferred, like the students
@@ -62,6 +63,8 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict:
         for method in (m for m in todo if m in TRAINED):
             if not ctx.run.best(method).is_dir():
                 raise UserError(f"no trained {method} student in {ctx.run.best(method)}: run `ftcot train` first")
+            # its summary (the model card's): one an earlier ftcot made is one line here, before any model loads
+            read_summary(ctx.run.summary("train", method), TrainSummary)
     for method in todo:
         if METHODS[method].few_shot:  # asked for by name (the configured ones were left out above)
             try:
@@ -76,7 +79,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict:
     budget = None
     for method in wanted:
         if is_done(ctx, "evaluate", method):
-            results[method] = read_json(ctx.run.summary("evaluate", method))
+            results[method] = parse_summary(ctx.run.summary("evaluate", method), Metrics)
             continue
         if method == TEACHER:
             metrics, predictions = _teacher_metrics(ctx, test), []
@@ -97,20 +100,20 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict:
             sc = e.self_consistency if METHODS[method].votes else None
             calculator = e.calculator and METHODS[method].reasoning  # the plain row, and one with the calculator
             try:
-                predictions, metrics = evaluate(
+                predictions, greedy = evaluate(
                     ctx.task, engine, test, method, budget, few_shot, choice_by_content=e.choice_by_content
                 )
-                metrics |= {"model": ctx.cfg.student.model, "parameters": engine.parameters, "engine": e.engine}
+                metrics = Metrics.of(greedy, model=ctx.cfg.student.model, parameters=engine.parameters, engine=e.engine)
                 if sc:
-                    votes, metrics["self_consistency"] = self_consistency(
+                    votes, metrics.self_consistency = self_consistency(
                         ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot
                     )
                 if calculator:
-                    counted, metrics["calculator"] = evaluate(
+                    counted, metrics.calculator = evaluate(
                         ctx.task, engine, test, method, budget, few_shot, calculator=True
                     )
                 if calculator and sc:
-                    counted_votes, metrics["calculator"]["self_consistency"] = self_consistency(
+                    counted_votes, metrics.calculator.self_consistency = self_consistency(
                         ctx.task, engine, test, method, budget, sc.k, sc.temperature, sc.seed, few_shot, True
                     )
             finally:
@@ -118,7 +121,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict:
                     engine.close()
             written = {
                 ctx.run.votes(method): sc and votes,
-                ctx.run.calculated(method): calculator and counted,
+                ctx.run.calculated(method): calculator and [p.dump() for p in counted],
                 ctx.run.calculated_votes(method): calculator and sc and counted_votes,
             }
             for path, rows in written.items():
@@ -127,41 +130,41 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict:
                 else:
                     path.unlink(missing_ok=True)  # of an earlier config
             if sc:
-                v = metrics["self_consistency"]
+                v = metrics.self_consistency
                 console.print(
-                    f"evaluate {method}: self-consistency k={sc.k}: {v['accuracy']}% (greedy "
-                    f"{metrics['accuracy']}%), samples agree with the vote {v['agreement']}%, "
-                    f"{v['questions_per_s']} questions/s",
+                    f"evaluate {method}: self-consistency k={sc.k}: {v.accuracy}% (greedy "
+                    f"{metrics.accuracy}%), samples agree with the vote {v.agreement}%, "
+                    f"{v.questions_per_s} questions/s",
                     markup=False,
                 )
             if calculator:
-                c = metrics["calculator"]
-                own = c["calls"]["own_wrong_pct"]
+                c = metrics.calculator
+                own = c.calls.own_wrong_pct
                 own = f", the student's own number wrong at {own}% of them" if own is not None else ""
-                voted = f"; self-consistency k={sc.k}: {c['self_consistency']['accuracy']}%" if sc else ""
+                voted = f"; self-consistency k={sc.k}: {c.self_consistency.accuracy}%" if sc else ""
                 console.print(
-                    f"evaluate {method} + calculator: {c['accuracy']}% ({c['correct']}/{c['n']}, 95% CI "
-                    f"{c['ci95'][0]}-{c['ci95'][1]}; without it {metrics['accuracy']}%), "
-                    f"{c['calls']['per_output']} calls per output{own}{voted}",
+                    f"evaluate {method} + calculator: {c.accuracy}% ({c.correct}/{c.n}, 95% CI "
+                    f"{c.ci95[0]}-{c.ci95[1]}; without it {metrics.accuracy}%), "
+                    f"{c.calls.per_output} calls per output{own}{voted}",
                     markup=False,
                 )
-        write_jsonl(predictions, ctx.run.predictions(method))
-        finish(ctx, "evaluate", metrics, method)
+        write_jsonl([p.dump() for p in predictions], ctx.run.predictions(method))
+        metrics = finish(ctx, "evaluate", metrics, method)
         if method in TRAINED:
             model_card(ctx.run, method)  # now with its test accuracy
-        d, why = metrics.get("diagnostics"), ""
+        d, why = metrics.diagnostics, ""
         if d:
-            cut = f"{d['no_answer_marker']}% without '{d['marker']}', " if d["marker"] else ""
+            cut = f"{d.no_answer_marker}% without '{d.marker}', " if d.marker else ""
             why = (
-                f"; {cut}{d['unparsed']}% unparsed, most frequent answer {d['most_frequent_prediction']!r} "
-                f"({d['most_frequent_share']}%)"
+                f"; {cut}{d.unparsed}% unparsed, most frequent answer {d.most_frequent_prediction!r} "
+                f"({d.most_frequent_share}%)"
             )
-        by_content = metrics.get("choice_by_content")
+        by_content = metrics.choice_by_content
         if by_content:
-            why += f"; by the option its rationale names: {by_content['accuracy']}%"
+            why += f"; by the option its rationale names: {by_content.accuracy}%"
         console.print(
-            f"evaluate {method}: {metrics['accuracy']}% ({metrics['correct']}/{metrics['n']}, "
-            f"95% CI {metrics['ci95'][0]}-{metrics['ci95'][1]}){why}",
+            f"evaluate {method}: {metrics.accuracy}% ({metrics.correct}/{metrics.n}, "
+            f"95% CI {metrics.ci95[0]}-{metrics.ci95[1]}){why}",
             markup=False,
         )
         results[method] = metrics

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+from ftcot.artifacts import SettledHolds, TeachSummary
 from ftcot.errors import BudgetStop, UserError
 from ftcot.files import folder_holder, hold_folder
 from ftcot.pipeline import RunContext, console, finish
@@ -32,7 +33,9 @@ def grown_questions(ctx: RunContext) -> frozenset[int]:
     return frozenset(s.sample_index for s in ctx.task.split_samples("train", ctx.cfg.split))
 
 
-def run(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None, settle_holds: bool = False) -> dict:
+def run(
+    ctx: RunContext, dry_run: bool = False, max_cost: float | None = None, settle_holds: bool = False
+) -> TeachSummary | dict:
     """Collect zero-shot-CoT teacher completions for the configured questions into the run folder; with
     settle_holds, the holds a killed run left count at the mean cost of the requests that were answered."""
     tcfg = ctx.cfg.teacher
@@ -78,19 +81,19 @@ def run(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None, s
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
             return {"requests": 0}
         hold_folder(out)
-        summary = {
-            "teacher": teacher.identity,
-            "questions": len(samples),
-            "expected": len(samples) * tcfg.num_samples,
-            "collected": len(records),
-            "questions_without_record": len(missing),
-            "requests": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cost_usd": 0.0,
-            "stopped_by_budget": False,
-            "sources": sources,
-        }
+        summary = dict(
+            teacher=teacher.identity,
+            questions=len(samples),
+            expected=len(samples) * tcfg.num_samples,
+            collected=len(records),
+            questions_without_record=len(missing),
+            requests=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0.0,
+            stopped_by_budget=False,
+            sources=sources,
+        )
     else:
         if dry_run:  # reads the store if there is one, creates nothing
             store = CompletionStore(ctx.run.store, read_only=True)
@@ -107,7 +110,7 @@ def run(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None, s
             before = cost_of(price, *store.spent())  # what earlier invocations spent in this folder
             if dry_run:
                 if settled:  # as it would be: the ledger is not written
-                    before -= settled["may_exceed_usd"]
+                    before -= settled.may_exceed_usd
                 note = (
                     f"the requests in flight of {holder} (it holds {out}) count at their worst case"
                     if holder
@@ -135,31 +138,30 @@ def run(ctx: RunContext, dry_run: bool = False, max_cost: float | None = None, s
         finally:
             store.close()
         records = outcome.records
-        summary = {
-            "teacher": f"{tcfg.backend}:{tcfg.model}",
-            "questions": len(samples),
-            "expected": outcome.expected,
-            "collected": len(records),
-            "questions_without_record": 0,
-            "requests": outcome.requests,
-            "prompt_tokens": spending.prompt_tokens,
-            "completion_tokens": spending.completion_tokens,
-            "cost_usd": round(spending.cost, 6),
-            "unconfirmed_usd": round(spending.unconfirmed, 6),
-            "folder_spent_usd": round(before + spending.cost, 6),
-            "budget_usd": budget,
-            "stopped_by_budget": outcome.stopped_by_budget,
-            "rounds": bool(tcfg.adaptive or tcfg.rationalize),
+        summary = dict(
+            teacher=f"{tcfg.backend}:{tcfg.model}",
+            questions=len(samples),
+            expected=outcome.expected,
+            collected=len(records),
+            questions_without_record=0,
+            requests=outcome.requests,
+            prompt_tokens=spending.prompt_tokens,
+            completion_tokens=spending.completion_tokens,
+            cost_usd=round(spending.cost, 6),
+            unconfirmed_usd=round(spending.unconfirmed, 6),
+            folder_spent_usd=round(before + spending.cost, 6),
+            budget_usd=budget,
+            stopped_by_budget=outcome.stopped_by_budget,
+            rounds=bool(tcfg.adaptive or tcfg.rationalize),
             # holds a killed run left, at their worst case (unless settled by this run)
-            "dead_holds": asdict(holds) if holds and not settled else None,
-            "settled_holds": settled,
-        }
-    summary["wall_s"] = round(time.perf_counter() - start, 3)
+            dead_holds=holds if holds and not settled else None,
+            settled_holds=settled,
+        )
     write_records(records, ctx.run.completions)
-    return finish(ctx, "teach", summary)
+    return finish(ctx, "teach", TeachSummary(**summary, wall_s=round(time.perf_counter() - start, 3)))
 
 
-def _settle(store: CompletionStore, holds: Holds | None, dry_run: bool) -> dict | None:
+def _settle(store: CompletionStore, holds: Holds | None, dry_run: bool) -> SettledHolds | None:
     """teach --settle-holds: a killed run's holds counted at the mean cost of the requests that were answered,
     said in one line (the ledger is written unless this is a dry run)."""
     if holds is None:
@@ -180,24 +182,24 @@ def _settle(store: CompletionStore, holds: Holds | None, dry_run: bool) -> dict 
         f"by at most ${exceed:.4f}",
         markup=False,
     )
-    return {
-        "requests": holds.requests,
-        "since": holds.since,
-        "prompt_tokens_each": mean[0],
-        "completion_tokens_each": mean[1],
-        "held_usd": holds.held_usd,
-        "settled_usd": holds.settle_usd,
-        "may_exceed_usd": exceed,
-    }
+    return SettledHolds(
+        requests=holds.requests,
+        since=holds.since,
+        prompt_tokens_each=mean[0],
+        completion_tokens_each=mean[1],
+        held_usd=holds.held_usd,
+        settled_usd=holds.settle_usd,
+        may_exceed_usd=exceed,
+    )
 
 
-def budget_stop(summary: dict) -> BudgetStop:
-    more = " (and the rounds that questions short of correct rationales will ask for)" if summary.get("rounds") else ""
-    holds = f"; of what it has spent, {Holds(**summary['dead_holds']).describe()}" if summary.get("dead_holds") else ""
+def budget_stop(summary: TeachSummary) -> BudgetStop:
+    more = " (and the rounds that questions short of correct rationales will ask for)" if summary.rounds else ""
+    holds = f"; of what it has spent, {summary.dead_holds.describe()}" if summary.dead_holds else ""
     return BudgetStop(
-        f"stopped at the budget: this run folder has spent ${summary['folder_spent_usd']:.4f} of its "
-        f"cap ${summary['budget_usd']:g} (${summary['cost_usd']:.4f} in this run), "
-        f"{summary['expected'] - summary['collected']} of {summary['expected']} completions still to "
+        f"stopped at the budget: this run folder has spent ${summary.folder_spent_usd:.4f} of its "
+        f"cap ${summary.budget_usd:g} (${summary.cost_usd:.4f} in this run), "
+        f"{summary.expected - summary.collected} of {summary.expected} completions still to "
         f"get{more}; everything collected is stored: raise teacher.max_cost (or --max-cost), which "
         f"bounds the folder's spending in all, to go on{holds}"
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 
+from ftcot.artifacts import TrainSummary, parse_summary
 from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.export import model_card
-from ftcot.files import hold_folder, read_json, read_jsonl
+from ftcot.files import hold_folder, read_jsonl
 from ftcot.methods import METHODS, TRAINED
 from ftcot.pipeline import RunContext, console, finish, is_done
 from ftcot.stages.generation import eval_batch_size, generation_budget
@@ -19,7 +20,7 @@ def _samples(rows: list[dict]) -> list[Sample]:
     return [Sample(r["task"], r["sample_index"], r["question"], r["answer"]) for r in rows]
 
 
-def run(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) -> dict:
+def run(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) -> dict[str, TrainSummary]:
     """Fine-tune the student with each method; the best epoch by validation accuracy goes to
     students/<method>/best/. Under torchrun every rank trains; rank 0 alone validates, writes and prints."""
     # deferred: torch and transformers take seconds to import, and only these stages need them
@@ -38,8 +39,8 @@ def run(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) 
         if main:  # under torchrun, the other ranks train beside rank 0
             hold_folder(out)
         if is_done(ctx, "train", method):
-            summaries[method] = read_json(ctx.run.summary("train", method))
-            say(f"train {method}: done already (best epoch {summaries[method]['best_epoch']})")
+            summaries[method] = parse_summary(ctx.run.summary("train", method), TrainSummary)
+            say(f"train {method}: done already (best epoch {summaries[method].best_epoch})")
             continue
         curated = ctx.run.curated(method)
         if not curated.is_file():
@@ -76,15 +77,15 @@ def run(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) 
             markup=False,
         )
         summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
-        summary["command"] = " ".join(["ftcot", *sys.argv[1:]])  # for the model card
-        summary["validated_with_calculator"] = bool(calculator)
+        summary.command = " ".join(["ftcot", *sys.argv[1:]])  # for the model card
+        summary.validated_with_calculator = bool(calculator)
         if main:
-            finish(ctx, "train", summary, method)
+            summary = finish(ctx, "train", summary, method)
             model_card(ctx.run, method)
         say(
-            f"train {method}: best epoch {summary['best_epoch']} of {summary['epochs_trained']} "
-            f"({summary['stop_reason']}; validation accuracy {summary['best_val_accuracy']}), "
-            f"{summary['tokens_per_s']} tokens/s"
+            f"train {method}: best epoch {summary.best_epoch} of {summary.epochs_trained} "
+            f"({summary.stop_reason}; validation accuracy {summary.best_val_accuracy}), "
+            f"{summary.tokens_per_s} tokens/s"
         )
         summaries[method] = summary
     end_processes()

@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
+from ftcot.artifacts import TrainSummary
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.engines.hf import HFEngine
@@ -230,7 +231,7 @@ def train(
     out: Path,
     validate=None,
     resume: bool = True,
-) -> dict:
+) -> TrainSummary:
     """Fine-tune on examples; `validate(model) -> accuracy` runs after each epoch. Returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer, kind = load_student(student)
@@ -305,26 +306,26 @@ def train(
     history = _wait_for_main(callback.history)
     scored = [h for h in history if h["val_accuracy"] is not None]
     best = max(scored, key=lambda h: (h["val_accuracy"], -h["epoch"])) if scored else history[-1]
-    summary = {
-        "method": method,
-        "student": student.model,
-        "kind": kind,
-        "lora": cfg.lora is not None,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "examples": len(features),
-        "tokens_per_epoch": tokens_per_epoch,
-        "protocol": cfg.protocol,
-        "epochs": cfg.epochs,
-        "epochs_trained": len(history),
-        "stop_reason": callback.stop_reason,
-        "precision": "bf16" if args.bf16 else "fp32",
-        "processes": args.world_size,
-        "best_epoch": best["epoch"],
-        "best_val_accuracy": best["val_accuracy"],
-        "history": history,
-        "wall_s": round(wall, 2),
-        "tokens_per_s": round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2),
-    }
+    summary = TrainSummary(
+        method=method,
+        student=student.model,
+        kind=kind,
+        lora=cfg.lora is not None,
+        parameters=sum(p.numel() for p in model.parameters()),
+        examples=len(features),
+        tokens_per_epoch=tokens_per_epoch,
+        protocol=cfg.protocol,
+        epochs=cfg.epochs,
+        epochs_trained=len(history),
+        stop_reason=callback.stop_reason,
+        precision="bf16" if args.bf16 else "fp32",
+        processes=args.world_size,
+        best_epoch=best["epoch"],
+        best_val_accuracy=best["val_accuracy"],
+        history=history,
+        wall_s=round(wall, 2),
+        tokens_per_s=round(tokens_per_epoch * len(history) / sum(h["train_s"] for h in history), 2),
+    )
     if is_main_process():
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
     _wait_for_main()
@@ -362,6 +363,6 @@ def validation_accuracy(
         _, metrics = evaluate(
             task, HFEngine(model, tokenizer, kind, batch_size), val, method, max_new_tokens, calculator=calculator
         )
-        return metrics["accuracy"]
+        return metrics.accuracy
 
     return validate
