@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ftcot.errors import UserError
+from ftcot.errors import UserError, first_error
 from ftcot.files import read_json, read_jsonl
 from ftcot.run_folder import RunFolder
 from ftcot.teachers.cost import Holds
@@ -96,7 +96,7 @@ def read_predictions(path: Path) -> list[Prediction]:
         try:
             rows.append(Prediction.model_validate(row))
         except ValidationError as exc:
-            raise UserError(f"{path}:{n}: not an ftcot prediction: {_first(exc)}") from None
+            raise UserError(f"{path}:{n}: not an ftcot prediction: {first_error(exc)}") from None
     return rows
 
 
@@ -417,13 +417,6 @@ SUMMARIES: dict[str, type[Summary]] = {m.stage: m for m in (TeachSummary, Curate
 S = TypeVar("S", bound=Summary)
 
 
-def _first(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-    return f"{key}: {message}" if key else message
-
-
 def parse_summary(path: Path, model: type[S]) -> S:
     """A stage summary read through its model; one of another schema version, or one that is not the model, is
     a one-line error naming the file (and, for another version, the stage to rerun)."""
@@ -439,7 +432,7 @@ def parse_summary(path: Path, model: type[S]) -> S:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise UserError(f"{path}: not an ftcot {model.stage} summary: {_first(exc)}") from None
+        raise UserError(f"{path}: not an ftcot {model.stage} summary: {first_error(exc)}") from None
 
 
 def read_summary(path: Path, model: type[S]) -> S | None:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ftcot.errors import UserError
+from ftcot.errors import UserError, first_error
 from ftcot.files import read_text
 from ftcot.methods import BASELINES, DEFAULT_TRAINED, METHODS, TRAINED
 from ftcot.tasks import BUILTIN, TaskDecl
@@ -545,7 +545,4 @@ def load_config(path: str | Path, model: type[Model] = RunConfig) -> Model:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{path}: {key}: {message}" if key else f"{path}: {message}") from None
+        raise UserError(f"{path}: {first_error(exc)}") from None
