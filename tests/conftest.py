@@ -110,3 +110,23 @@ def tiny_lm(tmp_path_factory, data_dir) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def wide_lm(tiny_lm, tmp_path_factory) -> Path:
+    """The tiny LM with a wide initialization: its next-token choices are far apart, so engines whose float
+    arithmetic differs in the last digits (a server's, a converted or half-precision model's) still agree on every
+    greedy token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("wide_lm")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(path)
+    return path

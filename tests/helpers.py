@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -99,3 +100,60 @@ def write_table(rows: list[dict], path):
     else:
         data.save_to_disk(str(path))
     return path
+
+
+@contextmanager
+def llama_server(gguf, name: str):
+    """`ftcot serve GGUF` in its own process, as a user starts it: llama.cpp's server on a free loopback port, its
+    base URL yielded once it answers, stopped (SIGTERM) afterwards."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(Path(gguf).with_suffix(".log"), "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ftcot.cli", "serve", str(gguf), "--name", name, "--port", str(port), "--threads", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if server.poll() is not None:
+                raise AssertionError(f"ftcot serve exited {server.returncode}: {Path(log.name).read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/v1/models", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"{url}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def next_token_logprobs(model_dir, url: str, name: str, prompt: str, top: int = 5):
+    """The top next-token log-probabilities after prompt, from the hf model in model_dir and from the server at
+    url (its completions endpoint, logprobs): two {token id: logprob} dicts, a check of every layer's numbers."""
+    import json
+    import urllib.request
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(**tokenizer(prompt, return_tensors="pt")).logits[0, -1], -1)
+    best = torch.topk(logprobs, top)
+    ours = {int(i): float(v) for v, i in zip(best.values, best.indices)}
+    body = {"model": name, "prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": top}
+    request = urllib.request.Request(
+        f"{url}/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    content = json.loads(urllib.request.urlopen(request, timeout=60).read())["choices"][0]["logprobs"]["content"]
+    return ours, {t["id"]: t["logprob"] for t in content[0]["top_logprobs"]}

@@ -20,22 +20,8 @@ METHODS = ("ft_cot", "vanilla", "zero_shot", "zero_shot_cot")
 
 
 @pytest.fixture(scope="module")
-def student(tiny_lm, tmp_path_factory):
-    """The tiny LM with a wide initialization: its next-token choices are far apart, so engines whose float
-    arithmetic differs in the last digits still agree on every greedy token."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.5)
-    path = tmp_path_factory.mktemp("student")
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(path)
-    return path
+def student(wide_lm):
+    return wide_lm
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import minidata
 import pytest
 import yaml
-from helpers import run_cli, run_torchrun
+from helpers import llama_server, next_token_logprobs, run_cli, run_config, run_torchrun
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,58 @@ def test_gemma_greedy_decoding_equals_generate_with_sliding_window_layers(tiny_g
         with torch.inference_mode():
             reference = model.generate(**batch, max_new_tokens=20, do_sample=False, pad_token_id=0)
         assert out == tokenizer.decode(reference[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_a_gemma_student_exported_as_gguf_runs_in_llama_cpp_with_the_hf_engines_greedy_tokens(
+    tiny_gemma, data_dir, tmp_path
+):
+    """Gemma 3's own GGUF layout (norms as 1 + w, its BOS, a full-attention layer every third with a sliding
+    window of 8 that the prompts outgrow), served by llama.cpp: the same greedy predictions as the hf engine."""
+    pytest.importorskip("xllamacpp", reason="the llamacpp extra (`make install` installs it)")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcot.config import StudentConfig
+    from ftcot.engines import open_engine
+    from ftcot.engines.hf import HFEngine
+    from ftcot.evaluate import evaluate
+    from ftcot.students.gguf import write_gguf
+    from ftcot.students.load import load_student
+    from ftcot.tasks import load_task
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gemma)
+    torch.manual_seed(1)
+    with torch.no_grad():  # a wide initialization: far-apart choices that half precision cannot swap
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.5)
+    student = tmp_path / "student"
+    model.save_pretrained(student)
+    AutoTokenizer.from_pretrained(tiny_gemma).save_pretrained(student)
+    gguf = write_gguf(student, tmp_path / "gemma.gguf", "ft_cot")
+    task = load_task("coin_flip", data_dir)
+    samples = task.split_samples("test")[:8]
+    model, tokenizer, kind = load_student(StudentConfig(model=str(student)))
+    ours, _ = evaluate(task, HFEngine(model, tokenizer, kind, 4), samples, "ft_cot", 20)
+    with llama_server(gguf, "gemma") as url:
+        cfg = run_config(
+            tmp_path,
+            data_dir,
+            student={"model": str(student)},
+            evaluate={"engine": "openai", "base_url": url, "models": {"ft_cot": "gemma"}},
+        )
+        theirs, _ = evaluate(
+            task, open_engine(cfg, "ft_cot", str(student), tmp_path / "eval", 4), samples, "ft_cot", 20
+        )
+        # Every layer's numbers, past the window: the next token's top log-probabilities agree to f16's precision
+        # (a sliding layer where the student has a full one moves them by about 1).
+        ref, served = next_token_logprobs(student, url, "gemma", f"{samples[0].question} ###")
+    assert list(served)[:3] == list(ref)[:3] and all(abs(served[i] - ref[i]) < 0.05 for i in list(ref)[:3]), (
+        ref,
+        served,
+    )
+    assert [p.prediction for p in theirs] == [p.prediction for p in ours]
+    assert [p.output.split("\ufffd")[0][:40] for p in theirs] == [p.output.split("\ufffd")[0][:40] for p in ours]
 
 
 @pytest.mark.parametrize("lora", [False, True])

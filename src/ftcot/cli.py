@@ -311,12 +311,30 @@ def export_command(
         "--format",
         help="hf: a datasets dataset (save_to_disk + parquet); "
         "messages: chat JSONL for TRL/axolotl/LLaMA-Factory; paper: the teacher's "
-        "completions as the paper's CompletionDataset JSON.",
+        "completions as the paper's CompletionDataset JSON; gguf: each trained student for llama.cpp and "
+        "Ollama, with a Modelfile.",
     ),
+    quant: str = typer.Option("f16", "--quant", help="gguf: the weights' type, f16 or q8_0."),
 ) -> None:
-    """Write a run's curated training set (or its teacher completions) for other tools."""
-    for path in export(run_dir, to, fmt):
+    """Write a run's curated training set, its teacher completions or its students for other tools."""
+    for path in export(run_dir, to, fmt, quant):
         console.print(f"wrote {path}", markup=False)
+
+
+@app.command("serve")
+def serve_command(
+    gguf: Path,
+    name: str = typer.Option("student", "--name", help="The model name the server answers to."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    threads: int = typer.Option(0, "--threads", help="CPU threads; 0: llama.cpp's default."),
+    parallel: int = typer.Option(1, "--parallel", help="Requests answered at once (llama.cpp's slots)."),
+    context: int = typer.Option(2048, "--context", help="Tokens of context per slot."),
+) -> None:
+    """Serve an exported GGUF student with llama.cpp's OpenAI-compatible server (the llamacpp extra)."""
+    from ftcot.serve import serve
+
+    serve(gguf, name, host, port, threads or None, parallel, context)
 
 
 @app.command("config")

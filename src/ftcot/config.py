@@ -433,6 +433,9 @@ class EvalConfig(Strict):
     """openai: seconds a request may take."""
     max_attempts: Annotated[int, Operational()] = Field(6, ge=1)
     """openai: attempts of a request (retried with backoff) before its one-line error."""
+    n_per_request: Annotated[bool, Operational()] = True
+    """openai: ask for a question's self-consistency samples in one request (n); false for a server that
+    refuses n > 1 (llama.cpp's, `ftcot serve`): one request a sample."""
     compute_type: Annotated[Literal["float32", "int8"], Added("float32")] = "float32"
     """ctranslate2: the converted student's compute type."""
 

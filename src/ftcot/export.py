@@ -1,6 +1,7 @@
 """What a run hands on to other tools: its curated training set as a `datasets` dataset or as chat
 `messages` JSONL (the shape TRL, axolotl and LLaMA-Factory read), its teacher completions in the paper's
-CompletionDataset JSON, and a model card in each student's best/ folder."""
+CompletionDataset JSON, its trained students as GGUF files for llama.cpp and Ollama, and a model card in each
+student's best/ folder."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ftcot.methods import METHODS, TRAINED
 from ftcot.run_folder import RunFolder
 from ftcot.teachers.records import read_records, write_completion_dataset
 
-FORMATS = ("hf", "messages", "paper")
+FORMATS = ("hf", "messages", "paper", "gguf")
 
 
 def _examples(run: RunFolder) -> dict[str, list[dict]]:
@@ -48,8 +49,29 @@ def _examples(run: RunFolder) -> dict[str, list[dict]]:
     return out
 
 
-def export(run: Path, to: Path, fmt: str) -> list[Path]:
-    """Write the run's data in one format under `to`; returns the paths written."""
+def _students(run: RunFolder, to: Path, quant: str) -> list[Path]:
+    """Each trained student (its best/ folder) as `<task>-<method>-<quant>.gguf` and an Ollama Modelfile
+    `<method>.Modelfile` beside it."""
+    from ftcot.students.gguf import QUANTS, modelfile, write_gguf
+
+    if quant not in QUANTS:  # before any model loads
+        raise UserError(f"unknown --quant {quant!r}; choose from {', '.join(QUANTS)}")
+    methods = [m for m in TRAINED if (run.best(m) / "config.json").is_file()]
+    if not methods:
+        raise UserError(f"no trained student in {run.root / 'students'}: run `ftcot train` first")
+    config = read_run_config(run.root) if run.config.is_file() else None
+    task = config.task_name if config else "student"
+    written = []
+    for method in methods:
+        path = write_gguf(run.best(method), to / f"{task}-{method}-{quant}.gguf", method, quant)
+        card = to / f"{method}.Modelfile"
+        write_text(card, modelfile(path.name, method, config.evaluate.max_new_tokens if config else None))
+        written += [path, card]
+    return written
+
+
+def export(run: Path, to: Path, fmt: str, quant: str = "f16") -> list[Path]:
+    """Write the run's data (or, for gguf, its students) in one format under `to`; returns the paths written."""
     run = RunFolder(run)
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
@@ -57,6 +79,8 @@ def export(run: Path, to: Path, fmt: str) -> list[Path]:
         raise UserError(f"{run.root} is not a run folder (no teacher/ or curate/)")
     if to.exists() and not to.is_dir():
         raise UserError(f"--to {to} is a file, not a folder")
+    if fmt == "gguf":
+        return _students(run, to, quant)
     written = []
     if fmt == "paper":
         records = read_records(run.completions)

@@ -71,6 +71,7 @@ class OpenAIEngine:
             c.concurrency,
             timeout_s=c.timeout_s,
             max_attempts=c.max_attempts,
+            honour_n=c.n_per_request,
             role="evaluate",
         )
 
