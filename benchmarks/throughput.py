@@ -6,18 +6,21 @@ model (SmolLM2-135M, float32, CPU) and data (coin_flip, recorded text-davinci-00
 (b) evaluation: questions per second of ftcot's batched greedy evaluation (length-sorted batches, KV cache,
     per-row stop, finished rows leave the batch) against a one-question-at-a-time `generate` loop, and of each
     evaluation engine on the same student (hf, ctranslate2 float32 and int8, openai against a loopback
-    server), with the accuracy of each.
+    server, and against llama.cpp's server on the student exported as GGUF f16 and q8_0), with the accuracy
+    of each.
 
     FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/throughput.py [--student runs/quickstart/students/ft_cot/best]
 
 With `--model` a tiny student and small counts it is CI's smoke run (tests/test_benchmarks.py).
 
-CTranslate2 is optional (`pip install 'ftcot[bench]'`); without it its rows are left out.
+CTranslate2 and llama.cpp are optional (`pip install 'ftcot[bench,llamacpp]'`); without them their rows are left
+out.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -97,8 +100,15 @@ def engine_rates(
 ) -> dict[str, tuple[float, float, float]]:
     """Questions per second, accuracy and set-up seconds (loading, converting) of each engine on the same
     student and questions, greedy, batches of 64: hf; ctranslate2 float32 and int8 (where installed); openai
-    against a loopback server that runs the student with transformers' generate, one request at a time."""
+    against a loopback server that runs the student with transformers' generate, one request at a time; openai
+    against llama.cpp's server (`ftcot serve`, one slot, every core) on the student exported as GGUF f16 and
+    q8_0 (where installed; the export counts as set-up)."""
+    import importlib.util
+    import socket
+
     from ftcot.loopback import OpenAIServer, TransformersStudent
+    from ftcot.serve import start
+    from ftcot.students.gguf import write_gguf
 
     model, tokenizer, _ = load_student(student, student_dir)
     server = OpenAIServer()
@@ -114,19 +124,34 @@ def engine_rates(
             "models": {"ft_cot": "student"},
         },
     }
+    llama_cpp = importlib.util.find_spec("xllamacpp") is not None
+    for quant in ("f16", "q8_0") if llama_cpp else ():
+        settings[f"openai (llama.cpp server, GGUF {quant})"] = {"engine": "openai", "n_per_request": False}
+    if not llama_cpp:
+        print("(b) llama.cpp: left out (pip install 'ftcot[llamacpp]')", flush=True)
     rates = {}
     try:
         for name, evaluate_cfg in settings.items():
+            began = time.perf_counter()
+            served = None
+            if "GGUF" in name:
+                quant = name.split()[-1].rstrip(")")
+                gguf = write_gguf(Path(student_dir), folder / f"student-{quant}.gguf", "ft_cot", quant)
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    port = s.getsockname()[1]
+                served = start(gguf, "student", port=port, threads=os.cpu_count())
+                evaluate_cfg |= {"base_url": f"http://127.0.0.1:{port}/v1", "models": {"ft_cot": "student"}}
             cfg = RunConfig(task="coin_flip", student=student, evaluate=evaluate_cfg)
-            start = time.perf_counter()
             try:
                 engine = open_engine(cfg, "ft_cot", student_dir, folder / name.split()[0], 64)
             except UserError as exc:  # ctranslate2 not installed
                 print(f"(b) {name}: left out ({exc})", flush=True)
                 continue
-            set_up = time.perf_counter() - start
+            set_up = time.perf_counter() - began
             _, metrics = evaluate(task, engine, samples, "ft_cot", max_new_tokens)
             engine.close()
+            del served  # llama.cpp's server stops with its object
             rates[name] = (metrics.questions_per_s, metrics.accuracy, set_up)
             print(
                 f"(b) engine {name}: {metrics.questions_per_s:.3f} questions/s, accuracy {metrics.accuracy}% "

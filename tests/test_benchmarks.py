@@ -34,9 +34,16 @@ def test_throughput_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     section = out.read_text()
     assert "## Training and evaluation throughput" in section and "(a) training, useful tokens/s (8 " in section
     engines = ["| hf |", "| openai (loopback transformers server) |"] + (
-        ["| ctranslate2 float32 |", "| ctranslate2 int8 |"] if os.environ.get("CI") == "true" else []
+        [
+            "| ctranslate2 float32 |",
+            "| ctranslate2 int8 |",
+            "| openai (llama.cpp server, GGUF f16) |",
+            "| openai (llama.cpp server, GGUF q8_0) |",
+        ]
+        if os.environ.get("CI") == "true"
+        else []
     )
-    assert all(row in section for row in engines), section  # the engine table (CI installs ctranslate2)
+    assert all(row in section for row in engines), section  # the engine table (CI installs both extras)
 
 
 def _smoke(script: str, *args) -> subprocess.CompletedProcess:
