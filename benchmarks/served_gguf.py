@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -73,15 +72,12 @@ def main() -> None:
             began = time.perf_counter()
             gguf = write_gguf(best, Path(tmp) / f"{args.method}-{quant}.gguf", args.method, quant)
             exported = time.perf_counter() - began
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            server = start(gguf, args.method, port=port, threads=os.cpu_count())
+            server = start(gguf, args.method, port=0, threads=os.cpu_count())
             cfg = ctx.cfg.model_copy(deep=True)
             cfg.evaluate = cfg.evaluate.model_copy(
                 update={
                     "engine": "openai",
-                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "base_url": f"{server.listening_address}/v1",
                     "models": {args.method: args.method},
                     "api_key_env": None,
                     "n_per_request": False,

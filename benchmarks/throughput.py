@@ -104,7 +104,6 @@ def engine_rates(
     against llama.cpp's server (`ftcot serve`, one slot, every core) on the student exported as GGUF f16 and
     q8_0 (where installed; the export counts as set-up)."""
     import importlib.util
-    import socket
 
     from ftcot.loopback import OpenAIServer, TransformersStudent
     from ftcot.serve import start
@@ -137,11 +136,8 @@ def engine_rates(
             if "GGUF" in name:
                 quant = name.split()[-1].rstrip(")")
                 gguf = write_gguf(Path(student_dir), folder / f"student-{quant}.gguf", "ft_cot", quant)
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", 0))
-                    port = s.getsockname()[1]
-                served = start(gguf, "student", port=port, threads=os.cpu_count())
-                evaluate_cfg |= {"base_url": f"http://127.0.0.1:{port}/v1", "models": {"ft_cot": "student"}}
+                served = start(gguf, "student", port=0, threads=os.cpu_count())
+                evaluate_cfg |= {"base_url": f"{served.listening_address}/v1", "models": {"ft_cot": "student"}}
             cfg = RunConfig(task="coin_flip", student=student, evaluate=evaluate_cfg)
             try:
                 engine = open_engine(cfg, "ft_cot", student_dir, folder / name.split()[0], 64)

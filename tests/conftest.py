@@ -114,19 +114,7 @@ def tiny_lm(tmp_path_factory, data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def wide_lm(tiny_lm, tmp_path_factory) -> Path:
-    """The tiny LM with a wide initialization: its next-token choices are far apart, so engines whose float
-    arithmetic differs in the last digits (a server's, a converted or half-precision model's) still agree on every
-    greedy token."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The tiny LM widened (helpers.widen): engines agree on its every greedy token."""
+    from helpers import widen
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.5)
-    path = tmp_path_factory.mktemp("wide_lm")
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(path)
-    return path
+    return widen(tiny_lm, tmp_path_factory.mktemp("wide_lm"))

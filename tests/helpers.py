@@ -43,6 +43,38 @@ def run_cli(*args, env=None):
     )
 
 
+def widen(model_dir, out):
+    """A copy of a tiny model with a wide initialization (normal, std 0.5, for every matrix): its next-token choices
+    are far apart, so engines whose float arithmetic differs in the last digits (a server's, a converted or
+    half-precision model's) still agree on every greedy token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.5)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return Path(out)
+
+
+def run_benchmark(script: str, *args, env=None) -> subprocess.CompletedProcess:
+    """A benchmark of benchmarks/ in a subprocess, as its command runs it; asserts it exited 0."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    result = subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def train_tokenizer(texts):
     """A byte-level BPE tokenizer of 400 tokens trained on texts, EOS as its pad token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

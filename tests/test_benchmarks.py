@@ -1,36 +1,29 @@
 """The benchmarks in a smoke mode (a tiny student, a few questions), so that a refactor cannot break one unseen."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import run_benchmark
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def test_throughput_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     out = tmp_path / "benchmarks.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "throughput.py"),
-            "--model",
-            str(tiny_lm),
-            "--train-examples",
-            "8",
-            "--eval-questions",
-            "4",
-            "--max-new-tokens",
-            "8",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    run_benchmark(
+        "throughput.py",
+        "--model",
+        tiny_lm,
+        "--train-examples",
+        8,
+        "--eval-questions",
+        4,
+        "--max-new-tokens",
+        8,
+        "--out",
+        out,
+        env={"FTCOT_DATA_DIR": str(data_dir)},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     section = out.read_text()
     assert "## Training and evaluation throughput" in section and "(a) training, useful tokens/s (8 " in section
     engines = ["| hf |", "| openai (loopback transformers server) |"] + (
@@ -46,23 +39,15 @@ def test_throughput_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     assert all(row in section for row in engines), section  # the engine table (CI installs both extras)
 
 
-def _smoke(script: str, *args) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *map(str, args)], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def test_teacher_throughput_runs_in_its_smoke_mode(tmp_path):
     out = tmp_path / "benchmarks.md"
-    _smoke("teacher_throughput.py", "--concurrency", 2, "--seconds", 1, "--sequential", 3, "--out", out)
+    run_benchmark("teacher_throughput.py", "--concurrency", 2, "--seconds", 1, "--sequential", 3, "--out", out)
     assert "| 2 | " in out.read_text() and "## Teacher throughput" in out.read_text()
 
 
 def test_adaptive_runs_in_its_smoke_mode(tmp_path):
     out = tmp_path / "adaptive.md"
-    _smoke("adaptive.py", "--questions", 6, "--out", out)
+    run_benchmark("adaptive.py", "--questions", 6, "--out", out)
     rows = [line for line in out.read_text().splitlines() if line.startswith("| 0.")]
     assert len(rows) == 6 and all(" of 6 |" in row for row in rows)
 
@@ -76,30 +61,23 @@ def test_beyond_student_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     config["evaluate"] |= {"max_new_tokens": 8, "max_samples": 4}
     (tmp_path / "beyond.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "beyond.md"
-    _smoke("beyond_student.py", "--config", tmp_path / "beyond.yaml", "--max-test", 4, "--out", out)
+    run_benchmark("beyond_student.py", "--config", tmp_path / "beyond.yaml", "--max-test", 4, "--out", out)
     text = out.read_text()
     assert "| Distilling step-by-step |" in text and "| self-consistency k=8, T=0.7 |" in text
 
 
 def test_local_teacher_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     out = tmp_path / "benchmarks.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "local_teacher.py"),
-            "--model",
-            str(tiny_lm),
-            "--questions",
-            "3",
-            "--max-tokens",
-            "8",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    run_benchmark(
+        "local_teacher.py",
+        "--model",
+        tiny_lm,
+        "--questions",
+        3,
+        "--max-tokens",
+        8,
+        "--out",
+        out,
+        env={"FTCOT_DATA_DIR": str(data_dir)},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "| batched through the hf engine | 12 |" in out.read_text()

@@ -10,7 +10,7 @@ import json
 import minidata
 import pytest
 import yaml
-from helpers import llama_server, next_token_logprobs, run_cli, run_config, run_torchrun
+from helpers import llama_server, next_token_logprobs, run_cli, run_config, run_torchrun, widen
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,6 @@ def test_a_gemma_student_exported_as_gguf_runs_in_llama_cpp_with_the_hf_engines_
     """Gemma 3's own GGUF layout (norms as 1 + w, its BOS, a full-attention layer every third with a sliding
     window of 8 that the prompts outgrow), served by llama.cpp: the same greedy predictions as the hf engine."""
     pytest.importorskip("xllamacpp", reason="the llamacpp extra (`make install` installs it)")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ftcot.config import StudentConfig
     from ftcot.engines import open_engine
     from ftcot.engines.hf import HFEngine
@@ -113,15 +110,7 @@ def test_a_gemma_student_exported_as_gguf_runs_in_llama_cpp_with_the_hf_engines_
     from ftcot.students.load import load_student
     from ftcot.tasks import load_task
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_gemma)
-    torch.manual_seed(1)
-    with torch.no_grad():  # a wide initialization: far-apart choices that half precision cannot swap
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.5)
-    student = tmp_path / "student"
-    model.save_pretrained(student)
-    AutoTokenizer.from_pretrained(tiny_gemma).save_pretrained(student)
+    student = widen(tiny_gemma, tmp_path / "student")  # far-apart choices that half precision cannot swap
     gguf = write_gguf(student, tmp_path / "gemma.gguf", "ft_cot")
     task = load_task("coin_flip", data_dir)
     samples = task.split_samples("test")[:8]

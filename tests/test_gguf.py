@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import yaml
-from helpers import llama_server, next_token_logprobs, run_cli, run_config
+from helpers import llama_server, next_token_logprobs, run_benchmark, run_cli, run_config
 
 from ftcot.errors import UserError
 
@@ -176,22 +176,11 @@ def test_export_and_serve_refuse_in_one_line(trained, tiny_lm, tmp_path):
 
 
 def test_the_served_gguf_benchmark_runs_in_its_smoke_mode(trained, data_dir):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     tmp, _, _ = trained
     out = tmp / "benchmarks.md"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "served_gguf.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--run", str(tmp / "run"), "--quant", "f16", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
+    run_benchmark(
+        "served_gguf.py", "--run", tmp / "run", "--quant", "f16", "--out", out, env={"FTCOT_DATA_DIR": str(data_dir)}
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     section = out.read_text()
     assert "## The student served by llama.cpp" in section and "| hf (the run's own evaluation) |" in section
     assert "GGUF f16" in section and "| 0 of 12 | 0 |" in section  # f16: every prediction the hf engine's

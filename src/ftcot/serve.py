@@ -22,7 +22,8 @@ def start(
     parallel: int = 1,
     context: int = 2048,
 ):
-    """llama.cpp's server over the file, listening once this returns; it stops when the object is dropped."""
+    """llama.cpp's server over the file, listening once this returns (port 0: a free one; its
+    `listening_address` says which); it stops when the object is dropped."""
     try:
         import xllamacpp
     except ImportError:
@@ -46,7 +47,9 @@ def start(
 
 def serve(gguf: Path, name: str, host: str, port: int, threads: int | None, parallel: int, context: int) -> None:
     server = start(gguf, name, host, port, threads, parallel, context)
-    print(f"serving {name} ({gguf.name}) at http://{host}:{port}/v1 with llama.cpp; Ctrl-C stops", file=sys.stderr)
+    print(
+        f"serving {name} ({gguf.name}) at {server.listening_address}/v1 with llama.cpp; Ctrl-C stops", file=sys.stderr
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -54,6 +54,12 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def _arch(family: str):
+    import gguf
+
+    return gguf.MODEL_ARCH.LLAMA if family == "llama" else gguf.MODEL_ARCH.GEMMA3
+
+
 def _family(config) -> str:
     kind = config.model_type
     if kind == "llama":
@@ -110,8 +116,7 @@ def _tensors(family: str, config, state: dict, quant: str):
     import gguf
 
     c = getattr(config, "text_config", config)
-    arch = gguf.MODEL_ARCH.LLAMA if family == "llama" else gguf.MODEL_ARCH.GEMMA3
-    names = gguf.get_tensor_name_map(arch, c.num_hidden_layers)
+    names = gguf.get_tensor_name_map(_arch(family), c.num_hidden_layers)
     tied = getattr(config, "tie_word_embeddings", True)
     for hf_name, tensor in state.items():
         if tied and hf_name == "lm_head.weight":
@@ -239,9 +244,7 @@ def write_gguf(student: Path, path: Path, method: str, quant: str = "f16", name:
     n_vocab = state[next(k for k in state if k.endswith("embed_tokens.weight"))].shape[0]
     tmp = path.with_name(f"{path.name}.part")
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(
-        tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA if family == "llama" else gguf.MODEL_ARCH.GEMMA3]
-    )
+    writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[_arch(family)])
     try:
         writer.add_name(name or path.stem)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if quant == "q8_0" else gguf.LlamaFileType.MOSTLY_F16)
