@@ -13,8 +13,11 @@ set -uo pipefail
 export FTCOT_DATA_DIR=${FTCOT_DATA_DIR:-../shared/data} PYTHONUNBUFFERED=1
 PY=${PY:-.venv/bin/python}
 COMMON="--protocol paper --epochs 3 --max-examples 0 --consistency on --teacher gpt-3.5-turbo-instruct"
+# Last Letter's D curve and second seeds before Date D=6, whose 480 steps (about two hours on two idle cores)
+# do not fit a session beside other work.
 for run in "last_letter_concatenation 1" "last_letter_concatenation 6" "date_understanding 1" \
-           "date_understanding 6" "last_letter_concatenation 1 --seeds 2" "last_letter_concatenation 6 --seeds 2"; do
+           "last_letter_concatenation 1 --seeds 2" "last_letter_concatenation 2" \
+           "last_letter_concatenation 6 --seeds 2" "last_letter_concatenation 4" "date_understanding 6"; do
   set -- $run
   task=$1 d=$2; shift 2
   extra=""; [ "$task" = date_understanding ] && extra="--choice-by-content"

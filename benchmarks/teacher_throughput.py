@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import openai
-from rich.console import Console
 
 from ftcot.config import TeacherConfig
+from ftcot.log import set_verbosity
 from ftcot.tasks import Sample
 from ftcot.teachers.collect import collect
 from ftcot.teachers.cost import Spending
@@ -50,7 +50,7 @@ def ftcot_rate(base_url: str, concurrency: int, seconds: float = SECONDS_PER_LEV
     teacher = OpenAITeacher("bench", base_url, None, concurrency=concurrency)
     with tempfile.TemporaryDirectory() as tmp:
         store = CompletionStore(Path(tmp) / "store.sqlite")
-        outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None), Console(quiet=True))
+        outcome = collect(teacher, store, cfg, "Therefore, the answer is", samples, Spending(None))
         store.close()
     return outcome.requests / outcome.wall_s
 
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=25, help="requests of the sequential client")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    set_verbosity(quiet=True)  # the collector's bar would draw over the table
     # The server runs in its own process so that it does not share the client's interpreter lock.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ from ftcot.curate import curate, training_frame
 from ftcot.errors import BudgetStop, UserError
 from ftcot.export import export
 from ftcot.fetch import fetch
+from ftcot.log import set_verbosity
 from ftcot.methods import METHODS, PromptContext
 from ftcot.report import report
 from ftcot.tasks import BUILTIN, load_task
@@ -35,6 +36,17 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="Fetch and verify the benchmark data.")
 app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 160)  # no wrapping when piped
+
+
+@app.callback()
+def options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only: no stage lines, no bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say why each stage reruns."),
+) -> None:
+    if quiet and verbose:
+        raise UserError("--quiet and --verbose contradict each other: give one")
+    set_verbosity(quiet, verbose)
+
 
 DataDir = typer.Option(
     None,

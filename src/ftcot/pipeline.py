@@ -17,7 +17,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 
 from ftcot.artifacts import SCHEMA_VERSION, SUMMARIES, S, current
 from ftcot.config import (
@@ -32,13 +31,12 @@ from ftcot.config import (
 )
 from ftcot.data import data_dir
 from ftcot.files import hold_folder, read_json, write_json, write_text
+from ftcot.log import log
 from ftcot.methods import METHODS
 from ftcot.report import report
 from ftcot.run_folder import RunFolder
 from ftcot.tasks import Task, load_task
 from ftcot.teachers.sources import source_digests
-
-console = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
 
 @dataclass(frozen=True)
@@ -111,12 +109,20 @@ def is_done(ctx: RunContext, stage: str, method: str = "") -> bool:
     complete. A summary an earlier ftcot made (another schema_version, or none) is not done: the stage reruns
     and writes it anew, as after a config change, rather than a run stopping on it (a reader that needs it,
     the report or export, refuses it in one line)."""
-    summary = current(ctx.run.summary(stage, method), SUMMARIES[stage])
-    return (
-        summary is not None
-        and summary.fingerprint == fingerprint(ctx, stage, method)
-        and not getattr(summary, "stopped_by_budget", False)
-    )
+    path = ctx.run.summary(stage, method)
+    summary = current(path, SUMMARIES[stage])
+    name = f"{stage} {method}".strip()
+    if summary is None:
+        log.debug(f"{name}: runs: no summary of this ftcot's schema at {path}")
+        return False
+    if summary.fingerprint != fingerprint(ctx, stage, method):
+        sections = ", ".join(("task", "split", *STAGES[stage].sections))
+        log.debug(f"{name}: reruns: what it depends on ({sections}, the task's data) changed since it ran")
+        return False
+    if getattr(summary, "stopped_by_budget", False):
+        log.debug(f"{name}: goes on: it stopped at its budget")
+        return False
+    return True
 
 
 def finish(ctx: RunContext, stage: str, summary: S, method: str = "") -> S:
@@ -198,7 +204,7 @@ def run(ctx: RunContext) -> dict:
             and is_done(ctx, stage.name)
             and (stage.name == "teach" or all(ctx.run.curated(m).is_file() for m in ctx.cfg.train.methods))
         ):
-            console.print(f"{stage.name}: done already")
+            log.info(f"{stage.name}: done already")
             continue
         start = time.perf_counter()
         summary = stage.run(ctx)

@@ -9,8 +9,9 @@ from ftcot.artifacts import CurateSummary, PermutedCopies, TeacherCount, TeachSu
 from ftcot.curate import curate, permuted_copies, split_validation, vanilla_examples
 from ftcot.errors import UserError
 from ftcot.files import hold_folder, write_jsonl
+from ftcot.log import log
 from ftcot.methods import METHODS, TRAINED
-from ftcot.pipeline import RunContext, console, finish
+from ftcot.pipeline import RunContext, finish
 from ftcot.tasks import Sample
 from ftcot.teachers.collect import samples_per
 from ftcot.teachers.records import read_records
@@ -98,11 +99,10 @@ def run(ctx: RunContext) -> CurateSummary:
         frames=dict(Counter(e.frame for e in examples)),
         permuted_copies=PermutedCopies(per_example=c.permute_choices, examples_without_copies=not_permuted),
     )
-    console.print(
+    log.info(
         f"curate: kept {len(examples)} Fine-tune-CoT examples for {summary.questions_with_examples}"
         f"/{len(train)} train questions; removed {dict(removed) or 'nothing'}; "
         f"{len(val)} validation questions",
-        markup=False,
     )
     return finish(ctx, "curate", summary)
 

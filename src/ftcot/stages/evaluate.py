@@ -8,8 +8,9 @@ from ftcot.errors import UserError
 from ftcot.export import model_card
 from ftcot.files import hold_folder, write_jsonl
 from ftcot.judge import solved
+from ftcot.log import log
 from ftcot.methods import METHODS, TEACHER, TRAINED
-from ftcot.pipeline import RunContext, console, finish, is_done
+from ftcot.pipeline import RunContext, finish, is_done
 from ftcot.stages.generation import eval_batch_size, generation_budget
 from ftcot.tasks import Sample
 from ftcot.tasks.answers import accuracy
@@ -42,7 +43,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
     wanted = methods or [TEACHER, *e.baselines, *ctx.cfg.train.methods]
     if not methods and e.engine == "openai":  # a server serves the methods evaluate.models names
         for method in (m for m in wanted if m != TEACHER and m not in e.models):
-            console.print(f"evaluate {method}: skipped, evaluate.models names no served model for it")
+            log.info(f"evaluate {method}: skipped, evaluate.models names no served model for it")
         wanted = [m for m in wanted if m == TEACHER or m in e.models]
     prompts_file = ctx.data / "few_shot_cot_prompts.json"
     few_shot = load_few_shot_prompts(ctx.data) if prompts_file.is_file() else {}
@@ -51,7 +52,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
             m for m in wanted if m in METHODS and METHODS[m].few_shot and ctx.task.decl.few_shot_prompt not in few_shot
         ]
         for method in lacking:
-            console.print(f"evaluate {method}: skipped, task {ctx.task.key} has no few-shot-CoT prompt")
+            log.info(f"evaluate {method}: skipped, task {ctx.task.key} has no few-shot-CoT prompt")
         wanted = [m for m in wanted if m not in lacking]
     known = (TEACHER, *METHODS)
     unknown = [m for m in wanted if m not in known]
@@ -131,22 +132,20 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
                     path.unlink(missing_ok=True)  # of an earlier config
             if sc:
                 v = metrics.self_consistency
-                console.print(
+                log.info(
                     f"evaluate {method}: self-consistency k={sc.k}: {v.accuracy}% (greedy "
                     f"{metrics.accuracy}%), samples agree with the vote {v.agreement}%, "
                     f"{v.questions_per_s} questions/s",
-                    markup=False,
                 )
             if calculator:
                 c = metrics.calculator
                 own = c.calls.own_wrong_pct
                 own = f", the student's own number wrong at {own}% of them" if own is not None else ""
                 voted = f"; self-consistency k={sc.k}: {c.self_consistency.accuracy}%" if sc else ""
-                console.print(
+                log.info(
                     f"evaluate {method} + calculator: {c.accuracy}% ({c.correct}/{c.n}, 95% CI "
                     f"{c.ci95[0]}-{c.ci95[1]}; without it {metrics.accuracy}%), "
                     f"{c.calls.per_output} calls per output{own}{voted}",
-                    markup=False,
                 )
         write_jsonl([p.dump() for p in predictions], ctx.run.predictions(method))
         metrics = finish(ctx, "evaluate", metrics, method)
@@ -162,10 +161,9 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
         by_content = metrics.choice_by_content
         if by_content:
             why += f"; by the option its rationale names: {by_content.accuracy}%"
-        console.print(
+        log.info(
             f"evaluate {method}: {metrics.accuracy}% ({metrics.correct}/{metrics.n}, "
             f"95% CI {metrics.ci95[0]}-{metrics.ci95[1]}){why}",
-            markup=False,
         )
         results[method] = metrics
     if base is not None:

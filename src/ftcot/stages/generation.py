@@ -7,8 +7,9 @@ import numpy as np
 
 from ftcot.files import read_jsonl
 from ftcot.judge import solved
+from ftcot.log import log
 from ftcot.methods import METHODS, TRAINED
-from ftcot.pipeline import RunContext, console
+from ftcot.pipeline import RunContext
 from ftcot.teachers.records import read_records
 
 FALLBACK_MAX_NEW_TOKENS = 128  # the recorded teacher's own rationale limit, when nothing was curated
@@ -40,7 +41,7 @@ def generation_budget(ctx: RunContext, tokenizer, kind: str, quiet: bool = True)
     lengths = [len(ids) + 1 for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     p99 = int(np.percentile(lengths, 99, method="higher"))
     if not quiet:
-        console.print(
+        log.info(
             f"generation: up to {p99 + MAX_NEW_TOKENS_MARGIN} new tokens (99th percentile of "
             f"{len(lengths)} curated completions, {p99}, plus {MAX_NEW_TOKENS_MARGIN})"
         )

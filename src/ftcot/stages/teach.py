@@ -9,7 +9,8 @@ from dataclasses import asdict
 from ftcot.artifacts import SettledHolds, TeachSummary
 from ftcot.errors import BudgetStop, UserError
 from ftcot.files import folder_holder, hold_folder
-from ftcot.pipeline import RunContext, console, finish
+from ftcot.log import console, log
+from ftcot.pipeline import RunContext, finish
 from ftcot.tasks import Sample
 from ftcot.teachers import check_teacher, make_live_teacher, make_recorded_teacher, teacher_identity
 from ftcot.teachers.collect import collect, plan, show_plans
@@ -65,7 +66,7 @@ def run(
                 + ("; a rationale table's test questions are never taken (teach_on: [train])" if refused else "")
             ) from None
         for source in tables:
-            console.print(
+            log.info(
                 f"teach: {source['teacher']} from {source['source']}: {source['rationales']} rationales "
                 f"for {source['questions']} train questions from {source['rows']} rows ("
                 f"{source['matched_exact']} matched exactly, {source['matched_whitespace']} with whitespace "
@@ -73,9 +74,7 @@ def run(
                 f"ambiguous, {source['test_rows_refused']} test questions); answers: "
                 f"{source['answers_from_source']} given, {source['answers_from_flag']} flagged, "
                 f"{source['answers_from_rationale']} read from the rationale ({source['answers_none']} "
-                "without one)",
-                markup=False,
-                highlight=False,
+                "without one)"
             )
         if dry_run:
             console.print(f"dry run: recorded teacher, {len(samples)} questions, 0 requests, $0")
@@ -128,12 +127,12 @@ def run(
                     grown_questions(ctx),
                     ctx.task.answer_format,
                 )
-                return show_plans(plans, tcfg, len(samples), price, before, budget, console, note) | {
+                return show_plans(plans, tcfg, len(samples), price, before, budget, note) | {
                     "dead_holds": asdict(holds) if holds else None
                 }
             spending = Spending(price, budget, before, store)
             outcome = collect(
-                live, store, tcfg, trigger, samples, spending, console, grown_questions(ctx), ctx.task.answer_format
+                live, store, tcfg, trigger, samples, spending, grown_questions(ctx), ctx.task.answer_format
             )
         finally:
             store.close()
@@ -173,14 +172,13 @@ def _settle(store: CompletionStore, holds: Holds | None, dry_run: bool) -> Settl
     if not dry_run:
         store.settle_holds(*mean)
     exceed = holds.held_usd - holds.settle_usd
-    console.print(
+    log.warning(
         f"{'dry run: --settle-holds would count' if dry_run else 'settled (--settle-holds):'} "
         f"{holds.requests} request(s) a killed run left in flight (held since "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holds.since))}) at the mean of the {arrived} "
         f"answered, {mean[0]} prompt + {mean[1]} completion tokens each: ${holds.settle_usd:.4f} instead of "
         f"${holds.held_usd:.4f}; what the provider billed for them is unknown, so the cap could be exceeded "
-        f"by at most ${exceed:.4f}",
-        markup=False,
+        f"by at most ${exceed:.4f}"
     )
     return SettledHolds(
         requests=holds.requests,

@@ -10,8 +10,9 @@ from ftcot.curate import Example
 from ftcot.errors import UserError
 from ftcot.export import model_card
 from ftcot.files import hold_folder, read_jsonl
+from ftcot.log import log
 from ftcot.methods import METHODS, TRAINED
-from ftcot.pipeline import RunContext, console, finish, is_done
+from ftcot.pipeline import RunContext, finish, is_done
 from ftcot.stages.generation import eval_batch_size, generation_budget
 from ftcot.tasks import Sample
 
@@ -31,7 +32,7 @@ def run(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) 
     if unknown:
         raise UserError(f"unknown method to train {unknown[0]!r}; trained methods: {', '.join(TRAINED)}")
     main = is_main_process()
-    say = console.print if main else (lambda *a, **k: None)
+    say = log.info if main else (lambda *a: None)
     val = _samples(read_jsonl(ctx.run.validation))
     summaries = {}
     for method in methods or ctx.cfg.train.methods:
@@ -73,8 +74,7 @@ def run(ctx: RunContext, methods: list[str] | None = None, resume: bool = True) 
             f"train {method}: {len(examples)} examples, up to {t.epochs} epochs ({t.protocol} protocol: lr "
             f"{t.learning_rate:g} {t.lr_schedule}, batch {t.batch_size}x{t.grad_accum}, weight decay {t.weight_decay:g}"
             f"{f', patience {t.patience}' if t.patience else ''}{f', {t.max_minutes:g} min' if t.max_minutes else ''})"
-            f", {len(val)} validation questions{' (with the calculator)' if calculator else ''}",
-            markup=False,
+            f", {len(val)} validation questions{' (with the calculator)' if calculator else ''}"
         )
         summary = train(examples, method, ctx.cfg.student, ctx.cfg.train, out, validate, resume=resume)
         summary.command = " ".join(["ftcot", *sys.argv[1:]])  # for the model card

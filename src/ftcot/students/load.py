@@ -16,6 +16,7 @@ from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 from ftcot.errors import UserError
+from ftcot.log import log, show_progress
 
 
 def cache_dir() -> Path:
@@ -72,15 +73,10 @@ def resolve(name: str) -> str:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    console = Console(file=sys.stderr)  # this stream, not whatever sys.stderr is while the libraries are quiet
     # About 0.35 s a MB of GGUF on the 2-core development machine (SmolLM2's 91 MB: 31 s).
     seconds = max(10, round(gguf.stat().st_size / 1e6 * 0.35, -1))
-    console.print(
-        f"converting {name} ({gguf.name}) to float32 safetensors in {target}, once (about {seconds:.0f} s)",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    log.info(f"converting {name} ({gguf.name}) to float32 safetensors in {target}, once (about {seconds:.0f} s)")
+    console = Console(file=sys.stderr)  # this stream, not whatever sys.stderr is while the libraries are quiet
     steps = ("reading and de-quantizing the GGUF", "rebuilding the model", "writing safetensors")
     # One bar of our own, on a terminal only; a log gets the line above and nothing else.
     progress = Progress(
@@ -89,7 +85,7 @@ def resolve(name: str) -> str:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not (console.is_terminal and show_progress()),
     )
     tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:

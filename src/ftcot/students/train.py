@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
 from ftcot.artifacts import TrainSummary
@@ -25,11 +24,10 @@ from ftcot.engines.hf import HFEngine
 from ftcot.errors import UserError
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
+from ftcot.log import log
 from ftcot.methods import METHODS
 from ftcot.students.load import libraries_quiet, load_student
 from ftcot.tasks import Sample, Task
-
-console = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
 
 def tokenize(
@@ -190,10 +188,9 @@ class ValidationCallback(TrainerCallback):
         if accuracy is None or accuracy > best or not (self.out / "best").exists():
             export(model, self.tokenizer, self.out / "best", self.lora_save)
         write_json(self.history, self.history_path)
-        console.print(
+        log.info(
             f"{self.out.name} epoch {epoch}: validation accuracy {accuracy}, {train_s:.0f} s training, "
-            f"{val_s:.0f} s validating",
-            markup=False,
+            f"{val_s:.0f} s validating"
         )
 
     def _should_stop(self, epoch: int, epochs: int) -> str | None:

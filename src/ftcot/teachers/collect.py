@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import openai
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from ftcot.config import Sampling, TeacherConfig
 from ftcot.errors import UserError
 from ftcot.judge import solved
+from ftcot.log import console, show_progress
 from ftcot.tasks import Sample
 from ftcot.tasks.answers import AnswerFormat
 from ftcot.tasks.prompts import rationalize_step1, zero_shot_cot_step1, zero_shot_cot_step2
@@ -229,7 +229,7 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.completed / task.elapsed if task.elapsed else 0:.1f}/s")
 
 
-def progress_bar(console: Console) -> Progress:
+def progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -239,6 +239,7 @@ def progress_bar(console: Console) -> Progress:
         TextColumn("${task.fields[cost]:.4f}"),
         TimeElapsedColumn(),
         console=console,
+        disable=not show_progress(),
     )
 
 
@@ -249,7 +250,6 @@ def collect(
     trigger: str,
     samples: list[Sample],
     spending: Spending,
-    console: Console | None = None,
     grown: frozenset[int] = frozenset(),
     fmt: AnswerFormat | None = None,
 ) -> Outcome:
@@ -257,10 +257,9 @@ def collect(
     collector = Collector(teacher, store, cfg, trigger, spending, grown, fmt)
     if teacher.through_ledger:  # each request through the ledger (priced or not: tokens are recorded)
         teacher.spending = spending
-    console = console or Console(stderr=True)
     expected = len(samples) * cfg.num_samples  # the first round's; further rounds add to it as they start
     start = time.perf_counter()
-    with progress_bar(console) as progress:
+    with progress_bar() as progress:
         collector.progress = progress
         collector.progress_task = progress.add_task("teacher", total=expected, tokens=0, cost=0.0)
         try:
@@ -397,7 +396,6 @@ def show_plans(
     price,
     before: float,
     budget: float | None,
-    console: Console,
     holds: str | None = None,
 ) -> dict:
     """`teach --dry-run`: what the folder has spent, its cap, what of it is held by requests whose answers have

@@ -1,0 +1,57 @@
+"""ftcot's log (ftcot.log): stage lines on stderr, one line each however long; --quiet keeps warnings only,
+--verbose says why a stage reruns."""
+
+import logging
+
+import pytest
+from helpers import run_cli, run_config
+
+from ftcot.log import log, set_verbosity
+
+
+@pytest.fixture
+def verbosity():
+    yield set_verbosity
+    set_verbosity()  # the default, for the tests after this one
+
+
+def _config(tmp_path, data_dir, **curate):
+    return run_config(tmp_path, data_dir, as_file=True, teacher={"backend": "recorded"}, curate=curate)
+
+
+def test_stage_lines_are_one_line_each_and_quiet_hides_them(tmp_path, data_dir):
+    config = _config(tmp_path, data_dir)
+    assert run_cli("teach", config).returncode == 0
+    result = run_cli("curate", config)
+    assert result.returncode == 0, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("curate:")]
+    assert len(line) > 80 and line.endswith("validation questions")  # piped: never wrapped at 80 columns
+    quiet = run_cli("--quiet", "curate", config)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_quiet_and_verbose_together_is_one_line(tmp_path):
+    result = run_cli("--quiet", "--verbose", "tasks")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --quiet and --verbose contradict each other: give one"]
+
+
+def test_verbose_says_why_a_stage_reruns(tmp_path, data_dir, capsys, verbosity):
+    from ftcot.config import load_config
+    from ftcot.pipeline import STAGES, context, is_done
+
+    config = _config(tmp_path, data_dir)
+    ctx = context(load_config(config))
+    verbosity(verbose=True)
+    assert log.isEnabledFor(logging.DEBUG)
+    assert not is_done(ctx, "teach")
+    assert "teach: runs: no summary" in capsys.readouterr().err
+    STAGES["teach"].run(ctx)
+    STAGES["curate"].run(ctx)
+    assert is_done(ctx, "curate") and capsys.readouterr().err.startswith("curate: kept")
+    changed = context(load_config(_config(tmp_path, data_dir, dedupe=False)))
+    assert not is_done(changed, "curate") and is_done(changed, "teach")
+    assert "curate: reruns: what it depends on (task, split, teacher, curate" in capsys.readouterr().err
+    verbosity(quiet=True)
+    STAGES["curate"].run(changed)
+    assert capsys.readouterr().err == ""
