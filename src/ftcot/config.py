@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ftcot.errors import UserError, first_error
 from ftcot.files import read_text
+from ftcot.log import log
 from ftcot.methods import BASELINES, DEFAULT_TRAINED, METHODS, TRAINED
 from ftcot.tasks import BUILTIN, TaskDecl
 from ftcot.tasks.answers import NAMED
@@ -35,6 +36,14 @@ class Added:
     value: object
 
 
+@dataclass(frozen=True)
+class Renamed:
+    """A key that was called `old`: a config that says `old` still loads, with a one-line note, and fingerprints
+    spell the key `old`, so run folders made before the rename stay complete."""
+
+    old: str
+
+
 def keys_marked(model: type[BaseModel], marker: type) -> dict[str, object]:
     """The model's fields that carry a marker (Operational, Added), each with its marker."""
     return {
@@ -49,6 +58,21 @@ class Strict(BaseModel):
     # No unknown keys; no inf or nan where a number is asked for (a price of .inf makes every cost NaN). A field's
     # docstring is its description, from which docs/configuration.md is generated (ftcot.config_guide).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data):
+        renamed = keys_marked(cls, Renamed)
+        if not isinstance(data, dict) or not renamed:
+            return data
+        data = dict(data)
+        for new, mark in renamed.items():
+            if mark.old in data:
+                if new in data:
+                    raise ValueError(f"{mark.old} is the old name of {new}: give {new} alone")
+                log.warning(f"note: config key {mark.old} is now {new}; the old name is read for now")
+                data[new] = data.pop(mark.old)
+        return data
 
 
 # A server's address and key, for the teacher and for a served student. The messages never repeat the value: it
@@ -153,8 +177,8 @@ class TeacherConfig(Strict):
     """Step 2's trigger; default: the task's trigger."""
     teach_on: list[Literal["train", "test"]] = ["train"]
     """The sides of the split whose questions the teacher answers."""
-    max_samples: int | None = Field(None, ge=1)
-    """The first N questions of each side, for quick runs."""
+    max_questions: Annotated[int | None, Renamed("max_samples")] = Field(None, ge=1)
+    """The first N questions of each side, for quick runs (was max_samples)."""
     adaptive: Annotated[Adaptive | None, Added(None)] = None
     """Diverse reasoning in rounds; train questions only (test questions are asked num_samples times)."""
     rationalize: Annotated[bool, Added(False)] = False
@@ -408,8 +432,8 @@ class EvalConfig(Strict):
     max_new_tokens: int | None = Field(None, ge=1)
     """For reasoning outputs (answers alone get 16); default: the 99th percentile of the curated completions'
     length in student tokens, plus a margin."""
-    max_samples: int | None = Field(None, ge=1)
-    """The first N test questions, for quick runs."""
+    max_questions: Annotated[int | None, Renamed("max_samples")] = Field(None, ge=1)
+    """The first N test questions, for quick runs (was max_samples)."""
     choice_by_content: Annotated[bool, Added(False)] = False
     """Choice tasks: also score each reasoning output by the option its rationale names by text (its final date,
     object...), as a row of its own beside the paper's parser (which reads the letter after the marker)."""

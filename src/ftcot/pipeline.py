@@ -24,6 +24,7 @@ from ftcot.config import (
     CurateConfig,
     EvalConfig,
     Operational,
+    Renamed,
     RunConfig,
     TeacherConfig,
     TrainConfig,
@@ -63,6 +64,7 @@ def context(cfg: RunConfig) -> RunContext:
 SECTIONS = {"teacher": TeacherConfig, "curate": CurateConfig, "train": TrainConfig, "evaluate": EvalConfig}
 OPERATIONAL = {name: set(keys) for name, model in SECTIONS.items() if (keys := keys_marked(model, Operational))}
 ADDED_KEYS = {name: {k: m.value for k, m in keys_marked(model, Added).items()} for name, model in SECTIONS.items()}
+RENAMED = {name: {k: m.old for k, m in keys_marked(model, Renamed).items()} for name, model in SECTIONS.items()}
 
 
 def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
@@ -73,6 +75,10 @@ def fingerprint(ctx: RunContext, stage: str, method: str = "") -> str:
         for key, default in keys.items():
             if section in data and data[section][key] == default:
                 del data[section][key]
+    for section, keys in RENAMED.items():
+        for key, old in keys.items():
+            if section in data:
+                data[section][old] = data[section].pop(key)
     c = data.get("curate")
     if c is not None:  # keys that change nothing for this task are out of the hash
         if not ctx.task.answer_format.choice:

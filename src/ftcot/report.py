@@ -76,7 +76,9 @@ def _outputs(result: Evaluation) -> dict:
     }
 
 
-def collect(runs: list[Path]) -> list[dict]:
+def read_runs(runs: list[Path]) -> list[dict]:
+    """The report's rows: one per evaluated method of each run folder (its accuracy, teacher spending and
+    training), plus a row per variant (read by content, self-consistency, the calculator) where one was run."""
     rows = []
     for run in runs:
         folder = RunFolder(run)
@@ -428,7 +430,7 @@ def plot_cost(rows: list[dict], path: Path) -> bool:
 def report(root: Path) -> dict:
     """Write report.md, report.csv and plots into root; return the table and what was written."""
     runs = find_runs(Path(root))
-    rows = collect(runs)
+    rows = read_runs(runs)
     if not rows:
         raise UserError(f"no evaluation results under {root} (eval/<method>/metrics.json): run `ftcot evaluate`")
     results, notes, failures, calculator = (

@@ -74,7 +74,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
                 raise UserError(f"evaluate {method} on task {ctx.task.key}: {exc}") from None
         check_engine(ctx.cfg, method)
     hold_folder(ctx.run.eval)
-    test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_samples]
+    test = ctx.task.split_samples("test", ctx.cfg.split)[: ctx.cfg.evaluate.max_questions]
     results = {}
     base = None  # the base student's engine, shared by the baselines
     budget = None

@@ -23,7 +23,7 @@ def teach_samples(ctx: RunContext) -> list[Sample]:
     samples = []
     for side in ctx.cfg.teacher.teach_on:
         part = ctx.task.split_samples(side, ctx.cfg.split)
-        samples.extend(part[: ctx.cfg.teacher.max_samples] if ctx.cfg.teacher.max_samples else part)
+        samples.extend(part[: ctx.cfg.teacher.max_questions] if ctx.cfg.teacher.max_questions else part)
     return samples
 
 

@@ -97,7 +97,7 @@ class _Features(torch.utils.data.Dataset):
         return self.features[i]
 
 
-def export(model, tokenizer, target: Path, lora_save: str | None) -> None:
+def save_student(model, tokenizer, target: Path, lora_save: str | None) -> None:
     """Save weights (safetensors) and tokenizer so plain `from_pretrained` loads them; atomically."""
     tmp = target.with_name(target.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -186,7 +186,7 @@ class ValidationCallback(TrainerCallback):
             }
         ]
         if accuracy is None or accuracy > best or not (self.out / "best").exists():
-            export(model, self.tokenizer, self.out / "best", self.lora_save)
+            save_student(model, self.tokenizer, self.out / "best", self.lora_save)
         write_json(self.history, self.history_path)
         log.info(
             f"{self.out.name} epoch {epoch}: validation accuracy {accuracy}, {train_s:.0f} s training, "
