@@ -59,7 +59,7 @@ def bundled_student(tmp_path_factory, data_dir):
 
     cache = tmp_path_factory.mktemp("cold_cache")
     work = tmp_path_factory.mktemp("bundled_student")
-    config = run_config(work, data_dir, as_file="c.yaml", evaluate={"max_samples": 2, "max_new_tokens": 8})
+    config = run_config(work, data_dir, as_file="c.yaml", evaluate={"max_questions": 2, "max_new_tokens": 8})
     return cache, run_cli("evaluate", config, "--method", "zero_shot", env={"FTCOT_CACHE_DIR": str(cache)})
 
 

@@ -58,7 +58,7 @@ def test_beyond_student_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
     config = yaml.safe_load((BENCHMARKS.parent / "configs" / "beyond_coin_flip.yaml").read_text())
     config |= {"run_dir": str(tmp_path / "run"), "data_dir": str(data_dir), "student": {"model": str(tiny_lm)}}
     config["train"] |= {"epochs": 1, "max_examples": 8, "learning_rate": 0.001}
-    config["evaluate"] |= {"max_new_tokens": 8, "max_samples": 4}
+    config["evaluate"] |= {"max_new_tokens": 8, "max_questions": 4}
     (tmp_path / "beyond.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "beyond.md"
     run_benchmark("beyond_student.py", "--config", tmp_path / "beyond.yaml", "--max-test", 4, "--out", out)

@@ -261,7 +261,7 @@ def test_arc_parquet_and_mmlu_csv_run_end_to_end(tmp_path, tiny_lm, shape):
                 "curate": {"permute_choices": 1},
                 "student": {"model": str(tiny_lm)},
                 "train": {"epochs": 1, "batch_size": 8, "max_examples": 8, "methods": ["ft_cot"]},
-                "evaluate": {"baselines": ["zero_shot"], "max_samples": 4, "max_new_tokens": 12},
+                "evaluate": {"baselines": ["zero_shot"], "max_questions": 4, "max_new_tokens": 12},
             }
         )
     )

@@ -59,3 +59,10 @@ def test_ftcot_config_prints_the_new_names(tmp_path, data_dir):
     printed = yaml.safe_load(result.stdout)
     assert printed["teacher"]["max_questions"] == 3 and "max_samples" not in printed["teacher"]
     assert RunConfig.model_validate(printed).teacher.max_questions == 3  # what it prints loads again
+
+
+def test_a_config_with_an_old_name_and_a_mistake_is_still_one_line(tmp_path, data_dir):
+    result = run_cli("config", _quickstart(tmp_path, data_dir, teacher={"max_samples": 3}, train={"epochs": 0}))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and "train.epochs" in line

@@ -148,7 +148,7 @@ def _run_config(tmp_path, data_dir, tiny_lm, teacher: dict):
         teacher={"num_samples": 1, "teach_on": ["train", "test"], **teacher},
         student={"model": str(tiny_lm)},
         train={"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "max_examples": 32},
-        evaluate={"max_samples": 8, "max_new_tokens": 12},
+        evaluate={"max_questions": 8, "max_new_tokens": 12},
     )
 
 
@@ -385,7 +385,7 @@ def test_a_file_rewritten_under_its_old_mtime_is_read_afresh(tmp_path):
 
 
 def test_export_works_on_a_run_made_stage_by_stage_and_refuses_an_empty_one(tmp_path, data_dir):
-    config = run_config(tmp_path, data_dir, as_file="c.yaml", teacher={"max_samples": 12})
+    config = run_config(tmp_path, data_dir, as_file="c.yaml", teacher={"max_questions": 12})
     for stage in ("teach", "curate"):
         assert run_cli(stage, config).returncode == 0
     result = run_cli("export", tmp_path / "run", "--to", tmp_path / "out", "--format", "messages")

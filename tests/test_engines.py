@@ -38,7 +38,7 @@ def _config(tmp_path, data_dir, student, **evaluate) -> RunConfig:
         tmp_path,
         data_dir,
         student={"model": str(student)},
-        evaluate={"max_samples": 8, "max_new_tokens": 24, **evaluate},
+        evaluate={"max_questions": 8, "max_new_tokens": 24, **evaluate},
     )
 
 

@@ -14,12 +14,12 @@ def _config(tmp_path, data_dir, tiny_lm, **evaluate):
         data_dir,
         as_file=True,
         run_dir=str(tmp_path / "runs" / "tiny"),
-        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
+        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_questions": 40},
         student={"model": str(tiny_lm)},
         train={"epochs": 2, "batch_size": 8, "learning_rate": 0.001},
         evaluate={
             "baselines": ["zero_shot", "zero_shot_cot", "few_shot_cot"],
-            "max_samples": 8,
+            "max_questions": 8,
             "max_new_tokens": 16,
             **evaluate,
         },
@@ -82,7 +82,7 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
     assert "teach: done already" in again.stderr and "curate: done already" in again.stderr
     assert "train ft_cot: done already" in again.stderr and "evaluate" not in again.stderr
 
-    changed = _config(tmp_path, data_dir, tiny_lm, max_samples=6)
+    changed = _config(tmp_path, data_dir, tiny_lm, max_questions=6)
     third = run_cli("run", changed)
     assert third.returncode == 0
     assert "train ft_cot: done already" in third.stderr and "evaluate ft_cot:" in third.stderr

@@ -238,7 +238,7 @@ def test_torchrun_two_processes_validate_and_write_once(tiny_lm, data_dir, tmp_p
                 "task": "coin_flip",
                 "run_dir": str(tmp_path / "run"),
                 "data_dir": str(data_dir),
-                "teacher": {"max_samples": 60},
+                "teacher": {"max_questions": 60},
                 "student": {"model": str(tiny_lm)},
                 "train": {
                     "methods": ["ft_cot"],

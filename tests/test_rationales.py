@@ -386,7 +386,7 @@ def test_a_custom_choice_task_gets_all_of_it_end_to_end(tmp_path, data_dir, tiny
                     "max_examples": 24,
                     "methods": ["ft_cot"],
                 },
-                "evaluate": {"baselines": [], "max_samples": 6, "max_new_tokens": 16, "choice_by_content": True},
+                "evaluate": {"baselines": [], "max_questions": 6, "max_new_tokens": 16, "choice_by_content": True},
             }
         )
     )

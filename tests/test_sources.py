@@ -202,7 +202,7 @@ def test_num_samples_takes_the_first_D_and_sources_add_up_in_order(data_dir, tmp
             "backend": "recorded",
             "records": [table.model_dump(exclude_defaults=True)],
             "num_samples": 2,
-            "max_samples": 6,
+            "max_questions": 6,
             "on_missing": "skip",
         },
         "curate": {"val_fraction": 0.0},
@@ -349,11 +349,11 @@ def test_a_whole_run_from_a_rationale_file_on_a_tiny_student(data_dir, tiny_lm, 
                     "model": "my-teacher",
                     "records": {"path": str(path)},
                     "num_samples": 2,
-                    "max_samples": 40,
+                    "max_questions": 40,
                 },
                 "student": {"model": str(tiny_lm)},
                 "train": {"epochs": 1, "learning_rate": 0.001},
-                "evaluate": {"baselines": [], "max_samples": 4, "max_new_tokens": 8},
+                "evaluate": {"baselines": [], "max_questions": 4, "max_new_tokens": 8},
             }
         )
     )
@@ -453,7 +453,7 @@ def test_a_changed_source_file_reruns_the_teacher_and_all_after_it(kind, data_di
                 "task": "coin_flip",
                 "data_dir": str(data_dir),
                 "run_dir": str(tmp_path / "run"),
-                "teacher": {"backend": "recorded", "model": "mine", "records": records_cfg, "max_samples": 3},
+                "teacher": {"backend": "recorded", "model": "mine", "records": records_cfg, "max_questions": 3},
             }
         )
     )

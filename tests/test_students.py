@@ -226,7 +226,7 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
                 "task": "coin_flip",
                 "run_dir": str(run),
                 "data_dir": str(data_dir),
-                "teacher": {"max_samples": 200},
+                "teacher": {"max_questions": 200},
                 "student": {"model": str(tiny_lm)},
                 "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2},
                 "evaluate": {"max_new_tokens": 4, "batch_size": 32},

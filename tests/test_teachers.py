@@ -256,7 +256,7 @@ def test_a_lone_surrogate_in_a_completion_is_stored_as_a_replacement_character(s
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes(server, data_dir, tmp_path):
-    cfg = _priced_config(server, data_dir, tmp_path, max_samples=20, concurrency=1)
+    cfg = _priced_config(server, data_dir, tmp_path, max_questions=20, concurrency=1)
     first = teach(context(cfg), max_cost=1.0)  # each request costs ~$0.05 at this price, ~$0.45 at its worst case
     assert first.stopped_by_budget and 0 < first.collected < 20
     assert 1.0 - 0.5 <= first.cost_usd <= 1.0  # stops once the next request's worst case does not fit
@@ -278,7 +278,7 @@ def test_dry_run_counts_requests_tokens_and_cost(server, data_dir, tmp_path):
             "base_url": server.base_url,
             "api_key_env": None,
             "num_samples": 4,
-            "max_samples": 10,
+            "max_questions": 10,
         },
     )
     plan = teach(context(cfg), dry_run=True)
@@ -297,7 +297,7 @@ def test_batch_api_fills_the_store_and_resumes_from_batch_id(server, data_dir, t
             "base_url": server.base_url,
             "api_key_env": None,
             "num_samples": 2,
-            "max_samples": 5,
+            "max_questions": 5,
             "batch": True,
             "batch_poll_s": 0.01,
             "rationale": {"temperature": 0.7},
@@ -332,7 +332,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, data
         base_url=server.base_url,
         api_key_env=None,
         num_samples=2,
-        max_samples=40,
+        max_questions=40,
         concurrency=4,
         n_per_request=False,
         rationale={"temperature": 0.7},
@@ -408,7 +408,7 @@ def _teach_config(tmp_path, data_dir, **teacher):
         tmp_path,
         data_dir,
         as_file="teach.yaml",
-        teacher={"backend": "openai", "model": "m", "max_samples": 3, **teacher},
+        teacher={"backend": "openai", "model": "m", "max_questions": 3, **teacher},
     )
 
 
@@ -475,7 +475,7 @@ def test_a_budget_holds_at_high_concurrency_and_is_used_up(tmp_path, data_dir):
         "api_key_env": None,
         "model": "dear",
         "num_samples": 2,
-        "max_samples": 60,
+        "max_questions": 60,
         "concurrency": 32,
         "rationale": {"temperature": 0.7, "max_tokens": 64},
         "prices": {"dear": {"input": 10_000, "output": 10_000}},
@@ -565,7 +565,7 @@ def _dear_teacher(tmp_path, data_dir, server, **teacher):
         api_key_env=None,
         model="dear",
         num_samples=2,
-        max_samples=60,
+        max_questions=60,
         concurrency=32,
         n_per_request=False,
         rationale={"temperature": 0.7, "max_tokens": 64},
@@ -737,7 +737,7 @@ def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server,
     with sqlite3.connect(db) as con:
         con.execute("DROP TABLE spending")  # as an older ftcot left it
     spent = (done.prompt_tokens + done.completion_tokens) * 1000.0 / 1e6
-    cfg.teacher.max_samples = 12  # two questions more to ask
+    cfg.teacher.max_questions = 12  # two questions more to ask
     before = len(server.completion_requests())
     again = teach(context(cfg), max_cost=spent * 0.99)
     assert again.stopped_by_budget and len(server.completion_requests()) == before
@@ -757,13 +757,13 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
             "base_url": server.base_url,
             "api_key_env": None,
             "num_samples": 1,
-            "max_samples": 4,
+            "max_questions": 4,
             "concurrency": 1,
         },
     )
     teach(context(unpriced))
     batched = unpriced.model_copy(deep=True)
-    batched.teacher.max_samples, batched.teacher.batch, batched.teacher.batch_poll_s = 8, True, 0.01
+    batched.teacher.max_questions, batched.teacher.batch, batched.teacher.batch_poll_s = 8, True, 0.01
     teach(context(batched))
     store = CompletionStore(tmp_path / "run" / "teacher" / "store.sqlite")
     prompt_tokens, completion_tokens = store.spent()
@@ -777,7 +777,7 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
     assert any(r[0] == "BATCH" for r in server.requests)
     assert prompt_tokens + completion_tokens == answered + gateway
     priced = batched.model_copy(deep=True)
-    priced.teacher.batch, priced.teacher.max_samples = False, 12
+    priced.teacher.batch, priced.teacher.max_questions = False, 12
     priced.teacher.prices = {"free": Price(input=1000.0, output=1000.0)}
     before = len(server.completion_requests())
     again = teach(context(priced), max_cost=(prompt_tokens + completion_tokens) * 1000.0 / 1e6)
@@ -787,7 +787,7 @@ def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(s
 def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir, tmp_path):
     """A dropped connection may still be billed: the budget counts its worst case, so the cap still holds."""
     server.faults.append(("drop",))
-    cfg = _priced_config(server, data_dir, tmp_path, max_samples=4, concurrency=1, max_cost=100.0)
+    cfg = _priced_config(server, data_dir, tmp_path, max_questions=4, concurrency=1, max_cost=100.0)
     summary = teach(context(cfg))
     first = server.completion_requests()[0]
     worst = (len(first["prompt"].encode()) + 16 + first["max_tokens"]) * 1000.0 / 1e6
@@ -800,7 +800,7 @@ def test_a_request_without_an_answer_is_charged_its_worst_case(server, data_dir,
 def test_a_second_process_on_the_same_run_folder_exits_2_naming_the_holder(data_dir, tmp_path):
     server = OpenAIServer(latency_s=0.3).start()
     config = _teach_config(
-        tmp_path, data_dir, base_url=server.base_url, api_key_env=None, num_samples=1, max_samples=6, concurrency=1
+        tmp_path, data_dir, base_url=server.base_url, api_key_env=None, num_samples=1, max_questions=6, concurrency=1
     )
     first = subprocess.Popen(
         [sys.executable, "-m", "ftcot.cli", "teach", str(config)],
@@ -837,7 +837,7 @@ def _priced_config(server, data_dir, tmp_path, **teacher):
             "base_url": server.base_url,
             "api_key_env": None,
             "num_samples": 1,
-            "max_samples": 10,
+            "max_questions": 10,
             "prices": {"priced": {"input": 1000.0, "output": 1000.0}},
             **teacher,
         },
@@ -911,7 +911,7 @@ def _chat_config(server, data_dir, tmp_path, **teacher):
             "base_url": server.base_url,
             "api_key_env": None,
             "num_samples": 1,
-            "max_samples": 3,
+            "max_questions": 3,
             **teacher,
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -70,9 +71,16 @@ class Strict(BaseModel):
             if mark.old in data:
                 if new in data:
                     raise ValueError(f"{mark.old} is the old name of {new}: give {new} alone")
-                log.warning(f"note: config key {mark.old} is now {new}; the old name is read for now")
+                notes = _renamed_notes.get()
+                if notes is not None:  # else validated outside a RunConfig: nobody to say it
+                    notes.append(f"note: config key {mark.old} is now {new}; the old name is read for now")
                 data[new] = data.pop(mark.old)
         return data
+
+
+# The notes of a config being validated: said once it is valid (RunConfig), so a config that also has a mistake
+# is still one line on stderr.
+_renamed_notes: ContextVar[list[str] | None] = ContextVar("renamed_notes", default=None)
 
 
 # A server's address and key, for the teacher and for a served student. The messages never repeat the value: it
@@ -510,6 +518,12 @@ class RunConfig(Strict):
             )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _notes_of_this_config(cls, data):
+        _renamed_notes.set([])
+        return data
+
     @model_validator(mode="after")
     def _curation_fits_the_task(self) -> RunConfig:
         if self.curate.consistency is None:  # the paper's filter under the paper's protocol
@@ -529,6 +543,13 @@ class RunConfig(Strict):
         ):
             if on and not numeric:
                 raise ValueError(f"{key}: task {self.task_name}'s answers are not numbers (answer format {fmt})")
+        return self
+
+    @model_validator(mode="after")
+    def _say_renamed_keys(self) -> RunConfig:  # the last check: said only of a config that is valid
+        for note in _renamed_notes.get() or ():
+            log.warning(note)
+        _renamed_notes.set(None)
         return self
 
     @property

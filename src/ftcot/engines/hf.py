@@ -57,9 +57,11 @@ class HFEngine:
         temperature: float = 0.0,
         seed: int = 0,
         progress: Callable[[int], None] | None = None,
+        add_special_tokens: bool | None = None,
     ) -> list[list[Continuation]]:
         """generate's continuations with how many tokens each took and whether it ended before the budget (the
-        local teacher's finish reasons and usage)."""
+        local teacher's finish reasons and usage). add_special_tokens: the engine's unless given (the local
+        teacher's prompts, framed by a chat template, bring their own)."""
         outputs = _generate(
             self.model,
             self.tokenizer,
@@ -71,7 +73,7 @@ class HFEngine:
             k,
             temperature,
             seed,
-            self.add_special_tokens,
+            self.add_special_tokens if add_special_tokens is None else add_special_tokens,
         )
         self.tokens += sum(c.tokens for row in outputs for c in row)
         return outputs

@@ -20,7 +20,7 @@ from ftcot.engines import until_done, weights_stamp
 from ftcot.errors import UserError
 from ftcot.students.load import load_tokenizer
 from ftcot.teachers.openai_api import MalformedResponse, OpenAITeacher
-from ftcot.teachers.store import CompletionStore, sent_from
+from ftcot.teachers.store import CompletionStore, Generation
 
 
 class OpenAIEngine:
@@ -77,14 +77,13 @@ class OpenAIEngine:
 
         async def one(prompt: str) -> list[str]:
             got = [store.get(self.identity, prompt, params, j) for j in range(k)]
+
+            def arrived(j: int, generation: Generation) -> None:
+                got[j] = generation
+                self.tokens += generation.completion_tokens or 0
+
             missing = [j for j, g in enumerate(got) if g is None]
-            while missing:  # a server may return fewer than asked (llama.cpp returns one)
-                generations = await client.sample(prompt, len(missing), sent_from(params, missing[0]))
-                for j, generation in zip(missing, generations):
-                    store.put(self.identity, prompt, params, j, generation)
-                    got[j] = generation
-                    self.tokens += generation.completion_tokens or 0
-                missing = missing[len(generations) :]
+            await store.ask_missing(self.identity, prompt, params, missing, client.sample, arrived=arrived)
             if progress is not None:
                 progress(1)
             return [until_done(g.text, done) for g in got]

@@ -30,7 +30,7 @@ from ftcot.teachers.batch import prefill
 from ftcot.teachers.cost import BudgetReached, Spending, cost_of
 from ftcot.teachers.openai_api import MalformedResponse
 from ftcot.teachers.records import TeacherCompletion
-from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of, sent_from
+from ftcot.teachers.store import CompletionStore, Generation, completion_key, rationale_of
 
 if TYPE_CHECKING:
     from ftcot.teachers import Teacher
@@ -92,22 +92,24 @@ class Collector:
                 got[k] = self.in_flight[key] = asyncio.get_running_loop().create_future()
                 missing.append(k)
         done_ks: set[int] = set()
+
+        def budget() -> None:
+            self._show()
+            if self.spending.exhausted:
+                self.spending.stopped = True
+                raise BudgetReached
+
+        def arrived(k: int, generation: Generation) -> None:
+            if not self.teacher.through_ledger:  # else charged as each request returned
+                self.spending.add(generation.prompt_tokens, generation.completion_tokens)
+            self.in_flight.pop(completion_key(identity, prompt, params, k)).set_result(generation)
+            done_ks.add(k)
+
         try:
-            while missing:
-                if self.spending.exhausted:
-                    self.spending.stopped = True
-                    raise BudgetReached
-                n = len(missing) if self.cfg.n_per_request else 1
-                generations = await self.teacher.sample(prompt, n, sent_from(params, missing[0]))
-                for k, generation in zip(missing, generations):
-                    if not self.teacher.through_ledger:  # else charged as each request returned
-                        self.spending.add(generation.prompt_tokens, generation.completion_tokens)
-                    if not self.store.put(identity, prompt, params, k, generation):
-                        generation = self.store.get(identity, prompt, params, k)  # the first one stored wins
-                    self.in_flight.pop(completion_key(identity, prompt, params, k)).set_result(generation)
-                    done_ks.add(k)
-                missing = missing[len(generations) :]
-                self._show()
+            await self.store.ask_missing(
+                identity, prompt, params, missing, self.teacher.sample, self.cfg.n_per_request, budget, arrived
+            )
+            self._show()
         except BaseException as exc:
             for k in (k for k in missing if k not in done_ks):  # whoever shares these learns why they will not come
                 future = self.in_flight.pop(completion_key(identity, prompt, params, k))

@@ -47,9 +47,6 @@ class HFTeacher:
             )
         return prompt
 
-    def _encode(self, prompt: str):
-        return self.tokenizer(self._text(prompt), return_tensors="pt", add_special_tokens=not self.chat)
-
     def _generate(self, prompts: list[str], n: int, params: dict) -> list[list[Generation]]:
         """n continuations of each prompt (greedy decoding gives one, repeated so that each k has its own)."""
         if params.get("top_p", 1.0) != 1.0:
@@ -57,7 +54,7 @@ class HFTeacher:
         sample = params.get("temperature", 0) > 0
         stop = tuple(params.get("stop") or ())
         texts = [self._text(p) for p in prompts]
-        self.engine.add_special_tokens = not self.chat  # a chat template frames the prompt with its own tokens
+        special = not self.chat  # a chat template frames the prompt with its own tokens
         start = time.perf_counter()
         outputs = self.engine.continuations(
             texts,
@@ -67,9 +64,10 @@ class HFTeacher:
             n if sample else 1,
             params["temperature"] if sample else 0.0,
             params.get("seed", 0),
+            add_special_tokens=special,
         )
         latency = (time.perf_counter() - start) / len(prompts)
-        prompt_tokens = [self._encode(p)["input_ids"].shape[1] for p in prompts]
+        prompt_tokens = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
         out = []
         for length, row in zip(prompt_tokens, outputs):
             generations = []

@@ -9,6 +9,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,30 @@ class CompletionStore:
             (completion_key(teacher, prompt, params, k),),
         ).fetchone()
         return Generation(*row) if row else None
+
+    async def ask_missing(
+        self,
+        teacher: str,
+        prompt: str,
+        params: dict,
+        missing: list[int],
+        sample: Callable[[str, int, dict], Awaitable[list[Generation]]],
+        n_per_request: bool = True,
+        before_request: Callable[[], None] = lambda: None,
+        arrived: Callable[[int, Generation], None] = lambda k, generation: None,
+    ) -> None:
+        """Ask `sample` (a teacher's, or a served student's client) for completions `missing` of prompt, all in one
+        request (n) where n_per_request, else one a request, the seed moved on for each (sent_from); a server that
+        answers fewer than asked (llama.cpp gives one) is asked again for the rest. Each completion is stored the
+        moment it arrives, and `arrived` gets what the store then holds (the first one stored wins)."""
+        while missing:
+            before_request()  # the collector's budget check: it raises to send nothing more
+            generations = await sample(prompt, len(missing) if n_per_request else 1, sent_from(params, missing[0]))
+            for k, generation in zip(missing, generations):
+                if not self.put(teacher, prompt, params, k, generation):
+                    generation = self.get(teacher, prompt, params, k)
+                arrived(k, generation)
+            missing = missing[len(generations) :]
 
     def put(self, teacher: str, prompt: str, params: dict, k: int, generation: Generation) -> bool:
         """Store a completion; False when that key was already stored (the first one wins)."""
