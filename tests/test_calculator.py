@@ -14,7 +14,7 @@ import yaml
 from helpers import run_cli
 
 from ftcot import calculator as calc
-from ftcot.methods import get_method
+from ftcot.methods import Stop, get_method
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ class CharTokenizer:
 
 class ScriptedEngine:
     """An engine whose student writes `student(context, sample)` one character a token: each continuation ends
-    where the script ends (EOS), once `done` holds, at a stop string, or after max_new_tokens. It logs each
+    where the script ends (EOS), where `stop` ends it, or after max_new_tokens. It logs each
     call's prompts, budget and k."""
 
     kind, parameters, tokenizer = "decoder", None, CharTokenizer()
@@ -150,7 +150,7 @@ class ScriptedEngine:
     def __init__(self, student):
         self.student, self.tokens, self.log = student, 0, []
 
-    def generate(self, prompts, max_new_tokens, done, stop=(), k=1, temperature=0.0, seed=0, progress=None):
+    def generate(self, prompts, max_new_tokens, stop=Stop(), k=1, temperature=0.0, seed=0, progress=None):
         self.log.append((list(prompts), max_new_tokens, k))
         out = []
         for prompt in prompts:
@@ -159,7 +159,7 @@ class ScriptedEngine:
                 script, text = self.student(prompt, j if temperature > 0 else 0), ""
                 for c in script[:max_new_tokens]:
                     text += c
-                    if (done and done(text)) or any(s in text for s in stop):
+                    if stop(text):
                         break
                 self.tokens += len(text)
                 row.append(text)
@@ -188,8 +188,8 @@ def bad_at_sums(context: str, sample: int = 0) -> str:
 def test_without_an_equals_sign_the_outputs_are_the_plain_engines():
     engine = ScriptedEngine(lambda context, j: " 3 apples and x = 5 apples. --> 3\n")  # x = 5: nothing computed
     m = get_method("ft_cot")
-    plain = engine.generate(["Q ###", "R ###"], 64, m.done, m.stop)
-    written = calc.generate(engine, ["Q ###", "R ###"], 64, m.done, m.stop)
+    plain = engine.generate(["Q ###", "R ###"], 64, m.stop)
+    written = calc.generate(engine, ["Q ###", "R ###"], 64, m.stop)
     assert [[w.text for w in row] for row in written] == plain and all(not w.calls for row in written for w in row)
     assert len(engine.log) == 2  # one call, no second round
 
@@ -198,7 +198,7 @@ def test_the_value_is_written_where_an_expression_meets_an_equals_sign():
     engine = ScriptedEngine(bad_at_sums)
     m = get_method("ft_cot")
     prompts = ["Ada has 42 and 7 ###", "Bo has 3 and 4 ###", "Cy has none ###"]
-    written = [row[0] for row in calc.generate(engine, prompts, 64, m.done, m.stop)]
+    written = [row[0] for row in calc.generate(engine, prompts, 64, m.stop)]
     assert written[0].text == " He has 42 + 7 = 49 in all. --> 49\n"
     assert written[1].text == " He has 3 + 4 = 7 in all. --> 7\n"
     assert written[2].text == " We count nothing. --> 0\n" and not written[2].calls
@@ -223,7 +223,7 @@ def test_several_equals_signs_in_one_output_and_a_chain():
 
     engine = ScriptedEngine(student)
     m = get_method("ft_cot")
-    ((w,),) = calc.generate(engine, ["Q ###"], 128, m.done, m.stop)
+    ((w,),) = calc.generate(engine, ["Q ###"], 128, m.stop)
     assert w.text == " 2 + 3 = 5 then 5 x 2 = 10 + 1 = 11. So = 1. --> 11\n"  # So = 1: nothing to compute
     assert [(c.expression, c.value, c.own, c.own_right) for c in w.calls] == [
         ("2 + 3", "5", "6", False),
@@ -234,7 +234,7 @@ def test_several_equals_signs_in_one_output_and_a_chain():
 
 def test_the_rounds_share_the_token_budget():
     engine = ScriptedEngine(lambda context, j: " 1 + 1 = 3 and" if "=" not in context else " more words go on")
-    ((w,),) = calc.generate(engine, ["Q ###"], 20, None)
+    ((w,),) = calc.generate(engine, ["Q ###"], 20)
     assert w.text == " 1 + 1 = 2 more word" and len(w.text) == 20  # 20 tokens in all, the value's among them
     assert [budget for _, budget, _ in engine.log] == [20, 10]
 
@@ -242,7 +242,7 @@ def test_the_rounds_share_the_token_budget():
 def test_each_output_keeps_its_own_share_of_a_rounds_budget():
     long = " 1 + 1 = 3 " + "word " * 20
     engine = ScriptedEngine(lambda context, j: long if context.startswith("long") else " 12 + 30 = 40 ok " * 3)
-    outputs = calc.generate(engine, ["long ###", "short ###"], 30, None)
+    outputs = calc.generate(engine, ["long ###", "short ###"], 30)
     assert [len(row[0].text) for row in outputs] == [30, 30]
 
 
@@ -252,7 +252,7 @@ def test_samples_that_reach_the_same_text_go_on_as_distinct_samples():
 
     engine = ScriptedEngine(student)
     m = get_method("ft_cot")
-    rows = calc.generate(engine, ["Q ###", "R ###"], 64, m.done, m.stop, k=3, temperature=0.7, seed=1)
+    rows = calc.generate(engine, ["Q ###", "R ###"], 64, m.stop, k=3, temperature=0.7, seed=1)
     assert [[w.text for w in row] for row in rows] == [[f" 2 + 2 = 4 sample {j} --> 4\n" for j in range(3)]] * 2
     assert [(len(prompts), k) for prompts, _, k in engine.log] == [(2, 3), (2, 3)]
 
@@ -261,7 +261,7 @@ def test_the_methods_own_stop_rule_ends_an_output_after_a_value_was_written():
     # After the value, the engine sees the new text alone: the marker before it must still end the output.
     engine = ScriptedEngine(lambda context, j: " so --> 2 + 2 = 5\nQ: next" if "=" not in context else "\nQ: next")
     m = get_method("ft_cot")
-    ((w,),) = calc.generate(engine, ["Q ###"], 64, m.done, m.stop)
+    ((w,),) = calc.generate(engine, ["Q ###"], 64, m.stop)
     assert w.text == " so --> 2 + 2 = 4\n"
 
 

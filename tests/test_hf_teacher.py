@@ -1,3 +1,5 @@
+import asyncio
+
 from ftcot.config import TeacherConfig
 from ftcot.tasks import load_task
 from ftcot.teachers.collect import collect
@@ -33,5 +35,6 @@ def test_local_transformers_teacher_samples_d_rationales(tiny_lm, data_dir, tmp_
 def test_chat_template_is_used_when_the_model_has_one(tiny_lm):
     teacher = HFTeacher(str(tiny_lm))
     teacher.tokenizer.chat_template = "{% for m in messages %}[user] {{ m['content'] }}{% endfor %} [assistant]"
-    ids = teacher._encode("Q: hi")["input_ids"][0]
-    assert teacher.tokenizer.decode(ids) == "[user] Q: hi [assistant]"
+    [generation] = asyncio.run(teacher.sample("Q: hi", 1, {"temperature": 0, "max_tokens": 2}))
+    framed = teacher.tokenizer("[user] Q: hi [assistant]", add_special_tokens=False)["input_ids"]
+    assert generation.prompt_tokens == len(framed)  # the template's text, without a second BOS

@@ -21,6 +21,7 @@ from ftcot.config import LoraConfig, StudentConfig, TrainConfig
 from ftcot.curate import Example
 from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate
+from ftcot.methods import Stop
 from ftcot.students.load import load_student
 from ftcot.students.train import tokenize, train
 from ftcot.tasks import load_task
@@ -29,9 +30,9 @@ from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
 
 
 def generate(model, tokenizer, texts, max_new_tokens, batch_size, done=None):
-    """Greedy continuations through the hf engine."""
+    """Greedy continuations through the hf engine, ended by the rule `done` where one is given."""
     engine = HFEngine(model, tokenizer, "decoder", batch_size)
-    return [o[0] for o in engine.generate(texts, max_new_tokens, done or (lambda text: False))]
+    return [o[0] for o in engine.generate(texts, max_new_tokens, Stop(done))]
 
 
 def _examples(data_dir, n=24):
@@ -80,7 +81,7 @@ def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, data_d
 def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_rows(tiny_lm, data_dir):
     from transformers import LlamaForCausalLM, StoppingCriteriaList
 
-    from ftcot.engines.hf import StopWhenDone
+    from ftcot.engines.hf import StopCriteria
 
     # Larger random weights than the fixture's make every token depend on position and cache: a wrong position
     # id or a row mixed up in the pruned cache changes the text.
@@ -108,7 +109,7 @@ def test_pruned_greedy_decoding_equals_transformers_generate_and_drops_finished_
                 max_new_tokens=30,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([StopWhenDone(tokenizer, width, done)] if done else []),
+                stopping_criteria=StoppingCriteriaList([StopCriteria(tokenizer, width, Stop(done))] if done else []),
             )
         assert ours == [tokenizer.decode(row[width:], skip_special_tokens=True) for row in reference]
         assert sizes[0] == 8 and sizes == sorted(sizes, reverse=True)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 
-from ftcot.engines import Engine, stop_rule, until_done
+from ftcot.engines import Engine
+from ftcot.methods import Stop
 
 MAX_CHARS = 200  # an expression longer than this is left to the student
 MAX_MAGNITUDE = 10**15  # a number (or a value's numerator or denominator) past this is left to the student
@@ -231,8 +232,7 @@ def generate(
     engine: Engine,
     prompts: list[str],
     max_new_tokens: int,
-    done: Callable[[str], bool] | None,
-    stop: tuple[str, ...] = (),
+    stop: Stop = Stop(),
     k: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
@@ -244,18 +244,17 @@ def generate(
     value, and every output still going continues in the next round, all of them in one call. The rounds share
     the token budget (counted in the student's tokens of the text so far, the written values included)."""
     tokenizer = engine.tokenizer
-    finished = stop_rule(done, stop) or (lambda text: False)
     # The engines see a round's new text only: the method's rule on it stops no later than on the whole text,
     # which is checked here after each round.
-    rule = lambda text: finished(text) or _ready(text)  # noqa: E731
+    rounds = Stop(lambda text: stop(text) or _ready(text), stop.strings)
     count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     outputs = [[Calculated() for _ in range(k)] for _ in prompts]
-    rows = engine.generate(prompts, max_new_tokens, rule, stop, k, temperature, seed, progress)
+    rows = engine.generate(prompts, max_new_tokens, rounds, k, temperature, seed, progress)
     going = [
         (i, o)
         for i, row in enumerate(rows)
         for o, text in zip(outputs[i], row)
-        if _step(o, text, max_new_tokens, count, finished, first=True)
+        if _step(o, text, max_new_tokens, count, stop, first=True)
     ]
     for round_ in range(1, MAX_ROUNDS + 1):
         if not going:
@@ -273,11 +272,11 @@ def generate(
         still = []
         for size, sets in by_size.items():
             texts = [prompts[going[s[0]][0]] + going[s[0]][1].text for s in sets]
-            for members, row in zip(sets, engine.generate(texts, budget, rule, stop, size, temperature, seed + round_)):
+            for members, row in zip(sets, engine.generate(texts, budget, rounds, size, temperature, seed + round_)):
                 for n, text in zip(members, row):
                     if left[n] < budget:  # cut to this output's own share of the budget
                         text = _within(tokenizer, text, left[n])
-                    if _step(going[n][1], text, max_new_tokens, count, finished):
+                    if _step(going[n][1], text, max_new_tokens, count, stop):
                         still.append(going[n])
         going = still
     return outputs
@@ -289,13 +288,13 @@ def _within(tokenizer, text: str, tokens: int) -> str:
     return text if len(offsets) <= tokens else text[: offsets[tokens - 1][1]] if tokens > 0 else ""
 
 
-def _step(o: Calculated, new: str, max_new_tokens: int, count, finished, first: bool = False) -> bool:
+def _step(o: Calculated, new: str, max_new_tokens: int, count, stop: Stop, first: bool = False) -> bool:
     """Add a round's new text to an output: up to its first call, with the value written after it (True: it
     goes on, while budget is left), or where it makes none, up to where its method's rule holds (False: it is
     finished). The first round's text is kept as the engine stopped it."""
     text = o.text + new
     calls = calls_in(text, len(o.text))
-    end = len(until_done(text, finished)) if finished(text) else len(text)
+    end = len(stop.end(text))
     if not calls or calls[0][0] >= end:
         o.text = text if first else text[:end]
         return False

@@ -14,7 +14,7 @@ from ftcot import judge
 from ftcot.artifacts import Accuracy, Call, Calls, Diagnostics, Evaluation, Failures, Prediction, SelfConsistency
 from ftcot.engines import Engine
 from ftcot.errors import UserError
-from ftcot.methods import PromptContext, get_method, line_done
+from ftcot.methods import ANSWER_LINE, PromptContext, get_method
 from ftcot.tasks import Sample, Task, prompts
 from ftcot.tasks.answers import accuracy
 from ftcot.tasks.rationales import failure_kind, is_loop, option_by_content
@@ -42,21 +42,21 @@ def evaluate(
     inputs = [m.prompt(s.question, context) for s in samples]
     calls = None
     if calculator and m.reasoning:
-        written = [o[0] for o in calc.generate(engine, inputs, max_new_tokens, m.done, m.stop, progress=progress)]
+        written = [o[0] for o in calc.generate(engine, inputs, max_new_tokens, m.stop, progress=progress)]
         outputs, calls = [w.text for w in written], [w.calls for w in written]
     else:
         outputs = [
             o[0]
             for o in engine.generate(
-                inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, m.done, m.stop, progress=progress
+                inputs, max_new_tokens if m.reasoning else ANSWER_TOKENS, m.stop, progress=progress
             )
         ]
-    if m.cut:  # the model's next made-up question is not its answer
-        outputs = [o.split(m.cut)[0] for o in outputs]
+    if m.stop.strings:  # the model's next made-up question is not its answer
+        outputs = [m.stop.before_strings(o) for o in outputs]
         calls = calls and [[c for c in cs if c.at < len(o)] for cs, o in zip(calls, outputs)]
     if m.answer_step:  # the rationale, then the task's answer trigger
         inputs = [prompts.zero_shot_cot_step2(p, o.rstrip(), task.answer_trigger) for p, o in zip(inputs, outputs)]
-        outputs = [o[0] for o in engine.generate(inputs, ANSWER_TOKENS, line_done)]
+        outputs = [o[0] for o in engine.generate(inputs, ANSWER_TOKENS, ANSWER_LINE)]
     fmt = task.answer_format
     wall = time.perf_counter() - start
     predictions = []
@@ -141,10 +141,10 @@ def self_consistency(
     context = PromptContext(engine.kind, task.decl.few_shot_prompt, few_shot_prompts)
     inputs = [m.prompt(s.question, context) for s in samples]
     if calculator:
-        written = calc.generate(engine, inputs, max_new_tokens, m.done, m.stop, k, temperature, seed)
+        written = calc.generate(engine, inputs, max_new_tokens, m.stop, k, temperature, seed)
         outputs = [[w.text for w in row] for row in written]
     else:
-        outputs = engine.generate(inputs, max_new_tokens, m.done, m.stop, k, temperature, seed)
+        outputs = engine.generate(inputs, max_new_tokens, m.stop, k, temperature, seed)
     wall = time.perf_counter() - start
     fmt = task.answer_format
     rows = []

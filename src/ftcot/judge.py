@@ -13,7 +13,7 @@ from ftcot.tasks.answers import AnswerFormat, parse_prediction
 def read(fmt: AnswerFormat, text: str, method: Method) -> str | None:
     """The answer a method's output gives: cut where the model makes up the next question, then the first
     candidate after the method's prefix (else the last one anywhere)."""
-    return parse_prediction(fmt, text.split(method.cut)[0] if method.cut else text, method.answer_prefix)
+    return parse_prediction(fmt, method.stop.before_strings(text), method.answer_prefix)
 
 
 def teacher_answer(fmt: AnswerFormat, answer_completion: str) -> str | None:

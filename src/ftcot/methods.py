@@ -29,14 +29,37 @@ def _after_marker(text: str) -> bool:
     return at != -1 and "\n" in text[at + len(ANSWER_MARKER) :].lstrip()
 
 
-def line_done(text: str) -> bool:
-    """An answer alone is complete at its first newline."""
-    return "\n" in text.lstrip()
+@dataclass(frozen=True)
+class Stop:
+    """Where an output ends, one type for every engine: once `rule` holds of its new text (a method's: its answer
+    is complete), or once it holds one of `strings` (a made-up next question; sent to a server as its stop
+    strings); else at EOS or the token budget. A rule that holds of a text holds of every longer one. A Stop
+    that ends nothing early is false."""
 
+    rule: Callable[[str], bool] | None = None
+    strings: tuple[str, ...] = ()
 
-def _next_question(text: str) -> bool:
-    """A prompted rationale is complete when the model starts to make up the next question."""
-    return NEXT_QUESTION in text
+    def __call__(self, text: str) -> bool:
+        return (self.rule is not None and self.rule(text)) or any(s in text for s in self.strings)
+
+    def __bool__(self) -> bool:
+        return self.rule is not None or bool(self.strings)
+
+    def end(self, text: str) -> str:
+        """The text up to where it ends, as the hf engine stops there: an engine that generates past it (a
+        server, CTranslate2) is cut back to the same text. The shortest such prefix, found by bisection."""
+        if not self(text):
+            return text
+        low, high = 0, len(text)  # self(text[:low]) is false, self(text[:high]) true
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (low, mid) if self(text[:mid]) else (mid, high)
+        return text[:high]
+
+    def before_strings(self, text: str) -> str:
+        """The text before its first stop string: what its answer is read from (a made-up next question is
+        not the model's answer)."""
+        return min((text.split(s)[0] for s in self.strings), key=len, default=text)
 
 
 @dataclass(frozen=True)
@@ -44,21 +67,19 @@ class Method:
     name: str
     label: str  # in the report
     prompt: Callable[[str, PromptContext], str]  # (question, context) -> the student's input
-    done: Callable[[str], bool]  # whether an output is complete
+    stop: Stop  # where an output ends
     answer_prefix: str | None  # the answer follows the first occurrence of this; None: the first candidate
     reasoning: bool  # outputs a rationale (gets the generation budget) or only an answer (gets a few tokens)
     # The trained methods: their (prompt, completion) pair from (question, rationale, answer), and what they
     # are trained on: the teacher's correct rationales, or the gold answers of the train split.
     pair: Callable[[str, str, str, ModelKind], tuple[str, str]] | None = None
     trains_on: Literal["rationales", "answers"] | None = None
-    cut: str | None = None  # the output is cut here before it is parsed (a made-up next question)
     answer_step: bool = False  # zero-shot-CoT: a second generation after the task's answer trigger
     few_shot: bool = False  # its prompt needs the paper's few-shot-CoT prompt file
     # A second training pair per example, its loss weighted by train.dss_alpha (distilling step-by-step's
     # rationale task beside the label task); never generated at inference.
     aux_pair: Callable[[str, str, str, ModelKind], tuple[str, str]] | None = None
     default: bool = True  # trained or evaluated when the config does not list methods
-    stop: tuple[str, ...] = ()  # sent to a server as stop strings: where its output surely ends
 
     def pairs(self, question: str, rationale: str, answer: str, kind: ModelKind) -> list[tuple[str, str]]:
         """The (prompt, completion) pairs one example trains a student on: its pair, then its second pair where it
@@ -71,6 +92,13 @@ class Method:
         return self.reasoning and not self.answer_step
 
 
+def _line_done(text: str) -> bool:
+    return "\n" in text.lstrip()
+
+
+ANSWER_LINE = Stop(_line_done)  # an answer alone is complete at its first newline
+NEW_QUESTION = Stop(strings=(NEXT_QUESTION,))  # a prompted rationale, when the model makes up the next question
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -78,7 +106,7 @@ METHODS: dict[str, Method] = {
             "ft_cot",
             "Fine-tune-CoT",
             lambda q, c: prompts.ft_cot_pair(q, "", "", c.kind)[0],
-            _after_marker,
+            Stop(_after_marker),
             ANSWER_MARKER,
             True,
             prompts.ft_cot_pair,
@@ -88,35 +116,31 @@ METHODS: dict[str, Method] = {
             "vanilla",
             "Vanilla fine-tuning",
             lambda q, c: prompts.vanilla_pair(q, "", c.kind)[0],
-            line_done,
+            ANSWER_LINE,
             None,
             False,
             lambda q, rationale, a, kind: prompts.vanilla_pair(q, a, kind),
             "answers",
         ),
-        Method("zero_shot", "Zero-shot", lambda q, c: prompts.zero_shot(q, c.kind), line_done, None, False),
+        Method("zero_shot", "Zero-shot", lambda q, c: prompts.zero_shot(q, c.kind), ANSWER_LINE, None, False),
         # Step 2's completion: the answer follows the trigger directly.
         Method(
             "zero_shot_cot",
             "Zero-shot-CoT",
             lambda q, c: prompts.zero_shot_cot_step1(q),
-            _next_question,
+            NEW_QUESTION,
             None,
             True,
-            cut=NEXT_QUESTION,
             answer_step=True,
-            stop=(NEXT_QUESTION,),
         ),
         Method(
             "few_shot_cot",
             "Few-shot-CoT",
             lambda q, c: prompts.few_shot_cot(q, c.few_shot_key, c.few_shot_prompts),
-            _next_question,
+            NEW_QUESTION,
             "The answer is",
             True,
-            cut=NEXT_QUESTION,
             few_shot=True,
-            stop=(NEXT_QUESTION,),
         ),
         # Distilling step-by-step (Hsieh et al., 2023): the label and the rationale as two tasks told apart by a
         # prefix; it answers from the label prompt alone, in a few tokens.
@@ -124,7 +148,7 @@ METHODS: dict[str, Method] = {
             "dss",
             "Distilling step-by-step",
             lambda q, c: prompts.dss_label_pair(q, "", c.kind)[0],
-            line_done,
+            ANSWER_LINE,
             None,
             False,
             lambda q, rationale, a, kind: prompts.dss_label_pair(q, a, kind),

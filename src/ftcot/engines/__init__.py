@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ftcot.config import RunConfig
+from ftcot.methods import Stop
 from ftcot.tasks.prompts import ModelKind
 
 
@@ -31,15 +32,14 @@ class Engine(Protocol):
         self,
         prompts: list[str],
         max_new_tokens: int,
-        done: Callable[[str], bool],
-        stop: tuple[str, ...] = (),
+        stop: Stop = Stop(),
         k: int = 1,
         temperature: float = 0.0,
         seed: int = 0,
         progress: Callable[[int], None] | None = None,
     ) -> list[list[str]]:
-        """k continuations of each prompt (greedy at temperature 0, where k is 1): each ends at EOS, once its
-        text is `done`, at a `stop` string, or after max_new_tokens."""
+        """k continuations of each prompt (greedy at temperature 0, where k is 1): each ends at EOS, where
+        `stop` says (its method's rule, its stop strings), or after max_new_tokens."""
         ...
 
     def close(self) -> None: ...
@@ -73,23 +73,3 @@ def weights_stamp(folder: str | None) -> str:
         if p.is_file() and p.suffix != ".md"
     )
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
-
-
-def stop_rule(done: Callable[[str], bool] | None, stop: tuple[str, ...]) -> Callable[[str], bool] | None:
-    """When a text is finished: its method's rule holds, or it holds one of the stop strings (None: neither is
-    given, it runs to EOS or the token budget)."""
-    if not stop:
-        return done
-    return lambda text: (done is not None and done(text)) or any(s in text for s in stop)
-
-
-def until_done(text: str, done: Callable[[str], bool]) -> str:
-    """The text up to where its method's stop rule first holds, as the hf engine stops there (a stop rule, once
-    it holds, holds for every longer text: the shortest such prefix is found by bisection)."""
-    if not done(text):
-        return text
-    low, high = 0, len(text)  # done(text[:low]) is false, done(text[:high]) true
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if done(text[:mid]) else (mid, high)
-    return text[:high]

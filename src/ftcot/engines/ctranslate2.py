@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftcot.config import RunConfig
-from ftcot.engines import stop_rule, until_done, weights_stamp
+from ftcot.engines import weights_stamp
 from ftcot.errors import UserError
+from ftcot.methods import Stop
 from ftcot.students.load import load_tokenizer, resolve
 
 
@@ -29,8 +30,7 @@ class CTranslate2Engine:
         self,
         prompts: list[str],
         max_new_tokens: int,
-        done: Callable[[str], bool],
-        stop: tuple[str, ...] = (),
+        stop: Stop = Stop(),
         k: int = 1,
         temperature: float = 0.0,
         seed: int = 0,
@@ -43,7 +43,7 @@ class CTranslate2Engine:
         tokens = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(p)["input_ids"]) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(tokens[i]))
         outputs: list[list[str]] = [[] for _ in prompts]
-        per_batch, finished = max(1, self.batch_size // k), stop_rule(done, stop)
+        per_batch = max(1, self.batch_size // k)
         for at in range(0, len(order), per_batch):
             rows = [i for i in order[at : at + per_batch] for _ in range(k)]
             results = self.generator.generate_batch(
@@ -58,7 +58,7 @@ class CTranslate2Engine:
                 ids = result.sequences_ids[0]
                 self.tokens += len(ids)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                outputs[i].append(until_done(text, finished) if finished else text)
+                outputs[i].append(stop.end(text))
             if progress is not None:
                 progress(len(rows) // k)
         return outputs

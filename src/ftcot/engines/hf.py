@@ -13,7 +13,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ftcot.config import RunConfig
-from ftcot.engines import stop_rule
+from ftcot.methods import Stop
 from ftcot.students.load import load_student
 from ftcot.tasks.prompts import ModelKind
 
@@ -35,8 +35,7 @@ class HFEngine:
         self,
         prompts: list[str],
         max_new_tokens: int,
-        done: Callable[[str], bool],
-        stop: tuple[str, ...] = (),
+        stop: Stop = Stop(),
         k: int = 1,
         temperature: float = 0.0,
         seed: int = 0,
@@ -44,15 +43,14 @@ class HFEngine:
     ) -> list[list[str]]:
         return [
             [c.text for c in row]
-            for row in self.continuations(prompts, max_new_tokens, done, stop, k, temperature, seed, progress)
+            for row in self.continuations(prompts, max_new_tokens, stop, k, temperature, seed, progress)
         ]
 
     def continuations(
         self,
         prompts: list[str],
         max_new_tokens: int,
-        done: Callable[[str], bool],
-        stop: tuple[str, ...] = (),
+        stop: Stop = Stop(),
         k: int = 1,
         temperature: float = 0.0,
         seed: int = 0,
@@ -68,7 +66,7 @@ class HFEngine:
             prompts,
             max_new_tokens,
             max(1, self.batch_size // k),
-            stop_rule(done, stop),
+            stop,
             progress,
             k,
             temperature,
@@ -87,16 +85,16 @@ def open_engine(cfg: RunConfig, method: str, weights: str | None, folder, batch_
     return HFEngine(model, tokenizer, kind, batch_size)
 
 
-class StopWhenDone(StoppingCriteria):
-    """Per-row stop for transformers' generate (encoder-decoder students, and models `decode` leaves to
-    it): a row is finished once its new text satisfies `done` (EOS is handled by generate)."""
+class StopCriteria(StoppingCriteria):
+    """A Stop as transformers' per-row stopping criteria (encoder-decoder students, and models `decode` leaves to
+    generate): a row is finished once its new text is where `stop` ends it (EOS is handled by generate)."""
 
-    def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
-        self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
+    def __init__(self, tokenizer, prompt_length: int, stop: Stop):
+        self.tokenizer, self.prompt_length, self.stop = tokenizer, prompt_length, stop
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
-        return torch.tensor([self.done(t) for t in texts], device=input_ids.device)
+        return torch.tensor([self.stop(t) for t in texts], device=input_ids.device)
 
 
 def _stop_ids(model, tokenizer) -> set[int]:
@@ -221,7 +219,7 @@ def _generate(
     texts: list[str],
     max_new_tokens: int,
     batch_size: int,
-    done,
+    stop: Stop,
     progress,
     k: int = 1,
     temperature: float = 0.0,
@@ -235,7 +233,7 @@ def _generate(
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     outputs: list[list[Continuation]] = [[] for _ in texts]
     stop_ids, plain = _stop_ids(model, tokenizer), _plain_greedy(model)
-    finished = (lambda ids: done(tokenizer.decode(ids, skip_special_tokens=True))) if done else (lambda ids: False)
+    finished = (lambda ids: stop(tokenizer.decode(ids, skip_special_tokens=True))) if stop else (lambda ids: False)
     generator = torch.Generator(model.device).manual_seed(seed) if temperature > 0 else None
     if temperature > 0 and not plain:
         torch.manual_seed(seed)  # transformers' generate samples from the global generator
@@ -247,7 +245,7 @@ def _generate(
         )
         if not plain:  # transformers' generate; rows stay in the batch until all are done
             prompt_length = 0 if encoder_decoder else batch["input_ids"].shape[1]
-            criteria = StoppingCriteriaList([StopWhenDone(tokenizer, prompt_length or 1, done)] if done else [])
+            criteria = StoppingCriteriaList([StopCriteria(tokenizer, prompt_length or 1, stop)] if stop else [])
             sampling = (
                 {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
                 if temperature > 0

@@ -16,8 +16,9 @@ from pathlib import Path
 import openai
 
 from ftcot.config import RunConfig
-from ftcot.engines import until_done, weights_stamp
+from ftcot.engines import weights_stamp
 from ftcot.errors import UserError
+from ftcot.methods import Stop
 from ftcot.students.load import load_tokenizer
 from ftcot.teachers.openai_api import MalformedResponse, OpenAITeacher
 from ftcot.teachers.store import CompletionStore, Generation
@@ -36,8 +37,7 @@ class OpenAIEngine:
         self,
         prompts: list[str],
         max_new_tokens: int,
-        done: Callable[[str], bool],
-        stop: tuple[str, ...] = (),
+        stop: Stop = Stop(),
         k: int = 1,
         temperature: float = 0.0,
         seed: int = 0,
@@ -46,12 +46,12 @@ class OpenAIEngine:
         params = {
             "max_tokens": max_new_tokens,
             "temperature": temperature,
-            **({"stop": list(stop)} if stop else {}),
+            **({"stop": list(stop.strings)} if stop.strings else {}),
             **({"seed": seed} if temperature > 0 else {}),
         }
         store = CompletionStore(self.store_path)
         try:
-            return asyncio.run(self._all(store, prompts, params, k, done, progress))
+            return asyncio.run(self._all(store, prompts, params, k, stop, progress))
         except (openai.APIError, MalformedResponse, json.JSONDecodeError) as exc:  # retries exhausted
             why = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
             raise UserError(
@@ -61,7 +61,7 @@ class OpenAIEngine:
         finally:
             store.close()
 
-    async def _all(self, store: CompletionStore, prompts: list[str], params: dict, k: int, done, progress):
+    async def _all(self, store: CompletionStore, prompts: list[str], params: dict, k: int, stop: Stop, progress):
         c = self.cfg
         client = OpenAITeacher(
             self.served,
@@ -86,7 +86,7 @@ class OpenAIEngine:
             await store.ask_missing(self.identity, prompt, params, missing, client.sample, arrived=arrived)
             if progress is not None:
                 progress(1)
-            return [until_done(g.text, done) for g in got]
+            return [stop.end(g.text) for g in got]
 
         try:
             return list(await asyncio.gather(*(one(p) for p in prompts)))

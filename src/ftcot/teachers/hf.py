@@ -12,6 +12,7 @@ import time
 from ftcot.config import StudentConfig
 from ftcot.engines.hf import HFEngine
 from ftcot.errors import UserError
+from ftcot.methods import Stop
 from ftcot.students.load import load_student
 from ftcot.teachers import teacher_identity
 from ftcot.teachers.store import Generation
@@ -52,14 +53,13 @@ class HFTeacher:
         if params.get("top_p", 1.0) != 1.0:
             raise UserError("the hf teacher samples from the whole distribution: set top_p to 1 (or leave it out)")
         sample = params.get("temperature", 0) > 0
-        stop = tuple(params.get("stop") or ())
+        stop = Stop(strings=tuple(params.get("stop") or ()))
         texts = [self._text(p) for p in prompts]
         special = not self.chat  # a chat template frames the prompt with its own tokens
         start = time.perf_counter()
         outputs = self.engine.continuations(
             texts,
             params.get("max_tokens", 128),
-            None,
             stop,
             n if sample else 1,
             params["temperature"] if sample else 0.0,
@@ -72,11 +72,11 @@ class HFTeacher:
         for length, row in zip(prompt_tokens, outputs):
             generations = []
             for i, c in enumerate(row):
-                cut = min((c.text.index(s) for s in stop if s in c.text), default=None)
+                text = stop.before_strings(c.text)  # as a server's stop strings cut it
                 generations.append(
                     Generation(
-                        c.text if cut is None else c.text[:cut],
-                        "stop" if c.ended or cut is not None else "length",
+                        text,
+                        "stop" if c.ended or text != c.text else "length",
                         length if i == 0 else 0,
                         c.tokens,
                         latency,
