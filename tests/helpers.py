@@ -82,7 +82,8 @@ def invoke_cli(*args, env=None) -> subprocess.CompletedProcess:
             sys.argv = old_argv
             for folder in set(files._held) - held:  # the OS releases a process's flocks as it exits
                 os.close(files._held.pop(folder))
-        sys.stdout.flush(), sys.stderr.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
         stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
     return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
