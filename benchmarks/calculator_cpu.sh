@@ -4,7 +4,7 @@
 # each Fine-tune-CoT student scored without and with the calculator, vanilla beside it (the prompting baselines
 # left out: no student depends on them, and they cost a CPU hour). Cheapest first.
 # Run it from a git worktree at a fixed commit, in the background; it is resumable (finished settings are cached
-# in docs/results/<task>/<setting>.json and skipped, a killed student resumes from its last epoch):
+# in results/<task>/<setting>.json and skipped, a killed student resumes from its last epoch):
 #
 #   git worktree add ../calc HEAD && cd ../calc && PYTHONPATH=src nohup bash benchmarks/calculator_cpu.sh &
 #

@@ -3,7 +3,7 @@
 # D = 1 and D = 6, the paper's protocol with 3 epochs for every D (the epoch kept on validation), the curation
 # of #18 (consistency on), vanilla beside each; cheapest first, so that what lands first is a whole D pair.
 # Run it from a git worktree at a fixed commit, in the background; it is resumable (finished settings are cached
-# in docs/results/<task>/<setting>.json and skipped, a killed student resumes from its last epoch):
+# in results/<task>/<setting>.json and skipped, a killed student resumes from its last epoch):
 #
 #   git worktree add ../campaign HEAD && cd ../campaign && PYTHONPATH=src nohup bash benchmarks/diverse_cpu.sh &
 #

@@ -32,7 +32,7 @@ collect() {  # wait up to $1 s for the detached protocol; exit 0 with its result
   tail -n 30 /tmp/w/protocol.log
   nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
   [ -f /tmp/w/protocol.rc ] || { echo "still running"; exit 75; }
-  cd /tmp/w && tar -czf "$OUT/results.tar.gz" docs/results docs/RESULTS.md protocol.log $(find runs/reproduce \
+  cd /tmp/w && tar -czf "$OUT/results.tar.gz" results docs/results docs/RESULTS.md protocol.log $(find runs/reproduce \
     -name '*.json' -o -name '*.jsonl' -path '*eval*' -o -name '*.log' -o -name config.yaml | grep -v '/best/')
   exit "$(cat /tmp/w/protocol.rc)"
 }

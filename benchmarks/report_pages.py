@@ -1,8 +1,8 @@
 """Browsable pages of committed runs: each (task, setting) whose test predictions are committed
-(docs/results/<task>/<setting>.predictions/) is rebuilt as a run folder, with no model: the recorded teacher
+(results/<task>/<setting>.predictions/) is rebuilt as a run folder, with no model: the recorded teacher
 replayed and curated under that result's own config (the curation before issue #18 for the settings named
 without -q), its committed predictions and metrics; `ftcot report` then writes its page, copied to
-docs/results/<task>/<setting>.html. Prints each page's size and how long headless Chromium takes to open it.
+results/<task>/<setting>.html. Prints each page's size and how long headless Chromium takes to open it.
 
     FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/report_pages.py --tasks coin_flip strategy_qa
 """
@@ -77,7 +77,7 @@ def opening_time(page: Path) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", required=True)
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "pages")
     args = parser.parse_args()
     for task in args.tasks:

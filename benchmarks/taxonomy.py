@@ -1,6 +1,6 @@
 """Why the committed students' answers are wrong: the failure taxonomy and, for choice tasks, the answer read
 by content, recomputed with today's readers (src/ftcot/tasks/rationales.py) from the predictions the GPU runs
-committed (docs/results/<task>/<setting>.predictions/<method>.jsonl); no model is run. Writes
+committed (results/<task>/<setting>.predictions/<method>.jsonl); no model is run. Writes
 docs/results/taxonomy.md.
 
     .venv/bin/python benchmarks/taxonomy.py [--settings paper-full-nall-tauto-m8 ...] [--results DIR] [--out FILE]
@@ -51,7 +51,7 @@ def analyse(task: str, method: str, rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--settings", nargs="+", default=["paper-full-nall-tauto-m8", "paper-full-nall-tauto-m9"])
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "taxonomy.md")
     args = parser.parse_args()
     kinds = list(FAILURE_KINDS)

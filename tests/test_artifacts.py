@@ -96,7 +96,7 @@ def test_a_prediction_row_carries_its_question_and_the_metrics_round_trip(ctx):
 
 
 def test_a_prediction_row_without_a_question_reads_it_from_its_prompt():
-    """Committed predictions under docs/results/ were written before rows kept their question."""
+    """Committed predictions under results/ were written before rows kept their question."""
     row = {"sample_index": 0, "prompt": "Is the coin heads up? ###", "output": " yes", "prediction": "yes"}
     old = Prediction.model_validate(row | {"answer": "yes", "correct": True})
     assert old.question is None and old.question_text() == "Is the coin heads up?"

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 import yaml
-from helpers import run_cli, run_config
+from helpers import invoke_cli, run_cli, run_config
 
 from ftcot.config import RunConfig
 from ftcot.curate import Example
@@ -176,7 +176,7 @@ def test_after_a_budget_stop_in_the_first_round_the_worst_case_bounds_what_the_r
 def test_adaptive_settings_that_cannot_work_are_one_line(tmp_path, teacher, message):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"backend": "openai", **teacher}}))
-    result = run_cli("config", config)
+    result = invoke_cli("config", config)
     assert result.returncode == 2 and re.search(message, result.stderr) and "Traceback" not in result.stderr
 
 

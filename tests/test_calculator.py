@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import invoke_cli, run_cli
 
 from ftcot import calculator as calc
 from ftcot.methods import Stop, get_method
@@ -272,11 +272,11 @@ def test_the_methods_own_stop_rule_ends_an_output_after_a_value_was_written():
 def test_a_calculator_on_a_task_whose_answers_are_not_numbers_is_one_line(tmp_path, section, key):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": "coin_flip", section: {key: True}}))
-    result = run_cli("config", config)
+    result = invoke_cli("config", config)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{section}.{key}: task coin_flip's answers are not numbers (answer format yes_no)" in result.stderr
     config.write_text(yaml.safe_dump({"task": "multiarith", section: {key: True}}))
-    assert run_cli("config", config).returncode == 0
+    assert invoke_cli("config", config).returncode == 0
 
 
 def test_the_calculator_reruns_what_it_changes_and_nothing_else(data_dir, tmp_path):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from helpers import run_cli, write_table
+from helpers import invoke_cli, run_cli, write_table
 
 from ftcot.tasks import TaskDecl, load_task
 from ftcot.tasks.prompts import verbalize
@@ -128,7 +128,7 @@ def test_bad_choice_rows_are_one_line_naming_file_row_and_field(tmp_path, data_d
             }
         )
     )
-    result = run_cli("teach", config)
+    result = invoke_cli("teach", config)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "train.jsonl: " in result.stderr and __import__("re").search(pattern, result.stderr), result.stderr
     assert not (tmp_path / "run").exists()
@@ -181,7 +181,7 @@ def test_a_missing_choice_column_is_one_line(tmp_path, data_dir):
             }
         )
     )
-    result = run_cli("teach", config)
+    result = invoke_cli("teach", config)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "mmlu.csv: row 1: no 'D'" in result.stderr
 
@@ -201,7 +201,7 @@ def test_an_index_needs_choices(tmp_path):
             }
         )
     )
-    result = run_cli("config", config)
+    result = invoke_cli("config", config)
     assert result.returncode == 2 and "answer_index: an index needs choices" in result.stderr
 
 

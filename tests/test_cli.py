@@ -5,7 +5,7 @@ from pathlib import Path
 import minidata
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import invoke_cli, run_cli, run_config
 
 
 def _one_line_error(result, pattern):
@@ -19,7 +19,7 @@ def _one_line_error(result, pattern):
 
 
 def test_tasks_lists_every_task_with_its_counts_and_teacher_coverage(data_dir):
-    result = run_cli("tasks", "--data-dir", data_dir)
+    result = invoke_cli("tasks", "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
     rows = {
         line.split()[1]: [c.strip() for c in line.split("│")[1:-1]]
@@ -34,7 +34,7 @@ def test_tasks_lists_every_task_with_its_counts_and_teacher_coverage(data_dir):
 
 
 def test_tasks_lists_the_real_counts_and_teacher_coverage(shared_data):
-    result = run_cli("tasks", "--data-dir", shared_data)
+    result = invoke_cli("tasks", "--data-dir", shared_data)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
     assert len(rows) == 12
@@ -48,7 +48,7 @@ def test_tasks_lists_the_real_counts_and_teacher_coverage(shared_data):
 def test_show_prints_teacher_and_student_views(data_dir):
     from ftcot.tasks import load_task
 
-    result = run_cli("show", "multiarith", "0", "--data-dir", data_dir)
+    result = invoke_cli("show", "multiarith", "0", "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "A: Let's think step by step." in out
@@ -65,7 +65,7 @@ def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     from ftcot.tasks.prompts import load_few_shot_prompts
     from ftcot.teachers.records import read_shared_jsonl
 
-    out = run_cli("show", "coin_flip", "3", "--data-dir", data_dir).stdout
+    out = invoke_cli("show", "coin_flip", "3", "--data-dir", data_dir).stdout
     task = load_task("coin_flip", data_dir)
     sample = task.samples([3])[3]
     record = next(
@@ -85,21 +85,44 @@ def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     assert out.count("its training completion reads") == sum(m.pair is not None for m in METHODS.values())
 
 
+def test_an_invocation_in_this_process_is_a_process_of_its_own(data_dir, tmp_path):
+    """invoke_cli, which most of these tests use: the command line and env are the invocation's alone, and what a
+    process gives up as it ends (the run folder's lock) is free for the next process."""
+    import os
+
+    from ftcot import files
+
+    elsewhere = invoke_cli("show", "coin_flip", "1", env={"FTCOT_DATA_DIR": str(tmp_path / "none")})
+    assert elsewhere.returncode == 2 and str(tmp_path / "none") in elsewhere.stderr, elsewhere.stderr
+    assert os.environ["FTCOT_DATA_DIR"] == str(data_dir)
+    config = run_config(tmp_path, data_dir, as_file=True, teacher={"backend": "recorded", "max_samples": 2})
+    result = invoke_cli("teach", config)
+    assert result.returncode == 0 and not files._held, result.stderr
+    assert f"(`ftcot teach {config}`" in (tmp_path / "run" / "teacher" / ".lock").read_text()
+    again = run_cli("teach", config)
+    assert again.returncode == 0, again.stderr
+
+
 def test_unknown_task(data_dir):
+    _one_line_error(invoke_cli("show", "no_such_task", "1", "--data-dir", data_dir), r"^error: unknown task")
+
+
+def test_a_mistake_in_a_process_of_its_own_is_one_line_and_exit_2(data_dir):
+    """The entry point end to end, as a user runs it (the other tests invoke ftcot.cli.main in this process)."""
     _one_line_error(run_cli("show", "no_such_task", "1", "--data-dir", data_dir), r"^error: unknown task")
 
 
 def test_index_out_of_range(data_dir):
     past = minidata.SIZES["coin_flip"]
     _one_line_error(
-        run_cli("show", "coin_flip", past, "--data-dir", data_dir),
+        invoke_cli("show", "coin_flip", past, "--data-dir", data_dir),
         rf"^error: sample index {past} out of range for task coin_flip",
     )
 
 
 def test_missing_file(tmp_path):
     _one_line_error(
-        run_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
+        invoke_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
         r"^error: missing data file .*raw/coin_flip/coin_flip\.json: .*https://",
     )
 
@@ -113,39 +136,42 @@ def test_malformed_json_line_names_file_and_line(data_dir, tmp_path):
     lines[4] = lines[4][:50]
     (teacher / "coin_flip.jsonl").write_text("\n".join(lines) + "\n")
     _one_line_error(
-        run_cli("show", "coin_flip", "1", "--data-dir", tmp_path), r"^error: .*coin_flip\.jsonl:5: malformed JSON line"
+        invoke_cli("show", "coin_flip", "1", "--data-dir", tmp_path),
+        r"^error: .*coin_flip\.jsonl:5: malformed JSON line",
     )
 
 
 def test_config_errors(tmp_path):
-    _one_line_error(run_cli("config", tmp_path / "absent.yaml"), r"^error: config file .* does not exist")
+    _one_line_error(invoke_cli("config", tmp_path / "absent.yaml"), r"^error: config file .* does not exist")
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("task: coin_flip\n  split: [\n")
-    _one_line_error(run_cli("config", bad_yaml), r"^error: .*bad\.yaml:\d+: not valid YAML")
+    _one_line_error(invoke_cli("config", bad_yaml), r"^error: .*bad\.yaml:\d+: not valid YAML")
     unreadable = tmp_path / "dir.yaml"
     unreadable.mkdir()
-    _one_line_error(run_cli("config", unreadable), r"^error: cannot read config file")
+    _one_line_error(invoke_cli("config", unreadable), r"^error: cannot read config file")
     unknown_key = tmp_path / "unknown.yaml"
     unknown_key.write_text("task: coin_flip\nepochz: 3\n")
-    _one_line_error(run_cli("config", unknown_key), r"^error: .*unknown\.yaml: epochz: unknown key$")
+    _one_line_error(invoke_cli("config", unknown_key), r"^error: .*unknown\.yaml: epochz: unknown key$")
     bad_task = tmp_path / "task.yaml"
     bad_task.write_text("task: coin_flipp\n")
-    _one_line_error(run_cli("config", bad_task), r"^error: .*task\.yaml: task: .*unknown task 'coin_flipp'")
+    _one_line_error(invoke_cli("config", bad_task), r"^error: .*task\.yaml: task: .*unknown task 'coin_flipp'")
     good = tmp_path / "good.yaml"
     good.write_text("task: coin_flip\n")
-    result = run_cli("config", good)
+    result = invoke_cli("config", good)
     assert result.returncode == 0 and "split: default" in result.stdout
 
 
 def test_data_fetch_and_verify_from_local_folder(shared_data, tmp_path):
     dest = tmp_path / "data"
-    result = run_cli("data", "fetch", "--to", dest, "--source", shared_data)
+    result = invoke_cli("data", "fetch", "--to", dest, "--source", shared_data)
     assert "58/59 files present and verified" in result.stdout
     _one_line_error(result, r"^error: 1 file\(s\) could not be fetched .* raw/AQuA/train\.json: missing at source")
-    assert run_cli("data", "verify", "--data-dir", dest).returncode == 0
+    assert invoke_cli("data", "verify", "--data-dir", dest).returncode == 0
     corrupt = dest / "splits" / "coin_flip__default.json"
     corrupt.write_text("{}")
-    _one_line_error(run_cli("data", "verify", "--data-dir", dest), r"^error: 1 data file\(s\) .* fail their checksum")
+    _one_line_error(
+        invoke_cli("data", "verify", "--data-dir", dest), r"^error: 1 data file\(s\) .* fail their checksum"
+    )
 
 
 def _copy_data(data_dir, dest):
@@ -251,7 +277,7 @@ def test_every_mistake_is_one_line_and_exit_2(mistake, data_dir, tmp_path):
     # A cold model cache, as on a new machine: a check that needs no model comes before any model is converted.
     cache = tmp_path / "cache"
     _one_line_error(
-        run_cli(command[0], tmp_path / "c.yaml", *command[1:], env={"FTCOT_CACHE_DIR": str(cache)}), pattern
+        invoke_cli(command[0], tmp_path / "c.yaml", *command[1:], env={"FTCOT_CACHE_DIR": str(cache)}), pattern
     )
     assert not (cache / "models").exists()
 
@@ -268,7 +294,7 @@ def test_a_dry_run_writes_nothing(data_dir, tmp_path):
             }
         )
     )
-    result = run_cli("teach", "--dry-run", cfg)
+    result = invoke_cli("teach", "--dry-run", cfg)
     assert result.returncode == 0 and "dry run" in result.stderr
     assert not (tmp_path / "run").exists()
 
@@ -294,7 +320,7 @@ def test_report_on_a_broken_metrics_file_is_one_line(metrics, pattern, tmp_path)
     (run / "eval" / "ft_cot").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"task": "coin_flip", "teacher": {"num_samples": 1}}))
     (run / "eval" / "ft_cot" / "metrics.json").write_text(metrics)
-    _one_line_error(run_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json(:1)?: .*" + pattern)
+    _one_line_error(invoke_cli("report", tmp_path / "runs"), r"^error: .*metrics\.json(:1)?: .*" + pattern)
 
 
 @pytest.mark.parametrize(
@@ -312,7 +338,7 @@ def test_report_on_a_broken_metrics_file_is_one_line(metrics, pattern, tmp_path)
 def test_config_values_nobody_planned_for(tmp_path, text, pattern):
     path = tmp_path / "c.yaml"
     path.write_text("task: coin_flip\n" + text + "\n")
-    _one_line_error(run_cli("config", path), pattern)
+    _one_line_error(invoke_cli("config", path), pattern)
 
 
 @pytest.mark.parametrize(
@@ -345,7 +371,7 @@ def test_report_on_odd_run_folders_is_one_line_or_skips_what_is_not_a_method(cas
         student = run / "students" / ("other" if case == "unknown student" else "ft_cot")
         student.mkdir(parents=True)
         (student / "summary.json").write_text(json.dumps(summary))
-    result = run_cli("report", tmp_path / "runs")
+    result = invoke_cli("report", tmp_path / "runs")
     if case == "unknown student":
         assert result.returncode == 0, result.stderr
     else:
@@ -353,4 +379,4 @@ def test_report_on_odd_run_folders_is_one_line_or_skips_what_is_not_a_method(cas
 
 
 def test_verify_without_a_data_folder_is_one_line(tmp_path):
-    _one_line_error(run_cli("data", "verify", "--data-dir", tmp_path / "none"), r"no data folder at")
+    _one_line_error(invoke_cli("data", "verify", "--data-dir", tmp_path / "none"), r"no data folder at")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from helpers import run_cli, run_config, write_table
+from helpers import invoke_cli, run_cli, run_config, write_table
 
 from ftcot.errors import UserError
 from ftcot.loopback import OpenAIServer
@@ -112,7 +112,7 @@ def test_bad_custom_data_is_one_line_naming_file_row_and_field(tmp_path, data_di
             }
         )
     )
-    result = run_cli("teach", config)
+    result = invoke_cli("teach", config)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and re.search(pattern, result.stderr), (
         result.stderr
     )
@@ -336,7 +336,7 @@ def test_a_malformed_file_is_one_line_with_the_readers_own_reason(tmp_path, data
             }
         )
     )
-    result = run_cli("tasks", "--config", config, "--data-dir", data_dir)
+    result = invoke_cli("tasks", "--config", config, "--data-dir", data_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "train.jsonl: cannot read it as a table" in result.stderr and "DatasetGenerationError" not in result.stderr
 

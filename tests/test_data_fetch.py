@@ -7,7 +7,7 @@ import shutil
 import threading
 
 import pytest
-from helpers import run_cli
+from helpers import invoke_cli, run_cli
 
 from ftcot import data
 from ftcot.errors import UserError
@@ -173,7 +173,7 @@ def test_fetch_command_names_a_refused_aqua_train_in_one_line(tmp_path):
     link = tmp_path / "mirror" / "raw" / "AQuA" / "train.json"
     link.parent.mkdir(parents=True)
     link.symlink_to("/etc/passwd")
-    result = run_cli("data", "fetch", "--to", tmp_path / "data", "--source", tmp_path / "mirror")
+    result = invoke_cli("data", "fetch", "--to", tmp_path / "data", "--source", tmp_path / "mirror")
     assert result.returncode == 2 and re.fullmatch(r"error: [^\n]+\n", result.stderr), result.stderr
     named = [line for line in result.stdout.splitlines() if "raw/AQuA/train.json" in line]
     assert len(named) == 1 and "is a link to /etc/passwd, outside the source folder" in named[0], result.stdout
@@ -183,10 +183,10 @@ def test_fetch_command_names_a_refused_aqua_train_in_one_line(tmp_path):
 def test_data_verify_checks_aqua_train_where_present(tmp_path):
     root = tmp_path / "data"
     (root / "raw" / "AQuA").mkdir(parents=True)
-    absent = run_cli("data", "verify", "--data-dir", root)
+    absent = invoke_cli("data", "verify", "--data-dir", root)
     assert absent.returncode == 0 and "missing  raw/AQuA/train.json" in absent.stdout
     (root / "raw" / "AQuA" / "train.json").write_text('{"question": "q", "correct": "A"}\n')
-    present = run_cli("data", "verify", "--data-dir", root)
+    present = invoke_cli("data", "verify", "--data-dir", root)
     assert present.returncode == 2 and "BAD  raw/AQuA/train.json" in present.stdout
     assert re.fullmatch(
         r"error: 1 data file\(s\) in .* fail their checksum, e.g. raw/AQuA/train\.json\n", present.stderr
@@ -255,7 +255,7 @@ def test_fetch_mistakes_are_one_line_errors(case, data_dir, tmp_path):
     else:
         source = str(tmp_path / "nowhere")
     try:
-        result = run_cli("data", "fetch", "--to", dest, "--source", source)
+        result = invoke_cli("data", "fetch", "--to", dest, "--source", source)
     finally:
         if server is not None:
             server.shutdown()

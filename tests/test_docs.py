@@ -63,10 +63,10 @@ def test_the_readme_links_to_docs_that_exist():
     assert not missing, f"README.md links to files or headings that do not exist: {missing}"
 
 
-PAGES = sorted((ROOT / "docs").glob("*.md"))
+PAGES = sorted((ROOT / "docs").glob("*.md")) + sorted((ROOT / "docs" / "results").glob("*.md"))
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT / "docs")))
 def test_the_guides_link_to_files_that_exist(page):
     missing = broken(page)
     assert not missing, f"{page.relative_to(ROOT)} links to files or headings that do not exist: {missing}"

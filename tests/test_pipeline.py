@@ -3,7 +3,7 @@ import shutil
 
 import minidata
 import yaml
-from helpers import run_cli, run_config
+from helpers import invoke_cli, run_cli, run_config
 
 from ftcot.tasks import load_task
 
@@ -103,13 +103,13 @@ def test_run_then_rerun_skips_finished_stages_and_reruns_what_changed(tmp_path, 
 def test_bad_config_values_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: coin_flip\ntrain:\n  epochz: 3\n")
-    result = run_cli("run", bad)
+    result = invoke_cli("run", bad)
     assert result.returncode == 2 and result.stderr.strip() == f"error: {bad}: train.epochz: unknown key"
     bad.write_text("task: coin_flip\ntrain:\n  epochs: 0\n")
-    result = run_cli("train", bad)
+    result = invoke_cli("train", bad)
     assert result.returncode == 2 and "train.epochs: Input should be greater than or equal to 1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("report", tmp_path)
+    result = invoke_cli("report", tmp_path)
     assert result.returncode == 2 and "no evaluated runs under" in result.stderr
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import run_cli, run_torchrun
+from helpers import invoke_cli, run_cli, run_torchrun
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -58,12 +58,12 @@ def test_paper_protocol_fills_what_the_config_leaves_unset():
 def test_paper_protocol_from_yaml_and_bad_protocol_is_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("task: coin_flip\ntrain: {protocol: paper, patience: 3}\n")
-    shown = run_cli("config", path)
+    shown = invoke_cli("config", path)
     assert shown.returncode == 0, shown.stderr
     train_section = yaml.safe_load(shown.stdout)["train"]
     assert train_section["epochs"] == 20 and train_section["learning_rate"] == 3e-4 and train_section["patience"] == 3
     path.write_text("task: coin_flip\ntrain: {protocol: papper}\n")
-    bad = run_cli("train", path)
+    bad = invoke_cli("train", path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "train.protocol" in bad.stderr
 
 

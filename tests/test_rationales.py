@@ -8,7 +8,7 @@ import random
 
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import invoke_cli, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from test_properties import SETTINGS
@@ -302,7 +302,7 @@ def test_answers_by_content_and_loops():
 def test_bad_values_are_one_line_naming_the_key(tmp_path, curate_keys, evaluate_keys, task, message):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"task": task, "curate": curate_keys, "evaluate": evaluate_keys}))
-    result = run_cli("config", config)
+    result = invoke_cli("config", config)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

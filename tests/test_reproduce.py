@@ -89,9 +89,11 @@ def result(setting: str, ft_cot: float, vanilla: float, val: float, **extra) -> 
 
 def test_results_doc_shows_the_mean_and_sd_over_seeds_and_the_failures(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)
-    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "docs" / "results")
-    task_dir = tmp_path / "docs" / "results" / "date_understanding"
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "WRITEUPS", tmp_path / "docs" / "results")
+    task_dir = tmp_path / "results" / "date_understanding"
     task_dir.mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
     failures = {"ft_cot": {"kinds": {"no answer": 5, "wrong option": 30}, "loops": 4, "n_wrong": 35}}
     seeds = [
         result("paper-c1-k3", 40.0, 30.0, 20.0),  # seed 1 is best on validation, not on test
@@ -116,6 +118,52 @@ def test_results_doc_shows_the_mean_and_sd_over_seeds_and_the_failures(tmp_path,
         in text
     )
     assert "| paper-c1-k3-s2 | ft_cot |" not in text
+
+
+def test_a_cached_setting_is_read_from_results_and_skipped(tmp_path, monkeypatch, capsys):
+    """A run's artifacts live in the top-level results/<task>/ (the write-ups in docs/results/): a setting cached
+    there is not run again, and the document is written from it."""
+    assert reproduce.RESULTS == reproduce.ROOT / "results"
+    assert reproduce.WRITEUPS == reproduce.ROOT / "docs" / "results"
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "WRITEUPS", tmp_path / "docs" / "results")
+    (tmp_path / "docs").mkdir()
+    flags = PAPER + ["--tasks", "date_understanding"]
+    name = reproduce.setting(runs(flags)["date_understanding", 0])
+    (tmp_path / "results" / "date_understanding").mkdir(parents=True)
+    (tmp_path / "results" / "date_understanding" / f"{name}.json").write_text(
+        json.dumps(result(name, 40.0, 30.0, 20.0))
+    )
+
+    def trained(*args):
+        raise AssertionError("a cached setting was run again")
+
+    monkeypatch.setattr(reproduce, "run_task", trained)
+    monkeypatch.setattr("sys.argv", ["reproduce.py", *flags])
+    reproduce.main()
+    assert f"date_understanding: cached in results/date_understanding/{name}.json" in capsys.readouterr().out
+    assert f"| {name} |" in (tmp_path / "docs" / "RESULTS.md").read_text()
+
+
+def test_the_notes_links_are_rebased_from_docs_results_to_docs():
+    notes = "[a](curation.md), [b](../../results/coin_flip/x.html), [c](#notes), [d](https://x.org/a)"
+    assert reproduce.rebased(notes, "results/") == (
+        "[a](results/curation.md), [b](../results/coin_flip/x.html), [c](#notes), [d](https://x.org/a)"
+    )
+
+
+def test_docs_results_md_is_what_reproduce_writes_from_the_committed_results(tmp_path, monkeypatch):
+    """docs/RESULTS.md is generated (`reproduce.py --doc-only`): committed results, notes or write-ups changed
+    without regenerating it show here."""
+    committed = (reproduce.ROOT / "docs" / "RESULTS.md").read_text()
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "plot_diverse", lambda by_task, path: True)  # the committed plot stays as it is
+    (tmp_path / "docs").mkdir()
+    reproduce.write_results_doc()
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == committed, (
+        "docs/RESULTS.md is out of date: run `.venv/bin/python benchmarks/reproduce.py --doc-only`"
+    )
 
 
 def test_a_teacher_d_and_the_calculator_name_their_settings_and_reach_the_config():

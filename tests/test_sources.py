@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from helpers import run_cli, write_table
+from helpers import invoke_cli, run_cli, write_table
 
 from ftcot.config import RationaleSource, TeacherConfig
 from ftcot.judge import solved
@@ -282,7 +282,7 @@ def test_a_bad_rationale_file_is_one_line_naming_file_row_and_field(case, data_d
         "teacher": {"backend": "recorded", "records": {"path": str(path), **fields}},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("teach", tmp_path / "c.yaml")
+    result = invoke_cli("teach", tmp_path / "c.yaml")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -313,7 +313,7 @@ def test_an_unknown_or_uncovered_named_source_is_one_line(records, pattern, data
             }
         )
     )
-    result = run_cli("teach", tmp_path / "c.yaml")
+    result = invoke_cli("teach", tmp_path / "c.yaml")
     import re
 
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -512,7 +512,7 @@ def test_a_question_a_table_does_not_cover_is_one_line_saying_what_it_matched(da
                 }
             )
         )
-        result = run_cli("teach", tmp_path / "c.yaml")
+        result = invoke_cli("teach", tmp_path / "c.yaml")
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         import re
@@ -559,7 +559,7 @@ def test_answers_given_as_numbers_or_empty_cells(tmp_path):
 
 def test_an_empty_list_of_sources_is_a_config_error(tmp_path):
     (tmp_path / "c.yaml").write_text("task: coin_flip\nteacher: {backend: recorded, records: []}\n")
-    result = run_cli("config", tmp_path / "c.yaml")
+    result = invoke_cli("config", tmp_path / "c.yaml")
     assert result.returncode == 2 and "records: an empty list names no source" in result.stderr, result.stderr
 
 
@@ -584,7 +584,7 @@ def test_an_empty_rationale_file_is_one_line(name, content, pattern, data_dir, t
             }
         )
     )
-    result = run_cli("teach", tmp_path / "c.yaml")
+    result = invoke_cli("teach", tmp_path / "c.yaml")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     import re

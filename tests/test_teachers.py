@@ -10,7 +10,7 @@ import time
 
 import minidata
 import pytest
-from helpers import run_cli, run_config
+from helpers import invoke_cli, run_cli, run_config
 
 from ftcot.config import Price, TeacherConfig, load_config
 from ftcot.errors import UserError
@@ -423,7 +423,7 @@ def _teach_config(tmp_path, data_dir, **teacher):
 def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, data_dir, teacher):
     config = _teach_config(tmp_path, data_dir, **teacher)
     for command in ("config", "teach"):
-        result = run_cli(command, config)
+        result = invoke_cli(command, config)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "SECRET123" not in result.stderr + result.stdout and "teacher." in result.stderr
     assert not (tmp_path / "run").exists()
@@ -431,18 +431,18 @@ def test_secrets_in_the_config_are_refused_without_repeating_them(tmp_path, data
 
 def test_an_unset_key_variable_or_an_unpriced_budget_stops_before_any_request(server, tmp_path, data_dir):
     unset = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env="FTCOT_TEST_UNSET_KEY")
-    result = run_cli("teach", unset)
+    result = invoke_cli("teach", unset)
     assert result.returncode == 2 and "FTCOT_TEST_UNSET_KEY" in result.stderr and "api_key_env: null" in result.stderr
     assert not (tmp_path / "run" / "teacher" / "store.sqlite").exists()
     unpriced = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None, max_cost=0.0001)
-    result = run_cli("teach", unpriced)
+    result = invoke_cli("teach", unpriced)
     assert result.returncode == 2 and "teacher.prices" in result.stderr and len(result.stderr.splitlines()) == 1
     for bad in ("-1", "nan"):
-        result = run_cli("teach", unpriced, "--max-cost", bad)
+        result = invoke_cli("teach", unpriced, "--max-cost", bad)
         assert result.returncode == 2 and "--max-cost" in result.stderr
     assert server.completion_requests() == []
     keyless = _teach_config(tmp_path, data_dir, base_url=server.base_url, api_key_env=None)
-    assert run_cli("teach", keyless).returncode == 0 and len(server.completion_requests()) == 3 + 3
+    assert invoke_cli("teach", keyless).returncode == 0 and len(server.completion_requests()) == 3 + 3
 
 
 def test_the_key_reaches_no_file_and_no_output(server, tmp_path, data_dir):

@@ -56,7 +56,7 @@ class Prediction(Artifact):
     """The question's index in the task's data."""
     question: str | None = None
     """The question as the task states it. Rows written before it was kept (the committed predictions under
-    docs/results/, which benchmarks/report_pages.py rebuilds pages from) lack it: `question_text` reads it back
+    results/, which benchmarks/report_pages.py rebuilds pages from) lack it: `question_text` reads it back
     from the prompt."""
     prompt: str
     """What the student was given."""
