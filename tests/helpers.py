@@ -156,6 +156,63 @@ def train_tokenizer(texts):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
+def train_spm_tokenizer(texts, vocab_size: int = 400):
+    """A SentencePiece-style BPE trained on texts, as Gemma's tokenizer.json is built: each space a ▁ (a normalizer,
+    no prefix, no split into words, so tokens run across words), the 256 <0xNN> byte tokens that characters
+    outside the vocabulary fall back to, <bos> before every text encoded with special tokens; <pad>, <eos>, <bos>,
+    <unk> as ids 0-3."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    trained = Tokenizer(models.BPE())
+    trained.normalizer = normalizers.Replace(" ", "\u2581")
+    trained.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials))
+    spec = json.loads(trained.to_str())["model"]
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for token in sorted(spec["vocab"], key=spec["vocab"].get):
+        vocab.setdefault(token, len(vocab))
+    merges = [tuple(m) for m in spec["merges"]]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.add_special_tokens(specials)
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def build_tiny_gemma(tokenizer, path):
+    """A tiny Gemma 3 built from its config (no download) around tokenizer, saved in path: 3 layers, the third
+    full attention and the others sliding with a window of 8, <pad> 0, <eos> 1, <bos> 2."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        sliding_window=8,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        query_pre_attn_scalar=32,
+    )
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return Path(path)
+
+
 def run_torchrun(config, data_dir, processes: int = 2):
     """`ftcot train CONFIG` under torchrun with CPU processes (gloo), as a user launches it."""
     return subprocess.run(

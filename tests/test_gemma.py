@@ -10,14 +10,13 @@ import json
 import minidata
 import pytest
 import yaml
-from helpers import llama_server, next_token_logprobs, run_cli, run_config, run_torchrun, widen
+from helpers import build_tiny_gemma, llama_server, next_token_logprobs, run_cli, run_config, run_torchrun, widen
 
 
 @pytest.fixture(scope="module")
 def tiny_gemma(tmp_path_factory, data_dir):
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     texts = [
         json.loads(line)["reasoning_completion"] + json.loads(line)["question"]
@@ -37,27 +36,7 @@ def tiny_gemma(tmp_path_factory, data_dir):
     # Gemma's tokenizer puts <bos> before every text it encodes with special tokens.
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        sliding_window=8,
-        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-        max_position_embeddings=1024,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        query_pre_attn_scalar=32,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_gemma")
-    Gemma3ForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return build_tiny_gemma(tokenizer, tmp_path_factory.mktemp("tiny_gemma"))
 
 
 def test_gemma_pairs_mask_the_prompt_and_its_bos_and_end_in_its_eos(tiny_gemma):

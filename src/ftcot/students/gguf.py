@@ -6,12 +6,15 @@ The file is written with the `gguf` package, llama.cpp's own Python library: its
 writer. What is ftcot's is what llama.cpp's `convert_hf_to_gguf.py` does for the two decoder families ftcot
 trains — Llama-style (SmolLM2) and Gemma 3: the hyperparameters from the transformers config, Llama's query
 and key rows reordered for llama.cpp's rotary layout, Gemma's norms stored as 1 + weight (Gemma3RMSNorm scales
-by 1 + w). Any other family, or a tokenizer llama.cpp would split differently, is refused in one line.
+by 1 + w). The tokenizer goes in as llama.cpp's `gpt2` vocabulary (byte-level BPE: SmolLM2's) or its `llama`
+one (SentencePiece-style BPE with byte fallback: Gemma's). Any other family, or a tokenizer llama.cpp would split
+differently, is refused in one line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -146,22 +149,46 @@ def _tensors(family: str, config, state: dict, quant: str):
 
 
 def _vocabulary(writer, folder: Path, tokenizer, n_vocab: int) -> None:
-    """The student's own tokenizer, as llama.cpp's `gpt2` BPE vocabulary: tokens by id, their types, the
-    merges, the special token ids, and whether a BOS is added (as the tokenizer does it, not llama.cpp's
-    default for the type)."""
-    import gguf
-
+    """The student's own tokenizer as a llama.cpp vocabulary: a byte-level BPE as its `gpt2` type (tokens and
+    merges), a SentencePiece-style BPE (byte fallback, spaces as ▁: Gemma's, Llama 2's) as its `llama` type
+    (tokens and scores); either with the token types, the special token ids, and whether a BOS is added (as the
+    tokenizer does it, not llama.cpp's default for the type)."""
     spec_path = folder / "tokenizer.json"
     spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else {}
     model = spec.get("model") or {}
-    pre = _pre_tokenizer(spec.get("pre_tokenizer"))
-    if model.get("type") != "BPE" or model.get("byte_fallback") or pre is None or spec.get("normalizer"):
-        raise UserError(
-            f"the student's tokenizer ({folder / 'tokenizer.json'}) is not a byte-level BPE with a GPT-2 or SmolLM "
-            "split: no GGUF vocabulary that llama.cpp would split the same way"
-        )
-    vocab = tokenizer.get_vocab()
-    by_id = {i: t for t, i in vocab.items()}
+    if model.get("type") == "BPE" and model.get("byte_fallback"):
+        tokens, types = _spm_vocabulary(writer, spec, tokenizer, n_vocab, spec_path)
+    else:
+        pre = _pre_tokenizer(spec.get("pre_tokenizer"))
+        if model.get("type") != "BPE" or pre is None or spec.get("normalizer"):
+            raise UserError(
+                f"the student's tokenizer ({spec_path}) is neither a byte-level BPE with a GPT-2 or SmolLM split nor "
+                "a SentencePiece-style BPE with byte fallback: no GGUF vocabulary that llama.cpp would split the same "
+                "way"
+            )
+        tokens, types = _token_list(tokenizer, n_vocab)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre)
+        merges = model.get("merges") or []
+        writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    for role in ("bos", "eos", "pad", "unk"):
+        token_id = getattr(tokenizer, f"{role}_token_id", None)
+        if token_id is not None:
+            getattr(writer, f"add_{role}_token_id")(token_id)
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    special = tokenizer("a")["input_ids"]
+    writer.add_add_bos_token(len(special) > len(plain) and special[0] == tokenizer.bos_token_id)
+    writer.add_add_eos_token(len(special) > len(plain) and special[-1] == tokenizer.eos_token_id)
+
+
+def _token_list(tokenizer, n_vocab: int) -> tuple[list[str], list]:
+    """Tokens by id and their llama.cpp types: added tokens as control (special) or user-defined, ids the
+    tokenizer lacks (an embedding padded to a round size) as unused placeholders."""
+    import gguf
+
+    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []
     for i in range(n_vocab):
@@ -174,20 +201,95 @@ def _vocabulary(writer, folder: Path, tokenizer, n_vocab: int) -> None:
         else:
             tokens.append(by_id[i])
             types.append(gguf.TokenType.NORMAL)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    merges = model.get("merges") or []
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
-    for role in ("bos", "eos", "pad", "unk"):
-        token_id = getattr(tokenizer, f"{role}_token_id", None)
-        if token_id is not None:
-            getattr(writer, f"add_{role}_token_id")(token_id)
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    special = tokenizer("a")["input_ids"]
-    writer.add_add_bos_token(len(special) > len(plain) and special[0] == tokenizer.bos_token_id)
-    writer.add_add_eos_token(len(special) > len(plain) and special[-1] == tokenizer.eos_token_id)
+    return tokens, types
+
+
+_SPACE = "\u2581"  # ▁, SentencePiece's space
+
+
+def _replaces_spaces(spec: dict | None) -> bool:
+    return (
+        bool(spec)
+        and spec.get("type") == "Replace"
+        and spec.get("pattern") == {"String": " "}
+        and (spec.get("content") == _SPACE)
+    )
+
+
+def _space_prefix(spec: dict, where: Path) -> tuple[bool, bool]:
+    """(whether a ▁ is put before the text, whether the text is split into words at each ▁) for the ways a
+    SentencePiece-style tokenizer.json spells spaces: Gemma's normalizer (spaces to ▁, no prefix), Llama 2's
+    (a ▁ prepended, spaces to ▁), or a Metaspace pre-tokenizer. llama.cpp's `llama` tokenizer turns spaces into
+    ▁, optionally prepends one (add_space_prefix: at the start and after each special token in the text, where
+    Metaspace's prepend_scheme "first" prepends at the start only; the prompts ftcot sends hold no special
+    token), and never splits into words."""
+    normalizer, pre = spec.get("normalizer"), spec.get("pre_tokenizer")
+    steps = (normalizer or {}).get("normalizers", [normalizer]) if normalizer else []
+    if pre and pre.get("type") == "Split" and pre.get("pattern") == {"String": " "} and steps:
+        pre = None  # Gemma's split at spaces, which its normalizer has already turned into ▁: no split at all
+    if steps and not pre:
+        if len(steps) == 1 and _replaces_spaces(steps[0]):
+            return False, False
+        if len(steps) == 2 and steps[0] == {"type": "Prepend", "prepend": _SPACE} and _replaces_spaces(steps[1]):
+            return True, False
+    if not steps and pre and pre.get("type") == "Metaspace" and pre.get("replacement") == _SPACE:
+        scheme = pre.get("prepend_scheme") or ("always" if pre.get("add_prefix_space", True) else "never")
+        return scheme != "never", pre.get("split", True)
+    raise UserError(
+        f"the student's tokenizer ({where}) is a byte-fallback BPE whose spaces are not SentencePiece's (▁ for each "
+        "space, from a Replace normalizer or a Metaspace pre-tokenizer): llama.cpp would split it differently"
+    )
+
+
+def _spm_vocabulary(writer, spec: dict, tokenizer, n_vocab: int, where: Path) -> tuple[list[str], list]:
+    """A BPE with byte fallback as llama.cpp's SentencePiece vocabulary (type `llama`, as its converter writes
+    Gemma 3's and Llama 2's). llama.cpp merges, among the adjacent pairs whose concatenation is a token, the one
+    whose token scores highest (the leftmost of equals); the hf tokenizer applies its ranked merges in order. A
+    token's score is therefore minus the rank of the first merge that makes it, so that the two pick the same pair.
+    A SentencePiece vocabulary converted to tokenizer.json (Gemma's, the gemma3-270m alias's) lists every split of
+    every token, ranked by the token: the two then merge alike. One trained with `tokenizers` lists one split a
+    token, and llama.cpp may join two tokens by another split that hf does not list (none of 306 texts split
+    differently on the tests' tokenizer). Tokens no merge makes (characters, the <0xNN> bytes, special tokens) score
+    below every merge; bytes are typed BYTE, so characters outside the vocabulary fall back to them in both."""
+    import gguf
+
+    model = spec["model"]
+    prefix, split = _space_prefix(spec, where)
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix") or model.get("dropout"):
+        raise UserError(f"the student's tokenizer ({where}) marks subwords or drops merges: llama.cpp has neither")
+    vocab = model.get("vocab") or {}
+    missing = [b for b in range(256) if f"<0x{b:02X}>" not in vocab]
+    if missing:
+        raise UserError(
+            f"the student's tokenizer ({where}) falls back to bytes but lacks {len(missing)} of the 256 byte tokens "
+            f"(<0x{missing[0]:02X}> first): llama.cpp needs each"
+        )
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model.get("merges") or []]
+    first: dict[str, int] = {}
+    for rank, (left, right) in enumerate(merges):
+        first.setdefault(left + right, rank)
+    tokens, types = _token_list(tokenizer, n_vocab)
+    added = tokenizer.added_tokens_decoder
+    unk = tokenizer.unk_token_id
+    scores = []
+    for i, token in enumerate(tokens):
+        if split and types[i] == gguf.TokenType.NORMAL and _SPACE in token[1:]:
+            raise UserError(
+                f"the student's tokenizer ({where}) splits words at ▁ yet has the token {token!r} across words: "
+                "llama.cpp, which does not split, would join words hf keeps apart"
+            )
+        if i in added and not added[i].special:
+            tokens[i] = token.replace(_SPACE, " ")  # llama.cpp finds user-defined tokens in the raw text
+        elif i == unk:
+            types[i] = gguf.TokenType.UNKNOWN
+        elif types[i] == gguf.TokenType.NORMAL and re.fullmatch(r"<0x[0-9A-F]{2}>", token):
+            types[i] = gguf.TokenType.BYTE
+        scores.append(-float(first.get(token, len(merges))) if types[i] == gguf.TokenType.NORMAL else -1e9)
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_scores(scores)
+    writer.add_add_space_prefix(prefix)
+    return tokens, types
 
 
 def prompt_format(method: str) -> tuple[str, str]:
