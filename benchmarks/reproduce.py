@@ -198,7 +198,7 @@ def config_for(task: str, args) -> dict:
             "baselines": args.baselines,
             "batch_size": args.eval_batch_size,
             "max_new_tokens": args.max_new_tokens,
-            "max_samples": args.max_test,
+            "max_questions": args.max_test,
             "choice_by_content": args.choice_by_content and choice,
             "calculator": args.calculator and task in NUMBER_TASKS,
         },

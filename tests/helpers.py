@@ -59,6 +59,7 @@ def invoke_cli(*args, env=None) -> subprocess.CompletedProcess:
     from ftcot import cli, files
 
     argv, held, outside = ["ftcot", *map(str, args)], set(files._held), sys.stderr
+    level = logging.getLogger("ftcot").level  # --quiet/--verbose set it for the invocation only
     with CliRunner().isolation(env=env) as (out, err, _), _process_streams(logging, sys.stderr, outside):
         sys.argv, old_argv = argv, sys.argv
         try:
@@ -80,6 +81,7 @@ def invoke_cli(*args, env=None) -> subprocess.CompletedProcess:
             code = 1
         finally:
             sys.argv = old_argv
+            logging.getLogger("ftcot").setLevel(level)
             for folder in set(files._held) - held:  # the OS releases a process's flocks as it exits
                 os.close(files._held.pop(folder))
         sys.stdout.flush()

@@ -95,7 +95,7 @@ def test_an_invocation_in_this_process_is_a_process_of_its_own(data_dir, tmp_pat
     elsewhere = invoke_cli("show", "coin_flip", "1", env={"FTCOT_DATA_DIR": str(tmp_path / "none")})
     assert elsewhere.returncode == 2 and str(tmp_path / "none") in elsewhere.stderr, elsewhere.stderr
     assert os.environ["FTCOT_DATA_DIR"] == str(data_dir)
-    config = run_config(tmp_path, data_dir, as_file=True, teacher={"backend": "recorded", "max_samples": 2})
+    config = run_config(tmp_path, data_dir, as_file=True, teacher={"backend": "recorded", "max_questions": 2})
     result = invoke_cli("teach", config)
     assert result.returncode == 0 and not files._held, result.stderr
     assert f"(`ftcot teach {config}`" in (tmp_path / "run" / "teacher" / ".lock").read_text()
@@ -267,7 +267,7 @@ def test_every_mistake_is_one_line_and_exit_2(mistake, data_dir, tmp_path):
             "model": "m",
             "base_url": "http://127.0.0.1:9/v1",
             "api_key_env": None,
-            "max_samples": 2,
+            "max_questions": 2,
         },
     }
     for key, value in overrides.items():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import invoke_cli
 
 from ftcot.config import RunConfig, load_config
 from ftcot.errors import UserError
@@ -54,7 +54,7 @@ def test_fingerprints_are_those_of_folders_made_before_the_rename(tmp_path, data
 
 
 def test_ftcot_config_prints_the_new_names(tmp_path, data_dir):
-    result = run_cli("config", _quickstart(tmp_path, data_dir, teacher={"max_samples": 3}))
+    result = invoke_cli("config", _quickstart(tmp_path, data_dir, teacher={"max_samples": 3}))
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     assert printed["teacher"]["max_questions"] == 3 and "max_samples" not in printed["teacher"]
@@ -62,7 +62,7 @@ def test_ftcot_config_prints_the_new_names(tmp_path, data_dir):
 
 
 def test_a_config_with_an_old_name_and_a_mistake_is_still_one_line(tmp_path, data_dir):
-    result = run_cli("config", _quickstart(tmp_path, data_dir, teacher={"max_samples": 3}, train={"epochs": 0}))
+    result = invoke_cli("config", _quickstart(tmp_path, data_dir, teacher={"max_samples": 3}, train={"epochs": 0}))
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ") and "train.epochs" in line

@@ -67,7 +67,7 @@ def test_gemma_greedy_decoding_equals_generate_with_sliding_window_layers(tiny_g
 
     model, tokenizer, kind = load_student(StudentConfig(model=str(tiny_gemma)))
     texts = ["Q: Is the coin heads up?", "A coin is heads up. Bob flips the coin. Is it heads up? ###", "yes"]
-    ours = [o[0] for o in HFEngine(model, tokenizer, kind, 3).generate(texts, 20, lambda text: False)]
+    ours = [o[0] for o in HFEngine(model, tokenizer, kind, 3).generate(texts, 20)]
     for text, out in zip(texts, ours):  # past the sliding window of 8: the cache's window layers are pruned too
         batch = tokenizer(text, return_tensors="pt")
         with torch.inference_mode():
@@ -125,7 +125,7 @@ def test_a_gemma_student_trains_evaluates_and_carries_its_card(tiny_gemma, data_
                 "task": "coin_flip",
                 "run_dir": str(tmp_path / "run"),
                 "data_dir": str(data_dir),
-                "teacher": {"max_samples": 24},
+                "teacher": {"max_questions": 24},
                 "student": {"model": str(tiny_gemma)},
                 "train": {
                     "methods": ["ft_cot"],
@@ -134,7 +134,7 @@ def test_a_gemma_student_trains_evaluates_and_carries_its_card(tiny_gemma, data_
                     "learning_rate": 1e-3,
                     **({"lora": {"r": 4, "alpha": 8}} if lora else {}),
                 },
-                "evaluate": {"baselines": ["zero_shot"], "max_new_tokens": 8, "max_samples": 6},
+                "evaluate": {"baselines": ["zero_shot"], "max_new_tokens": 8, "max_questions": 6},
             }
         )
     )
@@ -155,7 +155,7 @@ def test_a_gemma_student_trains_under_torchrun(tiny_gemma, data_dir, tmp_path):
                 "task": "coin_flip",
                 "run_dir": str(tmp_path / "run"),
                 "data_dir": str(data_dir),
-                "teacher": {"max_samples": 16},
+                "teacher": {"max_questions": 16},
                 "student": {"model": str(tiny_gemma)},
                 "train": {"methods": ["ft_cot"], "epochs": 1, "batch_size": 4, "checkpoint": False},
                 "evaluate": {"max_new_tokens": 8, "batch_size": 8},
@@ -193,7 +193,7 @@ def test_the_real_gemma3_270m_loads_as_a_student_where_its_packages_are_installe
     model, tokenizer, kind = load_student(StudentConfig(model="gemma3-270m"))
     assert type(model).__name__ == "Gemma3ForCausalLM" and 260e6 < sum(p.numel() for p in model.parameters()) < 280e6
     assert tokenizer("hi")["input_ids"][0] == tokenizer.bos_token_id and tokenizer.pad_token == "<pad>"
-    (text,) = HFEngine(model, tokenizer, kind, 1).generate(
-        ["Q: What is 2 plus 3?\nA: Let's think step by step."], 16, lambda t: False
-    )[0]
+    (text,) = HFEngine(model, tokenizer, kind, 1).generate(["Q: What is 2 plus 3?\nA: Let's think step by step."], 16)[
+        0
+    ]
     assert text.strip()  # it writes something

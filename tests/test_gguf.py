@@ -43,10 +43,10 @@ def trained(wide_lm, data_dir, tmp_path_factory):
     config = run_config(
         tmp,
         data_dir,
-        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
+        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_questions": 40},
         student={"model": str(wide_lm)},
         train={"epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
-        evaluate={"baselines": [], "max_samples": 12, "max_new_tokens": 24},
+        evaluate={"baselines": [], "max_questions": 12, "max_new_tokens": 24},
     ).model_dump(mode="json")
     path = tmp / "run.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -251,10 +251,10 @@ def spm_trained(data_dir, tmp_path_factory):
     config = run_config(
         tmp,
         data_dir,
-        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_samples": 40},
+        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_questions": 40},
         student={"model": str(student)},
         train={"methods": ["ft_cot"], "epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
-        evaluate={"baselines": [], "max_samples": 12, "max_new_tokens": 24},
+        evaluate={"baselines": [], "max_questions": 12, "max_new_tokens": 24},
     ).model_dump(mode="json")
     path = tmp / "run.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -390,7 +390,7 @@ def test_the_real_gemma3_270m_exports_and_llama_cpp_decodes_as_the_hf_engine(tmp
         "Today is 04/19/1969. What is the date 24 hours later in MM/DD/YYYY?",
     ]
     prompts = [f"Q: {q}\nA: Let's think step by step." for q in questions] + [f"{q} ###" for q in questions]
-    ours = [o[0] for o in HFEngine(model, tokenizer, kind, 4).generate(prompts, 24, lambda text: False)]
+    ours = [o[0] for o in HFEngine(model, tokenizer, kind, 4).generate(prompts, 24)]
     with llama_server(exported, "gemma") as url:
         for text in TEXTS + prompts:
             assert _llama_tokens(url, text) == tokenizer(text)["input_ids"], text

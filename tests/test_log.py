@@ -4,7 +4,7 @@
 import logging
 
 import pytest
-from helpers import run_cli, run_config
+from helpers import invoke_cli, run_config
 
 from ftcot.log import log, set_verbosity
 
@@ -21,17 +21,17 @@ def _config(tmp_path, data_dir, **curate):
 
 def test_stage_lines_are_one_line_each_and_quiet_hides_them(tmp_path, data_dir):
     config = _config(tmp_path, data_dir)
-    assert run_cli("teach", config).returncode == 0
-    result = run_cli("curate", config)
+    assert invoke_cli("teach", config).returncode == 0
+    result = invoke_cli("curate", config)
     assert result.returncode == 0, result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("curate:")]
     assert len(line) > 80 and line.endswith("validation questions")  # piped: never wrapped at 80 columns
-    quiet = run_cli("--quiet", "curate", config)
+    quiet = invoke_cli("--quiet", "curate", config)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 
 def test_quiet_and_verbose_together_is_one_line(tmp_path):
-    result = run_cli("--quiet", "--verbose", "tasks")
+    result = invoke_cli("--quiet", "--verbose", "tasks")
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: --quiet and --verbose contradict each other: give one"]
 
