@@ -19,7 +19,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ftcot.methods import METHODS  # noqa: E402
 from ftcot.tasks import PAPER_TASKS, load_task  # noqa: E402
-from ftcot.tasks.prompts import FT_QUESTION_END  # noqa: E402
 from ftcot.tasks.rationales import FAILURE_KINDS, failure_kind, is_loop, option_by_content  # noqa: E402
 
 
@@ -28,7 +27,7 @@ def analyse(task: str, method: str, rows: list[dict]) -> dict:
     fmt, m = load_task(task).answer_format, METHODS[method]
     kinds, by_content = Counter(), 0
     for r in rows:
-        question = r["prompt"].removesuffix(FT_QUESTION_END)
+        question = r["question"]
         kinds[
             failure_kind(
                 r["output"], r["prediction"], r["correct"], fmt, question, r["answer"], m.answer_prefix, m.votes

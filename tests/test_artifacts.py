@@ -12,7 +12,6 @@ from ftcot.artifacts import (
     SUMMARIES,
     CurateSummary,
     Metrics,
-    Prediction,
     TeachSummary,
     TrainSummary,
     parse_summary,
@@ -38,7 +37,7 @@ class EchoEngine:
     def __init__(self):
         self.tokens = 0
 
-    def generate(self, prompts, max_new_tokens, done, stop=(), k=1, temperature=0.0, seed=0, progress=None):
+    def generate(self, prompts, max_new_tokens, stop=None, k=1, temperature=0.0, seed=0, progress=None):
         outputs = [[f" {p.split()[0]} --> yes"] * k for p in prompts]
         self.tokens += sum(len(o[0]) for o in outputs) * k
         return outputs
@@ -75,7 +74,6 @@ def test_a_prediction_row_carries_its_question_and_the_metrics_round_trip(ctx):
     engine = EchoEngine()
     predictions, greedy = evaluate(ctx.task, engine, test, "ft_cot", 32, choice_by_content=True)
     assert [p.question for p in predictions] == [s.question for s in test]
-    assert all(p.question_text() == s.question for p, s in zip(predictions, test))
     write_jsonl([p.dump() for p in predictions], ctx.run.predictions("ft_cot"))
     assert read_predictions(ctx.run.predictions("ft_cot")) == predictions
     on_disk = [json.loads(line) for line in ctx.run.predictions("ft_cot").open()]
@@ -95,14 +93,15 @@ def test_a_prediction_row_carries_its_question_and_the_metrics_round_trip(ctx):
     assert is_done(ctx, "evaluate", "ft_cot")
 
 
-def test_a_prediction_row_without_a_question_reads_it_from_its_prompt():
-    """Committed predictions under results/ were written before rows kept their question."""
+def test_a_prediction_row_without_its_question_is_refused_in_one_line(tmp_path):
+    """A row an earlier ftcot wrote, before rows kept their question: rerun evaluate (the committed predictions
+    under results/ were given theirs from the tasks' data)."""
     row = {"sample_index": 0, "prompt": "Is the coin heads up? ###", "output": " yes", "prediction": "yes"}
-    old = Prediction.model_validate(row | {"answer": "yes", "correct": True})
-    assert old.question is None and old.question_text() == "Is the coin heads up?"
-    assert "question" not in old.dump()
-    few_shot = Prediction.model_validate(row | {"prompt": "Q: a?\nA: b\n\nQ: Is it?\nA:", "answer": "x", "correct": 0})
-    assert few_shot.question_text() == "Is it?"
+    path = tmp_path / "predictions.jsonl"
+    write_jsonl([row | {"answer": "yes", "correct": True, "failure": None}], path)
+    with pytest.raises(UserError) as refused:
+        read_predictions(path)
+    assert str(refused.value) == f"{path}:1: not an ftcot prediction: question: Field required"
 
 
 def test_the_train_summary_is_what_train_writes(tiny_lm, tmp_path):

@@ -205,7 +205,7 @@ def test_generation_budget_covers_the_curated_completions(tiny_lm, data_dir, tmp
 def test_diagnostics_name_cut_offs_unparsed_outputs_and_one_answer_for_all():
     fmt = load_task("tracking_shuffled_objects").answer_format
     predictions = [
-        Prediction(sample_index=i, prompt="", correct=p["prediction"] == p["answer"], **p)
+        Prediction(sample_index=i, question="", prompt="", correct=p["prediction"] == p["answer"], failure=None, **p)
         for i, p in enumerate(
             [
                 {"output": "Alice swaps ... --> (B)", "prediction": "B", "answer": "C"},

@@ -54,10 +54,8 @@ class Prediction(Artifact):
 
     sample_index: int
     """The question's index in the task's data."""
-    question: str | None = None
-    """The question as the task states it. Rows written before it was kept (the committed predictions under
-    results/, which benchmarks/report_pages.py rebuilds pages from) lack it: `question_text` reads it back
-    from the prompt."""
+    question: str
+    """The question as the task states it."""
     prompt: str
     """What the student was given."""
     output: str
@@ -68,25 +66,14 @@ class Prediction(Artifact):
     """The gold answer."""
     correct: bool
     """Whether the prediction is the gold answer, as the task's answer format compares them."""
-    failure: str | None = None
-    """Why a wrong answer is wrong (a key of ftcot.tasks.rationales.FAILURE_KINDS; None when right). Absent from
-    rows written before the failure taxonomy (committed predictions): the report works it out again."""
+    failure: str | None
+    """Why a wrong answer is wrong (a key of ftcot.tasks.rationales.FAILURE_KINDS; None when right)."""
     prediction_by_content: str | None = None
     """evaluate.choice_by_content: the option the rationale names by its text (else the prediction)."""
     correct_by_content: bool | None = None
     """evaluate.choice_by_content: whether that option is the gold answer."""
     calculator: list[Call] | None = None
     """With the calculator: each `=` it wrote a value after."""
-
-    def question_text(self) -> str:
-        """The question; for a row without one (written before rows kept it), read back from its prompt."""
-        if self.question is not None:
-            return self.question
-        from ftcot.tasks.prompts import FT_QUESTION_END  # a fine-tuned student's `q ###`, zero-shot `Q: q\n\nA:`,
-
-        text = self.prompt.removesuffix(FT_QUESTION_END).removesuffix("\n\nA:")  # or a few-shot prompt's last
-        text = text.rsplit("\nQ: ", 1)[-1].removeprefix("Q: ")
-        return text.split("\nA:", 1)[0]
 
 
 def read_predictions(path: Path) -> list[Prediction]:

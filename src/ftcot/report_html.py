@@ -24,7 +24,7 @@ from ftcot.run_folder import RunFolder
 from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.answers import AnswerFormat
 from ftcot.tasks.prompts import COT_TRIGGER
-from ftcot.tasks.rationales import FAILURE_KINDS, failure_kind
+from ftcot.tasks.rationales import FAILURE_KINDS
 from ftcot.teachers.records import read_records
 
 
@@ -41,8 +41,8 @@ def _answer_format(run: Path, task: str) -> AnswerFormat | None:
 
 
 def _run_data(run: Path, task: str) -> dict:
-    """One run's test questions by method (why each wrong one is wrong: recorded, else read now where the task
-    is known), the teacher's rationales (each question once), and its curated training set."""
+    """One run's test questions by method (with why each wrong one is wrong), the teacher's rationales (each
+    question once, judged where the task is known), and its curated training set."""
     fmt, folder = _answer_format(run, task), RunFolder(run)
     methods, questions = {}, {}
     for name in (m for m in REPORT_ORDER if m in METHODS):  # the teacher's are its records (below)
@@ -51,22 +51,16 @@ def _run_data(run: Path, task: str) -> dict:
             continue
         m, rows = METHODS[name], {}
         for p in read_predictions(path):
-            question = p.question_text()  # rows without a question (committed predictions): from the prompt
-            failure = p.failure
-            if "failure" not in p.model_fields_set and fmt is not None:  # committed rows, from before the taxonomy
-                failure = failure_kind(
-                    p.output, p.prediction, p.correct, fmt, question, p.answer, m.answer_prefix, m.votes
-                )
             shown = p.prompt.rsplit(COT_TRIGGER, 1)[-1] + "\n" + p.output if m.answer_step else p.output  # rationale
             by_content = p.prediction_by_content  # evaluate.choice_by_content's reading, where made
             rows[str(p.sample_index)] = [
                 p.prediction,
                 p.correct,
-                failure,
+                p.failure,
                 shown,
                 None if by_content is None else [by_content, p.correct_by_content],
             ]
-            questions.setdefault(str(p.sample_index), [question, p.answer])
+            questions.setdefault(str(p.sample_index), [p.question, p.answer])
         if rows:
             methods[name] = rows
     records = folder.completions
