@@ -35,23 +35,30 @@ def _predictions(run, method):
     return [json.loads(line) for line in (run / "eval" / method / "predictions.jsonl").open()]
 
 
-@pytest.fixture(scope="module")
-def trained(wide_lm, data_dir, tmp_path_factory):
-    """A run whose Fine-tune-CoT and vanilla students were trained (one epoch, from the wide tiny LM) and
-    evaluated with the hf engine, and its students exported as f16 and q8_0 GGUFs."""
-    tmp = tmp_path_factory.mktemp("gguf_run")
+def _run(tmp, data_dir, student, methods) -> dict:
+    """`ftcot run` of the student trained one epoch with each method on 40 Coin Flip questions and evaluated with
+    the hf engine on 12 (tmp/run); its config."""
     config = run_config(
         tmp,
         data_dir,
         teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_questions": 40},
-        student={"model": str(wide_lm)},
-        train={"epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
+        student={"model": str(student)},
+        train={"methods": methods, "epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
         evaluate={"baselines": [], "max_questions": 12, "max_new_tokens": 24},
     ).model_dump(mode="json")
     path = tmp / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     done = run_cli("run", path)
     assert done.returncode == 0, done.stderr[-3000:]
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(wide_lm, data_dir, tmp_path_factory):
+    """A run whose Fine-tune-CoT and vanilla students were trained (one epoch, from the wide tiny LM) and
+    evaluated with the hf engine, and its students exported as f16 and q8_0 GGUFs."""
+    tmp = tmp_path_factory.mktemp("gguf_run")
+    config = _run(tmp, data_dir, wide_lm, ["ft_cot", "vanilla"])
     run = tmp / "run"
     hf = {m: _predictions(run, m) for m in ("ft_cot", "vanilla")}
     for quant in ("f16", "q8_0"):
@@ -248,18 +255,7 @@ def spm_trained(data_dir, tmp_path_factory):
     base = build_tiny_gemma(train_spm_tokenizer(texts + ["yes no 0123456789"]), tmp / "base")
     student = widen(base, tmp / "student")  # far-apart choices that half precision cannot swap
     _loud_layers(student, 3.0)
-    config = run_config(
-        tmp,
-        data_dir,
-        teacher={"backend": "recorded", "teach_on": ["train", "test"], "max_questions": 40},
-        student={"model": str(student)},
-        train={"methods": ["ft_cot"], "epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
-        evaluate={"baselines": [], "max_questions": 12, "max_new_tokens": 24},
-    ).model_dump(mode="json")
-    path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    done = run_cli("run", path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    config = _run(tmp, data_dir, student, ["ft_cot"])
     hf = _predictions(tmp / "run", "ft_cot")
     export = run_cli("export", tmp / "run", "--to", tmp / "f16", "--format", "gguf")
     assert export.returncode == 0, export.stderr[-3000:]
