@@ -730,18 +730,22 @@ def test_a_request_waiting_for_its_rate_window_holds_nothing_in_the_ledger(serve
         store.close()
 
 
-def test_a_store_made_before_the_ledger_counts_what_its_completions_cost(server, data_dir, tmp_path):
+def test_a_store_made_before_the_ledger_is_refused_in_one_line_and_nothing_is_sent(server, data_dir, tmp_path):
+    """An earlier ftcot's store (no spending ledger, or no reasoning column) cannot be counted against a cap: the
+    teacher says so in one line, for a run and for a dry run, before any request."""
     cfg = _priced_config(server, data_dir, tmp_path)
-    done = teach(context(cfg))
+    teach(context(cfg))
     db = tmp_path / "run" / "teacher" / "store.sqlite"
     with sqlite3.connect(db) as con:
         con.execute("DROP TABLE spending")  # as an older ftcot left it
-    spent = (done.prompt_tokens + done.completion_tokens) * 1000.0 / 1e6
     cfg.teacher.max_questions = 12  # two questions more to ask
     before = len(server.completion_requests())
-    again = teach(context(cfg), max_cost=spent * 0.99)
-    assert again.stopped_by_budget and len(server.completion_requests()) == before
-    assert again.folder_spent_usd == pytest.approx(spent)
+    for dry_run in (True, False):
+        with pytest.raises(
+            UserError, match=r"store.sqlite was made by an earlier ftcot \(before its spending ledger\)"
+        ):
+            teach(context(cfg), dry_run=dry_run, max_cost=100.0)
+    assert len(server.completion_requests()) == before
 
 
 def test_the_ledger_counts_unpriced_batch_and_gateway_spending_for_a_later_cap(server, data_dir, tmp_path):

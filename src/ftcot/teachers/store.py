@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftcot.errors import UserError
-from ftcot.teachers.cost import PROMPT_TOKEN_OVERHEAD
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -46,12 +45,6 @@ CREATE TABLE IF NOT EXISTS spending (
     created REAL NOT NULL
 );
 """
-# A store made before the ledger: its completions' tokens (a completion without usage at its worst case, as
-# cost.worst_case_tokens counts it).
-_EARLIER = (
-    f"COALESCE(SUM(COALESCE(prompt_tokens, LENGTH(CAST(prompt AS BLOB)) + {PROMPT_TOKEN_OVERHEAD})), 0), "
-    "COALESCE(SUM(COALESCE(completion_tokens, json_extract(params, '$.max_tokens'), 0)), 0)"
-)
 
 
 @dataclass(frozen=True)
@@ -92,21 +85,15 @@ class CompletionStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            self.unledgered = "completions" in tables and "spending" not in tables  # made before the ledger
-            if self.unledgered and not read_only:  # counted once, in the transaction that makes the ledger
-                self.db.executescript(
-                    f"BEGIN; {SCHEMA} INSERT INTO spending (held_prompt, held_completion, "
-                    f"prompt_tokens, completion_tokens, created) SELECT 0, 0, {_EARLIER}, "
-                    f"{time.time()} FROM completions; COMMIT;"
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(completions)")}
+            if "completions" in tables and ("spending" not in tables or "reasoning" not in columns):
+                self.db.close()
+                raise UserError(
+                    f"{path} was made by an earlier ftcot (before its spending ledger): this one cannot count what "
+                    "it cost against a budget; teach with the ftcot that made it, or move it away to start a new store"
                 )
-                self.unledgered = False
             if not read_only or not exists:
                 self.db.executescript(SCHEMA)
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(completions)")}
-            if "reasoning" not in columns and not read_only:  # a store made before reasoning was kept
-                self.db.execute("ALTER TABLE completions ADD COLUMN reasoning TEXT")
-            # a dry run reads an older store as it is
-            self.reasoning_column = "reasoning" if "reasoning" in columns or not read_only else "NULL"
             self.db.execute("SELECT key, text FROM completions LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
             raise UserError(
@@ -118,7 +105,7 @@ class CompletionStore:
 
     def get(self, teacher: str, prompt: str, params: dict, k: int) -> Generation | None:
         row = self.db.execute(
-            f"SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s, {self.reasoning_column} "
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s, reasoning "
             "FROM completions WHERE key=?",
             (completion_key(teacher, prompt, params, k),),
         ).fetchone()
@@ -200,9 +187,6 @@ class CompletionStore:
 
     def spent(self) -> tuple[int, int]:
         """The (prompt, completion) tokens the folder's requests used, those never settled at their worst case."""
-        if self.unledgered:  # a dry run reading a store made before the ledger: what the ledger would start with
-            row = self.db.execute(f"SELECT {_EARLIER} FROM completions").fetchone()
-            return int(row[0]), int(row[1])
         row = self.db.execute(
             "SELECT COALESCE(SUM(COALESCE(prompt_tokens, held_prompt)), 0), "
             "COALESCE(SUM(COALESCE(completion_tokens, held_completion)), 0) FROM spending"
@@ -213,8 +197,6 @@ class CompletionStore:
         """The requests held and not settled: how many, their worst-case (prompt, completion) tokens, and when
         the first was held. Only the process holding the teacher folder writes holds, so once none does (it was
         killed), these are requests it had sent and whose answers never came."""
-        if self.unledgered:
-            return 0, 0, 0, None
         row = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(held_prompt), 0), COALESCE(SUM(held_completion), 0), "
             "MIN(created) FROM spending WHERE prompt_tokens IS NULL"
