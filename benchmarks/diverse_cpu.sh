@@ -12,7 +12,7 @@
 set -uo pipefail
 export FTCOT_DATA_DIR=${FTCOT_DATA_DIR:-../shared/data} PYTHONUNBUFFERED=1
 PY=${PY:-.venv/bin/python}
-COMMON="--protocol paper --epochs 3 --max-examples 0 --consistency on --teacher gpt-3.5-turbo-instruct"
+COMMON="--protocol paper --epochs 3 --max-examples 0 --consistency on --teacher gpt-3.5-turbo-instruct --baselines none"
 # Last Letter's D curve and second seeds before Date D=6, whose 480 steps (about two hours on two idle cores)
 # do not fit a session beside other work.
 for run in "last_letter_concatenation 1" "last_letter_concatenation 6" "date_understanding 1" \
