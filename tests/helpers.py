@@ -56,9 +56,11 @@ def invoke_cli(*args, env=None) -> subprocess.CompletedProcess:
 
     from click.testing import CliRunner
 
-    from ftcot import cli, files
+    from ftcot import cli, config, files
 
     argv, held, outside = ["ftcot", *map(str, args)], set(files._held), sys.stderr
+    said = set(config.said)  # a process of its own has said no config note yet
+    config.said.clear()
     level = logging.getLogger("ftcot").level  # --quiet/--verbose set it for the invocation only
     with CliRunner().isolation(env=env) as (out, err, _), _process_streams(logging, sys.stderr, outside):
         sys.argv, old_argv = argv, sys.argv
@@ -82,6 +84,8 @@ def invoke_cli(*args, env=None) -> subprocess.CompletedProcess:
         finally:
             sys.argv = old_argv
             logging.getLogger("ftcot").setLevel(level)
+            config.said.clear()
+            config.said.update(said)
             for folder in set(files._held) - held:  # the OS releases a process's flocks as it exits
                 os.close(files._held.pop(folder))
         sys.stdout.flush()

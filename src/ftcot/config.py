@@ -81,6 +81,9 @@ class Strict(BaseModel):
 # The notes of a config being validated: said once it is valid (RunConfig), so a config that also has a mistake
 # is still one line on stderr.
 _renamed_notes: ContextVar[list[str] | None] = ContextVar("renamed_notes", default=None)
+# The notes said in this process: a command that reads a config more than once (the report, for each of its parts)
+# says each note once.
+said: set[str] = set()
 
 
 # A server's address and key, for the teacher and for a served student. The messages never repeat the value: it
@@ -548,7 +551,9 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _say_renamed_keys(self) -> RunConfig:  # the last check: said only of a config that is valid
         for note in _renamed_notes.get() or ():
-            log.warning(note)
+            if note not in said:
+                said.add(note)
+                log.warning(note)
         _renamed_notes.set(None)
         return self
 
