@@ -55,3 +55,20 @@ def test_verbose_says_why_a_stage_reruns(tmp_path, data_dir, capsys, verbosity):
     verbosity(quiet=True)
     STAGES["curate"].run(changed)
     assert capsys.readouterr().err == ""
+
+
+def test_a_torchrun_rank_but_0_logs_nothing(tmp_path, data_dir):
+    """Under torchrun every rank runs the command: rank 0 alone says the config's notes and the stage lines (a
+    rank's error is still its own line)."""
+    config = _config(tmp_path, data_dir)
+    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+    old = run_config(
+        tmp_path, data_dir, as_file="old.yaml", teacher={"backend": "recorded", "max_samples": 3}, train={"epochs": 1}
+    )
+    said = {}
+    for rank in ("0", "1"):  # dss: curated for no method of this config, refused after the stage's bookkeeping
+        result = invoke_cli("--verbose", "train", old, "--method", "dss", env={"RANK": rank})
+        assert result.returncode == 2
+        said[rank] = result.stderr.splitlines()
+    assert said["0"][0].startswith("note: config key max_samples") and said["0"][1].startswith("train dss: runs:")
+    assert said["1"] == said["0"][-1:] and said["1"][0].startswith("error: no curated examples for dss")

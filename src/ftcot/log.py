@@ -7,6 +7,7 @@ replaces its handler as with any logger."""
 from __future__ import annotations
 
 import logging
+import os
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -21,9 +22,15 @@ class _LineHandler(RichHandler):
         return message_renderable
 
 
+def _main_rank(record: logging.LogRecord) -> bool:
+    """Under torchrun every rank runs the command: rank 0 alone speaks (torchrun sets RANK for each)."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 log = logging.getLogger("ftcot")
 if not log.handlers:
     log.addHandler(_LineHandler(console=console, markup=False, highlighter=None, keywords=[]))
+    log.handlers[0].addFilter(_main_rank)
     log.setLevel(logging.INFO)
     log.propagate = False  # a root handler someone else configured would print each line twice
 
