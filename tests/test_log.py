@@ -72,3 +72,19 @@ def test_a_torchrun_rank_but_0_logs_nothing(tmp_path, data_dir):
         said[rank] = result.stderr.splitlines()
     assert said["0"][0].startswith("note: config key max_samples") and said["0"][1].startswith("train dss: runs:")
     assert said["1"] == said["0"][-1:] and said["1"][0].startswith("error: no curated examples for dss")
+
+
+def test_quiet_training_shows_no_bar(tmp_path, data_dir, tiny_lm):
+    """--quiet: the Trainer's own progress bar (and the loss lines it writes through it) is not shown either."""
+    config = run_config(
+        tmp_path,
+        data_dir,
+        as_file=True,
+        teacher={"backend": "recorded", "max_questions": 16},
+        student={"model": str(tiny_lm)},
+        train={"methods": ["vanilla"], "epochs": 1, "batch_size": 8, "max_length": 64},
+    )
+    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+    result = invoke_cli("--quiet", "train", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and "'loss'" not in result.stdout, result.stdout

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from ftcot.artifacts import TrainSummary
 from ftcot.config import StudentConfig, TrainConfig
@@ -24,7 +24,7 @@ from ftcot.engines.hf import HFEngine
 from ftcot.errors import UserError
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
-from ftcot.log import log
+from ftcot.log import log, show_progress
 from ftcot.methods import METHODS
 from ftcot.students.load import libraries_quiet, load_student
 from ftcot.tasks import Sample, Task
@@ -271,7 +271,7 @@ def train(
         dataloader_num_workers=0,
         report_to=[name for name in cfg.report_to if name != "tensorboard"],
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not is_main_process(),
+        disable_tqdm=not (is_main_process() and show_progress()),  # no bar under --quiet
         ddp_find_unused_parameters=False,
         ddp_timeout=6 * 3600,  # the other ranks wait while rank 0 validates, which can take long on a CPU
         **precision_args(cfg.precision),
@@ -289,6 +289,8 @@ def train(
         )
     except (ImportError, RuntimeError) as exc:  # a tracker whose package is not installed
         raise UserError(f"train.report_to: {str(exc).splitlines()[0]}") from None
+    if not show_progress():  # --quiet: nor the loss lines the Trainer prints where it has no bar
+        trainer.remove_callback(PrinterCallback)
     checkpoints = (
         sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if resume else []
     )
