@@ -88,3 +88,13 @@ def test_quiet_training_shows_no_bar(tmp_path, data_dir, tiny_lm):
     result = invoke_cli("--quiet", "train", config)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and "'loss'" not in result.stdout, result.stdout
+
+
+def test_quiet_export_shows_no_bar(tmp_path, data_dir):
+    """--quiet: datasets' bars while the curated set is saved are not shown either."""
+    config = _config(tmp_path, data_dir)
+    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+    result = invoke_cli("--quiet", "export", tmp_path / "run", "--to", tmp_path / "out", "--format", "hf")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    loud = invoke_cli("export", tmp_path / "run", "--to", tmp_path / "out2", "--format", "hf")
+    assert loud.returncode == 0 and "Saving the dataset" in loud.stderr  # bars are still drawn without --quiet

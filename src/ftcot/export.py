@@ -18,6 +18,7 @@ from ftcot.artifacts import (
 )
 from ftcot.errors import UserError
 from ftcot.files import read_json, read_jsonl, write_jsonl, write_text
+from ftcot.log import show_progress
 from ftcot.methods import METHODS, TRAINED
 from ftcot.run_folder import RunFolder
 from ftcot.teachers.records import read_records, write_completion_dataset
@@ -107,12 +108,19 @@ def export(run: Path, to: Path, fmt: str, quant: str = "f16") -> list[Path]:
         return written
     import datasets  # deferred: pyarrow takes a second to import
 
-    data = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in examples.items()})
-    data.save_to_disk(str(to / "hf"))
-    written.append(to / "hf")
-    for name, part in data.items():
-        part.to_parquet(str(to / f"{name}.parquet"))
-        written.append(to / f"{name}.parquet")
+    bars = not datasets.are_progress_bars_disabled()
+    if not show_progress():  # --quiet: not datasets' bars either
+        datasets.disable_progress_bars()
+    try:
+        data = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in examples.items()})
+        data.save_to_disk(str(to / "hf"))
+        written.append(to / "hf")
+        for name, part in data.items():
+            part.to_parquet(str(to / f"{name}.parquet"))
+            written.append(to / f"{name}.parquet")
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     return written
 
 
