@@ -98,3 +98,20 @@ def test_quiet_export_shows_no_bar(tmp_path, data_dir):
     assert result.returncode == 0 and result.stderr == "", result.stderr
     loud = invoke_cli("export", tmp_path / "run", "--to", tmp_path / "out2", "--format", "hf")
     assert loud.returncode == 0 and "Saving the dataset" in loud.stderr  # bars are still drawn without --quiet
+
+
+def test_verbose_says_once_why_a_method_is_evaluated(tmp_path, data_dir, tiny_lm):
+    config = run_config(
+        tmp_path,
+        data_dir,
+        as_file=True,
+        teacher={"backend": "recorded", "max_questions": 16},
+        student={"model": str(tiny_lm)},
+        evaluate={"max_questions": 2, "max_new_tokens": 8},
+    )
+    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+    result = invoke_cli("--verbose", "evaluate", config, "--method", "zero_shot", "--method", "zero_shot")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert sum(line.startswith("evaluate zero_shot: runs: ") for line in lines) == 1, result.stderr
+    assert sum("% (" in line for line in lines) == 1, result.stderr  # its accuracy: evaluated once

@@ -40,7 +40,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
     from ftcot.students.load import load_tokenizer
 
     e = ctx.cfg.evaluate
-    wanted = methods or [TEACHER, *e.baselines, *ctx.cfg.train.methods]
+    wanted = list(dict.fromkeys(methods or [TEACHER, *e.baselines, *ctx.cfg.train.methods]))  # each once
     if not methods and e.engine == "openai":  # a server serves the methods evaluate.models names
         for method in (m for m in wanted if m != TEACHER and m not in e.models):
             log.info(f"evaluate {method}: skipped, evaluate.models names no served model for it")
@@ -59,7 +59,8 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; methods: {', '.join(known)}")
     # Checks that need no model come before any model is loaded (or, on a new machine, converted).
-    todo = [m for m in wanted if m != TEACHER and not is_done(ctx, "evaluate", m)]
+    done = {m for m in wanted if is_done(ctx, "evaluate", m)}  # asked once: --verbose says why once
+    todo = [m for m in wanted if m != TEACHER and m not in done]
     if e.engine != "openai":  # a server may serve a student from elsewhere
         for method in (m for m in todo if m in TRAINED):
             if not ctx.run.best(method).is_dir():
@@ -79,7 +80,7 @@ def run(ctx: RunContext, methods: list[str] | None = None) -> dict[str, Metrics]
     base = None  # the base student's engine, shared by the baselines
     budget = None
     for method in wanted:
-        if is_done(ctx, "evaluate", method):
+        if method in done:
             results[method] = parse_summary(ctx.run.summary("evaluate", method), Metrics)
             continue
         if method == TEACHER:
