@@ -40,10 +40,11 @@ def rebuild(result: dict, predictions: Path, run: Path) -> Path:
     curate_stage(ctx)
     for path in sorted(predictions.glob("*.jsonl")):
         method = path.stem
+        if method not in result["accuracy"]:  # the calculator's outputs (ft_cot.calculator.jsonl): not a method
+            continue
         (run / "eval" / method).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, run / "eval" / method / "predictions.jsonl")
-        # The committed result's numbers as a metrics file (no fingerprint: no stage made it); its predictions may
-        # lack newer fields (the question, the failure kind), which the report reads back or works out again.
+        # The committed result's numbers as a metrics file (no fingerprint: no stage made it).
         n, accuracy = result["n_test"], result["accuracy"][method]
         metrics = Metrics(
             task=result["task"],

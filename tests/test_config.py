@@ -92,3 +92,11 @@ def test_a_run_folder_with_an_old_name_is_one_note_for_ftcot_report(tmp_path, da
         result = invoke_cli("report", run)
         assert result.returncode == 0, result.stderr
         assert result.stderr.splitlines() == [NOTE]
+
+
+def test_an_empty_stop_string_is_one_line(tmp_path, data_dir):
+    """An empty stop string would end every completion before its first character."""
+    result = invoke_cli("config", _quickstart(tmp_path, data_dir, teacher={"rationale": {"stop": ["\n\n", ""]}}))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "teacher.rationale.stop.1" in line and "at least 1 character" in line, line

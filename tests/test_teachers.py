@@ -965,3 +965,20 @@ def test_a_reasoning_models_reasoning_is_kept_and_can_be_the_rationale(server, d
                 plain.model_copy(update={"teacher": plain.teacher.model_copy(update={"rationale_from": "reasoning"})})
             )
         )
+
+
+def test_a_backend_that_answers_no_completion_is_one_error_not_a_loop(tmp_path):
+    """A server answering a request with no choices is asked for the rest again; with none at all, never ending."""
+    store = CompletionStore(tmp_path / "store.sqlite")
+    asked = []
+
+    async def sample(prompt, n, params):
+        asked.append(n)
+        return []
+
+    try:
+        with pytest.raises(UserError, match="answered a request for completions of a prompt with none"):
+            asyncio.run(store.ask_missing("t", "p", {"max_tokens": 8}, [0, 1], sample))
+        assert asked == [2]
+    finally:
+        store.close()

@@ -121,7 +121,7 @@ class Sampling(Strict):
     """Nucleus sampling's probability mass (the hf teacher takes only 1)."""
     max_tokens: int = Field(128, ge=1)
     """The step's token limit."""
-    stop: list[str] | None = None
+    stop: list[Annotated[str, Field(min_length=1)]] | None = None
     """Strings that end the completion."""
     seed: int | None = None
     """The backend's sampling seed, where it takes one."""

@@ -129,6 +129,8 @@ class CompletionStore:
         while missing:
             before_request()  # the collector's budget check: it raises to send nothing more
             generations = await sample(prompt, len(missing) if n_per_request else 1, sent_from(params, missing[0]))
+            if not generations:  # asked again, it would answer none again: forever
+                raise UserError(f"{teacher} answered a request for completions of a prompt with none")
             for k, generation in zip(missing, generations):
                 if not self.put(teacher, prompt, params, k, generation):
                     generation = self.get(teacher, prompt, params, k)
