@@ -458,13 +458,21 @@ def test_the_taxonomy_benchmark_runs_in_its_smoke_mode(tmp_path):
     folder.mkdir(parents=True)
     rows = [
         {
+            "question": DATE_Q,
             "prompt": DATE_Q + " ###",
             "output": " Tomorrow is May 2, 2021. --> A",
             "prediction": "A",
             "answer": "B",
             "correct": False,
         },
-        {"prompt": DATE_Q + " ###", "output": " So (B). --> B", "prediction": "B", "answer": "B", "correct": True},
+        {
+            "question": DATE_Q,
+            "prompt": DATE_Q + " ###",
+            "output": " So (B). --> B",
+            "prediction": "B",
+            "answer": "B",
+            "correct": True,
+        },
     ]
     (folder / "ft_cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "taxonomy.py"

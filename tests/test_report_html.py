@@ -164,11 +164,13 @@ def test_the_pages_of_committed_runs_are_rebuilt_in_a_smoke_run(tmp_path, data_d
     rows = [
         {
             "sample_index": i,
+            "question": f"Q{i}",
             "prompt": f"Q{i} ###",
             "output": " heads --> yes",
             "prediction": "yes",
             "answer": "yes",
             "correct": True,
+            "failure": None,
         }
         for i in (300, 301)
     ]
