@@ -91,13 +91,21 @@ def test_quiet_training_shows_no_bar(tmp_path, data_dir, tiny_lm):
 
 
 def test_quiet_export_shows_no_bar(tmp_path, data_dir):
-    """--quiet: datasets' bars while the curated set is saved are not shown either."""
-    config = _config(tmp_path, data_dir)
-    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
-    result = invoke_cli("--quiet", "export", tmp_path / "run", "--to", tmp_path / "out", "--format", "hf")
-    assert result.returncode == 0 and result.stderr == "", result.stderr
-    loud = invoke_cli("export", tmp_path / "run", "--to", tmp_path / "out2", "--format", "hf")
-    assert loud.returncode == 0 and "Saving the dataset" in loud.stderr  # bars are still drawn without --quiet
+    """--quiet: datasets' bars while the curated set is saved are not shown either (and are drawn again after)."""
+    import datasets
+
+    before = datasets.are_progress_bars_disabled()  # an earlier test of this process may have turned them off
+    datasets.enable_progress_bars()
+    try:
+        config = _config(tmp_path, data_dir)
+        assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+        result = invoke_cli("--quiet", "export", tmp_path / "run", "--to", tmp_path / "out", "--format", "hf")
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        loud = invoke_cli("export", tmp_path / "run", "--to", tmp_path / "out2", "--format", "hf")
+        assert loud.returncode == 0 and "Saving the dataset" in loud.stderr  # bars are still drawn without --quiet
+    finally:
+        if before:
+            datasets.disable_progress_bars()
 
 
 def test_verbose_says_once_why_a_method_is_evaluated(tmp_path, data_dir, tiny_lm):
