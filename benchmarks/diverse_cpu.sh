@@ -17,7 +17,7 @@ COMMON="--protocol paper --epochs 3 --max-examples 0 --consistency on --teacher 
 # do not fit a session beside other work.
 for run in "last_letter_concatenation 1" "last_letter_concatenation 6" "date_understanding 1" \
            "last_letter_concatenation 1 --seeds 2" "last_letter_concatenation 2" \
-           "last_letter_concatenation 6 --seeds 2" "last_letter_concatenation 4" "date_understanding 6"; do
+           "last_letter_concatenation 4" "last_letter_concatenation 6 --seeds 2" "date_understanding 6"; do
   set -- $run
   task=$1 d=$2; shift 2
   extra=""; [ "$task" = date_understanding ] && extra="--choice-by-content"

@@ -19,6 +19,20 @@ def _config(tmp_path, data_dir, **curate):
     return run_config(tmp_path, data_dir, as_file=True, teacher={"backend": "recorded"}, curate=curate)
 
 
+def _curated(tmp_path, data_dir, tiny_lm, **sections):
+    """A run config of the tiny student on 16 Coin Flip questions whose teach and curate stages have run."""
+    config = run_config(
+        tmp_path,
+        data_dir,
+        as_file=True,
+        teacher={"backend": "recorded", "max_questions": 16},
+        student={"model": str(tiny_lm)},
+        **sections,
+    )
+    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+    return config
+
+
 def test_stage_lines_are_one_line_each_and_quiet_hides_them(tmp_path, data_dir):
     config = _config(tmp_path, data_dir)
     assert invoke_cli("teach", config).returncode == 0
@@ -76,15 +90,9 @@ def test_a_torchrun_rank_but_0_logs_nothing(tmp_path, data_dir):
 
 def test_quiet_training_shows_no_bar(tmp_path, data_dir, tiny_lm):
     """--quiet: the Trainer's own progress bar (and the loss lines it writes through it) is not shown either."""
-    config = run_config(
-        tmp_path,
-        data_dir,
-        as_file=True,
-        teacher={"backend": "recorded", "max_questions": 16},
-        student={"model": str(tiny_lm)},
-        train={"methods": ["vanilla"], "epochs": 1, "batch_size": 8, "max_length": 64},
+    config = _curated(
+        tmp_path, data_dir, tiny_lm, train={"methods": ["vanilla"], "epochs": 1, "batch_size": 8, "max_length": 64}
     )
-    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
     result = invoke_cli("--quiet", "train", config)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and "'loss'" not in result.stdout, result.stdout
@@ -109,15 +117,7 @@ def test_quiet_export_shows_no_bar(tmp_path, data_dir):
 
 
 def test_verbose_says_once_why_a_method_is_evaluated(tmp_path, data_dir, tiny_lm):
-    config = run_config(
-        tmp_path,
-        data_dir,
-        as_file=True,
-        teacher={"backend": "recorded", "max_questions": 16},
-        student={"model": str(tiny_lm)},
-        evaluate={"max_questions": 2, "max_new_tokens": 8},
-    )
-    assert invoke_cli("teach", config).returncode == 0 and invoke_cli("curate", config).returncode == 0
+    config = _curated(tmp_path, data_dir, tiny_lm, evaluate={"max_questions": 2, "max_new_tokens": 8})
     result = invoke_cli("--verbose", "evaluate", config, "--method", "zero_shot", "--method", "zero_shot")
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
