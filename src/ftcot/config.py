@@ -46,7 +46,7 @@ class Renamed:
 
 
 def keys_marked(model: type[BaseModel], marker: type) -> dict[str, object]:
-    """The model's fields that carry a marker (Operational, Added), each with its marker."""
+    """The model's fields that carry a marker (Operational, Added, Renamed), each with its marker."""
     return {
         name: mark for name, field in model.model_fields.items() for mark in field.metadata if isinstance(mark, marker)
     }

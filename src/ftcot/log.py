@@ -22,15 +22,16 @@ class _LineHandler(RichHandler):
         return message_renderable
 
 
-def _main_rank(record: logging.LogRecord) -> bool:
-    """Under torchrun every rank runs the command: rank 0 alone speaks (torchrun sets RANK for each)."""
+def launched_as_rank_0() -> bool:
+    """Whether the environment makes this process rank 0 or the only one: torchrun starts every rank with RANK
+    set, before any process group exists. Under torchrun rank 0 alone logs."""
     return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 log = logging.getLogger("ftcot")
 if not log.handlers:
     log.addHandler(_LineHandler(console=console, markup=False, highlighter=None, keywords=[]))
-    log.handlers[0].addFilter(_main_rank)
+    log.handlers[0].addFilter(lambda record: launched_as_rank_0())
     log.setLevel(logging.INFO)
     log.propagate = False  # a root handler someone else configured would print each line twice
 

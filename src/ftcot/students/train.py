@@ -24,7 +24,7 @@ from ftcot.engines.hf import HFEngine
 from ftcot.errors import UserError
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
-from ftcot.log import log, show_progress
+from ftcot.log import launched_as_rank_0, log, show_progress
 from ftcot.methods import METHODS
 from ftcot.students.load import libraries_quiet, load_student
 from ftcot.tasks import Sample, Task
@@ -116,7 +116,7 @@ def is_main_process() -> bool:
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
-    return os.environ.get("RANK", "0").strip() in ("", "0")
+    return launched_as_rank_0()
 
 
 def _wait_for_main(value=None):
