@@ -1,5 +1,5 @@
 """Why the committed students' answers are wrong: the failure taxonomy and, for choice tasks, the answer read
-by content, recomputed with today's readers (src/ftcot/tasks/rationales.py) from the predictions the GPU runs
+by content, recomputed with today's readers (src/ftcot/tasks/rationales.py) from the predictions the runs
 committed (results/<task>/<setting>.predictions/<method>.jsonl); no model is run. Writes
 docs/results/taxonomy.md.
 
@@ -57,9 +57,11 @@ def main() -> None:
     lines = [
         "# Why the committed students' answers are wrong",
         "",
-        "Recomputed with today's readers from the test predictions the GPU runs committed (no model run). "
+        "Recomputed with today's readers from the test predictions the runs committed (no model run). "
         "Counts of test outputs; a rationale's conclusion is the answer it reaches (numbers: the last sentence's "
-        'numbers; choices: the option it names by text, for Date the last date it states). "by content": '
+        "numbers; choices: the option it names by text, for Date the last date it states; letter strings: the "
+        "letters the last sentence stating any quotes or ends on, and each word's letter where it names one). "
+        '"by content": '
         "accuracy when a choice output's answer is read as the option its rationale reaches (the paper's "
         "parser's answer where it reaches none).",
         "",

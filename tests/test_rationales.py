@@ -146,6 +146,12 @@ def test_remapping_changes_every_letter_mention_and_nothing_else(parts, seed):
         (answers.FLOAT, "q", "That is 1/2 of a bag.", "0.667", False),
         (answers.LETTERS, "q", 'The last letters are "n" and "k". So the answer is "n-k".', "nk", True),
         (answers.LETTERS, "q", 'So we have "yar" concatenated.', "yare", False),
+        # gpt-3.5 ends on the letters unquoted, or spaced; a word and its letter ("Kc - c") concludes nothing
+        (answers.LETTERS, "q", 'The last letter of "Lloyd" is "d".\nConcatenating them, we get: ayac', "adec", False),
+        (answers.LETTERS, "q", 'Of "Myriam Jose" it is lsaa.', "lsaa", True),
+        (answers.LETTERS, "q", "Concatenating these last letters together we get: neh h", "nehh", True),
+        (answers.LETTERS, "q", "Step 2: Concatenate the last letters\n\nyajc", "yajc", True),
+        (answers.LETTERS, "q", "Step 3: Jj - j\nStep 4: Kc - c", "yajc", None),
         (answers.TEXT, "q", "The capital of France is Paris.", "paris", True),
         (answers.TEXT, "q", "It is a large city.", "paris", None),
     ],
@@ -258,6 +264,9 @@ def test_shuffled_copies_remap_question_rationale_and_answer():
     assert permuted_copies([numbers], 3, 0) == ([numbers], 1)  # options it cannot read: counted, not copied
 
 
+LL_Q = 'Take the last letters of each words in "Lloyd Jc" and concatenate them.'
+
+
 @pytest.mark.parametrize(
     "output, prediction, fmt, question, gold, kind",
     [
@@ -273,6 +282,24 @@ def test_shuffled_copies_remap_question_rationale_and_answer():
         (" 3 + 4 = 7. 7 x 2 = 14. --> 14", "14", answers.FLOAT, "q", "10", "wrong_setup"),
         (" He has 8 now. --> 8", "8", answers.FLOAT, "q", "7", "wrong_conclusion"),
         (" We add. --> 8", "8", answers.FLOAT, "q", "7", "no_conclusion"),
+        # a letter string: the letter it names for each quoted word, against the gold
+        (
+            " 1. Lloyd - y\n2. Jc - c\n\nConcatenating them, we get: yc --> yc",
+            "yc",
+            answers.LETTERS,
+            LL_Q,
+            "dc",
+            "wrong_letter",
+        ),
+        (
+            ' The last letter of "Lloyd" is "d". Of "Jc" it is "c". So we get: cd --> cd',
+            "cd",
+            answers.LETTERS,
+            LL_Q,
+            "dc",
+            "wrong_join",
+        ),
+        (" 1. Lloyd - d\n2. Jack - k\n\nWe get: dk --> dk", "dk", answers.LETTERS, LL_Q, "dc", "wrong_conclusion"),
         (" Tomorrow is May 2, 2021. --> B", "B", answers.LETTER_A_TO_F, DATE_Q, "B", None),
     ],
 )

@@ -169,6 +169,8 @@ def test_questions_match_exactly_then_by_whitespace_and_the_rest_is_counted(tmp_
         (LETTERS, "Take the last letters.", 'Concatenating them gives "yajo".', "yajo"),
         (LETTERS, "Take the last letters.", "Now concatenate them: 'ann' + 't' = 'annt'", "annt"),
         (LETTERS, "Take the last letters.", "Concatenating the last letters, we get: tsla", "tsla"),
+        (LETTERS, "Take the last letters.", '"Lucky" ends in "y".\nPutting them together, we get: l o d a.', "loda"),
+        (LETTERS, "Take the last letters.", 'So the letters of "Chantal Ines" make lsaa.', "lsaa"),
         (TEXT, "Why?", "Because it is.", None),  # free text: nothing to read safely
     ],
 )
@@ -403,7 +405,9 @@ def test_mentor_kd_matches_the_paper_train_splits(shared_data):
         assert {i for _, i in teacher.by_sample} <= train
         records = [r for rs in teacher.by_sample.values() for r in rs]
         right = sum(solved(task.answer_format, r.answer_completion, r.answer) for r in records)
-        assert right > 0.8 * len(records) if key != "last_letter_concatenation" else right > 0.75 * len(records)
+        # measured: Date 1525 of 1542, Last Letter 1829 of 2100 (1750 while unquoted endings went unread),
+        # Tracking 3051 of 3078, StrategyQA all
+        assert right > (0.85 if key == "last_letter_concatenation" else 0.98) * len(records), key
 
 
 def test_the_named_source_fetches_from_a_mirror_and_a_corrupted_file_is_refused(shared_data, tmp_path):

@@ -292,7 +292,7 @@ class CurateConfig(Strict):
     """Keep or drop the examples the teacher wrote with the answer as a hint (teacher.rationalize)."""
     consistency: Annotated[bool | None, Added(False)] = None
     """Keep a rationale only if its own conclusion is the gold answer (the option it names last, the last number,
-    the last yes/no); one that states none is kept. Default: on, except under train.protocol paper, which keeps
+    the last yes/no, the letters it ends on); one that states none is kept. Default: on, except under train.protocol paper, which keeps
     the paper's filter (a correct teacher answer)."""
     choice_order: Annotated[Literal["test", "teacher"], Added("teacher")] = "test"
     """test: a choice question the teacher saw in another option order (Kojima's Date logs) is trained in the

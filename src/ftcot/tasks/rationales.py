@@ -233,7 +233,15 @@ def content_conclusion(text: str, question: ChoiceQuestion) -> str | None:
     return _one(_in_last_sentence(text, named))
 
 
-_QUOTED = re.compile(r"[\"“]([^\"“”\n]+)[\"”]")
+# A letter string stated in a sentence: quoted ("n-e-h-h", 'annt'), or the run of letters the sentence ends on
+_QUOTED = re.compile(r"[\"“]([^\"“”\n]+)[\"”]|(?<![A-Za-z])['‘]([A-Za-z]+)['’](?![A-Za-z])")
+# after a verb of result or a colon ("we get: neh h", "is lsaa."), or alone, where gpt-3.5 writes it without quotes;
+# not "Kc - c", a word and its letter.
+_ENDING_RUN = re.compile(
+    r"(?:\b(?:is|are|be|was|get|gets|give|gives|have|has|yields?|makes?|forms?)\b|[:=])"
+    r"\s*([A-Za-z]+(?:(?:\s*,\s*|\s+|-)[A-Za-z]{1,4})*)\W*$|^([A-Za-z]+)\W*$",
+    re.I,
+)
 
 
 _FRACTION = re.compile(r"(?<![\d/.])(?:(\d+)\s+and\s+)?(\d+)/(\d+)(?![\d/])")
@@ -249,14 +257,16 @@ def _values(sentence: str, fmt: AnswerFormat) -> list[str]:
     if fmt is YES_NO:
         return [m.group(1) or m.group(2) for m in _YES_NO.finditer(sentence)]
     if fmt.name == "letter string":
-        return [c for q in _QUOTED.findall(sentence) for c in fmt.candidates(re.sub(r"[\s,-]", "", q))]
+        stated = [double or single for double, single in _QUOTED.findall(sentence)]
+        stated += [run or alone for run, alone in _ENDING_RUN.findall(sentence)]
+        return [c for q in stated for c in fmt.candidates(re.sub(r"[\s,-]", "", q))]
     return fmt.candidates(sentence)
 
 
 def conclusion(text: str, fmt: AnswerFormat) -> list[str]:
     """The answers stated in the last sentence of a rationale (of a task without choices) that states any the
     format can read: its numbers (fractions too), an explicit yes or no, or for letter strings its quoted
-    strings ("n-e-h-h" read as "nehh")."""
+    strings ("n-e-h-h" read as "nehh") and the letters it ends on ("we get: neh h")."""
     for sentence in reversed(_SENTENCE_END.split(text)):
         found = _values(sentence.strip(), fmt)
         if found:
@@ -308,16 +318,7 @@ def concluded_answer(text: str, fmt: AnswerFormat, question: str) -> str | None:
     if fmt.name == "text":
         return None
     concluded = conclusion(text, fmt)
-    if not concluded and fmt.name == "letter string":  # unquoted: 'yajo' in single quotes, or a final word alone
-        last = next((s.strip() for s in reversed(_SENTENCE_END.split(text)) if s.strip()), "")
-        quoted = _SINGLE_QUOTED.findall(last)
-        word = _FINAL_WORD.search(last)
-        concluded = fmt.candidates(quoted[-1]) if quoted else fmt.candidates(word.group(1)) if word else []
     return concluded[-1] if concluded else None
-
-
-_SINGLE_QUOTED = re.compile(r"(?<![A-Za-z])['‘]([A-Za-z]+)['’](?![A-Za-z])")
-_FINAL_WORD = re.compile(r"(?:^|[\s:])([A-Za-z]+)\W*$")
 
 
 def option_by_content(output: str, question: str, marker: str | None = ANSWER_MARKER) -> str | None:
@@ -344,7 +345,8 @@ def is_loop(text: str, min_repeats: int = 3, min_words: int = 8) -> bool:
 
 
 # A number task's wrong conclusion is told apart by the equations its rationale states (ftcot.calculator reads
-# them): one of them wrong, or all of them right, as with the calculator on.
+# them): one of them wrong, or all of them right, as with the calculator on. A letter-string task's by the letter
+# it names for each word of the question: one of them wrong, or all of them right and joined wrong.
 FAILURE_KINDS = {
     "loop": "no answer: a repetition loop",
     "cut_off": "no answer: cut off or stopped before the marker",
@@ -352,10 +354,32 @@ FAILURE_KINDS = {
     "right_conclusion": "the rationale reaches the gold answer, the answer after the marker is wrong",
     "wrong_arithmetic": "the rationale reaches a wrong answer, an equation in it wrong",
     "wrong_setup": "the rationale reaches a wrong answer, its equations right (a wrong set-up)",
+    "wrong_letter": "the rationale reaches a wrong answer, a word's letter in it wrong",
+    "wrong_join": "the rationale reaches a wrong answer, every word's letter in it right (joined wrong)",
     "wrong_conclusion": "the rationale reaches a wrong answer",
     "no_conclusion": "the rationale names no answer",
     "wrong_answer": "a wrong answer (no rationale in the output read)",
 }
+
+
+def letters_named(rationale: str, question: str) -> str | None:
+    """The letters a rationale names for the words the question quotes, joined in the question's order ("Lucky -
+    y", 'The last letter of "Lucky" is "y".'): for each word, the first letter standing alone after it in a line
+    or sentence that names no other of the words; None when the question quotes no words or one has no letter."""
+    quoted = _QUOTED.findall(question)
+    words = (quoted[-1][0] or quoted[-1][1]).split() if quoted else []
+    found: dict[str, str] = {}
+    for segment in _SENTENCE_END.split(rationale):
+        named = {w for w in words if re.search(rf"(?<![A-Za-z]){re.escape(w)}(?![A-Za-z])", segment)}
+        if len(named) == 1 and (word := named.pop()) not in found:
+            after = segment[re.search(rf"(?<![A-Za-z]){re.escape(word)}(?![A-Za-z])", segment).end() :]
+            letter = _LONE_LETTER.search(after)
+            if letter:
+                found[word] = letter.group(1)
+    return "".join(found[w] for w in words) if words and all(w in found for w in words) else None
+
+
+_LONE_LETTER = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')([A-Za-z])(?![A-Za-z])")
 
 
 def failure_kind(
@@ -388,4 +412,6 @@ def failure_kind(
         stated = equations(rationale)
         if stated:
             return "wrong_setup" if all(ok for *_, ok in stated) else "wrong_arithmetic"
+    if right is False and fmt.name == "letter string" and (letters := letters_named(rationale, question)):
+        return "wrong_join" if fmt.matches(letters, gold) else "wrong_letter"
     return {True: "right_conclusion", False: "wrong_conclusion", None: "no_conclusion"}[right]
