@@ -152,6 +152,18 @@ def test_remapping_changes_every_letter_mention_and_nothing_else(parts, seed):
         (answers.LETTERS, "q", "Concatenating these last letters together we get: neh h", "nehh", True),
         (answers.LETTERS, "q", "Step 2: Concatenate the last letters\n\nyajc", "yajc", True),
         (answers.LETTERS, "q", "Step 3: Jj - j\nStep 4: Kc - c", "yajc", None),
+        (
+            answers.LETTERS,
+            "q",
+            "Jj: j\nKc: c\n\nTogether they spell the answer.",
+            "jc",
+            None,
+        ),  # one letter is no string
+        (answers.LETTERS, "q", "Jj: j\nKc: c\n\n=> jc", "jc", True),
+        (answers.LETTERS, "q", "The answer is yajc. Done.", "yajc", True),  # "Done" is no string of letters
+        (answers.LETTERS, "q", "So we get yajc in the end.", "yajc", True),
+        (answers.LETTERS, "q", "Concatenating the last letters, we get: ne na.", "nena", True),
+        (answers.LETTERS, "q", "Concatenating them gives us yajc.", "yajc", True),
         (answers.TEXT, "q", "The capital of France is Paris.", "paris", True),
         (answers.TEXT, "q", "It is a large city.", "paris", None),
     ],
@@ -300,6 +312,22 @@ LL_Q = 'Take the last letters of each words in "Lloyd Jc" and concatenate them.'
             "wrong_join",
         ),
         (" 1. Lloyd - d\n2. Jack - k\n\nWe get: dk --> dk", "dk", answers.LETTERS, LL_Q, "dc", "wrong_conclusion"),
+        (
+            " Lloyd's last letter is d. Jc ends with a c. We get: cd --> cd",
+            "cd",
+            answers.LETTERS,
+            LL_Q,
+            "dc",
+            "wrong_join",
+        ),
+        (
+            " Juan - n\nManuel - l\nJc - c\n\nWe get: nlc --> nlc",
+            "nlc",
+            answers.LETTERS,
+            LL_Q.replace("Lloyd", "Juan Manuel"),
+            "lc",
+            "wrong_conclusion",
+        ),  # a name of two words: its letters are not counted
         (" Tomorrow is May 2, 2021. --> B", "B", answers.LETTER_A_TO_F, DATE_Q, "B", None),
     ],
 )

@@ -233,15 +233,33 @@ def content_conclusion(text: str, question: ChoiceQuestion) -> str | None:
     return _one(_in_last_sentence(text, named))
 
 
-# A letter string stated in a sentence: quoted ("n-e-h-h", 'annt'), or the run of letters the sentence ends on
-_QUOTED = re.compile(r"[\"“]([^\"“”\n]+)[\"”]|(?<![A-Za-z])['‘]([A-Za-z]+)['’](?![A-Za-z])")
-# after a verb of result or a colon ("we get: neh h", "is lsaa."), or alone, where gpt-3.5 writes it without quotes;
-# not "Kc - c", a word and its letter.
+# A letter string stated in a sentence: quoted ("n-e-h-h", 'annt'), or the run of letters the sentence ends on after
+# a verb of result or a colon ("we get: neh h", "gives us yajc", "is lsaa."), or a word alone in it ("- lsaa"),
+# where gpt-3.5 writes it without quotes; a word and single letters ("neh h") or groups of at most two letters
+# ("ne na") are one string, a word and short words ("yajc in the end") the word. Unquoted, a string is at least two letters: "Kc: c" names a word's letter and "a"
+# is an article. Only a sentence's last 200 characters are searched for it (a run sits at the end).
+_QUOTED = re.compile(r"[\"“]([^\"“”\n]+)[\"”]|(?<![^\W\d_])['‘]([^\W\d_]+)['’](?![^\W\d_])")
+_LETTER_RUN = r"[^\W\d_]+(?:(?:\s*,\s*|\s+|[-.])[^\W\d_]{1,3})*"
 _ENDING_RUN = re.compile(
-    r"(?:\b(?:is|are|be|was|get|gets|give|gives|have|has|yields?|makes?|forms?)\b|[:=])"
-    r"\s*([A-Za-z]+(?:(?:\s*,\s*|\s+|-)[A-Za-z]{1,4})*)\W*$|^([A-Za-z]+)\W*$",
+    r"(?:\b(?:is|are|be|was|gets?|gives?(?:\s+us)?|ha(?:ve|s)|yields?|makes?|forms?|spells?)\b|[:=])\W*"
+    rf"({_LETTER_RUN})\W*$|^\W*([a-z]{{2,}}|[A-Z]{{2,}})\W*$",
     re.I,
 )
+_ALONE_CASE = re.compile(r"[a-z]+|[A-Z]+")  # a word alone is all lower or all upper case: not "Done."
+
+
+def _letter_strings(sentence: str) -> list[str]:
+    """The letter strings a sentence states, in the order it states them."""
+    tail = sentence[-200:]
+    found = [(m.start(), m.group(1) or m.group(2)) for m in _QUOTED.finditer(sentence)]
+    for m in _ENDING_RUN.finditer(tail):
+        run = m.group(1) or m.group(2)
+        groups = re.split(r"[\s,.-]+", run)
+        if not all(len(g) == 1 for g in groups[1:]) and not all(len(g) <= 2 for g in groups):
+            run = groups[0]  # "yajc in the end", "yajc, or y-a-j-c": the word after "is"
+        if len(re.sub(r"[\s,.-]", "", run)) >= 2 and (m.group(1) or _ALONE_CASE.fullmatch(run)):
+            found.append((len(sentence) - len(tail) + m.start(), run))
+    return [text for _, text in sorted(found)]
 
 
 _FRACTION = re.compile(r"(?<![\d/.])(?:(\d+)\s+and\s+)?(\d+)/(\d+)(?![\d/])")
@@ -257,9 +275,7 @@ def _values(sentence: str, fmt: AnswerFormat) -> list[str]:
     if fmt is YES_NO:
         return [m.group(1) or m.group(2) for m in _YES_NO.finditer(sentence)]
     if fmt.name == "letter string":
-        stated = [double or single for double, single in _QUOTED.findall(sentence)]
-        stated += [run or alone for run, alone in _ENDING_RUN.findall(sentence)]
-        return [c for q in stated for c in fmt.candidates(re.sub(r"[\s,-]", "", q))]
+        return [c for q in _letter_strings(sentence) for c in fmt.candidates(re.sub(r"[\s,.-]", "", q))]
     return fmt.candidates(sentence)
 
 
@@ -364,22 +380,24 @@ FAILURE_KINDS = {
 
 def letters_named(rationale: str, question: str) -> str | None:
     """The letters a rationale names for the words the question quotes, joined in the question's order ("Lucky -
-    y", 'The last letter of "Lucky" is "y".'): for each word, the first letter standing alone after it in a line
-    or sentence that names no other of the words; None when the question quotes no words or one has no letter."""
+    y", 'The last letter of "Lucky" is "y".'): for each word, the last letter standing alone after it in a line
+    or sentence that names no other of the words ("Lucky ends with a y": y); None when the question quotes no
+    words or one has no letter."""
     quoted = _QUOTED.findall(question)
     words = (quoted[-1][0] or quoted[-1][1]).split() if quoted else []
     found: dict[str, str] = {}
     for segment in _SENTENCE_END.split(rationale):
-        named = {w for w in words if re.search(rf"(?<![A-Za-z]){re.escape(w)}(?![A-Za-z])", segment)}
-        if len(named) == 1 and (word := named.pop()) not in found:
-            after = segment[re.search(rf"(?<![A-Za-z]){re.escape(word)}(?![A-Za-z])", segment).end() :]
-            letter = _LONE_LETTER.search(after)
-            if letter:
-                found[word] = letter.group(1)
+        named = {w: m for w in words if (m := re.search(rf"(?<![^\W\d_]){re.escape(w)}(?![^\W\d_])", segment))}
+        if len(named) == 1:
+            [(word, mention)] = named.items()
+            letters = _LONE_LETTER.findall(segment, mention.end())
+            if letters and word not in found:
+                found[word] = letters[-1]
     return "".join(found[w] for w in words) if words and all(w in found for w in words) else None
 
 
-_LONE_LETTER = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')([A-Za-z])(?![A-Za-z])")
+# One letter alone: not the s of "Lucky's".
+_LONE_LETTER = re.compile(r"(?<![^\W\d_])(?<![^\W\d_]')([^\W\d_])(?![^\W\d_])")
 
 
 def failure_kind(
@@ -412,6 +430,7 @@ def failure_kind(
         stated = equations(rationale)
         if stated:
             return "wrong_setup" if all(ok for *_, ok in stated) else "wrong_arithmetic"
-    if right is False and fmt.name == "letter string" and (letters := letters_named(rationale, question)):
+    letters = letters_named(rationale, question) if right is False and fmt.name == "letter string" else None
+    if letters and len(letters) == len(gold):  # not where a name is two words ("Juan Manuel": one letter)
         return "wrong_join" if fmt.matches(letters, gold) else "wrong_letter"
     return {True: "right_conclusion", False: "wrong_conclusion", None: "no_conclusion"}[right]
