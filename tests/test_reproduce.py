@@ -204,3 +204,26 @@ def test_a_teacher_d_and_the_calculator_name_their_settings_and_reach_the_config
         "text-davinci-002+gpt-3.5-turbo-instruct",
         7,
     )
+
+
+def test_the_d_gain_pairs_the_test_questions_and_averages_the_seeds(tmp_path, monkeypatch):
+    """D=6's two seeds against D=1's one, on the same four questions: the gain is the mean of the per-question
+    differences, its interval is the same each time, and a run without committed predictions is left out."""
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    task = "last_letter_concatenation"
+    correct = {"e3-d1": [1, 0, 0, 0], "e3-d6": [1, 1, 0, 0], "e3-d6-s1": [1, 1, 1, 0], "e3-d4": None}
+    runs = []
+    for setting, marks in correct.items():
+        d = int(setting.split("-d")[1].split("-")[0])
+        runs.append({"setting": setting, "config": {"teacher": {"model": "gpt-3.5-turbo-instruct", "num_samples": d}}})
+        if marks is not None:
+            folder = tmp_path / task / f"{setting}.predictions"
+            folder.mkdir(parents=True)
+            rows = [{"sample_index": i, "correct": bool(m)} for i, m in reversed(list(enumerate(marks)))]
+            (folder / "ft_cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_task = {t: [] for t in reproduce.TASKS} | {task: runs}
+    table = reproduce.d_gain_markdown(by_task)
+    assert table == reproduce.d_gain_markdown(by_task)
+    [row] = [line for line in table.splitlines() if line.startswith(f"| {task}")]
+    assert row.startswith(f"| {task} | `gpt-3.5-turbo-instruct` | D=6 | 2 | 1 | 62.50 | 25.00 | +37.50 | ")
+    assert row.endswith(" | 4 |")
