@@ -236,8 +236,9 @@ def content_conclusion(text: str, question: ChoiceQuestion) -> str | None:
 # A letter string stated in a sentence: quoted ("n-e-h-h", 'annt'), or the run of letters the sentence ends on after
 # a verb of result or a colon ("we get: neh h", "gives us yajc", "is lsaa."), or a word alone in it ("- lsaa"),
 # where gpt-3.5 writes it without quotes; a word and single letters ("neh h") or groups of at most two letters
-# ("ne na") are one string, a word and short words ("yajc in the end") the word. Unquoted, a string is at least two letters: "Kc: c" names a word's letter and "a"
-# is an article. Only a sentence's last 200 characters are searched for it (a run sits at the end).
+# ("ne na") are one string, a word and short words ("yajc in the end") the word. Unquoted, a string is at least
+# two letters: "Kc: c" names a word's letter and "a" is an article. Only a sentence's last 200 characters are
+# searched for it (a run sits at the end). Its letters are read without the separators between them.
 _QUOTED = re.compile(r"[\"“]([^\"“”\n]+)[\"”]|(?<![^\W\d_])['‘]([^\W\d_]+)['’](?![^\W\d_])")
 _LETTER_RUN = r"[^\W\d_]+(?:(?:\s*,\s*|\s+|[-.])[^\W\d_]{1,3})*"
 _ENDING_RUN = re.compile(
@@ -246,18 +247,19 @@ _ENDING_RUN = re.compile(
     re.I,
 )
 _ALONE_CASE = re.compile(r"[a-z]+|[A-Z]+")  # a word alone is all lower or all upper case: not "Done."
+_SEPARATORS = re.compile(r"[\s,.-]+")
 
 
 def _letter_strings(sentence: str) -> list[str]:
-    """The letter strings a sentence states, in the order it states them."""
+    """The letter strings a sentence states, in the order it states them, without their separators."""
     tail = sentence[-200:]
-    found = [(m.start(), m.group(1) or m.group(2)) for m in _QUOTED.finditer(sentence)]
+    found = [(m.start(), _SEPARATORS.sub("", m.group(1) or m.group(2))) for m in _QUOTED.finditer(sentence)]
     for m in _ENDING_RUN.finditer(tail):
-        run = m.group(1) or m.group(2)
-        groups = re.split(r"[\s,.-]+", run)
+        groups = _SEPARATORS.split(m.group(1) or m.group(2))
         if not all(len(g) == 1 for g in groups[1:]) and not all(len(g) <= 2 for g in groups):
-            run = groups[0]  # "yajc in the end", "yajc, or y-a-j-c": the word after "is"
-        if len(re.sub(r"[\s,.-]", "", run)) >= 2 and (m.group(1) or _ALONE_CASE.fullmatch(run)):
+            groups = groups[:1]  # "yajc in the end", "yajc, or y-a-j-c": the word after "is"
+        run = "".join(groups)
+        if len(run) >= 2 and (m.group(1) or _ALONE_CASE.fullmatch(run)):
             found.append((len(sentence) - len(tail) + m.start(), run))
     return [text for _, text in sorted(found)]
 
@@ -275,7 +277,7 @@ def _values(sentence: str, fmt: AnswerFormat) -> list[str]:
     if fmt is YES_NO:
         return [m.group(1) or m.group(2) for m in _YES_NO.finditer(sentence)]
     if fmt.name == "letter string":
-        return [c for q in _letter_strings(sentence) for c in fmt.candidates(re.sub(r"[\s,.-]", "", q))]
+        return [c for q in _letter_strings(sentence) for c in fmt.candidates(q)]
     return fmt.candidates(sentence)
 
 
