@@ -280,7 +280,7 @@ def test_the_vote_is_the_most_frequent_answer_as_the_format_compares_them_ties_t
 def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(tiny, sums_sc):
     from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
-    from ftcot.students.train import WeightedLossTrainer, tokenize
+    from ftcot.students.train import StudentTrainer, tokenize
 
     model, tokenizer = tiny
     examples = [
@@ -296,7 +296,7 @@ def test_dss_trains_label_and_rationale_pairs_with_the_rationale_loss_weighted(t
     from ftcot.students.train import _Features
 
     # The weights reach the loss through the Trainer's own data loader (which drops unknown columns by default).
-    trainer = WeightedLossTrainer(
+    trainer = StudentTrainer(
         model=model,
         train_dataset=_Features(features),
         data_collator=collate,
@@ -389,7 +389,7 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
     from ftcot.engines.hf import HFEngine
     from ftcot.evaluate import evaluate, self_consistency
     from ftcot.students.load import load_student
-    from ftcot.students.train import WeightedLossTrainer, tokenize, train
+    from ftcot.students.train import StudentTrainer, tokenize, train
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     torch.manual_seed(0)
@@ -416,7 +416,7 @@ def test_dss_and_self_consistency_on_an_encoder_decoder_student(tiny, tiny_lm, t
     features = tokenize(examples, "dss", kind, tok, 64)
     assert kind == "encoder_decoder" and tok.decode(features[4]["input_ids"]).startswith("[rationale] ")
     collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    trainer = WeightedLossTrainer(
+    trainer = StudentTrainer(
         model=model, args=TrainingArguments(output_dir=str(tmp_path / "x"), use_cpu=True, report_to=[])
     )
     with torch.no_grad():

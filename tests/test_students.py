@@ -13,8 +13,10 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    DataCollatorForSeq2Seq,
     T5Config,
     T5ForConditionalGeneration,
+    TrainingArguments,
 )
 
 from ftcot.config import LoraConfig, StudentConfig, TrainConfig
@@ -23,7 +25,7 @@ from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate
 from ftcot.methods import Stop
 from ftcot.students.load import load_student
-from ftcot.students.train import tokenize, train
+from ftcot.students.train import StudentTrainer, tokenize, train
 from ftcot.tasks import load_task
 from ftcot.tasks.answers import wilson_interval
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
@@ -63,6 +65,34 @@ def test_labels_mask_the_prompt_by_position_even_when_pad_is_eos(tiny_lm, data_d
     assert tokenizer.decode([t for t in vanilla["labels"] if t != -100]) == f" {example.answer}<|endoftext|>"
     (short,) = tokenize([example], "ft_cot", "decoder", tokenizer, 20)
     assert len(short["input_ids"]) == len(short["labels"]) == 20
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_loss_skips_the_prompts_logits_with_the_same_value_and_gradients(tiny_lm, data_dir, tmp_path, lora):
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    if lora:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import get_peft_model
+
+        model = get_peft_model(model, PeftLoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    features = tokenize(_examples(data_dir, 4), "ft_cot", "decoder", tokenizer, 512)
+    batch = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)(features)
+    first = min(next(i for i, t in enumerate(f["labels"]) if t != -100) for f in features)
+    trainer = StudentTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+    loss, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
+    # logits from one before the first completion token on: the prompts' others are never computed
+    assert first > 2 and outputs.logits.shape[1] == batch["labels"].shape[1] - (first - 1)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    full = model(**batch)  # the model's own loss, over every position's logits
+    full.loss.backward()
+    assert full.logits.shape[1] == batch["labels"].shape[1]
+    assert loss.item() == pytest.approx(full.loss.item(), rel=1e-6)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p.grad, grads[name], rtol=1e-4, atol=1e-7), name
 
 
 def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, data_dir):

@@ -1,6 +1,7 @@
 """Fine-tuning a student with transformers' Trainer: completion-only loss (prompt tokens masked by
-position), length-grouped batches, a checkpoint each epoch (resumable after a kill), validation accuracy by
-generation each epoch, and the best epoch's weights exported as a plain HF folder (safetensors).
+position, and no logits computed for them), length-grouped batches, a checkpoint each epoch (resumable after a
+kill), validation accuracy by generation each epoch, and the best epoch's weights exported as a plain HF folder
+(safetensors).
 
 Trainer brings accelerate: the same code runs on several GPUs under `accelerate launch` or `torchrun`.
 """
@@ -8,6 +9,7 @@ Trainer brings accelerate: the same code runs on several GPUs under `accelerate 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import shutil
@@ -59,13 +61,17 @@ def tokenize(
     return features
 
 
-class WeightedLossTrainer(Trainer):
-    """The Trainer, with each example's token losses scaled by its `loss_weight` where features carry one
-    (dss: L = L_label + alpha * L_rationale, over the same token count the model's own loss divides by, and
-    scaled for gradient accumulation and several processes as the Trainer scales that loss)."""
+class StudentTrainer(Trainer):
+    """The Trainer, with two changes to its loss. A decoder computes logits only from the token before the batch's
+    first completion token on: the prompt's are masked out of the loss, and the vocabulary projection and its
+    cross-entropy over them are a large share of a small student's step (the loss is the same sum over the same
+    tokens). And each example's token losses are scaled by its `loss_weight` where features carry one (dss:
+    L = L_label + alpha * L_rationale, over the same token count the model's own loss divides by, and scaled for
+    gradient accumulation and several processes as the Trainer scales that loss)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         weight = inputs.pop("loss_weight", None)
+        self._skip_prompt_logits(model, inputs)
         if weight is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         outputs = model(**inputs)
@@ -84,6 +90,24 @@ class WeightedLossTrainer(Trainer):
         if global_count and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
+
+    def _skip_prompt_logits(self, model, inputs: dict) -> None:
+        labels = inputs.get("labels")
+        base = self.accelerator.unwrap_model(model)
+        base = base.get_base_model() if hasattr(base, "get_base_model") else base  # a LoRA student's own model
+        if labels is None or base.config.is_encoder_decoder:
+            return
+        if "logits_to_keep" not in inspect.signature(base.forward).parameters:  # a model of the user's own
+            return
+        labelled = labels != -100
+        rows = labelled.any(dim=1)
+        if not rows.any():
+            return
+        # The logit at position i predicts token i + 1: keep from one before the first labelled token.
+        skip = max(int(labelled.int().argmax(dim=1)[rows].min()) - 1, 0)
+        if skip:
+            inputs["labels"] = labels[:, skip:]
+            inputs["logits_to_keep"] = labels.shape[1] - skip  # the last n positions
 
 
 class _Features(torch.utils.data.Dataset):
@@ -280,7 +304,7 @@ def train(
         raise UserError(f"{method} on several GPUs needs one process per GPU: torchrun or accelerate launch")
     callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch, cfg)
     try:
-        trainer = WeightedLossTrainer(
+        trainer = StudentTrainer(
             model=model,
             args=args,
             train_dataset=_Features(features),
