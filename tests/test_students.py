@@ -75,6 +75,7 @@ def test_the_loss_skips_the_prompts_logits_with_the_same_value_and_gradients(tin
         from peft import get_peft_model
 
         model = get_peft_model(model, PeftLoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model.train()  # the Trainer's own evaluation (model.eval()) keeps every logit
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
     features = tokenize(_examples(data_dir, 4), "ft_cot", "decoder", tokenizer, 512)
     batch = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)(features)
@@ -83,6 +84,12 @@ def test_the_loss_skips_the_prompts_logits_with_the_same_value_and_gradients(tin
     loss, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
     # logits from one before the first completion token on: the prompts' others are never computed
     assert first > 2 and outputs.logits.shape[1] == batch["labels"].shape[1] - (first - 1)
+    with torch.no_grad():
+        assert trainer.compute_loss(model.eval(), dict(batch), return_outputs=True)[1].logits.shape == (
+            *batch["labels"].shape,
+            model.config.vocab_size,
+        )
+    model.train()
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()

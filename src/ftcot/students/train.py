@@ -93,9 +93,13 @@ class StudentTrainer(Trainer):
 
     def _skip_prompt_logits(self, model, inputs: dict) -> None:
         labels = inputs.get("labels")
+        # Training steps only: the Trainer's own evaluation compares logits with the labels it kept.
+        if labels is None or not model.training or "shift_labels" in inputs:
+            return
         base = self.accelerator.unwrap_model(model)
+        base = getattr(base, "_orig_mod", base)  # under torch.compile
         base = base.get_base_model() if hasattr(base, "get_base_model") else base  # a LoRA student's own model
-        if labels is None or base.config.is_encoder_decoder:
+        if base.config.is_encoder_decoder:
             return
         if "logits_to_keep" not in inspect.signature(base.forward).parameters:  # a model of the user's own
             return
