@@ -15,15 +15,15 @@ PY=${PY:-.venv/bin/python}
 COMMON="--protocol paper --epochs 3 --max-examples 0 --consistency on --teacher gpt-3.5-turbo-instruct --baselines none"
 # Last Letter's D curve and second seeds first; then what fits in a session's remaining hour or so (Tracking D=1,
 # Date D=2), then Date D=6 (480 steps: about two hours on two idle cores), Date D=1's second seed, Date D=4
-# (320 steps, about an hour), Tracking D=6 (about 70 minutes an epoch: Tracking D=1's 456 examples took 11.5 minutes
-# an epoch, D=6 keeps about six times as many) and Date D=6's second seed. The Last Letter rows were curated
-# before 6f1f119 (letter strings read from quotes only); rerun at a later commit, their curation keeps about 4%
-# more rationales.
+# (320 steps, about an hour), Date D=6's second seed and Tracking D=6 (about 70 minutes an epoch before 0097831:
+# Tracking D=1's 456 examples took 11.5 minutes an epoch, D=6 keeps about six times as many). The Last Letter rows
+# were curated before 6f1f119 (letter strings read from quotes only); rerun at a later commit, their curation keeps
+# about 4% more rationales.
 for run in "last_letter_concatenation 1" "last_letter_concatenation 6" "date_understanding 1" \
            "last_letter_concatenation 1 --seeds 2" "last_letter_concatenation 2" \
            "last_letter_concatenation 4" "last_letter_concatenation 6 --seeds 2" "tracking_shuffled_objects 1" \
            "date_understanding 2" "date_understanding 6" "date_understanding 1 --seeds 2" "date_understanding 4" \
-           "tracking_shuffled_objects 6" "date_understanding 6 --seeds 2"; do
+           "date_understanding 6 --seeds 2" "tracking_shuffled_objects 6"; do
   set -- $run
   task=$1 d=$2; shift 2
   extra=""; [ "$task" != last_letter_concatenation ] && extra="--choice-by-content"

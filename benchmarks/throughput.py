@@ -130,7 +130,7 @@ def engine_rates(
         print("(b) llama.cpp: left out (pip install 'ftcot[llamacpp]')", flush=True)
     rates = {}
     try:
-        for name, evaluate_cfg in settings.items():
+        for i, (name, evaluate_cfg) in enumerate(settings.items()):
             began = time.perf_counter()
             served = None
             if "GGUF" in name:
@@ -140,7 +140,8 @@ def engine_rates(
                 evaluate_cfg |= {"base_url": f"{served.listening_address}/v1", "models": {"ft_cot": "student"}}
             cfg = RunConfig(task="coin_flip", student=student, evaluate=evaluate_cfg)
             try:
-                engine = open_engine(cfg, "ft_cot", student_dir, folder / name.split()[0], 64)
+                # A folder each: the openai engine's store would answer a second server's rows from the first's.
+                engine = open_engine(cfg, "ft_cot", student_dir, folder / str(i), 64)
             except UserError as exc:  # ctranslate2 not installed
                 print(f"(b) {name}: left out ({exc})", flush=True)
                 continue

@@ -176,9 +176,18 @@ def test_wilson_interval():
     assert wilson_interval(0, 0) == (0.0, 0.0)
 
 
-def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_dir, tmp_path):
+def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_dir, tmp_path, monkeypatch):
     scores = iter([10.0, 30.0, 20.0])  # validation accuracy after epochs 1, 2, 3
     saved = {}
+    steps = []  # (logits kept, positions) of each training step
+    skip = StudentTrainer._skip_prompt_logits
+
+    def spy(self, model, inputs):
+        width = inputs["input_ids"].shape[1]
+        skip(self, model, inputs)
+        steps.append((inputs.get("logits_to_keep", width), width))
+
+    monkeypatch.setattr(StudentTrainer, "_skip_prompt_logits", spy)
 
     def validate(model):
         accuracy = next(scores)
@@ -196,6 +205,7 @@ def test_training_keeps_the_best_epoch_and_saves_a_plain_hf_model(tiny_lm, data_
     assert [h.epoch for h in summary.history] == [1, 2, 3]
     assert summary.best_epoch == 2 and summary.best_val_accuracy == 30.0
     assert summary.tokens_per_s > 0 and summary.examples == 24
+    assert len(steps) == 18 and all(kept < width for kept, width in steps)  # no step computed the prompts' logits
     best = AutoModelForCausalLM.from_pretrained(tmp_path / "ft_cot" / "best")
     assert (tmp_path / "ft_cot" / "best" / "model.safetensors").exists()
     for name, value in best.state_dict().items():
