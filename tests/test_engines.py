@@ -78,6 +78,25 @@ def test_the_engines_give_the_same_greedy_predictions_and_sample_for_self_consis
     assert any(r.get("n") == 3 and r["temperature"] == 0.7 and r["seed"] == 1 for r in requests)
 
 
+def test_another_server_under_the_same_name_is_asked_not_answered_from_the_first(student, served, data_dir, tmp_path):
+    task = load_task("coin_flip", data_dir)
+    samples = task.split_samples("test")[:4]
+    model, tokenizer, _ = load_student(StudentConfig(model=str(student)))
+    other = OpenAIServer()
+    other.student, other.models = TransformersStudent(model, tokenizer), {"tiny"}
+    other.start()
+    try:
+        for server in (served, other, served):
+            config = _config(
+                tmp_path, data_dir, student, engine="openai", base_url=server.base_url, models={"ft_cot": "tiny"}
+            )
+            evaluate(task, open_engine(config, "ft_cot", None, tmp_path / "eval", 4), samples, "ft_cot", 8)
+        # the second server answered for itself, and the first was not asked again
+        assert len(other.completion_requests()) == 4 and len(served.completion_requests()) == 4
+    finally:
+        other.stop()
+
+
 def test_ftcot_evaluate_runs_on_a_served_student_and_a_failing_server_is_one_line_that_keeps_what_came(
     student, served, data_dir, tmp_path
 ):

@@ -8,6 +8,7 @@ the rest."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -27,9 +28,11 @@ from ftcot.teachers.store import CompletionStore, Generation
 class OpenAIEngine:
     def __init__(self, cfg: RunConfig, served: str, tokenizer, kind, store: Path, weights: str):
         self.cfg, self.served, self.tokenizer, self.kind, self.store_path = cfg.evaluate, served, tokenizer, kind, store
-        # Completions of another served model, of another base student, or of this one before it was retrained,
-        # are never mixed up.
-        self.identity = f"student:{served}:{cfg.student.model}:{weights}"
+        # Completions of another served model, of another server (another build or quantization of the student
+        # under the same name: its address, hashed, since one can hold a token), of another base student, or of
+        # this one before it was retrained, are never mixed up.
+        server = hashlib.sha256((cfg.evaluate.base_url or "").encode()).hexdigest()[:12]
+        self.identity = f"student:{served}@{server}:{cfg.student.model}:{weights}"
         self.parameters = None  # the server's to know
         self.tokens = 0
 
