@@ -1,3 +1,4 @@
+import inspect
 import json
 import os
 import re
@@ -100,6 +101,19 @@ def test_the_loss_skips_the_prompts_logits_with_the_same_value_and_gradients(tin
     for name, p in model.named_parameters():
         if p.requires_grad:
             assert torch.allclose(p.grad, grads[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_forward_parameters_see_the_students_own_forward_through_lora_and_torch_compile(tiny_lm):
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    from ftcot.engines.hf import forward_parameters
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    lora = get_peft_model(model, PeftLoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for wrapped in (model, lora, torch.compile(model), torch.compile(lora)):  # compiled on the first call only
+        assert {"logits_to_keep", "position_ids"} <= set(forward_parameters(wrapped))
+    assert "logits_to_keep" not in inspect.signature(torch.compile(model).forward).parameters
 
 
 def test_batched_generation_equals_one_at_a_time_and_stops_early(tiny_lm, data_dir):

@@ -120,8 +120,10 @@ _LOGITS_SETTINGS = {
 }
 
 
-def _forward_parameters(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes them on
+def forward_parameters(model):
+    """The parameters of the student's own `forward`, through the wrappers that hide it."""
+    base = getattr(model, "_orig_mod", model)  # under torch.compile
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base  # a peft model passes them on
     return inspect.signature(base.forward).parameters
 
 
@@ -130,7 +132,7 @@ def _plain_greedy(model) -> bool:
     generation config asks for nothing but the most likely token."""
     config = model.generation_config
     unset = all(getattr(config, key, None) in (None, default) for key, default in _LOGITS_SETTINGS.items())
-    return unset and not model.config.is_encoder_decoder and "position_ids" in _forward_parameters(model)
+    return unset and not model.config.is_encoder_decoder and "position_ids" in forward_parameters(model)
 
 
 def _prunable(cache) -> bool:
@@ -160,7 +162,7 @@ def decode(
     long answer does not keep every other row generating to the limit, and no row is ever computed past its
     end. With repeat > 1, each prompt is computed once and its cache copied for `repeat` continuations (rows
     i*repeat .. i*repeat+repeat-1 are prompt i's). Returns each row's new tokens, without the stop id."""
-    parameters = _forward_parameters(model)
+    parameters = forward_parameters(model)
     cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     mask = batch["attention_mask"]

@@ -9,7 +9,6 @@ Trainer brings accelerate: the same code runs on several GPUs under `accelerate 
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, Train
 from ftcot.artifacts import TrainSummary
 from ftcot.config import StudentConfig, TrainConfig
 from ftcot.curate import Example
-from ftcot.engines.hf import HFEngine
+from ftcot.engines.hf import HFEngine, forward_parameters
 from ftcot.errors import UserError
 from ftcot.evaluate import evaluate
 from ftcot.files import write_json
@@ -96,12 +95,10 @@ class StudentTrainer(Trainer):
         # Training steps only: the Trainer's own evaluation compares logits with the labels it kept.
         if labels is None or not model.training or "shift_labels" in inputs:
             return
-        base = self.accelerator.unwrap_model(model)
-        base = getattr(base, "_orig_mod", base)  # under torch.compile
-        base = base.get_base_model() if hasattr(base, "get_base_model") else base  # a LoRA student's own model
-        if base.config.is_encoder_decoder:
+        student = self.accelerator.unwrap_model(model)
+        if student.config.is_encoder_decoder:
             return
-        if "logits_to_keep" not in inspect.signature(base.forward).parameters:  # a model of the user's own
+        if "logits_to_keep" not in forward_parameters(student):  # a model of the user's own
             return
         labelled = labels != -100
         rows = labelled.any(dim=1)
