@@ -6,10 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
@@ -326,6 +328,75 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
     assert summary["history"][0] == first[0]  # epoch 1 was not trained again
     assert AutoModelForCausalLM.from_pretrained(out / "best") is not None
+
+
+def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(tiny_lm, data_dir, tmp_path):
+    """A checkpoint every step (checkpoint_minutes tiny), a SIGKILL at a moment in epoch 2 (often during a save):
+    the resumed run ends with the very weights of a run never stopped."""
+    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
+
+    def config(run: Path, **train) -> Path:
+        path = tmp_path / f"{run.name}.yaml"
+        train = {"methods": ["ft_cot"], "epochs": 2, "batch_size": 4, **train}
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "task": "coin_flip",
+                    "run_dir": str(run),
+                    "data_dir": str(data_dir),
+                    "teacher": {"max_questions": 120},
+                    "curate": {"val_fraction": 0},  # no validation: best/ holds the last epoch's weights
+                    "student": {"model": str(tiny_lm)},
+                    "train": train,
+                    "evaluate": {"max_new_tokens": 4, "batch_size": 32},
+                }
+            )
+        )
+        return path
+
+    def ftcot(stage: str, path: Path) -> None:
+        result = subprocess.run([sys.executable, "-m", "ftcot.cli", stage, str(path)], env=env, capture_output=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    never, killed = tmp_path / "never", tmp_path / "killed"
+    for run in (never, killed):
+        for stage in ("teach", "curate"):
+            ftcot(stage, config(run))
+    ftcot("train", config(never))
+    cfg = config(killed, checkpoint_minutes=1e-6)
+    out = killed / "students" / "ft_cot"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftcot.cli", "train", str(cfg)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    steps = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if steps is None and (out / "history.json").exists():  # epoch 1 is done; every step saved, its last too
+            steps = _last_step(out)
+        if steps and _last_step(out) >= steps + steps // 2:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert steps and _last_step(out) < 2 * steps, "killed too late to test a resume within epoch 2"
+    last = max((out / "checkpoints").glob("checkpoint-*/ftcot_epoch.json"), key=lambda p: int(p.parent.name[11:]))
+    before = json.loads(last.read_text())["epoch_train_s"]
+    ftcot("train", cfg)
+    ours, theirs = (json.loads((run / "students" / "ft_cot" / "summary.json").read_text()) for run in (killed, never))
+    assert before > 0 and ours["history"][1]["train_s"] > before  # the resumed epoch's time counts from its start
+    mine, never_stopped = (
+        load_file(run / "students" / "ft_cot" / "best" / "model.safetensors") for run in (killed, never)
+    )
+    assert mine.keys() == never_stopped.keys()
+    for name in mine:
+        assert torch.equal(mine[name], never_stopped[name]), name
+
+
+def _last_step(out: Path) -> int:
+    return max((int(p.name.split("-")[-1]) for p in (out / "checkpoints").glob("checkpoint-*")), default=0)
 
 
 def test_the_bundled_student_converts_on_a_cold_cache_saying_one_line(bundled_student):

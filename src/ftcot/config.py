@@ -396,6 +396,10 @@ class TrainConfig(Strict):
     """auto: bf16 autocast on a GPU that has it, else fp32."""
     checkpoint: Annotated[bool, Operational()] = True
     """Save model and optimizer each epoch, so a killed run resumes (costs a write)."""
+    checkpoint_minutes: Annotated[float | None, Operational()] = Field(30.0, gt=0)
+    """With checkpoint: also save within an epoch once this many minutes have passed since the last save, so a
+    kill loses at most that much of a long epoch (the resumed run trains on from the next batch, as if never
+    stopped); null: at epoch ends only."""
     lora: LoraConfig | None = None
     """Set to fine-tune LoRA adapters instead of all weights."""
     max_examples: int | None = Field(None, ge=1)

@@ -1,7 +1,7 @@
 """Fine-tuning a student with transformers' Trainer: completion-only loss (prompt tokens masked by
-position, and no logits computed for them), length-grouped batches, a checkpoint each epoch (resumable after a
-kill), validation accuracy by generation each epoch, and the best epoch's weights exported as a plain HF folder
-(safetensors).
+position, and no logits computed for them), length-grouped batches, a checkpoint each epoch and every
+`checkpoint_minutes` within one (a killed run resumes from the batch after the last), validation accuracy by
+generation each epoch, and the best epoch's weights exported as a plain HF folder (safetensors).
 
 Trainer brings accelerate: the same code runs on several GPUs under `accelerate launch` or `torchrun`.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftcot.artifacts import TrainSummary
 from ftcot.config import StudentConfig, TrainConfig
@@ -29,6 +30,8 @@ from ftcot.log import launched_as_rank_0, log, show_progress
 from ftcot.methods import METHODS
 from ftcot.students.load import libraries_quiet, load_student
 from ftcot.tasks import Sample, Task
+
+EPOCH_CLOCK = "ftcot_epoch.json"  # in each checkpoint: how long its epoch had trained when it was saved
 
 
 def tokenize(
@@ -90,6 +93,12 @@ class StudentTrainer(Trainer):
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
 
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return _EpochSeededSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, dataset, self.args.seed
+        )
+
     def _skip_prompt_logits(self, model, inputs: dict) -> None:
         labels = inputs.get("labels")
         # Training steps only: the Trainer's own evaluation compares logits with the labels it kept.
@@ -109,6 +118,20 @@ class StudentTrainer(Trainer):
         if skip:
             inputs["labels"] = labels[:, skip:]
             inputs["logits_to_keep"] = labels.shape[1] - skip  # the last n positions
+
+
+class _EpochSeededSampler(LengthGroupedSampler):
+    """Length-grouped batches in an order drawn from the seed and the epoch alone. transformers' own draws it from
+    the global generator, whose state a run resumed mid-epoch does not have: it would skip other batches than
+    those it trained before the kill."""
+
+    def __init__(self, batch_size: int, dataset, seed: int):
+        super().__init__(batch_size, dataset=dataset, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch, a resumed one too
+        self.generator.manual_seed(self.seed + epoch)
 
 
 class _Features(torch.utils.data.Dataset):
@@ -167,20 +190,50 @@ def end_processes() -> None:
 
 class ValidationCallback(TrainerCallback):
     """After each epoch, on rank 0 only: accuracy on the validation questions, the best epoch's weights to
-    `best/`, the history; then stop on patience or on the time budget. The other ranks wait for its verdict."""
+    `best/`, the history; then stop on patience or on the time budget. The other ranks wait for its verdict.
+    Within an epoch, a checkpoint every `checkpoint_minutes`, which records how long the epoch has trained so far
+    (`resumed_s` when resuming from it): a resumed epoch's time counts from its start, not from the resume."""
 
-    def __init__(self, out: Path, validate, tokenizer, lora_save: str | None, tokens_per_epoch: int, cfg: TrainConfig):
+    def __init__(
+        self,
+        out: Path,
+        validate,
+        tokenizer,
+        lora_save: str | None,
+        tokens_per_epoch: int,
+        cfg: TrainConfig,
+        resumed_s: float = 0.0,
+    ):
         self.out, self.validate, self.tokenizer, self.lora_save = out, validate, tokenizer, lora_save
-        self.tokens_per_epoch, self.cfg = tokens_per_epoch, cfg
+        self.tokens_per_epoch, self.cfg, self.resumed_s = tokens_per_epoch, cfg, resumed_s
         self.history_path = out / "history.json"
         self.history = json.loads(self.history_path.read_text()) if self.history_path.exists() else []
         self.stop_reason = "completed"
-        self.epoch_start = time.perf_counter()
+        self.epoch_start = self.last_save = time.perf_counter()
+        self.in_epoch = False
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
-        self.epoch_start = time.perf_counter()
+        self.epoch_start = time.perf_counter() - self.resumed_s
+        self.resumed_s, self.in_epoch = 0.0, True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.cfg.checkpoint or self.cfg.checkpoint_minutes is None:
+            return
+        due = state.is_world_process_zero and time.perf_counter() - self.last_save >= 60 * self.cfg.checkpoint_minutes
+        if _wait_for_main(due):  # every rank saves, or none
+            control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last_save = time.perf_counter()
+        if state.is_world_process_zero:
+            train_s = time.perf_counter() - self.epoch_start if self.in_epoch else 0.0
+            write_json(
+                {"epoch_train_s": round(train_s, 2)},
+                Path(args.output_dir) / f"checkpoint-{state.global_step}" / EPOCH_CLOCK,
+            )
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.in_epoch = False
         stop = None
         if state.is_world_process_zero:
             self._record(round(state.epoch), state, model)
@@ -277,7 +330,7 @@ def train(
     tokens_per_epoch = sum(
         len(f["input_ids"]) + (len(f["labels"]) if kind == "encoder_decoder" else 0) for f in features
     )
-    # train_sampling_strategy and a fractional warmup_steps (a share of all steps) are transformers 5.2's.
+    # A fractional warmup_steps (a share of all steps) is transformers 5.2's.
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=cfg.epochs,
@@ -287,7 +340,6 @@ def train(
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.lr_schedule,
-        train_sampling_strategy="group_by_length",
         save_strategy="epoch" if cfg.checkpoint else "no",
         remove_unused_columns=False,  # the features are the model's inputs, and dss's loss_weight must get through
         save_total_limit=1,
@@ -303,7 +355,12 @@ def train(
     )
     if METHODS[method].aux_pair and args.n_gpu > 1:  # one process driving several GPUs (DataParallel)
         raise UserError(f"{method} on several GPUs needs one process per GPU: torchrun or accelerate launch")
-    callback = ValidationCallback(out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch, cfg)
+    checkpoints = _complete_checkpoints(out / "checkpoints", remove_others=is_main_process()) if resume else []
+    clock = checkpoints[-1] / EPOCH_CLOCK if checkpoints else None
+    resumed_s = json.loads(clock.read_text())["epoch_train_s"] if clock and clock.exists() else 0.0
+    callback = ValidationCallback(
+        out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch, cfg, resumed_s
+    )
     try:
         trainer = StudentTrainer(
             model=model,
@@ -316,9 +373,6 @@ def train(
         raise UserError(f"train.report_to: {str(exc).splitlines()[0]}") from None
     if not show_progress():  # --quiet: nor the loss lines the Trainer prints where it has no bar
         trainer.remove_callback(PrinterCallback)
-    checkpoints = (
-        sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if resume else []
-    )
     if not checkpoints and args.process_index == 0:
         (out / "history.json").unlink(missing_ok=True)  # a fresh start: epochs of an earlier attempt do not count
         callback.history = []
@@ -354,6 +408,20 @@ def train(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # done: only best/ is needed from here
     _wait_for_main()
     return summary
+
+
+def _complete_checkpoints(folder: Path, remove_others: bool) -> list[Path]:
+    """The checkpoints the Trainer finished writing (it writes trainer_state.json last), oldest first; a kill
+    during a save leaves one without it, which is removed (by one rank) so it cannot be taken later."""
+    complete = []
+    for path in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            complete.append(path)
+        except (OSError, ValueError):
+            if remove_others:
+                shutil.rmtree(path, ignore_errors=True)
+    return complete
 
 
 def _tensorboard(report_to: list[str], folder: Path) -> list:
