@@ -281,37 +281,39 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_pat
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
 
 
+def _coin_flip_run(tmp_path: Path, name: str, tiny_lm, data_dir, questions: int, train: dict, **sections) -> Path:
+    """A config for the tiny student on Coin Flip's recorded teacher, its run folder tmp_path/name."""
+    config = tmp_path / f"{name}.yaml"
+    sections = {
+        "task": "coin_flip",
+        "run_dir": str(tmp_path / name),
+        "data_dir": str(data_dir),
+        "teacher": {"max_questions": questions},
+        "student": {"model": str(tiny_lm)},
+        "train": {"methods": ["ft_cot"], **train},
+        "evaluate": {"max_new_tokens": 4, "batch_size": 32},
+        **sections,
+    }
+    config.write_text(yaml.safe_dump(sections))
+    return config
+
+
+def _ftcot(data_dir, *args, wait: bool = True):
+    """The CLI in a process of its own: finished (asserting exit 0), or started (to be killed)."""
+    command, env = [sys.executable, "-m", "ftcot.cli", *map(str, args)], {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
+    if not wait:
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
 def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
-    run = tmp_path / "run"
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "task": "coin_flip",
-                "run_dir": str(run),
-                "data_dir": str(data_dir),
-                "teacher": {"max_questions": 200},
-                "student": {"model": str(tiny_lm)},
-                "train": {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2},
-                "evaluate": {"max_new_tokens": 4, "batch_size": 32},
-            }
-        )
-    )
-    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
+    config = _coin_flip_run(tmp_path, "run", tiny_lm, data_dir, 200, {"epochs": 3, "batch_size": 2})
     for stage in ("teach", "curate"):
-        assert (
-            subprocess.run(
-                [sys.executable, "-m", "ftcot.cli", stage, str(config)], env=env, capture_output=True
-            ).returncode
-            == 0
-        )
-    out = run / "students" / "ft_cot"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ftcot.cli", "train", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        _ftcot(data_dir, stage, config)
+    out = tmp_path / "run" / "students" / "ft_cot"
+    proc = _ftcot(data_dir, "train", config, wait=False)
     deadline = time.time() + 120
     while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
         time.sleep(0.05)
@@ -320,10 +322,7 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     proc.wait()
     first = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in first] in ([1], [1, 2])
-    result = subprocess.run(
-        [sys.executable, "-m", "ftcot.cli", "train", str(config)], env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    _ftcot(data_dir, "train", config)
     summary = json.loads((out / "summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
     assert summary["history"][0] == first[0]  # epoch 1 was not trained again
@@ -333,44 +332,16 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
 def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(tiny_lm, data_dir, tmp_path):
     """A checkpoint every step (checkpoint_minutes tiny), a SIGKILL at a moment in epoch 2 (often during a save):
     the resumed run ends with the very weights of a run never stopped."""
-    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
-
-    def config(run: Path, **train) -> Path:
-        path = tmp_path / f"{run.name}.yaml"
-        train = {"methods": ["ft_cot"], "epochs": 2, "batch_size": 4, **train}
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "task": "coin_flip",
-                    "run_dir": str(run),
-                    "data_dir": str(data_dir),
-                    "teacher": {"max_questions": 120},
-                    "curate": {"val_fraction": 0},  # no validation: best/ holds the last epoch's weights
-                    "student": {"model": str(tiny_lm)},
-                    "train": train,
-                    "evaluate": {"max_new_tokens": 4, "batch_size": 32},
-                }
-            )
-        )
-        return path
-
-    def ftcot(stage: str, path: Path) -> None:
-        result = subprocess.run([sys.executable, "-m", "ftcot.cli", stage, str(path)], env=env, capture_output=True)
-        assert result.returncode == 0, result.stderr[-2000:]
-
-    never, killed = tmp_path / "never", tmp_path / "killed"
-    for run in (never, killed):
+    runs = {}
+    for name, every in (("never", {}), ("killed", {"checkpoint_minutes": 1e-6})):
+        train = {"epochs": 2, "batch_size": 4, **every}
+        no_validation = {"val_fraction": 0}  # best/ holds the last epoch's weights
+        runs[name] = _coin_flip_run(tmp_path, name, tiny_lm, data_dir, 120, train, curate=no_validation)
         for stage in ("teach", "curate"):
-            ftcot(stage, config(run))
-    ftcot("train", config(never))
-    cfg = config(killed, checkpoint_minutes=1e-6)
-    out = killed / "students" / "ft_cot"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ftcot.cli", "train", str(cfg)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+            _ftcot(data_dir, stage, runs[name])
+    _ftcot(data_dir, "train", runs["never"])
+    out = tmp_path / "killed" / "students" / "ft_cot"
+    proc = _ftcot(data_dir, "train", runs["killed"], wait=False)
     steps = None
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -384,15 +355,15 @@ def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(t
     assert steps and _last_step(out) < 2 * steps, "killed too late to test a resume within epoch 2"
     last = max((out / "checkpoints").glob("checkpoint-*/ftcot_epoch.json"), key=lambda p: int(p.parent.name[11:]))
     before = json.loads(last.read_text())["epoch_train_s"]
-    ftcot("train", cfg)
-    ours, theirs = (json.loads((run / "students" / "ft_cot" / "summary.json").read_text()) for run in (killed, never))
-    assert before > 0 and ours["history"][1]["train_s"] > before  # the resumed epoch's time counts from its start
-    mine, never_stopped = (
-        load_file(run / "students" / "ft_cot" / "best" / "model.safetensors") for run in (killed, never)
+    _ftcot(data_dir, "train", runs["killed"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert before > 0 and summary["history"][1]["train_s"] > before  # the resumed epoch's time counts from its start
+    never_stopped, resumed = (
+        load_file(tmp_path / run / "students" / "ft_cot" / "best" / "model.safetensors") for run in runs
     )
-    assert mine.keys() == never_stopped.keys()
-    for name in mine:
-        assert torch.equal(mine[name], never_stopped[name]), name
+    assert resumed.keys() == never_stopped.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], never_stopped[name]), name
 
 
 def _last_step(out: Path) -> int:
