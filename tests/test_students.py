@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -28,7 +29,7 @@ from ftcot.engines.hf import HFEngine
 from ftcot.evaluate import evaluate
 from ftcot.methods import Stop
 from ftcot.students.load import load_student
-from ftcot.students.train import StudentTrainer, tokenize, train
+from ftcot.students.train import EPOCH_CLOCK, StudentTrainer, tokenize, train
 from ftcot.tasks import load_task
 from ftcot.tasks.answers import wilson_interval
 from ftcot.teachers.records import read_shared_jsonl, recorded_teacher_path
@@ -298,12 +299,16 @@ def _coin_flip_run(tmp_path: Path, name: str, tiny_lm, data_dir, questions: int,
     return config
 
 
-def _ftcot(data_dir, *args, wait: bool = True):
-    """The CLI in a process of its own: finished (asserting exit 0), or started (to be killed)."""
-    command, env = [sys.executable, "-m", "ftcot.cli", *map(str, args)], {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
+def _ftcot(data_dir, *args, wait: bool = True, processes: int = 1):
+    """The CLI in a process of its own (under torchrun with several processes): finished (asserting exit 0), or
+    started (to be killed)."""
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    command = [sys.executable, *(torchrun if processes > 1 else []), "-m", "ftcot.cli", *map(str, args)]
+    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
     if not wait:
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+        out = subprocess.DEVNULL
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -329,35 +334,39 @@ def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
     assert AutoModelForCausalLM.from_pretrained(out / "best") is not None
 
 
-def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(tiny_lm, data_dir, tmp_path):
-    """A checkpoint every step (checkpoint_minutes tiny), a SIGKILL at a moment in epoch 2 (often during a save):
-    the resumed run ends with the very weights of a run never stopped."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(tiny_lm, data_dir, tmp_path, processes):
+    """Checkpoints as often as they come (every 10 steps), a SIGKILL to every process of the run a moment after
+    one within epoch 2 (often during the next save), alone or under torchrun: the resumed run ends with the very
+    weights of a run never stopped."""
     runs = {}
     for name, every in (("never", {}), ("killed", {"checkpoint_minutes": 1e-6})):
-        train = {"epochs": 2, "batch_size": 4, **every}
+        train = {"epochs": 2, "batch_size": 2, **every}
         no_validation = {"val_fraction": 0}  # best/ holds the last epoch's weights
         runs[name] = _coin_flip_run(tmp_path, name, tiny_lm, data_dir, 120, train, curate=no_validation)
         for stage in ("teach", "curate"):
             _ftcot(data_dir, stage, runs[name])
-    _ftcot(data_dir, "train", runs["never"])
+    _ftcot(data_dir, "train", runs["never"], processes=processes)
     out = tmp_path / "killed" / "students" / "ft_cot"
-    proc = _ftcot(data_dir, "train", runs["killed"], wait=False)
-    steps = None
+    proc = _ftcot(data_dir, "train", runs["killed"], wait=False, processes=processes)
+    steps = None  # an epoch's
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if steps is None and (out / "history.json").exists():  # epoch 1 is done; every step saved, its last too
-            steps = _last_step(out)
-        if steps and _last_step(out) >= steps + steps // 2:
-            break
+    while time.time() < deadline and proc.poll() is None and not (steps and _last_step(out, complete=True) > steps):
+        if steps is None and (states := list((out / "checkpoints").glob("checkpoint-*/trainer_state.json"))):
+            steps = json.loads(states[0].read_text())["max_steps"] // 2
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
+    time.sleep(0.05)
+    for pid in [proc.pid, *(child.pid for child in psutil.Process(proc.pid).children(recursive=True))]:
+        os.kill(pid, signal.SIGKILL)  # torchrun's workers too, which are not in its process group
     proc.wait()
-    assert steps and _last_step(out) < 2 * steps, "killed too late to test a resume within epoch 2"
-    last = max((out / "checkpoints").glob("checkpoint-*/ftcot_epoch.json"), key=lambda p: int(p.parent.name[11:]))
-    before = json.loads(last.read_text())["epoch_train_s"]
-    _ftcot(data_dir, "train", runs["killed"])
+    resumed_from = _last_step(out, complete=True)
+    assert steps < resumed_from < 2 * steps, (steps, resumed_from)
+    before = json.loads((out / "checkpoints" / f"checkpoint-{resumed_from}" / EPOCH_CLOCK).read_text())
+    result = _ftcot(data_dir, "train", runs["killed"], processes=processes)
+    assert f"ft_cot: resuming at step {resumed_from} of {2 * steps} (epoch 1." in result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert before > 0 and summary["history"][1]["train_s"] > before  # the resumed epoch's time counts from its start
+    # the resumed epoch's time counts from its start
+    assert before["epoch_train_s"] > 0 and summary["history"][1]["train_s"] > before["epoch_train_s"]
     never_stopped, resumed = (
         load_file(tmp_path / run / "students" / "ft_cot" / "best" / "model.safetensors") for run in runs
     )
@@ -366,8 +375,11 @@ def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(t
         assert torch.equal(resumed[name], never_stopped[name]), name
 
 
-def _last_step(out: Path) -> int:
-    return max((int(p.name.split("-")[-1]) for p in (out / "checkpoints").glob("checkpoint-*")), default=0)
+def _last_step(out: Path, complete: bool = False) -> int:
+    """The step of the newest checkpoint; with complete, of the newest one written to its end (ftcot's clock is
+    its last file)."""
+    folders = [p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{EPOCH_CLOCK if complete else '*'}")]
+    return max((int(folder.name.split("-")[-1]) for folder in folders), default=0)
 
 
 def test_the_bundled_student_converts_on_a_cold_cache_saying_one_line(bundled_student):

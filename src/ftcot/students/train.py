@@ -95,9 +95,8 @@ class StudentTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return _EpochSeededSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps, dataset, self.args.seed
-        )
+        size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return _EpochSeededSampler(size, dataset, self.args.seed, lambda: int(self.state.epoch or 0))
 
     def _skip_prompt_logits(self, model, inputs: dict) -> None:
         labels = inputs.get("labels")
@@ -123,15 +122,17 @@ class StudentTrainer(Trainer):
 class _EpochSeededSampler(LengthGroupedSampler):
     """Length-grouped batches in an order drawn from the seed and the epoch alone. transformers' own draws it from
     the global generator, whose state a run resumed mid-epoch does not have: it would skip other batches than
-    those it trained before the kill."""
+    those it trained before the kill. The epoch is read from the Trainer's state when an epoch's batches are
+    drawn (a resumed one's too), not passed by set_epoch, which accelerate does not forward through the wrappers
+    of a resumed multi-process loader."""
 
-    def __init__(self, batch_size: int, dataset, seed: int):
+    def __init__(self, batch_size: int, dataset, seed: int, epoch):
         super().__init__(batch_size, dataset=dataset, generator=torch.Generator())
-        self.seed = seed
-        self.set_epoch(0)
+        self.seed, self.epoch = seed, epoch
 
-    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch, a resumed one too
-        self.generator.manual_seed(self.seed + epoch)
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch())
+        return super().__iter__()
 
 
 class _Features(torch.utils.data.Dataset):
@@ -217,10 +218,12 @@ class ValidationCallback(TrainerCallback):
         self.resumed_s, self.in_epoch = 0.0, True
 
     def on_step_end(self, args, state, control, **kwargs):
-        if not self.cfg.checkpoint or self.cfg.checkpoint_minutes is None:
+        # Every rank asks at the same steps (a broadcast every logging_steps, not every step); none at an epoch's
+        # last step, which the epoch's own checkpoint saves after validation.
+        if not self.cfg.checkpoint or self.cfg.checkpoint_minutes is None or state.global_step % args.logging_steps:
             return
         due = state.is_world_process_zero and time.perf_counter() - self.last_save >= 60 * self.cfg.checkpoint_minutes
-        if _wait_for_main(due):  # every rank saves, or none
+        if _wait_for_main(due) and state.epoch != int(state.epoch):  # every rank saves, or none
             control.should_save = True
 
     def on_save(self, args, state, control, **kwargs):
@@ -356,8 +359,15 @@ def train(
     if METHODS[method].aux_pair and args.n_gpu > 1:  # one process driving several GPUs (DataParallel)
         raise UserError(f"{method} on several GPUs needs one process per GPU: torchrun or accelerate launch")
     checkpoints = _complete_checkpoints(out / "checkpoints", remove_others=is_main_process()) if resume else []
-    clock = checkpoints[-1] / EPOCH_CLOCK if checkpoints else None
-    resumed_s = json.loads(clock.read_text())["epoch_train_s"] if clock and clock.exists() else 0.0
+    resumed_s = 0.0
+    if checkpoints:
+        state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+        clock = checkpoints[-1] / EPOCH_CLOCK
+        resumed_s = json.loads(clock.read_text())["epoch_train_s"] if clock.exists() else 0.0
+        if is_main_process():
+            log.info(
+                f"{out.name}: resuming at step {state['global_step']} of {state['max_steps']} (epoch {state['epoch']:.2f})"
+            )
     callback = ValidationCallback(
         out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch, cfg, resumed_s
     )
