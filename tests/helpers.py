@@ -35,12 +35,19 @@ def merged(base: dict, over: dict) -> dict:
     return out
 
 
-def run_cli(*args, env=None):
+def cli_command(*args, processes: int = 1) -> list[str]:
+    """`ftcot ARGS` as a command line for this Python; with processes > 1, under torchrun with CPU processes
+    (gloo), as a user launches it."""
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [sys.executable, *(torchrun if processes > 1 else []), "-m", "ftcot.cli", *map(str, args)]
+
+
+def run_cli(*args, env=None, processes: int = 1):
     """Run the installed `ftcot` entry point in a subprocess, as a user would: for what only a process shows (a
     kill, torchrun, what importing does, the entry point end to end). Elsewhere invoke_cli does the same faster."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "ftcot.cli", *map(str, args)], capture_output=True, text=True, env=full_env, timeout=600
+        cli_command(*args, processes=processes), capture_output=True, text=True, env=full_env, timeout=600
     )
 
 
@@ -221,24 +228,7 @@ def build_tiny_gemma(tokenizer, path):
 
 def run_torchrun(config, data_dir, processes: int = 2):
     """`ftcot train CONFIG` under torchrun with CPU processes (gloo), as a user launches it."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            str(processes),
-            "-m",
-            "ftcot.cli",
-            "train",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FTCOT_DATA_DIR": str(data_dir)},
-    )
+    return run_cli("train", config, env={"FTCOT_DATA_DIR": str(data_dir)}, processes=processes)
 
 
 def write_table(rows: list[dict], path):

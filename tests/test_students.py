@@ -4,14 +4,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 import torch
-import yaml
+from helpers import cli_command, run_cli, run_config
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
@@ -282,43 +281,41 @@ def test_encoder_decoder_student_trains_and_evaluates(tiny_lm, data_dir, tmp_pat
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "best") is not None
 
 
-def _coin_flip_run(tmp_path: Path, name: str, tiny_lm, data_dir, questions: int, train: dict, **sections) -> Path:
-    """A config for the tiny student on Coin Flip's recorded teacher, its run folder tmp_path/name."""
-    config = tmp_path / f"{name}.yaml"
-    sections = {
-        "task": "coin_flip",
-        "run_dir": str(tmp_path / name),
-        "data_dir": str(data_dir),
-        "teacher": {"max_questions": questions},
-        "student": {"model": str(tiny_lm)},
-        "train": {"methods": ["ft_cot"], **train},
-        "evaluate": {"max_new_tokens": 4, "batch_size": 32},
+def _coin_flip_run(tmp_path: Path, name: str, tiny_lm, data_dir, questions: int, **sections) -> Path:
+    """The YAML config of the tiny student on Coin Flip's recorded teacher, its run folder tmp_path/name."""
+    return run_config(
+        tmp_path,
+        data_dir,
+        as_file=f"{name}.yaml",
+        run_dir=str(tmp_path / name),
+        teacher={"max_questions": questions},
+        student={"model": str(tiny_lm)},
+        evaluate={"max_new_tokens": 4, "batch_size": 32},
         **sections,
-    }
-    config.write_text(yaml.safe_dump(sections))
-    return config
+    )
 
 
-def _ftcot(data_dir, *args, wait: bool = True, processes: int = 1):
-    """The CLI in a process of its own (under torchrun with several processes): finished (asserting exit 0), or
-    started (to be killed)."""
-    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-    command = [sys.executable, *(torchrun if processes > 1 else []), "-m", "ftcot.cli", *map(str, args)]
-    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
-    if not wait:
-        out = subprocess.DEVNULL
-        return subprocess.Popen(command, env=env, stdout=out, stderr=out)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+def _ftcot(data_dir, *args, processes: int = 1):
+    """The CLI in a process of its own (under torchrun with several processes), asserting exit 0."""
+    result = run_cli(*args, env={"FTCOT_DATA_DIR": str(data_dir)}, processes=processes)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
 
+def _start_ftcot(data_dir, *args, processes: int = 1) -> subprocess.Popen:
+    """The CLI started in a process of its own (under torchrun with several processes), to be killed."""
+    env = {**os.environ, "FTCOT_DATA_DIR": str(data_dir)}
+    out = subprocess.DEVNULL
+    return subprocess.Popen(cli_command(*args, processes=processes), env=env, stdout=out, stderr=out)
+
+
 def test_train_resumes_after_a_kill(tiny_lm, data_dir, tmp_path):
-    config = _coin_flip_run(tmp_path, "run", tiny_lm, data_dir, 200, {"epochs": 3, "batch_size": 2})
+    train = {"methods": ["ft_cot"], "epochs": 3, "batch_size": 2}
+    config = _coin_flip_run(tmp_path, "run", tiny_lm, data_dir, 200, train=train)
     for stage in ("teach", "curate"):
         _ftcot(data_dir, stage, config)
     out = tmp_path / "run" / "students" / "ft_cot"
-    proc = _ftcot(data_dir, "train", config, wait=False)
+    proc = _start_ftcot(data_dir, "train", config)
     deadline = time.time() + 120
     while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
         time.sleep(0.05)
@@ -341,14 +338,14 @@ def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(t
     weights of a run never stopped."""
     runs = {}
     for name, every in (("never", {}), ("killed", {"checkpoint_minutes": 1e-6})):
-        train = {"epochs": 2, "batch_size": 2, **every}
+        train = {"methods": ["ft_cot"], "epochs": 2, "batch_size": 2, **every}
         no_validation = {"val_fraction": 0}  # best/ holds the last epoch's weights
-        runs[name] = _coin_flip_run(tmp_path, name, tiny_lm, data_dir, 120, train, curate=no_validation)
+        runs[name] = _coin_flip_run(tmp_path, name, tiny_lm, data_dir, 120, train=train, curate=no_validation)
         for stage in ("teach", "curate"):
             _ftcot(data_dir, stage, runs[name])
     _ftcot(data_dir, "train", runs["never"], processes=processes)
     out = tmp_path / "killed" / "students" / "ft_cot"
-    proc = _ftcot(data_dir, "train", runs["killed"], wait=False, processes=processes)
+    proc = _start_ftcot(data_dir, "train", runs["killed"], processes=processes)
     steps = None  # an epoch's
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (steps and _last_step(out, complete=True) > steps):
