@@ -360,7 +360,7 @@ def test_a_kill_mid_epoch_resumes_from_the_last_checkpoint_as_if_never_stopped(t
     assert steps < resumed_from < 2 * steps, (steps, resumed_from)
     before = json.loads((out / "checkpoints" / f"checkpoint-{resumed_from}" / EPOCH_CLOCK).read_text())
     result = _ftcot(data_dir, "train", runs["killed"], processes=processes)
-    assert f"ft_cot: resuming at step {resumed_from} of {2 * steps} (epoch 1." in result.stdout + result.stderr
+    assert f"ft_cot: resuming at step {resumed_from} of {2 * steps} (epoch 2 of 2)" in result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     # the resumed epoch's time counts from its start
     assert before["epoch_train_s"] > 0 and summary["history"][1]["train_s"] > before["epoch_train_s"]

@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
@@ -358,15 +359,16 @@ def train(
     )
     if METHODS[method].aux_pair and args.n_gpu > 1:  # one process driving several GPUs (DataParallel)
         raise UserError(f"{method} on several GPUs needs one process per GPU: torchrun or accelerate launch")
-    checkpoints = _complete_checkpoints(out / "checkpoints", remove_others=is_main_process()) if resume else []
+    checkpoint = _newest_checkpoint(out / "checkpoints", remove_others=is_main_process()) if resume else None
     resumed_s = 0.0
-    if checkpoints:
-        state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
-        clock = checkpoints[-1] / EPOCH_CLOCK
+    if checkpoint:
+        clock = checkpoint.path / EPOCH_CLOCK
         resumed_s = json.loads(clock.read_text())["epoch_train_s"] if clock.exists() else 0.0
         if is_main_process():
+            # The Trainer's epoch counts finished epochs (1.26 is a quarter into the second).
             log.info(
-                f"{out.name}: resuming at step {state['global_step']} of {state['max_steps']} (epoch {state['epoch']:.2f})"
+                f"{out.name}: resuming at step {checkpoint.state['global_step']} of {checkpoint.state['max_steps']}"
+                f" (epoch {int(checkpoint.state['epoch']) + 1} of {cfg.epochs})"
             )
     callback = ValidationCallback(
         out, validate, tokenizer, cfg.lora.save if cfg.lora else None, tokens_per_epoch, cfg, resumed_s
@@ -383,13 +385,13 @@ def train(
         raise UserError(f"train.report_to: {str(exc).splitlines()[0]}") from None
     if not show_progress():  # --quiet: nor the loss lines the Trainer prints where it has no bar
         trainer.remove_callback(PrinterCallback)
-    if not checkpoints and args.process_index == 0:
+    if not checkpoint and args.process_index == 0:
         (out / "history.json").unlink(missing_ok=True)  # a fresh start: epochs of an earlier attempt do not count
         callback.history = []
     _wait_for_main()
     start = time.perf_counter()
     with libraries_quiet():  # ftcot's epoch lines and the Trainer's own bar, not a bar per checkpoint shard
-        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+        trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
     wall = time.perf_counter() - start
     history = _wait_for_main(callback.history)
     scored = [h for h in history if h["val_accuracy"] is not None]
@@ -420,18 +422,22 @@ def train(
     return summary
 
 
-def _complete_checkpoints(folder: Path, remove_others: bool) -> list[Path]:
-    """The checkpoints the Trainer finished writing (it writes trainer_state.json last), oldest first; a kill
-    during a save leaves one without it, which is removed (by one rank) so it cannot be taken later."""
-    complete = []
+class _Checkpoint(NamedTuple):
+    path: Path
+    state: dict  # its trainer_state.json
+
+
+def _newest_checkpoint(folder: Path, remove_others: bool) -> _Checkpoint | None:
+    """The newest checkpoint the Trainer finished writing (it writes trainer_state.json last); a kill during a
+    save leaves one without it, which is removed (by one rank) so it cannot be taken later."""
+    newest = None
     for path in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
         try:
-            json.loads((path / "trainer_state.json").read_text())
-            complete.append(path)
+            newest = _Checkpoint(path, json.loads((path / "trainer_state.json").read_text()))
         except (OSError, ValueError):
             if remove_others:
                 shutil.rmtree(path, ignore_errors=True)
-    return complete
+    return newest
 
 
 def _tensorboard(report_to: list[str], folder: Path) -> list:
