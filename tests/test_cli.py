@@ -52,7 +52,7 @@ def test_show_prints_teacher_and_student_views(data_dir):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "A: Let's think step by step." in out
-    assert "recorded text-davinci-002 step 2" in out
+    assert "teach: text-davinci-002's completion 0 (recorded; steps 1 and 2)" in out
     assert " ###" in out and f"--> {load_task('multiarith', data_dir).samples([0])[0].answer}<eos>" in out
 
 
@@ -75,7 +75,7 @@ def test_show_walks_a_sample_through_every_stage_and_method(data_dir):
     )
     question, rationale, answer, _ = training_frame(task, sample, record)
     context = PromptContext("decoder", "coin_flip", load_few_shot_prompts(data_dir))
-    assert "curate\nparsed " in out
+    assert "curate\ncompletion 0: parsed " in out
     for name, method in METHODS.items():
         assert f"evaluate {name}: {method.label}" in out
         assert method.prompt(question, context)[-200:] in out.replace("\n... ", "\n")

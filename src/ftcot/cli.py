@@ -22,7 +22,8 @@ from ftcot.methods import METHODS, PromptContext
 from ftcot.report import report
 from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
-from ftcot.teachers.records import read_shared_jsonl
+from ftcot.teachers.records import read_records, read_shared_jsonl, recorded_teacher_path
+from ftcot.teachers.sources import recorded_completions
 
 # The stages (ftcot.pipeline, ftcot.stages) are imported by the commands that run them: they bring the openai
 # SDK, and the students torch and transformers, which take a second or more to import.
@@ -96,8 +97,9 @@ def show_command(
     data_dir: Path | None = DataDir,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Walk one sample through every stage: its question and answer, the teacher's prompts and answer,
-    curation, each trained method's pair and each method's student prompt and answer parsing."""
+    """Walk one sample through every stage: its question and answer, the teacher's prompts and completions
+    (with --config, the run's teacher), curation, each trained method's pair and each method's student prompt and
+    answer parsing."""
     ctx = _context(config) if config is not None else None
     root = data_files.data_dir(data_dir)
     spec = ctx.task if ctx is not None and ctx.task.key == task else load_task(task, root)
@@ -114,16 +116,29 @@ def show_command(
 
     out(f"question: {sample.question}\nanswer: {sample.answer}", f"{spec.name} sample {index} (split: {side})")
     out(zero_shot_cot_step1(sample.question), "teach: the teacher's prompt (zero-shot-CoT step 1)")
-    teacher_path = root / data_files.TEACHER_DIR / f"{task}.jsonl"
-    recorded = [r for r in read_shared_jsonl(teacher_path) if r.sample_index == index] if teacher_path.is_file() else []
+    records, source = _teacher_records(ctx, spec, root, index)
     rationale, question, answer = "{rationale}", sample.question, sample.answer
-    if recorded:
-        r = recorded[0]
-        parsed = judge.teacher_answer(spec.answer_format, r.answer_completion)
-        kept, [(_, fate)] = curate(spec, [r], [sample], curation, 1)  # as a train question, under the config's curation
-        out(r.answer_prompt + r.answer_completion, f"teach: recorded {r.model} step 2")
-        out(f"parsed {parsed!r} against gold {r.answer!r}: {'kept' if kept else 'removed: ' + fate}", "curate")
-        question, rationale, answer, frame = training_frame(spec, sample, r, curation)
+    if records:
+        from ftcot.teachers.collect import samples_per  # with the openai SDK: only here
+
+        # as a train question, under the config's curation
+        kept, fates = curate(spec, records, [sample], curation, samples_per(ctx.cfg.teacher) if ctx else 1)
+        for r in records:
+            out(
+                r.answer_prompt + r.answer_completion if r.answer_prompt else r.reasoning_completion.strip(),
+                f"teach: {r.model}'s completion {r.completion_index} ({source}"
+                + ("; steps 1 and 2)" if r.answer_prompt else f"; its answer from the {r.answer_from})"),
+            )
+        out(
+            "\n".join(
+                f"completion {r.completion_index}: parsed {judge.teacher_answer(spec.answer_format, r.answer_completion)!r}"
+                f" against gold {r.answer!r}: {'kept' if fate == 'kept' else 'removed: ' + fate}"
+                for r, fate in fates
+            ),
+            "curate",
+        )
+        first = next((r for r, fate in fates if fate == "kept"), records[0])  # the pair shown below is its
+        question, rationale, answer, frame = training_frame(spec, sample, first, curation)
         if frame != "task":
             out(f"trained beside the question in frame {frame!r} (see curate.choice_order)")
     few_shot = load_few_shot_prompts(root) if (root / "few_shot_cot_prompts.json").is_file() else {}
@@ -158,6 +173,21 @@ def show_command(
                 f"its training completion reads {parsed!r}: "
                 f"{'correct' if spec.answer_format.matches(parsed, answer) else 'wrong'}"
             )
+
+
+def _teacher_records(ctx, task, root: Path, index: int) -> tuple[list, str]:
+    """The sample's teacher completions and where they come from: the run's own (teach has run), else its
+    configured recorded sources, else (no config) text-davinci-002's shared records."""
+    if ctx is not None and ctx.run.completions.is_file():
+        records, source = read_records(ctx.run.completions), "this run's teacher"
+    elif ctx is not None and ctx.cfg.teacher.backend == "recorded":
+        records, _ = recorded_completions(ctx.cfg.teacher, task, ctx.cfg.split, root)
+        source = "the config's recorded sources"
+    elif ctx is None and (path := recorded_teacher_path(task.key, root)).is_file():
+        records, source = read_records(path), "recorded"
+    else:
+        return [], ""
+    return sorted((r for r in records if r.sample_index == index), key=lambda r: r.completion_index), source
 
 
 @data_app.command("fetch")

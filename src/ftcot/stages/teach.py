@@ -60,7 +60,8 @@ def run(
                 f"{exc}; "
                 + "; ".join(
                     f"{s['source']} has rationales for {s['questions']} train questions ({s['unmatched_rows']} rows "
-                    f"unmatched, {s['ambiguous_rows']} ambiguous, {s['test_rows_refused']} test questions refused)"
+                    f"unmatched, {s['ambiguous_rows']} ambiguous, {s['test_rows_refused']} test questions refused, "
+                    f"{s['rows_without_rationales']} without rationales)"
                     for s in tables
                 )
                 + ("; a rationale table's test questions are never taken (teach_on: [train])" if refused else "")
@@ -71,7 +72,8 @@ def run(
                 f"for {source['questions']} train questions from {source['rows']} rows ("
                 f"{source['matched_exact']} matched exactly, {source['matched_whitespace']} with whitespace "
                 f"normalised; left out: {source['unmatched_rows']} unmatched, {source['ambiguous_rows']} "
-                f"ambiguous, {source['test_rows_refused']} test questions); answers: "
+                f"ambiguous, {source['test_rows_refused']} test questions, {source['rows_without_rationales']} without "
+                f"rationales); answers: "
                 f"{source['answers_from_source']} given, {source['answers_from_flag']} flagged, "
                 f"{source['answers_from_rationale']} read from the rationale ({source['answers_none']} "
                 "without one)"

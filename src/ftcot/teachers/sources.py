@@ -5,8 +5,10 @@ zero-shot-CoT logs; gpt-3.5-turbo-instruct, four tasks: the rationales released 
 teacher records (what `ftcot teach` writes, the paper's CompletionDataset JSON), or a user's own table of
 rationales (a RationaleSource). A rationale table's rows are matched to the task's questions by text, exactly
 and then with whitespace normalised; a row that matches none, several, or a test question is counted and left
-out. A rationale without an answer of its own gets the one its conclusion states (`concluded_answer`, the reader
-curation's consistency check uses), and its record says where its answer came from. A question's completions
+out. A rationale without an answer of its own gets the one its conclusion states (`concluded_answer`, as
+curation's consistency check reads it), and its record says where its answer came from; an answer given in the
+table is read as the task's gold answers are (a choice by its letter in either case or by its text, true/false as
+yes/no). A question's completions
 from a later source follow the earlier ones' (k = n, n + 1, ...), so `num_samples: D` takes the first D in the
 order the sources are listed.
 """
@@ -21,9 +23,11 @@ from pathlib import Path
 from ftcot.config import RationaleSource, TeacherConfig
 from ftcot.data import data_path, sha256_of
 from ftcot.errors import UserError
+from ftcot.judge import teacher_answer
 from ftcot.tasks import Sample, Task
+from ftcot.tasks.answers import ALPHABET, YES_NO, AnswerFormat
 from ftcot.tasks.prompts import zero_shot_cot_step1
-from ftcot.tasks.rationales import concluded_answer
+from ftcot.tasks.rationales import concluded_answer, parse_choices
 from ftcot.tasks.task import _text, read_table
 from ftcot.teachers.records import RECORDED_MODEL, TeacherCompletion, read_records, recorded_teacher_path
 
@@ -172,6 +176,9 @@ def read_rationales(
         rationales = _texts(row, source.rationale, where)
         answers = _beside(row, source.answer, len(rationales), where, "answer")
         flags = _beside(row, source.correct, len(rationales), where, "flag")
+        if not rationales:
+            counts["rows_without_rationales"] += 1  # an empty list: nothing to match
+            continue
         found, how = exact.get(question), "exact"
         if not found:
             found, how = loose.get(_ws(question)), "whitespace"
@@ -187,14 +194,15 @@ def read_rationales(
             continue
         counts[f"matched_{how}"] += 1
         for text, answer, flag in zip(rationales, answers, flags):
+            fmt = task.answer_format
             if answer is not None:
-                given, origin = answer, "source"
+                given, origin = _given(answer, fmt, sample.question), "source"
             elif flag is not None:
                 given, origin = (sample.answer if flag else None), "flag"
             else:
-                given, origin = concluded_answer(text, task.answer_format, sample.question), "rationale"
+                given, origin = concluded_answer(text, fmt, sample.question, sample.answer), "rationale"
             counts[f"answers_from_{origin}"] += 1
-            counts["answers_none"] += given is None
+            counts["answers_none"] += given is None or teacher_answer(fmt, f" {given}.") is None  # none to read
             k = taken[sample.sample_index]
             taken[sample.sample_index] += 1
             prompt = zero_shot_cot_step1(sample.question)
@@ -229,6 +237,7 @@ def read_rationales(
                 "unmatched_rows",
                 "ambiguous_rows",
                 "test_rows_refused",
+                "rows_without_rationales",
                 "answers_from_source",
                 "answers_from_flag",
                 "answers_from_rationale",
@@ -237,6 +246,21 @@ def read_rationales(
         },
     }
     return records, report
+
+
+def _given(answer: str, fmt: AnswerFormat, question: str) -> str:
+    """An answer the table gives, in the form the task's parser reads: a choice's letter (also from "b", "(b)"
+    or the option's text), yes or no (also from true or false)."""
+    if fmt.choice:
+        parsed = parse_choices(question)
+        options = [o.casefold() for o in parsed.options] if parsed else []
+        if answer.casefold() in options:
+            return ALPHABET[options.index(answer.casefold())]
+        letter = answer.strip("() .").upper()
+        return letter if len(letter) == 1 else answer
+    if fmt is YES_NO and answer.lower() in ("true", "false"):  # StrategyQA's answers are booleans
+        return "yes" if answer.lower() == "true" else "no"
+    return answer
 
 
 def _texts(row: dict, field: str, where: str) -> list[str]:
@@ -262,7 +286,9 @@ def _one(value, where: str, kind: str):
         if isinstance(value, (str, int)) and str(value).strip().lower() in _FLAGS:  # a CSV cell is text
             return _FLAGS[str(value).strip().lower()]
         raise UserError(f"{where}: {value!r} is not a true/false flag")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value != value:  # NaN: no answer
+    if isinstance(value, bool):
+        return str(value).lower()  # true/false: a yes/no task reads it (_given)
+    if not isinstance(value, (str, int, float)) or value != value:  # NaN: no answer
         raise UserError(f"{where}: {value!r} is not an answer (a text or a number)")
     return _text(value) or None  # a number as the task's files give it (18.0 -> "18"); an empty cell: none
 
