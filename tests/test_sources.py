@@ -146,39 +146,38 @@ def test_questions_match_exactly_then_by_whitespace_and_the_rest_is_counted(tmp_
     ]
 
 
-BALLS = "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball."
-
-
 @pytest.mark.parametrize(
-    "fmt,question,text,gold,answer",
+    "fmt,question,text,answer",
     [
-        (LETTER_A_TO_C, BALLS, "Alice has the blue ball. So the correct answer is (B) blue ball.", "B", "B"),
-        (LETTER_A_TO_C, BALLS, "Alice has the blue ball. So the correct answer is (B) blue ball.", "A", "B"),
-        (LETTER_A_TO_C, BALLS, "In the end Alice holds the pink ball.", "A", "C"),  # by content, no letter named
-        (LETTER_A_TO_C, BALLS, "Hard to say.", "A", None),
-        (INTEGER, "How many?", "She has 3 + 4 = 7 apples. The answer is 7.", "7", "7"),
-        # the last sentence states 13 and 390: as the consistency check reads it, the gold where it is one of them
-        (INTEGER, "How many?", "We need 13 rooms for all 390 students.", "13", "13"),
-        (INTEGER, "How many?", "We need 13 rooms for all 390 students.", "12", "390"),  # else the last stated
-        (YES_NO, "Is it?", "Paris is in France. So the answer is yes.", "no", "yes"),
-        (YES_NO, "Is it?", "The statement is false.", "no", None),  # no explicit yes or no
-        (LETTERS, "Take the last letters.", 'Concatenating them gives "yajo".', "yajo", "yajo"),
-        (LETTERS, "Take the last letters.", "Now concatenate them: 'ann' + 't' = 'annt'", "ab", "annt"),
-        (LETTERS, "Take the last letters.", "Concatenating the last letters, we get: tsla", "ab", "tsla"),
         (
-            LETTERS,
-            "Take the last letters.",
-            '"Lucky" ends in "y".\nPutting them together, we get: l o d a.',
-            "ab",
-            "loda",
+            LETTER_A_TO_C,
+            "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
+            "Alice has the blue ball. So the correct answer is (B) blue ball.",
+            "B",
         ),
-        (LETTERS, "Take the last letters.", 'So the letters of "Chantal Ines" make lsaa.', "ab", "lsaa"),
-        (TEXT, "Why?", "Because it is.", "it was late", None),  # free text: nothing to read safely
-        (TEXT, "Why?", "Because it was late.", "it was late", "it was late"),  # but its gold's own words
+        (
+            LETTER_A_TO_C,
+            "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.",
+            "In the end Alice holds the pink ball.",
+            "C",
+        ),  # by content where no letter is named
+        (LETTER_A_TO_C, "Who? Answer choices: (A) red ball, (B) blue ball, (C) pink ball.", "Hard to say.", None),
+        (INTEGER, "How many?", "She has 3 + 4 = 7 apples. The answer is 7.", "7"),
+        (INTEGER, "How many?", "We need 13 rooms for all 390 students.", "390"),  # the last number stated
+        (YES_NO, "Is it?", "Paris is in France. So the answer is yes.", "yes"),
+        (YES_NO, "Is it?", "The statement is false.", None),  # no explicit yes or no
+        (YES_NO, "Is it?", "Yes, the answer is no.", "no"),  # the last stated, whatever the gold
+        (LETTERS, "Take the last letters.", 'Concatenating them gives "yajo".', "yajo"),
+        (LETTERS, "Take the last letters.", "Now concatenate them: 'ann' + 't' = 'annt'", "annt"),
+        (LETTERS, "Take the last letters.", "Concatenating the last letters, we get: tsla", "tsla"),
+        (LETTERS, "Take the last letters.", '"Lucky" ends in "y".\nPutting them together, we get: l o d a.', "loda"),
+        (LETTERS, "Take the last letters.", 'So the letters of "Chantal Ines" make lsaa.', "lsaa"),
+        (LETTERS, "Take the last letters.", 'The candidates are "yajc" and "yakc", and the answer is "yakc".', "yakc"),
+        (TEXT, "Why?", "Because it is.", None),  # free text: nothing to read safely
     ],
 )
-def test_the_answer_is_read_from_the_rationale_in_every_format(fmt, question, text, gold, answer):
-    assert concluded_answer(text, fmt, question, gold) == answer
+def test_the_answer_is_read_from_the_rationale_in_every_format(fmt, question, text, answer):
+    assert concluded_answer(text, fmt, question) == answer
 
 
 def test_a_given_answer_is_read_as_gold_answers_are_and_an_unreadable_one_is_counted(data_dir, tmp_path):
@@ -201,6 +200,29 @@ def test_a_given_answer_is_read_as_gold_answers_are_and_an_unreadable_one_is_cou
     assert [solved(fmt, r.answer_completion, r.answer) for r in records] == [True, True, False]
     assert (report["answers_from_source"], report["answers_none"]) == (3, 1)
     assert (report["matched_exact"], report["rows_without_rationales"], report["questions"]) == (3, 1, 3)
+
+    # an option's exact text first, then a letter, then an option's text in another case: as gold answers are read
+    quiz_rows = [
+        {"question": "Which?", "choices": ["b", "a", "c"], "answer": "a"},
+        {"question": "Next?", "choices": ["B", "x", "y"], "answer": "y"},
+    ]
+    test_rows = [{"question": "Other?", "choices": ["p", "q"], "answer": "p"}]
+    quiz = load_task(
+        TaskDecl(
+            name="quiz",
+            train=str(write_table(quiz_rows, tmp_path / "train.jsonl")),
+            test=str(write_table(test_rows, tmp_path / "test.jsonl")),
+            choices_field="choices",
+            answer_format="choice",
+        )
+    )
+    first, second = quiz.split_samples("train")
+    table = [
+        {"question": first.question, "rationale": ["r"] * 3, "answer": ["a", "B", "A"]},
+        {"question": second.question, "rationale": ["r"] * 2, "answer": ["b", "Y"]},
+    ]
+    records, _ = _teacher(quiz, RationaleSource(path=str(write_table(table, tmp_path / "q.json")), answer="answer"))
+    assert [r.answer_completion for r in records] == [" B.", " B.", " A.", " B.", " C."]
 
     task, train, _ = _coin_flip(data_dir)
     rows = [
@@ -250,6 +272,15 @@ def test_show_walks_the_configured_sources_completions_through_curation(data_dir
     assert invoke_cli("teach", config).returncode == 0  # then the run's own completions
     out = invoke_cli("show", "coin_flip", s.sample_index, "--config", config)
     assert "teach: my-teacher's completion 1 (this run's teacher; its answer from the rationale)" in out.stdout
+    # another task than the config's: that task's shared records, never the run's
+    out = invoke_cli("show", "multiarith", s.sample_index, "--config", config).stdout
+    assert "teach: text-davinci-002's completion 0 (recorded; steps 1 and 2)" in out and "my-teacher" not in out
+    # the config changed since teach ran (D = 1): its sources' first D, not the run's stale completions
+    settings = yaml.safe_load(config.read_text())
+    settings["teacher"]["num_samples"] = 1
+    config.write_text(yaml.safe_dump(settings))
+    out = invoke_cli("show", "coin_flip", s.sample_index, "--config", config).stdout
+    assert "my-teacher's completion 0 (the config's recorded sources;" in out and "completion 1" not in out
 
 
 def test_num_samples_takes_the_first_D_and_sources_add_up_in_order(data_dir, tmp_path):
@@ -481,8 +512,7 @@ def test_mentor_kd_matches_the_paper_train_splits(shared_data):
         assert {i for _, i in teacher.by_sample} <= train
         records = [r for rs in teacher.by_sample.values() for r in rs]
         right = sum(solved(task.answer_format, r.answer_completion, r.answer) for r in records)
-        # measured: Date 1525 of 1542, Last Letter 1834 of 2100 (1750 while unquoted endings went unread, 1831
-        # while a conclusion naming the gold and then the words it came from was read as the words),
+        # measured: Date 1525 of 1542, Last Letter 1831 of 2100 (1750 while unquoted endings went unread),
         # Tracking 3051 of 3078, StrategyQA all
         assert right > (0.85 if key == "last_letter_concatenation" else 0.98) * len(records), key
 

@@ -176,18 +176,27 @@ def show_command(
 
 
 def _teacher_records(ctx, task, root: Path, index: int) -> tuple[list, str]:
-    """The sample's teacher completions and where they come from: the run's own (teach has run), else its
-    configured recorded sources, else (no config) text-davinci-002's shared records."""
-    if ctx is not None and ctx.run.completions.is_file():
-        records, source = read_records(ctx.run.completions), "this run's teacher"
-    elif ctx is not None and ctx.cfg.teacher.backend == "recorded":
-        records, _ = recorded_completions(ctx.cfg.teacher, task, ctx.cfg.split, root)
-        source = "the config's recorded sources"
-    elif ctx is None and (path := recorded_teacher_path(task.key, root)).is_file():
+    """The sample's teacher completions and where they come from. With a config of this task: the run's own,
+    where its teach stage is done under this config; else the first D of its recorded sources (what teach would
+    take); else none yet. Otherwise text-davinci-002's shared records."""
+    if ctx is not None and ctx.task.key == task.key:
+        from ftcot.pipeline import is_done
+
+        teacher = ctx.cfg.teacher
+        if is_done(ctx, "teach"):
+            records, source = read_records(ctx.run.completions), "this run's teacher"
+        elif teacher.backend == "recorded":
+            records, _ = recorded_completions(teacher, task, ctx.cfg.split, root)
+            records = [r for r in records if r.completion_index < teacher.num_samples]
+            source = "the config's recorded sources"
+        else:
+            return [], ""
+    elif (path := recorded_teacher_path(task.key, root)).is_file():
         records, source = read_records(path), "recorded"
     else:
         return [], ""
-    return sorted((r for r in records if r.sample_index == index), key=lambda r: r.completion_index), source
+    mine = (r for r in records if r.task == task.key and r.sample_index == index)
+    return sorted(mine, key=lambda r: r.completion_index), source
 
 
 @data_app.command("fetch")

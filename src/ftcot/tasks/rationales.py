@@ -323,13 +323,10 @@ def supports(text: str, fmt: AnswerFormat, question: str, gold: str) -> bool | N
     return any(_agrees(answer, gold, fmt) for answer in concluded) if concluded else None
 
 
-def concluded_answer(text: str, fmt: AnswerFormat, question: str, gold: str) -> str | None:
+def concluded_answer(text: str, fmt: AnswerFormat, question: str) -> str | None:
     """The one answer a rationale concludes on, in the format's form, or None where it states none (or several
-    options last), read as the consistency check reads it: the gold where the rationale `supports` it ("We need
-    13 rooms for all 390 students" concludes on 13); else a choice rationale's letter in its last sentence naming
-    one, or the option it names by content; another's last answer in the last sentence that states any."""
-    if supports(text, fmt, question, gold):
-        return gold
+    options last): a choice rationale's letter in its last sentence naming one, else the option it names by
+    content; another's last answer in the last sentence that states any."""
     if fmt.choice:
         parsed = parse_choices(question)
         if parsed is None:

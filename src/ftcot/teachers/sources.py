@@ -5,10 +5,9 @@ zero-shot-CoT logs; gpt-3.5-turbo-instruct, four tasks: the rationales released 
 teacher records (what `ftcot teach` writes, the paper's CompletionDataset JSON), or a user's own table of
 rationales (a RationaleSource). A rationale table's rows are matched to the task's questions by text, exactly
 and then with whitespace normalised; a row that matches none, several, or a test question is counted and left
-out. A rationale without an answer of its own gets the one its conclusion states (`concluded_answer`, as
-curation's consistency check reads it), and its record says where its answer came from; an answer given in the
-table is read as the task's gold answers are (a choice by its letter in either case or by its text, true/false as
-yes/no). A question's completions
+out. A rationale without an answer of its own gets the one its conclusion states (`concluded_answer`), and its
+record says where its answer came from; an answer given in the table is read as a choice's letter in either case
+or its option's text, and true/false as yes/no. A question's completions
 from a later source follow the earlier ones' (k = n, n + 1, ...), so `num_samples: D` takes the first D in the
 order the sources are listed.
 """
@@ -200,7 +199,7 @@ def read_rationales(
             elif flag is not None:
                 given, origin = (sample.answer if flag else None), "flag"
             else:
-                given, origin = concluded_answer(text, fmt, sample.question, sample.answer), "rationale"
+                given, origin = concluded_answer(text, fmt, sample.question), "rationale"
             counts[f"answers_from_{origin}"] += 1
             counts["answers_none"] += given is None or teacher_answer(fmt, f" {given}.") is None  # none to read
             k = taken[sample.sample_index]
@@ -251,13 +250,16 @@ def read_rationales(
 def _given(answer: str, fmt: AnswerFormat, question: str) -> str:
     """An answer the table gives, in the form the task's parser reads: a choice's letter (also from "b", "(b)"
     or the option's text), yes or no (also from true or false)."""
-    if fmt.choice:
+    if fmt.choice:  # as gold answers are read: an option's exact text, else a letter, else the text in any case
         parsed = parse_choices(question)
-        options = [o.casefold() for o in parsed.options] if parsed else []
-        if answer.casefold() in options:
-            return ALPHABET[options.index(answer.casefold())]
+        options = list(parsed.options) if parsed else []
         letter = answer.strip("() .").upper()
-        return letter if len(letter) == 1 else answer
+        folded = [o.casefold() for o in options]
+        if answer in options:
+            return ALPHABET[options.index(answer)]
+        if len(letter) == 1 and letter in ALPHABET[: len(options) or 26]:
+            return letter
+        return ALPHABET[folded.index(answer.casefold())] if answer.casefold() in folded else answer
     if fmt is YES_NO and answer.lower() in ("true", "false"):  # StrategyQA's answers are booleans
         return "yes" if answer.lower() == "true" else "no"
     return answer
@@ -288,7 +290,7 @@ def _one(value, where: str, kind: str):
         raise UserError(f"{where}: {value!r} is not a true/false flag")
     if isinstance(value, bool):
         return str(value).lower()  # true/false: a yes/no task reads it (_given)
-    if not isinstance(value, (str, int, float)) or value != value:  # NaN: no answer
+    if not isinstance(value, (str, int, float)) or value != value:  # JSON's NaN (an empty cell is None)
         raise UserError(f"{where}: {value!r} is not an answer (a text or a number)")
     return _text(value) or None  # a number as the task's files give it (18.0 -> "18"); an empty cell: none
 
