@@ -137,7 +137,7 @@ def show_command(
             ),
             "curate",
         )
-        first = next((r for r, fate in fates if fate == "kept"), records[0])  # the pair shown below is its
+        first = next((r for r, fate in fates if fate == "kept"), records[0])  # the pairs below are this one's
         question, rationale, answer, frame = training_frame(spec, sample, first, curation)
         if frame != "task":
             out(f"trained beside the question in frame {frame!r} (see curate.choice_order)")

@@ -7,9 +7,8 @@ rationales (a RationaleSource). A rationale table's rows are matched to the task
 and then with whitespace normalised; a row that matches none, several, or a test question is counted and left
 out. A rationale without an answer of its own gets the one its conclusion states (`concluded_answer`), and its
 record says where its answer came from; an answer given in the table is read as a choice's letter in either case
-or its option's text, and true/false as yes/no. A question's completions
-from a later source follow the earlier ones' (k = n, n + 1, ...), so `num_samples: D` takes the first D in the
-order the sources are listed.
+or its option's text, and true/false as yes/no. A question's completions from a later source follow the earlier
+ones' (k = n, n + 1, ...), so `num_samples: D` takes the first D in the order the sources are listed.
 """
 
 from __future__ import annotations
@@ -161,6 +160,7 @@ def read_rationales(
     for s in train + test:
         exact[s.question].append(s)
         loose[_ws(s.question)].append(s)
+    fmt = task.answer_format
     counts: Counter = Counter()
     taken: dict[int, int] = defaultdict(int)
     records = []
@@ -193,7 +193,6 @@ def read_rationales(
             continue
         counts[f"matched_{how}"] += 1
         for text, answer, flag in zip(rationales, answers, flags):
-            fmt = task.answer_format
             if answer is not None:
                 given, origin = _given(answer, fmt, sample.question), "source"
             elif flag is not None:
