@@ -22,8 +22,8 @@ from ftcot.methods import METHODS, PromptContext
 from ftcot.report import report
 from ftcot.tasks import BUILTIN, load_task
 from ftcot.tasks.prompts import load_few_shot_prompts, zero_shot_cot_step1
+from ftcot.teachers import make_recorded_teacher
 from ftcot.teachers.records import read_records, read_shared_jsonl, recorded_teacher_path
-from ftcot.teachers.sources import recorded_completions
 
 # The stages (ftcot.pipeline, ftcot.stages) are imported by the commands that run them: they bring the openai
 # SDK, and the students torch and transformers, which take a second or more to import.
@@ -116,7 +116,7 @@ def show_command(
 
     out(f"question: {sample.question}\nanswer: {sample.answer}", f"{spec.name} sample {index} (split: {side})")
     out(zero_shot_cot_step1(sample.question), "teach: the teacher's prompt (zero-shot-CoT step 1)")
-    records, source = _teacher_records(ctx, spec, root, index)
+    records, source = _teacher_records(ctx, spec, root, sample)
     rationale, question, answer = "{rationale}", sample.question, sample.answer
     if records:
         from ftcot.teachers.collect import samples_per  # with the openai SDK: only here
@@ -175,27 +175,28 @@ def show_command(
             )
 
 
-def _teacher_records(ctx, task, root: Path, index: int) -> tuple[list, str]:
+def _teacher_records(ctx, task, root: Path, sample) -> tuple[list, str]:
     """The sample's teacher completions and where they come from. With a config of this task: the run's own,
-    where its teach stage is done under this config; else the first D of its recorded sources (what teach would
-    take); else none yet. Otherwise text-davinci-002's shared records."""
+    where its teach stage is done under this config; else what teach would take from its recorded sources (the
+    first D); else none yet. Otherwise text-davinci-002's shared records."""
     if ctx is not None and ctx.task.key == task.key:
         from ftcot.pipeline import is_done
 
-        teacher = ctx.cfg.teacher
+        tcfg = ctx.cfg.teacher
         if is_done(ctx, "teach"):
             records, source = read_records(ctx.run.completions), "this run's teacher"
-        elif teacher.backend == "recorded":
-            records, _ = recorded_completions(teacher, task, ctx.cfg.split, root)
-            records = [r for r in records if r.completion_index < teacher.num_samples]
-            source = "the config's recorded sources"
+        elif tcfg.backend == "recorded":
+            teacher, _ = make_recorded_teacher(
+                tcfg.model_copy(update={"on_missing": "skip"}), task, ctx.cfg.split, ctx.data
+            )
+            records, source = teacher.replay([sample], tcfg.num_samples)[0], "the config's recorded sources"
         else:
             return [], ""
     elif (path := recorded_teacher_path(task.key, root)).is_file():
         records, source = read_records(path), "recorded"
     else:
         return [], ""
-    mine = (r for r in records if r.task == task.key and r.sample_index == index)
+    mine = (r for r in records if r.task == task.key and r.sample_index == sample.sample_index)
     return sorted(mine, key=lambda r: r.completion_index), source
 
 

@@ -484,6 +484,16 @@ def _checked(decl: TaskDecl, rows: list[dict], path: Path, seen_ids: dict) -> li
     return out
 
 
+def choice_letter(answer: str, labels: list[str], texts: list[str]) -> str | None:
+    """The letter of the choice an answer names: by its label or its text exactly, else as a letter in range
+    ("b", "(B)"); None when it names none."""
+    for known in (labels, texts):
+        if answer in known:
+            return ALPHABET[known.index(answer)]
+    letter = answer.strip("() .").upper()
+    return letter if len(letter) == 1 and letter in ALPHABET[: len(texts) or 26] else None
+
+
 def _gold(row: Row, decl: TaskDecl, fmt: AnswerFormat) -> str:
     """The gold answer in the form the parser compares: for choices, the letter of its position (the answer
     given as a choice's label, its text, a letter, or a 0-based index: with answer_index, or an integer that
@@ -501,11 +511,8 @@ def _gold(row: Row, decl: TaskDecl, fmt: AnswerFormat) -> str:
                     f"choices (0-{len(texts) - 1})"
                 )
             return ALPHABET[index]
-        for known in (labels, texts):
-            if answer in known:
-                return ALPHABET[known.index(answer)]
-        letter = answer.strip("() .").upper()
-        if len(letter) != 1 or letter not in ALPHABET[: len(texts) or 26]:
+        letter = choice_letter(answer, labels, texts)
+        if letter is None:
             named = f"one of the labels ({', '.join(labels)})" if labels else "a choice's text"
             raise UserError(
                 f"{where}: {decl.answer_field!r} {answer!r} is not {named} nor a letter in range "

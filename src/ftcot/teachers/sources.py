@@ -26,7 +26,7 @@ from ftcot.tasks import Sample, Task
 from ftcot.tasks.answers import ALPHABET, YES_NO, AnswerFormat
 from ftcot.tasks.prompts import zero_shot_cot_step1
 from ftcot.tasks.rationales import concluded_answer, parse_choices
-from ftcot.tasks.task import _text, read_table
+from ftcot.tasks.task import _text, choice_letter, read_table
 from ftcot.teachers.records import RECORDED_MODEL, TeacherCompletion, read_records, recorded_teacher_path
 
 # Mentor-KD's release (Lee, Kim, Lee, EMNLP 2024; Apache-2.0), at its paths in the data folder: gpt-3.5-turbo-instruct
@@ -199,8 +199,9 @@ def read_rationales(
                 given, origin = (sample.answer if flag else None), "flag"
             else:
                 given, origin = concluded_answer(text, fmt, sample.question), "rationale"
+            completion = "" if given is None else f" {given}."
             counts[f"answers_from_{origin}"] += 1
-            counts["answers_none"] += given is None or teacher_answer(fmt, f" {given}.") is None  # none to read
+            counts["answers_none"] += teacher_answer(fmt, completion) is None  # none, or none a parser reads
             k = taken[sample.sample_index]
             taken[sample.sample_index] += 1
             prompt = zero_shot_cot_step1(sample.question)
@@ -214,7 +215,7 @@ def read_rationales(
                     reasoning_prompt=prompt,
                     reasoning_completion=f" {text.strip()}",
                     answer_prompt="",
-                    answer_completion="" if given is None else f" {given}.",
+                    answer_completion=completion,
                     model=teacher,
                     params={"source": str(path), "matched": how},
                     answer_from=origin,
@@ -249,16 +250,14 @@ def read_rationales(
 def _given(answer: str, fmt: AnswerFormat, question: str) -> str:
     """An answer the table gives, in the form the task's parser reads: a choice's letter (also from "b", "(b)"
     or the option's text), yes or no (also from true or false)."""
-    if fmt.choice:  # as gold answers are read: an option's exact text, else a letter, else the text in any case
+    if fmt.choice:  # as gold answers are read (an option's exact text, else a letter), else the text in any case
         parsed = parse_choices(question)
         options = list(parsed.options) if parsed else []
-        letter = answer.strip("() .").upper()
         folded = [o.casefold() for o in options]
-        if answer in options:
-            return ALPHABET[options.index(answer)]
-        if len(letter) == 1 and letter in ALPHABET[: len(options) or 26]:
-            return letter
-        return ALPHABET[folded.index(answer.casefold())] if answer.casefold() in folded else answer
+        letter = choice_letter(answer, [], options)
+        if letter is None and answer.casefold() in folded:
+            letter = ALPHABET[folded.index(answer.casefold())]
+        return letter or answer
     if fmt is YES_NO and answer.lower() in ("true", "false"):  # StrategyQA's answers are booleans
         return "yes" if answer.lower() == "true" else "no"
     return answer
