@@ -81,3 +81,27 @@ def test_local_teacher_runs_in_its_smoke_mode(tmp_path, data_dir, tiny_lm):
         env={"FTCOT_DATA_DIR": str(data_dir)},
     )
     assert "| batched through the hf engine | 12 |" in out.read_text()
+
+
+def test_split_overlap_scores_the_shared_questions_apart(tmp_path, data_dir):
+    """minidata's StrategyQA repeats one train question in its test split: a prediction file right on that one
+    only reads 100% there and 0% on the rest."""
+    import json
+
+    from ftcot.tasks import load_task
+
+    test = load_task("strategy_qa", data_dir).split_samples("test")
+    train = {s.question for s in load_task("strategy_qa", data_dir).split_samples("train")}
+    folder = tmp_path / "results" / "strategy_qa" / "s.predictions"
+    folder.mkdir(parents=True)
+    rows = [{"sample_index": s.sample_index, "correct": s.question in train} for s in test]
+    (folder / "ft_cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "overlap.md"
+    run_benchmark(
+        "split_overlap.py", "--results", tmp_path / "results", "--out", out, env={"FTCOT_DATA_DIR": str(data_dir)}
+    )
+    text = out.read_text()
+    assert f"| strategy_qa | {len(test)} | 1 | 1 |" in text
+    assert (
+        f"| strategy_qa | s | ft_cot | {100 / len(test):.2f} (1 of {len(test)}) | 100.00 (1 of 1) | 0.00 (0 of" in text
+    )
