@@ -1,9 +1,10 @@
 """How much of each test question a train question already shows, and what that does to the committed scores.
 
 A test question "shares its setup" with the train split when it begins with the same text as some train question
-for at least --share of its length (whitespace-normalised). Tracking's paper split is the case in point: BIG-bench's
-750 questions are 250 games asked about each of their 3 players, and the split draws questions, not games, so
-most test games (players, items and swaps) are train games asked about another player. For each committed test prediction file (results/<task>/<setting>.predictions/), the
+for at least --share of its length (whitespace normalised as the rationale importer matches questions). Tracking's
+paper split is the case in point: BIG-bench's 750 questions are 250 games asked about each of their 3 players,
+and the split draws questions, not games, so most test games (players, items and swaps) are train games asked
+about another player. For each committed test prediction file (results/<task>/<setting>.predictions/), the
 accuracy on the questions that share their setup and on the rest. No model is run. Writes
 docs/results/split_overlap.md.
 
@@ -16,7 +17,6 @@ import argparse
 import bisect
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -25,10 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ftcot.data import data_dir  # noqa: E402
 from ftcot.tasks import PAPER_TASKS, load_task  # noqa: E402
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+from ftcot.teachers.sources import _ws  # noqa: E402
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -38,13 +35,17 @@ def _common_prefix(a: str, b: str) -> int:
 def shared_share(train: list[str], test: list[str]) -> list[float]:
     """For each test question, the longest opening it shares with a train question, as a share of its length.
     In sorted order the train question sharing the longest opening with q sits next to where q would go."""
-    ordered = sorted(map(_norm, train))
+    ordered = sorted(train)
     out = []
-    for q in map(_norm, test):
+    for q in test:
         i = bisect.bisect_left(ordered, q)
         best = max((_common_prefix(q, ordered[j]) for j in (i - 1, i) if 0 <= j < len(ordered)), default=0)
         out.append(best / max(len(q), 1))
     return out
+
+
+def _rate(correct: list[bool]) -> str:
+    return f"{100 * sum(correct) / len(correct):.2f} ({sum(correct)} of {len(correct)})" if correct else ""
 
 
 def main() -> None:
@@ -60,11 +61,12 @@ def main() -> None:
         if not task.available() or not (task.root / task.decl.train).exists():  # AQuA's train file is not shared
             continue
         test = task.split_samples("test")
-        train = [s.question for s in task.split_samples("train")]
-        share = shared_share(train, [s.question for s in test])
+        train = [_ws(s.question) for s in task.split_samples("train")]
+        questions = [_ws(s.question) for s in test]
+        share = shared_share(train, questions)
         shared = {s.sample_index for s, f in zip(test, share, strict=True) if f >= args.share}
-        known = set(map(_norm, train))
-        exact = sum(_norm(s.question) in known for s in test)
+        known = set(train)
+        exact = sum(q in known for q in questions)
         splits.append(f"| {key} | {len(test)} | {exact} | {len(shared)} |")
         if not shared:
             continue
@@ -74,14 +76,13 @@ def main() -> None:
             rest = [r["correct"] for r in rows if r["sample_index"] not in shared]
             if not seen:
                 continue
-            rate = lambda xs: f"{100 * sum(xs) / len(xs):.2f} ({sum(xs)} of {len(xs)})" if xs else ""  # noqa: E731
             setting = path.parent.name.removesuffix(".predictions")
-            table.append(f"| {key} | {setting} | {path.stem} | {rate(seen + rest)} | {rate(seen)} | {rate(rest)} |")
+            table.append(f"| {key} | {setting} | {path.stem} | {_rate(seen + rest)} | {_rate(seen)} | {_rate(rest)} |")
     lines = [
         "# Test questions whose setup is in the train split",
         "",
         f"A test question shares its setup when it opens with the same text as a train question for at least "
-        f"{args.share:.0%} of its length (whitespace-normalised; an exact duplicate shares 100%). The paper's splits.",
+        f"{args.share:.0%} of its length (whitespace normalised; an exact duplicate shares 100%). The paper's splits.",
         "",
         f"Command: `FTCOT_DATA_DIR=../shared/data .venv/bin/python benchmarks/split_overlap.py --share {args.share}`",
         "",
